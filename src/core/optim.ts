@@ -1,0 +1,97 @@
+// Adam (Kingma & Ba 2015) and an exponential moving average of weights, written as pure functions
+// over parameter records so they trace into the jitted training step.
+import { np, type Array } from "../engine/index.js";
+
+export type Params = Record<string, Array>;
+/** A float32 tensor on the host: row-major data with its shape. */
+export interface HostArray {
+  shape: number[];
+  data: Float32Array;
+}
+export type HostParams = Record<string, HostArray>;
+
+export interface AdamConfig {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Clip the global gradient norm to this value (0 = off). */
+  clipNorm: number;
+}
+
+export const DEFAULT_ADAM: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, clipNorm: 1 };
+
+export interface AdamState {
+  m: Params;
+  v: Params;
+}
+
+/**
+ * Bias-corrected step size for step k (1-based), computed on the host so the jitted update
+ * does not depend on the step count: lr * sqrt(1 - b2^k) / (1 - b1^k).
+ */
+export function adamStepSize(cfg: AdamConfig, k: number, lr = cfg.lr): number {
+  return (lr * Math.sqrt(1 - Math.pow(cfg.beta2, k))) / (1 - Math.pow(cfg.beta1, k));
+}
+
+/**
+ * One Adam update. Consumes params, grads and state; `stepSize` is a scalar array from adamStepSize.
+ * Gradient clipping by global norm happens here because it needs every gradient at once.
+ */
+export function adamUpdate(
+  cfg: AdamConfig,
+  params: Params,
+  grads: Params,
+  state: AdamState,
+  stepSize: Array,
+): { params: Params; state: AdamState } {
+  const names = Object.keys(params);
+  let scale: Array | null = null;
+  if (cfg.clipNorm > 0) {
+    let sq: Array | null = null;
+    for (const name of names) {
+      const s = np.sum(np.square(grads[name].ref));
+      sq = sq === null ? s : sq.add(s);
+    }
+    const norm = np.sqrt(sq as Array);
+    scale = np.minimum(np.divide(cfg.clipNorm, norm.add(1e-6)), 1);
+  }
+  const out: Params = {};
+  const m: Params = {};
+  const v: Params = {};
+  for (const name of names) {
+    const g = scale === null ? grads[name] : grads[name].mul(scale.ref);
+    const mNew = state.m[name].mul(cfg.beta1).add(g.ref.mul(1 - cfg.beta1));
+    const vNew = state.v[name].mul(cfg.beta2).add(np.square(g).mul(1 - cfg.beta2));
+    let update = mNew.ref.div(np.sqrt(vNew.ref).add(cfg.eps)).mul(stepSize.ref);
+    let p = params[name];
+    if (cfg.weightDecay > 0) update = update.add(p.ref.mul(cfg.weightDecay * cfg.lr));
+    out[name] = p.sub(update);
+    m[name] = mNew;
+    v[name] = vNew;
+  }
+  scale?.dispose();
+  stepSize.dispose();
+  return { params: out, state: { m, v } };
+}
+
+/** ema <- decay * ema + (1 - decay) * params. Consumes ema, reads params through .ref. */
+export function emaUpdate(ema: Params, params: Params, decay: number): Params {
+  const out: Params = {};
+  for (const name of Object.keys(ema)) {
+    out[name] = ema[name].mul(decay).add(params[name].ref.mul(1 - decay));
+  }
+  return out;
+}
+
+/** Zero-initialised Adam moments with the same shapes as params (params are not consumed). */
+export function initAdamState(params: Params): AdamState {
+  const m: Params = {};
+  const v: Params = {};
+  for (const [name, p] of Object.entries(params)) {
+    m[name] = np.zeros(p.shape);
+    v[name] = np.zeros(p.shape);
+  }
+  return { m, v };
+}

@@ -1,0 +1,45 @@
+// Distributions over training times t in [0, 1]. Uniform is the CFM default; logit-normal
+// (Esser et al. 2024, SD3) and U-shaped Beta(a, a), a < 1 (Lee et al. 2024, "Improving the training
+// of rectified flows") put more weight on the hard middle or the ends of the path respectively.
+import { UserError } from "./errors.js";
+import type { Rng } from "./rng.js";
+
+export type TimeSamplerName = "uniform" | "logit-normal" | "u-shaped";
+export const TIME_SAMPLERS: readonly TimeSamplerName[] = ["uniform", "logit-normal", "u-shaped"];
+
+export interface TimeSamplerOptions {
+  /** logit-normal location and scale. */
+  mean?: number;
+  std?: number;
+  /** U-shaped Beta(a, a) concentration, 0 < a < 1. */
+  a?: number;
+}
+
+export type TimeSampler = (n: number, rng: Rng) => Float32Array;
+
+export function getTimeSampler(name: string, opts: TimeSamplerOptions = {}): TimeSampler {
+  switch (name) {
+    case "uniform":
+      return (n, rng) => rng.uniforms(n);
+    case "logit-normal": {
+      const mean = opts.mean ?? 0;
+      const std = opts.std ?? 1;
+      return (n, rng) => {
+        const t = new Float32Array(n);
+        for (let i = 0; i < n; i++) t[i] = 1 / (1 + Math.exp(-(mean + std * rng.normal())));
+        return t;
+      };
+    }
+    case "u-shaped": {
+      const a = opts.a ?? 0.5;
+      if (!(a > 0 && a < 1)) throw new UserError(`u-shaped time sampler needs 0 < a < 1, got ${a}`);
+      return (n, rng) => {
+        const t = new Float32Array(n);
+        for (let i = 0; i < n; i++) t[i] = rng.beta(a, a);
+        return t;
+      };
+    }
+    default:
+      throw new UserError(`unknown time sampler "${name}"; choose one of: ${TIME_SAMPLERS.join(", ")}`);
+  }
+}
