@@ -55,7 +55,7 @@ export function timeEmbedding(t: Array, dim: number): Array {
   const half = Math.floor(dim / 2);
   const freqs = new Float32Array(half);
   for (let k = 0; k < half; k++) freqs[k] = Math.exp((-Math.log(10000) * k) / half);
-  const args = t.mul(TIME_EMBED_SCALE).reshape([-1, 1]).mul(np.array(freqs).reshape([1, half]));
+  const args = t.mul(TIME_EMBED_SCALE).reshape([-1, 1]).mul(np.array([...freqs], { dtype: t.dtype }).reshape([1, half]));
   return np.concatenate([np.sin(args.ref), np.cos(args)], 1);
 }
 
