@@ -1,0 +1,169 @@
+// Checkpoints: <dir>/ckpt.safetensors (weights; EMA weights under "ema.", optimizer state under "opt.")
+// plus <dir>/ckpt.json (model config, step, and the sha256 of the safetensors bytes, so a config paired
+// with someone else's weights, or a save interrupted between the two files, is detected on load).
+import { createHash } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import { basename, dirname, extname, join } from "node:path";
+import { UserError } from "../core/errors.js";
+import { writeFileAtomic } from "./atomic.js";
+import { decodeSafetensors, encodeSafetensors, type HostTensor } from "./safetensors.js";
+
+export const CHECKPOINT_FORMAT = "flowmatch-checkpoint";
+export const CHECKPOINT_VERSION = 1;
+export const WEIGHTS_FILE = "ckpt.safetensors";
+export const CONFIG_FILE = "ckpt.json";
+
+export interface CheckpointConfig {
+  format: typeof CHECKPOINT_FORMAT;
+  version: typeof CHECKPOINT_VERSION;
+  /** Model family, e.g. "2d" or "image"; commands refuse checkpoints of another kind. */
+  kind: string;
+  step: number;
+  /** sha256 (hex) of ckpt.safetensors; written by saveCheckpoint. */
+  weightsSha256?: string;
+  [key: string]: unknown;
+}
+
+export interface Checkpoint {
+  config: CheckpointConfig;
+  tensors: Record<string, HostTensor>;
+}
+
+/** Prefixes of auxiliary tensors stored beside the weights. */
+const EMA_PREFIX = "ema.";
+const OPT_PREFIX = "opt.";
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Write the weights, then the config that names their hash; each file atomically. */
+export async function saveCheckpoint(dir: string, ckpt: Checkpoint): Promise<void> {
+  const { config, tensors } = ckpt;
+  const bytes = encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, kind: config.kind, step: String(config.step) });
+  const json: CheckpointConfig = { ...config, format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, weightsSha256: sha256Hex(bytes) };
+  await writeFileAtomic(join(dir, WEIGHTS_FILE), bytes);
+  await writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(json, null, 2) + "\n");
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Map a folder, a .safetensors path or a .json path to the pair of files. */
+async function resolvePair(pathOrDir: string): Promise<{ weightsPath: string; configPath: string }> {
+  const ext = extname(pathOrDir).toLowerCase();
+  if (ext === ".safetensors" || ext === ".json") {
+    const stem = join(dirname(pathOrDir), basename(pathOrDir, extname(pathOrDir)));
+    return { weightsPath: stem + ".safetensors", configPath: stem + ".json" };
+  }
+  if (!(await isDirectory(pathOrDir))) {
+    throw new UserError(
+      `no checkpoint at ${pathOrDir}: it is not a folder, a .safetensors file or a .json file; run training first (its --out folder holds ${CONFIG_FILE} and ${WEIGHTS_FILE}) and pass that folder as --ckpt`,
+    );
+  }
+  return { weightsPath: join(pathOrDir, WEIGHTS_FILE), configPath: join(pathOrDir, CONFIG_FILE) };
+}
+
+async function readCheckpointFile(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new UserError(`checkpoint ${what} ${path} does not exist; run training first to create it, or pass the folder of an existing checkpoint as --ckpt`);
+    throw new UserError(`cannot read checkpoint ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+function parseConfig(text: string, configPath: string): CheckpointConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new UserError(`checkpoint config ${configPath} is not valid JSON (${err instanceof Error ? err.message : String(err)}); re-run training to write it again`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new UserError(`checkpoint config ${configPath} is not a JSON object; re-run training to write it again`);
+  const cfg = raw as Record<string, unknown>;
+  if (cfg.format !== CHECKPOINT_FORMAT) {
+    throw new UserError(`${configPath} is not a flowmatch checkpoint config (format is ${JSON.stringify(cfg.format)}, expected "${CHECKPOINT_FORMAT}")`);
+  }
+  if (cfg.version !== CHECKPOINT_VERSION) {
+    throw new UserError(`${configPath} has checkpoint version ${JSON.stringify(cfg.version)}, but this flowmatch reads version ${CHECKPOINT_VERSION}; use the flowmatch that wrote it or re-run training`);
+  }
+  if (typeof cfg.kind !== "string") throw new UserError(`${configPath} has no model "kind"; re-run training to write it again`);
+  if (typeof cfg.step !== "number" || !Number.isInteger(cfg.step) || cfg.step < 0) throw new UserError(`${configPath} has no valid "step"; re-run training to write it again`);
+  if (cfg.weightsSha256 !== undefined && typeof cfg.weightsSha256 !== "string") throw new UserError(`${configPath} has a malformed "weightsSha256"`);
+  return cfg as CheckpointConfig;
+}
+
+/**
+ * Load a checkpoint from its folder, its .safetensors path or its .json path. With `expect.kind`, a
+ * checkpoint of another model kind is refused; `expect.command` names the command in that message.
+ */
+export async function loadCheckpoint(pathOrDir: string, expect?: { kind?: string; command?: string }): Promise<Checkpoint> {
+  const { weightsPath, configPath } = await resolvePair(pathOrDir);
+  const config = parseConfig((await readCheckpointFile(configPath, "config")).toString("utf8"), configPath);
+  if (expect?.kind !== undefined && config.kind !== expect.kind) {
+    throw new UserError(
+      `checkpoint ${configPath} is a '${config.kind}' model; ${expect.command ?? "this command"} needs a '${expect.kind}' model; pass a checkpoint trained for '${expect.kind}'`,
+    );
+  }
+  const bytes = await readCheckpointFile(weightsPath, "weights");
+  if (config.weightsSha256 !== undefined) {
+    const actual = sha256Hex(bytes);
+    if (actual !== config.weightsSha256) {
+      throw new UserError(
+        `checkpoint weights ${weightsPath} do not belong to this config ${configPath} (sha256 ${actual.slice(0, 12)}… vs recorded ${config.weightsSha256.slice(0, 12)}…); the files were mixed up or a save was interrupted; re-run training or restore both files together`,
+      );
+    }
+  }
+  const { tensors } = decodeSafetensors(bytes, `checkpoint ${weightsPath}`);
+  return { config, tensors };
+}
+
+const fmtShape = (shape: readonly number[]): string => `[${shape.join(", ")}]`;
+const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** Listing more than this many problems buries the hint; the rest are counted. */
+const MAX_LISTED = 20;
+
+/**
+ * Verify the checkpoint holds exactly the expected weights with exactly the expected shapes. Optimizer
+ * tensors ("opt.*") are ignored; EMA tensors ("ema.<name>"), when present, must match their weight.
+ * `hint` overrides the guess at which flags differ.
+ */
+export function checkParams(expected: Record<string, number[]>, tensors: Record<string, HostTensor>, source: string, hint?: string): void {
+  const missing: string[] = [];
+  const extra: string[] = [];
+  const misshaped: string[] = [];
+  for (const [name, shape] of Object.entries(expected)) {
+    const t = tensors[name];
+    if (!Object.prototype.hasOwnProperty.call(tensors, name) || t === undefined) missing.push(`${name} (expected ${fmtShape(shape)})`);
+    else if (!sameShape(t.shape, shape)) misshaped.push(`${name} is ${fmtShape(t.shape)} in the checkpoint, the model needs ${fmtShape(shape)}`);
+  }
+  for (const [key, t] of Object.entries(tensors)) {
+    if (key.startsWith(OPT_PREFIX)) continue;
+    const name = key.startsWith(EMA_PREFIX) ? key.slice(EMA_PREFIX.length) : key;
+    const want = Object.prototype.hasOwnProperty.call(expected, name) ? expected[name] : undefined;
+    if (want === undefined) extra.push(`${key} ${fmtShape(t.shape)}`);
+    else if (key !== name && !sameShape(t.shape, want)) misshaped.push(`${key} is ${fmtShape(t.shape)} in the checkpoint, the model needs ${fmtShape(want)}`);
+  }
+  if (missing.length + extra.length + misshaped.length === 0) return;
+
+  const lines = [
+    ...missing.map((s) => `  missing: ${s}`),
+    ...extra.map((s) => `  unexpected: ${s}`),
+    ...misshaped.map((s) => `  wrong shape: ${s}`),
+  ];
+  const listed = lines.length > MAX_LISTED ? [...lines.slice(0, MAX_LISTED), `  … and ${lines.length - MAX_LISTED} more`] : lines;
+  // Missing/extra names usually mean a different layer count; wrong shapes a different width or input size.
+  const guesses: string[] = [];
+  if (missing.length + extra.length > 0) guesses.push("the number of layers (--depth)");
+  if (misshaped.length > 0) guesses.push("layer sizes (--hidden, --time-emb-dim, or the data dimension)");
+  const advice = hint ?? `The model flags probably differ from those used in training: ${guesses.join("; ")}. Pass the same flags as in training, or a checkpoint trained with these.`;
+  throw new UserError(`${source} does not fit the model:\n${listed.join("\n")}\n${advice}`);
+}

@@ -1,0 +1,14 @@
+// File formats and persistence: atomic writes, safetensors, checkpoints.
+export { writeFileAtomic, writeFileAtomicSync } from "./atomic.js";
+export { encodeSafetensors, decodeSafetensors, DTYPE_ITEMSIZE, type Dtype, type HostTensor, type HostTensorData } from "./safetensors.js";
+export {
+  saveCheckpoint,
+  loadCheckpoint,
+  checkParams,
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_VERSION,
+  WEIGHTS_FILE,
+  CONFIG_FILE,
+  type Checkpoint,
+  type CheckpointConfig,
+} from "./checkpoint.js";
