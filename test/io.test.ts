@@ -199,11 +199,12 @@ test("a failed atomic write keeps the old file and removes its temp file", async
   }
 });
 
-const config2d = (step: number): CheckpointConfig => ({
+const config2d = (step: number, runId = `run-${step}`): CheckpointConfig => ({
   format: "flowmatch-checkpoint",
   version: 1,
   kind: "2d",
   step,
+  runId,
   model: { dim: 2, hidden: 4, depth: 1, timeEmbDim: 0 },
 });
 
@@ -257,6 +258,16 @@ test("loadCheckpoint explains missing files, bad JSON, mismatched weights and wr
     // Weights of run b paired with the config of run a.
     writeFileSync(join(a, "ckpt.safetensors"), readFileSync(join(b, "ckpt.safetensors")));
     await rejectsUser(loadCheckpoint(a), /weights .*a\/ckpt\.safetensors do not belong to this config/);
+
+    // A save killed between the weights rename and the config rename: same run, newer weights.
+    const d = join(dir, "d");
+    await saveCheckpoint(d, { config: config2d(100, "same-run"), tensors: weights2d() });
+    const oldConfig = readFileSync(join(d, "ckpt.json"));
+    await saveCheckpoint(d, { config: config2d(200, "same-run"), tensors: other });
+    writeFileSync(join(d, "ckpt.json"), oldConfig);
+    const recovered = await loadCheckpoint(d);
+    assert.equal(recovered.config.step, 200, "the newer weights and their embedded config win");
+    assert.equal((recovered.tensors["layers.0.bias"].data as Float32Array)[0], 9);
 
     await rejectsUser(loadCheckpoint(b, { kind: "image", command: "sample-image" }), /is a '2d' model; sample-image needs a 'image' model/);
 

@@ -1,6 +1,8 @@
 // Checkpoints: <dir>/ckpt.safetensors (weights; EMA weights under "ema.", optimizer state under "opt.")
 // plus <dir>/ckpt.json (model config, step, and the sha256 of the safetensors bytes, so a config paired
-// with someone else's weights, or a save interrupted between the two files, is detected on load).
+// with someone else's weights is detected on load). The weights file also embeds the config in its
+// metadata and is replaced by one atomic rename, so a run killed between the two writes still loads
+// its newest weights instead of losing the last good checkpoint.
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
@@ -40,8 +42,15 @@ function sha256Hex(bytes: Uint8Array): string {
 /** Write the weights, then the config that names their hash; each file atomically. */
 export async function saveCheckpoint(dir: string, ckpt: Checkpoint): Promise<void> {
   const { config, tensors } = ckpt;
-  const bytes = encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, kind: config.kind, step: String(config.step) });
-  const json: CheckpointConfig = { ...config, format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, weightsSha256: sha256Hex(bytes) };
+  const embedded: CheckpointConfig = { ...config, format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION };
+  delete embedded.weightsSha256;
+  const bytes = encodeSafetensors(tensors, {
+    format: CHECKPOINT_FORMAT,
+    kind: config.kind,
+    step: String(config.step),
+    config: JSON.stringify(embedded),
+  });
+  const json: CheckpointConfig = { ...embedded, weightsSha256: sha256Hex(bytes) };
   await writeFileAtomic(join(dir, WEIGHTS_FILE), bytes);
   await writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(json, null, 2) + "\n");
 }
@@ -116,13 +125,38 @@ export async function loadCheckpoint(pathOrDir: string, expect?: { kind?: string
   if (config.weightsSha256 !== undefined) {
     const actual = sha256Hex(bytes);
     if (actual !== config.weightsSha256) {
+      const decoded = decodeSafetensors(bytes, `checkpoint ${weightsPath}`);
+      const newer = interruptedSave(config, decoded.metadata.config);
+      if (newer) return { config: newer, tensors: decoded.tensors };
       throw new UserError(
-        `checkpoint weights ${weightsPath} do not belong to this config ${configPath} (sha256 ${actual.slice(0, 12)}… vs recorded ${config.weightsSha256.slice(0, 12)}…); the files were mixed up or a save was interrupted; re-run training or restore both files together`,
+        `checkpoint weights ${weightsPath} do not belong to this config ${configPath} (sha256 ${actual.slice(0, 12)}… vs recorded ${config.weightsSha256.slice(0, 12)}…); the files were mixed up; re-run training or restore both files together`,
       );
     }
   }
   const { tensors } = decodeSafetensors(bytes, `checkpoint ${weightsPath}`);
   return { config, tensors };
+}
+
+/** Fields that change from one save of a run to the next. */
+const PER_SAVE_FIELDS = new Set(["step", "weightsSha256", "losses"]);
+
+/**
+ * A save killed after the weights were renamed into place but before the config was: the weights
+ * embed the config of the same run at a later step. Returns that config, or null if the weights
+ * belong to another run (or carry no config).
+ */
+function interruptedSave(json: CheckpointConfig, embeddedText: string | undefined): CheckpointConfig | null {
+  if (embeddedText === undefined) return null;
+  let embedded: CheckpointConfig;
+  try {
+    embedded = JSON.parse(embeddedText) as CheckpointConfig;
+  } catch {
+    return null;
+  }
+  const stable = (c: CheckpointConfig) =>
+    JSON.stringify(Object.fromEntries(Object.entries(c).filter(([k]) => !PER_SAVE_FIELDS.has(k)).sort(([a], [b]) => a.localeCompare(b))));
+  if (typeof embedded.step !== "number" || embedded.step < json.step || stable(embedded) !== stable(json)) return null;
+  return embedded;
 }
 
 const fmtShape = (shape: readonly number[]): string => `[${shape.join(", ")}]`;
