@@ -2,7 +2,12 @@
 // Everything else imports tensors, transforms and devices from here, so the engine can be
 // swapped or patched in one place.
 import "./shims.js";
+// Must come before @jax-js/jax: installs the worker-thread pool adapter (FLOWMATCH_THREADS=1 turns
+// it off) and V8's Wasm compile flag, both read when jax-js loads or first compiles.
+import "./threads.js";
 import * as jax from "@jax-js/jax";
+
+export { engineThreadCount } from "./threads.js";
 
 export const { numpy: np, nn, random, tree, lax } = jax;
 export const { jit, grad, valueAndGrad, vjp, jvp, vmap, init, defaultDevice, blockUntilReady } = jax;
