@@ -53,18 +53,7 @@ export function cfmLoss(
 
 export class FlowTrainer {
   private state: TrainState;
-  private readonly stepFn: (
-    state: TrainState,
-    x0: Array,
-    x1: Array,
-    t: Array,
-    alpha: Array,
-    sigma: Array,
-    dAlpha: Array,
-    dSigma: Array,
-    labels: Array,
-    stepSize: Array,
-  ) => [TrainState, Array];
+  private readonly stepFn: (state: TrainState, x0: Array, x1: Array, t: Array, coef: Array, labels: Array, stepSize: Array) => [TrainState, Array];
   private readonly opts: TrainerOptions;
   /** Number of optimizer steps taken so far (continues across resume). */
   stepCount: number;
@@ -86,7 +75,10 @@ export class FlowTrainer {
     this.state = { params, m: opt.m, v: opt.v, ema };
     const { model, adam, emaDecay } = opts;
     // Labels always travel as an array (ignored by unconditional models) so one trace serves both.
-    this.stepFn = jit((state: TrainState, x0, x1, t, alpha, sigma, dAlpha, dSigma, labels, stepSize) => {
+    const broadcast = [-1, ...opts.sampleShape.map(() => 1)];
+    this.stepFn = jit((state: TrainState, x0, x1, t, coef, labels, stepSize) => {
+      // coef is [n, 4] = (alpha, sigma, dAlpha, dSigma): one upload instead of four.
+      const [alpha, sigma, dAlpha, dSigma] = np.split(coef, 4, 1).map((c) => c.reshape(broadcast));
       const lossOf = (p: Params) =>
         cfmLoss(model, p, x0.ref, x1.ref, t.ref, alpha.ref, sigma.ref, dAlpha.ref, dSigma.ref, labels.ref);
       const [loss, grads] = valueAndGrad(lossOf)(tree.ref(state.params));
@@ -100,13 +92,7 @@ export class FlowTrainer {
   /** One optimizer step; resolves to the batch loss. `lr` overrides the configured rate (schedules). */
   async step(batch: FlowBatch, lr?: number): Promise<number> {
     const n = batch.t.length;
-    const bshape = [n, ...this.opts.sampleShape.map(() => 1)];
     const full = [n, ...this.opts.sampleShape];
-    const coef = [0, 1, 2, 3].map((k) => {
-      const c = new Float32Array(n);
-      for (let i = 0; i < n; i++) c[i] = batch.coef[4 * i + k];
-      return fromHost(c, bshape);
-    });
     const labels = np.array(batch.labels ?? new Int32Array(n), { dtype: np.int32 });
     this.stepCount += 1;
     const stepSize = np.array(adamStepSize(this.opts.adam, this.stepCount, lr));
@@ -115,10 +101,7 @@ export class FlowTrainer {
       fromHost(batch.x0, full),
       fromHost(batch.x1, full),
       fromHost(batch.t, [n]),
-      coef[0],
-      coef[1],
-      coef[2],
-      coef[3],
+      fromHost(batch.coef, [n, 4]),
       labels,
       stepSize,
     );
