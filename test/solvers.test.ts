@@ -111,7 +111,7 @@ test("the tutorial error (x1 - x0) / t is not the straight path's field: it miss
   // Its marginal field is v / t; integrating it from t = 0.01 does not land on N(mu, s^2).
   const n = 4000;
   const x0 = new Rng(9).normals(2 * n);
-  const wrong: VelocityField = (x, t) => gaussianField(x, t).map((v) => v / Math.max(t, 1e-2));
+  const wrong: VelocityField = async (x, t) => (await gaussianField(x, t)).map((v) => v / Math.max(t, 1e-2));
   const { x } = await odeint(wrong, x0, { solver: "rk4", nfe: 200, t0: 0.01 });
   const { mean } = moments(x, 0);
   assert.ok(Math.abs(mean - MU[0]) > 0.5, `wrong target mean ${mean} should miss ${MU[0]}`);

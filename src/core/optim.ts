@@ -76,13 +76,24 @@ export function adamUpdate(
   return { params: out, state: { m, v } };
 }
 
-/** ema <- decay * ema + (1 - decay) * params. Consumes ema, reads params through .ref. */
-export function emaUpdate(ema: Params, params: Params, decay: number): Params {
+/** ema <- decay * ema + (1 - decay) * params. Consumes ema and decay (a scalar array), reads params through .ref. */
+export function emaUpdate(ema: Params, params: Params, decay: Array): Params {
   const out: Params = {};
   for (const name of Object.keys(ema)) {
-    out[name] = ema[name].mul(decay).add(params[name].ref.mul(1 - decay));
+    const p = params[name].ref;
+    // ema + (1 - decay) (p - ema) = decay ema + (1 - decay) p
+    out[name] = ema[name].ref.add(p.sub(ema[name]).mul(np.subtract(1, decay.ref)));
   }
+  decay.dispose();
   return out;
+}
+
+/**
+ * EMA decay at step k (1-based) with warm-up, min(decay, (1 + k) / (10 + k)), so a short run's EMA
+ * is not dominated by the random initial weights.
+ */
+export function emaDecayAt(decay: number, k: number): number {
+  return Math.min(decay, (1 + k) / (10 + k));
 }
 
 /** Zero-initialised Adam moments with the same shapes as params (params are not consumed). */

@@ -2,7 +2,7 @@
 // velocity onto the conditional target, update with Adam and refresh the EMA weights — all inside
 // one jit-compiled function (outside jit the engine leaks memory and runs 2-3x slower).
 import { jit, np, tree, valueAndGrad, fromHost, toHost, type Array } from "../engine/index.js";
-import { adamStepSize, adamUpdate, emaUpdate, initAdamState, type AdamConfig, type AdamState, type HostParams, type Params } from "./optim.js";
+import { adamStepSize, adamUpdate, emaDecayAt, emaUpdate, initAdamState, type AdamConfig, type AdamState, type HostParams, type Params } from "./optim.js";
 
 /** A velocity network v(x, t[, y]). `apply` consumes its arguments (jax-js ownership). */
 export interface VelocityModel {
@@ -53,7 +53,16 @@ export function cfmLoss(
 
 export class FlowTrainer {
   private state: TrainState;
-  private readonly stepFn: (state: TrainState, x0: Array, x1: Array, t: Array, coef: Array, labels: Array, stepSize: Array) => [TrainState, Array];
+  private readonly stepFn: (
+    state: TrainState,
+    x0: Array,
+    x1: Array,
+    t: Array,
+    coef: Array,
+    labels: Array,
+    stepSize: Array,
+    emaDecay: Array,
+  ) => [TrainState, Array];
   private readonly opts: TrainerOptions;
   /** Number of optimizer steps taken so far (continues across resume). */
   stepCount: number;
@@ -73,10 +82,10 @@ export class FlowTrainer {
       this.stepCount = 0;
     }
     this.state = { params, m: opt.m, v: opt.v, ema };
-    const { model, adam, emaDecay } = opts;
+    const { model, adam } = opts;
     // Labels always travel as an array (ignored by unconditional models) so one trace serves both.
     const broadcast = [-1, ...opts.sampleShape.map(() => 1)];
-    this.stepFn = jit((state: TrainState, x0, x1, t, coef, labels, stepSize) => {
+    this.stepFn = jit((state: TrainState, x0, x1, t, coef, labels, stepSize, decay) => {
       // coef is [n, 4] = (alpha, sigma, dAlpha, dSigma): one upload instead of four.
       const [alpha, sigma, dAlpha, dSigma] = np.split(coef, 4, 1).map((c) => c.reshape(broadcast));
       const lossOf = (p: Params) =>
@@ -84,7 +93,7 @@ export class FlowTrainer {
       const [loss, grads] = valueAndGrad(lossOf)(tree.ref(state.params));
       tree.dispose([x0, x1, t, alpha, sigma, dAlpha, dSigma, labels]);
       const { params, state: opt } = adamUpdate(adam, state.params, grads, { m: state.m, v: state.v }, stepSize);
-      const ema = emaUpdate(state.ema, params, emaDecay);
+      const ema = emaUpdate(state.ema, params, decay);
       return [{ params, m: opt.m, v: opt.v, ema }, loss] as [TrainState, Array];
     }) as unknown as FlowTrainer["stepFn"];
   }
@@ -104,6 +113,7 @@ export class FlowTrainer {
       fromHost(batch.coef, [n, 4]),
       labels,
       stepSize,
+      np.array(emaDecayAt(this.opts.emaDecay, this.stepCount)),
     );
     this.state = state;
     return (await toHost(loss))[0];
