@@ -1,0 +1,42 @@
+// Pictures: a small RGBA raster, PNG/GIF codecs and the plots flowmatch draws. No engine imports.
+export {
+  Raster,
+  PALETTE,
+  WHITE,
+  BLACK,
+  TRANSPARENT,
+  INK,
+  hexColor,
+  mixColor,
+  withAlpha,
+  textWidth,
+  type RGBA,
+  type TextOptions,
+  type ArrowOptions,
+} from "./raster.js";
+export { encodePng, decodePng, decodePngGray, type RgbaImage } from "./png.js";
+export { encodeGif, type GifOptions } from "./gif.js";
+export {
+  scatterPlot,
+  scatterPanelRect,
+  vectorFieldFrame,
+  vectorFieldGrid,
+  linePlot,
+  movingAverage,
+  imageGrid,
+  imageGridCell,
+  heatmap,
+  viridis,
+  sideBySide,
+  labelled,
+  autoBounds,
+  niceTicks,
+  formatNumber,
+  type Bounds,
+  type ScatterPanel,
+  type ScatterOptions,
+  type VectorFieldOptions,
+  type LineSeries,
+  type LinePlotOptions,
+  type ImageGridOptions,
+} from "./plots.js";

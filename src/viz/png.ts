@@ -1,0 +1,45 @@
+// PNG encode/decode through pngjs (decoding always yields 8-bit RGBA, whatever the file's format).
+import { PNG } from "pngjs";
+import { UserError } from "../core/errors.js";
+
+/** Anything with RGBA bytes, e.g. a Raster. */
+export interface RgbaImage {
+  width: number;
+  height: number;
+  data: Uint8ClampedArray | Uint8Array;
+}
+
+export function encodePng(image: RgbaImage): Buffer {
+  const png = new PNG({ width: image.width, height: image.height });
+  png.data = Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength);
+  return PNG.sync.write(png);
+}
+
+/** Decodes any PNG (palette, grey, 16-bit, alpha) to 8-bit RGBA; a file that is not a PNG is a UserError. */
+export function decodePng(buf: Uint8Array, source = "image"): { width: number; height: number; data: Uint8ClampedArray } {
+  let png: PNG;
+  try {
+    png = PNG.sync.read(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength));
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new UserError(`${source} is not a readable PNG (${why}); pass a .png file (convert JPEG/WebP first)`);
+  }
+  return { width: png.width, height: png.height, data: new Uint8ClampedArray(png.data) };
+}
+
+/**
+ * Decodes a PNG to luminance in [0, 1] (Rec. 601 weights). Transparent pixels are composited over
+ * `background` (default 0 = black, the MNIST background, so a white digit on transparency stays a digit).
+ */
+export function decodePngGray(buf: Uint8Array, opts: { background?: number; source?: string } = {}): { width: number; height: number; pixels: Float32Array } {
+  const { width, height, data } = decodePng(buf, opts.source);
+  const bg = opts.background ?? 0;
+  const pixels = new Float32Array(width * height);
+  for (let p = 0; p < pixels.length; p++) {
+    const o = 4 * p;
+    const lum = (0.299 * data[o] + 0.587 * data[o + 1] + 0.114 * data[o + 2]) / 255;
+    const a = data[o + 3] / 255;
+    pixels[p] = lum * a + bg * (1 - a);
+  }
+  return { width, height, pixels };
+}
