@@ -1,0 +1,137 @@
+// train2d / sample2d: conditional flow matching on the 2-D toy datasets.
+import { join } from "node:path";
+import { Command, Option } from "commander";
+import { TOY_DATASETS, parseToyDataset } from "../../data/toy2d.js";
+import { PATHS, type PathName } from "../../core/schedulers.js";
+import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
+import { SOLVERS, type SolverName } from "../../core/solvers.js";
+import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
+import { DEFAULT_MLP } from "../../core/models/mlp.js";
+import { loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
+import { createProgress, formatSeconds } from "../progress.js";
+import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
+
+interface Train2dFlags {
+  dataset: string;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  hidden: number;
+  depth: number;
+  timeEmbDim: number;
+  seed: number;
+  path: PathName;
+  timeSampler: TimeSamplerName;
+  coupling: CouplingName;
+  ema: number;
+  out?: string;
+  checkpointEvery: number;
+  resume: boolean;
+  n: number;
+  solver: SolverName;
+  nfe: number;
+  frames: number;
+}
+
+export function registerToy2dCommands(program: Command): void {
+  program
+    .command("train2d")
+    .description("train conditional flow matching on a 2-D toy dataset; writes ckpt, samples.png, vector_field.gif, loss.png")
+    .requiredOption("--dataset <name>", `toy dataset: ${TOY_DATASETS.join(", ")}`)
+    .option("--steps <n>", "training steps", positiveInt, 20000)
+    .option("--batch-size <n>", "samples per step", positiveInt, 256)
+    .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
+    .option("--hidden <n>", "MLP width", positiveInt, DEFAULT_MLP.hidden)
+    .option("--depth <n>", "MLP hidden layers", positiveInt, DEFAULT_MLP.depth)
+    .option("--time-emb-dim <n>", "sinusoidal time embedding size (0 = raw t)", nonNegativeInt, DEFAULT_MLP.timeEmbDim)
+    .option("--seed <n>", "random seed", nonNegativeInt, 0)
+    .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
+    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
+    .addOption(new Option("--coupling <name>", "noise-data pairing in a batch (ot = minibatch optimal transport)").choices(COUPLINGS).default("independent"))
+    .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
+    .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)")
+    .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 1000)
+    .option("--resume", "continue from the checkpoint in --out", false)
+    .option("--n <n>", "samples to draw for pictures and metrics", positiveInt, 4000)
+    .addOption(new Option("--solver <name>", "ODE solver for sampling").choices(SOLVERS).default("rk4"))
+    .option("--nfe <n>", "network evaluations for sampling", positiveInt, 100)
+    .option("--frames <n>", "GIF frames from t=0 to t=1", positiveInt, 41)
+    .action(async (flags: Train2dFlags) => {
+      const dataset = parseToyDataset(flags.dataset);
+      const out = flags.out ?? join("outputs", "cfm", dataset);
+      const progress = createProgress("train2d", flags.steps);
+      let stopRequested = false;
+      const onSigint = () => {
+        if (stopRequested) process.exit(130);
+        stopRequested = true;
+        process.stderr.write("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit now)\n");
+      };
+      process.on("SIGINT", onSigint);
+      const started = Date.now();
+      let firstStep = -1;
+      const result = await trainToy2d({
+        dataset,
+        steps: flags.steps,
+        batchSize: flags.batchSize,
+        lr: flags.lr,
+        seed: flags.seed,
+        path: flags.path,
+        timeSampler: flags.timeSampler,
+        coupling: flags.coupling,
+        emaDecay: flags.ema,
+        model: { dim: 2, hidden: flags.hidden, depth: flags.depth, timeEmbDim: flags.timeEmbDim },
+        out,
+        checkpointEvery: flags.checkpointEvery,
+        resume: flags.resume,
+        onLog: (line) => process.stderr.write(line + "\n"),
+        onProgress: (p) => {
+          if (firstStep < 0) firstStep = p.step - 1;
+          progress.update(p.step, { loss: p.smoothLoss.toFixed(4) });
+        },
+        shouldStop: () => stopRequested,
+      }).finally(() => {
+        progress.stop();
+        process.off("SIGINT", onSigint);
+      });
+      const secs = (Date.now() - started) / 1000;
+      const trained = result.step - Math.max(firstStep, 0);
+      process.stdout.write(
+        `trained ${trained} steps in ${formatSeconds(secs)} (${(trained / secs).toFixed(1)} steps/s); checkpoint ${join(out, "ckpt.safetensors")}\n`,
+      );
+      if (result.stopped) {
+        process.stdout.write(`stopped early at step ${result.step}; continue with --resume\n`);
+        process.exitCode = 130;
+        return;
+      }
+      const loaded = await loadToy2d(out);
+      const rendered = await renderToy2d(loaded, {
+        out,
+        solver: flags.solver,
+        nfe: flags.nfe,
+        n: flags.n,
+        seed: flags.seed + 12345,
+        frames: flags.frames,
+        losses: result.losses,
+      });
+      for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
+      process.stdout.write(`quality (${flags.solver}, NFE ${flags.nfe}, n=${flags.n}): ${rendered.summary}\n`);
+    });
+
+  program
+    .command("sample2d")
+    .description("sample a trained 2-D model; writes samples.png, vector_field.gif and metrics.json")
+    .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
+    .option("--n <n>", "number of samples", positiveInt, 4000)
+    .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("rk4"))
+    .option("--nfe <n>", "network evaluations (fixed-step solvers)", positiveInt, 100)
+    .option("--seed <n>", "noise seed", nonNegativeInt, 1)
+    .option("--frames <n>", "GIF frames", positiveInt, 41)
+    .option("--out <dir>", "output folder (default: the checkpoint's folder)")
+    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string }) => {
+      const loaded = await loadToy2d(flags.ckpt);
+      const out = flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
+      const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames });
+      for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
+      process.stdout.write(`quality (${flags.solver}, NFE ${flags.nfe}, n=${flags.n}): ${rendered.summary}\n`);
+    });
+}

@@ -1,0 +1,36 @@
+// flowmatch command line: one binary, one subcommand per job. Each command module registers
+// itself on the program; this file only wires them up and turns errors into exit codes.
+import { Command, CommanderError } from "commander";
+import { UserError } from "../core/errors.js";
+import { registerToy2dCommands } from "./commands/toy2d.js";
+import { registerReflowCommands } from "./commands/reflow.js";
+
+export function buildProgram(): Command {
+  const program = new Command("flowmatch")
+    .description("Flow matching in TypeScript: train, sample and inspect velocity fields that carry noise to data")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  registerToy2dCommands(program);
+  registerReflowCommands(program);
+  return program;
+}
+
+/** Runs the CLI and resolves to the process exit code (0 ok, 1 bad input or failure, 2 bad flags). */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit cleanly; commander has already printed usage errors.
+      return err.exitCode === 0 || err.code === "commander.helpDisplayed" || err.code === "commander.help" ? 0 : 2;
+    }
+    if (err instanceof UserError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`flowmatch failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,62 @@
+// Progress for long work: a live bar on a terminal, periodic plain lines in logs and CI.
+import cliProgress from "cli-progress";
+
+export interface Progress {
+  update(value: number, fields: Record<string, string>): void;
+  stop(): void;
+}
+
+export function createProgress(label: string, total: number, startAt = 0): Progress {
+  if (process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: `${label} {bar} {value}/{total} | {fields} | {rate}/s | ETA {eta_formatted}`,
+        stream: process.stderr,
+        hideCursor: true,
+        etaBuffer: 200,
+        fps: 10,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(total, startAt, { fields: "", rate: "-" });
+    const started = Date.now();
+    return {
+      update(value, fields) {
+        const rate = (value - startAt) / Math.max((Date.now() - started) / 1000, 1e-3);
+        bar.update(value, { fields: formatFields(fields), rate: rate.toFixed(1) });
+      },
+      stop: () => bar.stop(),
+    };
+  }
+  // Not a terminal: one line every 10% or 15 seconds, with rate and time left.
+  const started = Date.now();
+  let lastLine = 0;
+  let lastPct = -1;
+  return {
+    update(value, fields) {
+      const now = Date.now();
+      const pct = Math.floor((value / total) * 10);
+      if (value !== total && pct === lastPct && now - lastLine < 15000) return;
+      lastPct = pct;
+      lastLine = now;
+      const secs = (now - started) / 1000;
+      const rate = (value - startAt) / Math.max(secs, 1e-3);
+      const left = rate > 0 ? (total - value) / rate : 0;
+      process.stderr.write(`${label} ${value}/${total} | ${formatFields(fields)} | ${rate.toFixed(1)}/s | ${formatSeconds(left)} left\n`);
+    },
+    stop() {},
+  };
+}
+
+function formatFields(fields: Record<string, string>): string {
+  return Object.entries(fields)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(" | ");
+}
+
+export function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  if (s < 60) return `${s.toFixed(0)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}

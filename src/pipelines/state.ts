@@ -1,0 +1,44 @@
+// Mapping between trainer state (weights, EMA, Adam moments) and checkpoint tensors.
+// Layout in ckpt.safetensors: "<name>" weights, "ema.<name>", "opt.m.<name>", "opt.v.<name>".
+import type { HostTensor } from "../io/safetensors.js";
+import type { HostParams } from "../core/optim.js";
+import { UserError } from "../core/errors.js";
+
+export interface TrainerHostState {
+  params: HostParams;
+  ema: HostParams;
+  m?: HostParams;
+  v?: HostParams;
+}
+
+export function stateToTensors(state: TrainerHostState): Record<string, HostTensor> {
+  const out: Record<string, HostTensor> = {};
+  const put = (prefix: string, params: HostParams | undefined) => {
+    if (!params) return;
+    for (const [name, { shape, data }] of Object.entries(params)) out[prefix + name] = { dtype: "F32", shape, data };
+  };
+  put("", state.params);
+  put("ema.", state.ema);
+  put("opt.m.", state.m);
+  put("opt.v.", state.v);
+  return out;
+}
+
+/** Split checkpoint tensors back into weights, EMA and optimizer moments (the last two optional). */
+export function tensorsToState(tensors: Record<string, HostTensor>, source: string): TrainerHostState {
+  const groups: Record<"params" | "ema" | "m" | "v", HostParams> = { params: {}, ema: {}, m: {}, v: {} };
+  for (const [key, t] of Object.entries(tensors)) {
+    if (!(t.data instanceof Float32Array)) throw new UserError(`${source}: tensor "${key}" is ${t.dtype}, expected F32 weights`);
+    const value = { shape: t.shape, data: t.data };
+    if (key.startsWith("ema.")) groups.ema[key.slice(4)] = value;
+    else if (key.startsWith("opt.m.")) groups.m[key.slice(6)] = value;
+    else if (key.startsWith("opt.v.")) groups.v[key.slice(6)] = value;
+    else groups.params[key] = value;
+  }
+  const hasOpt = Object.keys(groups.m).length > 0;
+  return {
+    params: groups.params,
+    ema: Object.keys(groups.ema).length > 0 ? groups.ema : groups.params,
+    ...(hasOpt ? { m: groups.m, v: groups.v } : {}),
+  };
+}
