@@ -1,0 +1,130 @@
+// reflow / compare: 2-rectified flow distilled from a trained model, and CFM vs Reflow side by side.
+import { join } from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { UserError } from "../../core/errors.js";
+import { SOLVERS, type SolverName } from "../../core/solvers.js";
+import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
+import { parseToyDataset } from "../../data/toy2d.js";
+import { loadCheckpoint } from "../../io/checkpoint.js";
+import { loadToy2d, renderToy2d } from "../../pipelines/toy2d.js";
+import { reflow2d } from "../../pipelines/reflow2d.js";
+import { compare2d } from "../../pipelines/compare2d.js";
+import { createProgress, formatSeconds } from "../progress.js";
+import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
+
+function nfeList(value: string): number[] {
+  const list = value.split(",").map((v) => Number(v.trim()));
+  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new InvalidArgumentError(`must be a comma-separated list of positive integers, e.g. 1,2,4,8,100; got "${value}"`);
+  }
+  return list;
+}
+
+interface ReflowFlags {
+  teacher: string;
+  pairs: number;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  timeSampler: TimeSamplerName;
+  ema: number;
+  warmStart: boolean;
+  pairSolver: SolverName;
+  pairNfe: number;
+  out?: string;
+}
+
+export function registerReflowCommands(program: Command): void {
+  program
+    .command("reflow")
+    .description("train a 2-rectified flow from a trained CFM checkpoint (teacher); writes outputs/reflow/<dataset>/")
+    .requiredOption("--teacher <path>", "checkpoint of the trained teacher model")
+    .option("--pairs <n>", "(noise, sample) pairs drawn from the teacher", positiveInt, 20000)
+    .option("--steps <n>", "training steps", positiveInt, 5000)
+    .option("--batch-size <n>", "pairs per step", positiveInt, 256)
+    .option("--lr <rate>", "Adam learning rate", positiveNumber, 5e-4)
+    .option("--seed <n>", "random seed", nonNegativeInt, 0)
+    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
+    .option("--ema <decay>", "EMA decay", fraction, 0.999)
+    .option("--no-warm-start", "start from fresh weights instead of the teacher's")
+    .addOption(new Option("--pair-solver <name>", "solver that generates the pairs").choices(SOLVERS).default("rk4"))
+    .option("--pair-nfe <n>", "network evaluations per pair", positiveInt, 100)
+    .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)")
+    .action(async (flags: ReflowFlags) => {
+      const { config } = await loadCheckpoint(flags.teacher);
+      if (config.kind !== "2d") {
+        throw new UserError(`reflow of '${config.kind}' checkpoints is not supported yet; pass a 2-D checkpoint (kind '2d') as --teacher`);
+      }
+      const teacher = await loadToy2d(flags.teacher);
+      const out = flags.out ?? join("outputs", "reflow", teacher.config.dataset);
+      const pairBar = createProgress("pairs  ", flags.pairs);
+      let bar: ReturnType<typeof createProgress> | null = null;
+      const started = Date.now();
+      const result = await reflow2d({
+        teacher,
+        teacherPath: flags.teacher,
+        out,
+        pairs: flags.pairs,
+        steps: flags.steps,
+        batchSize: flags.batchSize,
+        lr: flags.lr,
+        seed: flags.seed,
+        timeSampler: flags.timeSampler,
+        emaDecay: flags.ema,
+        warmStart: flags.warmStart,
+        pairSolver: flags.pairSolver,
+        pairNfe: flags.pairNfe,
+        onLog: (line) => process.stderr.write(line + "\n"),
+        onPairs: (done) => pairBar.update(done, {}),
+        onProgress: (p) => {
+          if (!bar) {
+            pairBar.stop();
+            bar = createProgress("reflow ", p.steps);
+          }
+          bar.update(p.step, { loss: p.smoothLoss.toFixed(4) });
+        },
+      }).finally(() => {
+        pairBar.stop();
+        (bar as ReturnType<typeof createProgress> | null)?.stop();
+      });
+      process.stdout.write(`reflow trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint ${join(out, "ckpt.safetensors")}\n`);
+      const loaded = await loadToy2d(out);
+      const rendered = await renderToy2d(loaded, { out, solver: "euler", nfe: 1, n: 4000, seed: flags.seed + 12345, frames: 21, losses: result.losses });
+      for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
+      process.stdout.write(`quality (euler, NFE 1): ${rendered.summary}\n`);
+    });
+
+  program
+    .command("compare")
+    .description("CFM vs Reflow at low step counts: side-by-side GIF, quality table per NFE and straightness")
+    .option("--dataset <name>", "use outputs/cfm/<dataset> and outputs/reflow/<dataset>")
+    .option("--ckpts <paths...>", "explicit checkpoints to compare (two or more)")
+    .option("--names <names...>", "labels for the checkpoints (default CFM Reflow)")
+    .option("--nfe <list>", "step counts to compare", nfeList, [1, 2, 4, 8, 100])
+    .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("euler"))
+    .option("--n <n>", "samples per model", positiveInt, 4000)
+    .option("--seed <n>", "noise seed", nonNegativeInt, 3)
+    .option("--out <dir>", "output folder", join("outputs", "comparisons"))
+    .action(async (flags: { dataset?: string; ckpts?: string[]; names?: string[]; nfe: number[]; solver: SolverName; n: number; seed: number; out: string }) => {
+      let paths: string[];
+      if (flags.ckpts) {
+        if (flags.ckpts.length < 2) throw new UserError("--ckpts needs at least two checkpoints to compare");
+        paths = flags.ckpts;
+      } else if (flags.dataset) {
+        const ds = parseToyDataset(flags.dataset);
+        paths = [join("outputs", "cfm", ds), join("outputs", "reflow", ds)];
+      } else {
+        throw new UserError("pass --dataset NAME (uses outputs/cfm/NAME and outputs/reflow/NAME) or --ckpts A B");
+      }
+      const names = flags.names ?? (paths.length === 2 ? ["CFM", "Reflow"] : paths.map((_, i) => `model${i + 1}`));
+      if (names.length !== paths.length) throw new UserError(`--names has ${names.length} labels for ${paths.length} checkpoints`);
+      const models = [];
+      for (let i = 0; i < paths.length; i++) models.push({ name: names[i], loaded: await loadToy2d(paths[i]) });
+      const datasets = new Set(models.map((m) => m.loaded.config.dataset));
+      if (datasets.size > 1) throw new UserError(`the checkpoints were trained on different datasets (${[...datasets].join(", ")}); compare models of one dataset`);
+      const result = await compare2d(models, { nfes: flags.nfe, n: flags.n, seed: flags.seed, out: flags.out, solver: flags.solver });
+      process.stdout.write(result.markdown + "\n");
+      for (const f of result.files) process.stdout.write(`wrote ${f}\n`);
+    });
+}

@@ -1,0 +1,185 @@
+// 2-Rectified Flow (Liu et al. 2023) for 2-D models: draw (noise, sample) pairs from a trained
+// teacher with an accurate solver, then fit a new velocity field on the straight lines between
+// each pair. The pairs' coupling is deterministic, so the new field's paths are straighter and
+// few-step sampling gets much better.
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { initEngine } from "../engine/index.js";
+import { Rng } from "../core/rng.js";
+import { UserError } from "../core/errors.js";
+import { DEFAULT_ADAM } from "../core/optim.js";
+import { FlowTrainer } from "../core/train.js";
+import { pathCoefficients, straightScheduler } from "../core/schedulers.js";
+import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
+import { initMlp, mlpModel } from "../core/models/mlp.js";
+import { modelField } from "../core/field.js";
+import { odeint, type SolverName } from "../core/solvers.js";
+import { saveCheckpoint } from "../io/checkpoint.js";
+import { encodeSafetensors, decodeSafetensors } from "../io/safetensors.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { stateToTensors } from "./state.js";
+import { stepRng, type Loaded2d, type Toy2dCheckpointConfig, type TrainProgress } from "./toy2d.js";
+
+export interface ReflowPairs {
+  x0: Float32Array;
+  x1: Float32Array;
+}
+
+/** Integrate the teacher from fresh noise: the (x0, x1) pairs define 2-rectified flow's coupling. */
+export async function generatePairs(
+  teacher: Loaded2d,
+  opts: { n: number; seed: number; solver: SolverName; nfe: number; batch?: number; onProgress?: (done: number) => void },
+): Promise<ReflowPairs> {
+  await initEngine();
+  const dim = teacher.config.model.dim;
+  const x0 = new Rng(opts.seed).normals(opts.n * dim);
+  const x1 = new Float32Array(x0.length);
+  const f = modelField(mlpModel(teacher.config.model), teacher.ema, { sampleShape: [dim] });
+  const batch = opts.batch ?? 4096;
+  try {
+    for (let start = 0; start < opts.n; start += batch) {
+      const end = Math.min(opts.n, start + batch);
+      const { x } = await odeint(f.field, x0.slice(start * dim, end * dim), { solver: opts.solver, nfe: opts.nfe, rtol: 1e-5, atol: 1e-5 });
+      x1.set(x, start * dim);
+      opts.onProgress?.(end);
+    }
+  } finally {
+    f.dispose();
+  }
+  return { x0, x1 };
+}
+
+export async function savePairs(path: string, pairs: ReflowPairs, dim: number, meta: Record<string, string>): Promise<void> {
+  const n = pairs.x0.length / dim;
+  await writeFileAtomic(
+    path,
+    encodeSafetensors({ x0: { dtype: "F32", shape: [n, dim], data: pairs.x0 }, x1: { dtype: "F32", shape: [n, dim], data: pairs.x1 } }, meta),
+  );
+}
+
+export async function loadPairs(path: string): Promise<ReflowPairs & { metadata: Record<string, string> }> {
+  const { tensors, metadata } = decodeSafetensors(await readFile(path), path);
+  const x0 = tensors.x0?.data;
+  const x1 = tensors.x1?.data;
+  if (!(x0 instanceof Float32Array) || !(x1 instanceof Float32Array) || x0.length !== x1.length) {
+    throw new UserError(`${path} is not a reflow pairs file (needs F32 tensors x0 and x1 of equal shape); delete it to regenerate`);
+  }
+  return { x0, x1, metadata };
+}
+
+export interface Reflow2dOptions {
+  teacher: Loaded2d;
+  teacherPath: string;
+  out: string;
+  pairs: number;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  timeSampler: TimeSamplerName;
+  emaDecay: number;
+  /** Start from the teacher's weights (default) instead of a fresh network. */
+  warmStart: boolean;
+  pairSolver: SolverName;
+  pairNfe: number;
+  onLog?: (line: string) => void;
+  onPairs?: (done: number, total: number) => void;
+  onProgress?: (p: TrainProgress) => void;
+}
+
+export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: string; losses: number[] }> {
+  if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) {
+    throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
+  }
+  if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
+  await initEngine();
+  const log = opts.onLog ?? (() => {});
+  const { model: mlp, dataset } = opts.teacher.config;
+  const dim = mlp.dim;
+
+  // Pairs are the expensive part; keep them so a second run (or a crash) does not redo them.
+  const pairsPath = join(opts.out, "pairs.safetensors");
+  const wantMeta = { teacherRun: String(opts.teacher.config.runId ?? ""), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe) };
+  let pairs: ReflowPairs | null = null;
+  if (existsSync(pairsPath)) {
+    const cached = await loadPairs(pairsPath);
+    if (Object.entries(wantMeta).every(([k, v]) => cached.metadata[k] === v)) {
+      pairs = cached;
+      log(`reusing ${opts.pairs} teacher pairs from ${pairsPath}`);
+    }
+  }
+  if (!pairs) {
+    pairs = await generatePairs(opts.teacher, {
+      n: opts.pairs,
+      seed: opts.seed + 7919,
+      solver: opts.pairSolver,
+      nfe: opts.pairNfe,
+      onProgress: (done) => opts.onPairs?.(done, opts.pairs),
+    });
+    await savePairs(pairsPath, pairs, dim, wantMeta);
+    log(`wrote ${opts.pairs} teacher pairs to ${pairsPath}`);
+  }
+
+  const init = opts.warmStart ? opts.teacher.ema : initMlp(mlp, new Rng(opts.seed));
+  const trainer = new FlowTrainer({
+    model: mlpModel(mlp),
+    params: init,
+    sampleShape: [dim],
+    adam: { ...DEFAULT_ADAM, lr: opts.lr },
+    emaDecay: opts.emaDecay,
+  });
+  const sampleTimes = getTimeSampler(opts.timeSampler);
+  const losses: number[] = [];
+  let smooth = NaN;
+  const n = opts.batchSize;
+  const x0 = new Float32Array(n * dim);
+  const x1 = new Float32Array(n * dim);
+  try {
+    while (trainer.stepCount < opts.steps) {
+      const rng = stepRng(opts.seed, trainer.stepCount);
+      for (let i = 0; i < n; i++) {
+        const k = rng.int(opts.pairs);
+        x0.set(pairs.x0.subarray(k * dim, (k + 1) * dim), i * dim);
+        x1.set(pairs.x1.subarray(k * dim, (k + 1) * dim), i * dim);
+      }
+      const t = sampleTimes(n, rng);
+      // Reflow always trains on straight lines between its pairs: target x1 - x0.
+      const loss = await trainer.step({ x0, x1, t, coef: pathCoefficients(straightScheduler, t) });
+      if (!Number.isFinite(loss)) throw new UserError(`reflow training diverged at step ${trainer.stepCount}; lower --lr (now ${opts.lr})`);
+      losses.push(loss);
+      smooth = Number.isNaN(smooth) ? loss : 0.98 * smooth + 0.02 * loss;
+      opts.onProgress?.({ step: trainer.stepCount, steps: opts.steps, loss, smoothLoss: smooth });
+    }
+    const state = await trainer.hostState();
+    const config: Toy2dCheckpointConfig = {
+      format: "flowmatch-checkpoint",
+      version: 1,
+      kind: "2d",
+      runId: randomUUID(),
+      step: trainer.stepCount,
+      dataset,
+      model: mlp,
+      path: "straight",
+      train: {
+        dataset,
+        steps: opts.steps,
+        batchSize: opts.batchSize,
+        lr: opts.lr,
+        seed: opts.seed,
+        path: "straight",
+        timeSampler: opts.timeSampler,
+        emaDecay: opts.emaDecay,
+        model: mlp,
+        coupling: "independent",
+      },
+      reflow: { teacher: opts.teacherPath, teacherStep: opts.teacher.config.step, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, warmStart: opts.warmStart },
+      losses,
+    };
+    await saveCheckpoint(opts.out, { config, tensors: stateToTensors(state) });
+  } finally {
+    trainer.dispose();
+  }
+  return { checkpointDir: opts.out, losses };
+}
