@@ -1,0 +1,179 @@
+// Class- and time-conditional UNet velocity field for images, NHWC throughout.
+//
+// Layout (L = channels.length levels, L-1 downsamples):
+//   emb = dense(silu(dense(sinus(1000 t)))) + classTable[y]        (label numClasses = null class)
+//   h = stem(x)                                  3x3 conv inChannels -> c0
+//   down.i  (i < L-1): res block -> skip_i, then stride-2 3x3 conv   c_{i-1} -> c_i
+//   mid: res block c_{L-2} -> c_{L-1} at the coarsest resolution
+//   up.i    (i = L-2..0): nearest 2x + 3x3 conv, concat skip_i, res block -> c_i
+//   out: GroupNorm, SiLU, 3x3 conv c0 -> inChannels (zero-initialised, so training starts at v = 0)
+// Res block: GN, SiLU, conv, + dense(silu(emb)), GN, SiLU, conv, + (1x1 conv) shortcut.
+// Conv weights are stored as im2col matrices [k*k*Cin, Cout] in (ky, kx, cin) order.
+import { np, type Array } from "../../engine/index.js";
+import { UserError } from "../errors.js";
+import type { Rng } from "../rng.js";
+import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, sinusoidalEmbedding, upsample2x, type Params } from "./layers.js";
+import { TIME_EMBED_SCALE } from "./mlp.js";
+
+export interface UnetConfig {
+  /** Channel width per resolution level, e.g. [32, 64, 64]; length - 1 downsamples. */
+  channels: number[];
+  /** Number of real classes; label `numClasses` is the null (unconditional) class. */
+  numClasses: number;
+  /** Size of the sinusoidal time features and of the shared time+class embedding. */
+  timeEmbDim: number;
+  /** GroupNorm groups; must divide every channel count (including skip concatenations). */
+  groups: number;
+  inChannels: number;
+  height: number;
+  width: number;
+}
+
+export const DEFAULT_UNET: Omit<UnetConfig, "numClasses" | "inChannels" | "height" | "width"> = {
+  channels: [32, 64, 64],
+  timeEmbDim: 128,
+  groups: 8,
+};
+
+/** Throws UserError when the config cannot build a network. */
+export function checkUnetConfig(cfg: UnetConfig): void {
+  const { channels, groups } = cfg;
+  if (channels.length < 2) throw new UserError(`UNet needs at least 2 channel levels, got [${channels}]; pass e.g. --channels 32,64,64`);
+  for (const c of channels) {
+    if (!Number.isInteger(c) || c < 1 || c % groups !== 0) {
+      throw new UserError(`UNet channel width ${c} is not a positive multiple of groups=${groups}; pick widths divisible by the group count`);
+    }
+  }
+  const div = 2 ** (channels.length - 1);
+  if (cfg.height % div !== 0 || cfg.width % div !== 0) {
+    throw new UserError(`image size ${cfg.height}x${cfg.width} must be divisible by ${div} for ${channels.length} UNet levels; use fewer --channels levels or resize the images`);
+  }
+  if (cfg.timeEmbDim < 2 || cfg.timeEmbDim % 2 !== 0) throw new UserError(`timeEmbDim must be an even number >= 2, got ${cfg.timeEmbDim}`);
+}
+
+interface ResBlockSpec {
+  prefix: string;
+  /** Resolution level (0 = full size). */
+  level: number;
+  cin: number;
+  cout: number;
+}
+
+/** The residual blocks in execution order (shared by shapes, apply and the ONNX exporter). */
+export function unetBlocks(cfg: UnetConfig): { down: ResBlockSpec[]; mid: ResBlockSpec; up: ResBlockSpec[] } {
+  const ch = cfg.channels;
+  const L = ch.length;
+  const down: ResBlockSpec[] = [];
+  for (let i = 0; i < L - 1; i++) down.push({ prefix: `down.${i}.res`, level: i, cin: i === 0 ? ch[0] : ch[i - 1], cout: ch[i] });
+  const mid = { prefix: "mid.res", level: L - 1, cin: ch[L - 2], cout: ch[L - 1] };
+  const up: ResBlockSpec[] = [];
+  for (let i = L - 2; i >= 0; i--) up.push({ prefix: `up.${i}.res`, level: i, cin: ch[i + 1] + ch[i], cout: ch[i] });
+  return { down, mid, up };
+}
+
+export function unetParamShapes(cfg: UnetConfig): Record<string, number[]> {
+  checkUnetConfig(cfg);
+  const E = cfg.timeEmbDim;
+  const ch = cfg.channels;
+  const s: Record<string, number[]> = {};
+  const conv = (name: string, cin: number, cout: number, k = 3) => {
+    s[`${name}.weight`] = [k * k * cin, cout];
+    s[`${name}.bias`] = [cout];
+  };
+  const norm = (name: string, c: number) => {
+    s[`${name}.weight`] = [c];
+    s[`${name}.bias`] = [c];
+  };
+  s["time.0.weight"] = [E, E];
+  s["time.0.bias"] = [E];
+  s["time.1.weight"] = [E, E];
+  s["time.1.bias"] = [E];
+  s["class.weight"] = [cfg.numClasses + 1, E];
+  conv("stem", cfg.inChannels, ch[0]);
+  const res = ({ prefix, cin, cout }: ResBlockSpec) => {
+    norm(`${prefix}.norm1`, cin);
+    conv(`${prefix}.conv1`, cin, cout);
+    s[`${prefix}.emb.weight`] = [E, cout];
+    s[`${prefix}.emb.bias`] = [cout];
+    norm(`${prefix}.norm2`, cout);
+    conv(`${prefix}.conv2`, cout, cout);
+    if (cin !== cout) conv(`${prefix}.skip`, cin, cout, 1);
+  };
+  const { down, mid, up } = unetBlocks(cfg);
+  down.forEach((b, i) => {
+    res(b);
+    conv(`down.${i}.downsample`, b.cout, b.cout);
+  });
+  res(mid);
+  for (const b of up) {
+    const i = b.level;
+    conv(`up.${i}.upsample`, ch[i + 1], ch[i + 1]);
+    res(b);
+  }
+  norm("out.norm", ch[0]);
+  conv("out.conv", ch[0], cfg.inChannels);
+  return s;
+}
+
+export function unetParamCount(cfg: UnetConfig): number {
+  return Object.values(unetParamShapes(cfg)).reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * Host initialisation from the seeded Rng (identical weights on every device): He-normal conv and
+ * dense weights, zero biases, unit norms, N(0, 1) class table, and zeros for the last conv and for
+ * each block's second conv (so every residual block starts as the identity).
+ */
+export function initUnet(cfg: UnetConfig, rng: Rng): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  for (const [name, shape] of Object.entries(unetParamShapes(cfg))) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (name === "class.weight") out[name] = rng.normals(n);
+    else if (/norm\d?\.weight$/.test(name)) out[name] = new Float32Array(n).fill(1);
+    else if (name.endsWith(".bias") || name === "out.conv.weight" || name.endsWith(".conv2.weight")) out[name] = new Float32Array(n);
+    else out[name] = heNormal(rng, n, shape[0]);
+  }
+  return out;
+}
+
+function resBlock(params: Params, spec: ResBlockSpec, x: Array, embAct: Array, groups: number): Array {
+  const { prefix, cin, cout } = spec;
+  const [b] = x.shape;
+  let h = conv2d(params, `${prefix}.conv1`, silu(groupNorm(params, `${prefix}.norm1`, x.ref, groups)));
+  h = h.add(dense(params, `${prefix}.emb`, embAct).reshape([b, 1, 1, cout]));
+  h = conv2d(params, `${prefix}.conv2`, silu(groupNorm(params, `${prefix}.norm2`, h, groups)));
+  const shortcut = cin === cout ? x : conv2d(params, `${prefix}.skip`, x, { kernel: 1 });
+  return h.add(shortcut);
+}
+
+/**
+ * Velocity v(x, t, y). x: [B, H, W, C] float32, t: [B] in [0, 1], y: [B] int32 labels (numClasses =
+ * null class). Consumes x, t, y and the params record (like every VelocityModel.apply).
+ */
+export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: UnetConfig): Array {
+  const { down, mid, up } = unetBlocks(cfg);
+  const g = cfg.groups;
+  let emb = dense(params, "time.0", sinusoidalEmbedding(t.mul(TIME_EMBED_SCALE), cfg.timeEmbDim));
+  emb = dense(params, "time.1", silu(emb));
+  emb = emb.add(embeddingLookup(params, "class", y));
+  const embAct = silu(emb);
+
+  let h = conv2d(params, "stem", x);
+  const skips: Array[] = [];
+  down.forEach((spec, i) => {
+    h = resBlock(params, spec, h, embAct.ref, g);
+    skips.push(h.ref);
+    h = conv2d(params, `down.${i}.downsample`, h, { stride: 2 });
+  });
+  h = resBlock(params, mid, h, embAct.ref, g);
+  for (const spec of up) {
+    const i = spec.level;
+    h = conv2d(params, `up.${i}.upsample`, upsample2x(h));
+    h = np.concatenate([h, skips[i]], 3);
+    h = resBlock(params, spec, h, embAct.ref, g);
+  }
+  embAct.dispose();
+  h = conv2d(params, "out.conv", silu(groupNorm(params, "out.norm", h, g)));
+  for (const p of Object.values(params)) p.dispose();
+  return h;
+}
