@@ -1,7 +1,9 @@
 // ODE solvers for dx/dt = v(x, t) on host batches. They know nothing about models: the same
 // solver integrates a jax-js network, an ONNX session or an analytic field. Fixed-step methods
-// share one explicit Runge-Kutta stepper driven by a Butcher tableau; Dopri5 adds an embedded
-// error estimate and step-size control (Hairer, Norsett & Wanner, Solving ODEs I, II.4).
+// share one explicit Runge-Kutta stepper driven by a Butcher tableau; Dopri5 runs the same stepper
+// on its own tableau and adds an embedded error estimate, step-size control and dense output
+// (Hairer, Norsett & Wanner, Solving ODEs I, section II.4-II.6). States are accumulated in float64
+// so that many small steps do not pile up float32 rounding; the field sees and returns float32.
 import { UserError } from "./errors.js";
 
 /** A velocity field over a flattened batch; returns dx/dt with the same length as x. */
@@ -11,7 +13,8 @@ export type SolverName = "euler" | "midpoint" | "heun" | "rk4" | "dopri5";
 export const SOLVERS: readonly SolverName[] = ["euler", "midpoint", "heun", "rk4", "dopri5"];
 
 export function parseSolver(name: string): SolverName {
-  if ((SOLVERS as readonly string[]).includes(name)) return name as SolverName;
+  const found = SOLVERS.find((s) => s === name);
+  if (found) return found;
   throw new UserError(`unknown solver "${name}"; choose one of: ${SOLVERS.join(", ")}`);
 }
 
@@ -20,7 +23,7 @@ interface Tableau {
   a: number[][];
   /** Solution weights. */
   b: number[];
-  /** Stage times. */
+  /** Stage times as fractions of the step. */
   c: number[];
 }
 
@@ -31,8 +34,9 @@ const TABLEAUS: Record<Exclude<SolverName, "dopri5">, Tableau> = {
   rk4: { a: [[], [0.5], [0, 0.5], [0, 0, 1]], b: [1 / 6, 1 / 3, 1 / 3, 1 / 6], c: [0, 0.5, 0.5, 1] },
 };
 
-// Dormand-Prince 5(4): 7 stages, first-same-as-last, 5th-order solution b, 4th-order bHat.
-const DOPRI = {
+// Dormand-Prince 5(4): 7 stages, first-same-as-last (stage 7 is evaluated at the new state, so it
+// is the next step's stage 1), 5th-order solution b, embedded 4th-order bHat for the error.
+const DOPRI5: Tableau & { bHat: number[]; dense: number[] } = {
   c: [0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1, 1],
   a: [
     [],
@@ -45,57 +49,61 @@ const DOPRI = {
   ],
   b: [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0],
   bHat: [5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40],
-  // Dense output (Hairer's contd5 coefficients) for interpolating inside an accepted step.
-  d: [-12715105075 / 11282082432, 0, 87487479700 / 32700410799, -10690763975 / 1880347072, 701980252875 / 199316789632, -1453857185 / 822651844, 69997945 / 29380423],
+  // Continuous extension coefficients (Hairer's dopri5.f, CONTD5) for states inside a step.
+  dense: [
+    -12715105075 / 11282082432, 0, 87487479700 / 32700410799, -10690763975 / 1880347072, 701980252875 / 199316789632,
+    -1453857185 / 822651844, 69997945 / 29380423,
+  ],
 };
+const DOPRI5_ERR = DOPRI5.b.map((b, j) => b - DOPRI5.bHat[j]);
+
+/** Evaluations per step of each method (Dopri5 reuses its last stage: 6 per step after the first). */
+export const EVALS_PER_STEP: Record<SolverName, number> = { euler: 1, midpoint: 2, heun: 2, rk4: 4, dopri5: 6 };
 
 export interface OdeOptions {
   solver: SolverName;
+  /** Start time (default 0). t1 < t0 integrates backwards, e.g. data -> noise for likelihoods. */
   t0?: number;
+  /** End time (default 1). */
   t1?: number;
-  /** Fixed-step solvers: budget of function evaluations; steps = floor(nfe / stages), at least 1. */
+  /** Fixed-step solvers: budget of function evaluations (default 100); steps = floor(nfe / evals per step), at least 1. */
   nfe?: number;
-  /** Fixed-step solvers: number of steps (instead of nfe). */
+  /** Fixed-step solvers: number of steps (takes precedence over nfe). */
   steps?: number;
+  /** Dopri5 relative tolerance (default 1e-5). */
   rtol?: number;
+  /** Dopri5 absolute tolerance (default 1e-5). */
   atol?: number;
+  /** Dopri5: give up after this many steps, accepted plus rejected (default 10000). */
   maxSteps?: number;
-  /** Record the state at these times (inside [t0, t1], in integration order). */
+  /**
+   * Record the state at these times (inside [t0, t1], any order). The trajectory lists them in the
+   * order given. Fixed-step solvers place grid points on them (keeping the nfe budget where it has
+   * enough steps); Dopri5 reads them off its 4th-order dense output without shortening its steps.
+   */
   saveAt?: number[];
+  /** Called after every (accepted) step with the time reached and a copy of the state. */
   onStep?: (t: number, x: Float32Array) => void;
 }
 
 export interface OdeResult {
   x: Float32Array;
   trajectory?: { t: number[]; xs: Float32Array[] };
+  /** Velocity field evaluations actually made. */
   nfe: number;
+  /** Steps taken (accepted steps for Dopri5). */
   steps: number;
+  /** Dopri5 only: rejected step attempts. */
   rejected?: number;
-}
-
-/** Evaluations per step of each method (Dopri5 reuses its last stage: 6 per accepted step). */
-export const EVALS_PER_STEP: Record<SolverName, number> = { euler: 1, midpoint: 2, heun: 2, rk4: 4, dopri5: 6 };
-
-function checkSaveAt(saveAt: number[] | undefined, t0: number, t1: number): number[] {
-  if (!saveAt) return [];
-  const dir = Math.sign(t1 - t0) || 1;
-  const lo = Math.min(t0, t1);
-  const hi = Math.max(t0, t1);
-  for (let i = 0; i < saveAt.length; i++) {
-    const s = saveAt[i];
-    if (!Number.isFinite(s) || s < lo - 1e-12 || s > hi + 1e-12) throw new UserError(`saveAt time ${s} is outside the integration interval [${lo}, ${hi}]`);
-    if (i > 0 && (s - saveAt[i - 1]) * dir < 0) throw new UserError("saveAt times must be ordered in the direction of integration");
-  }
-  return saveAt;
 }
 
 export async function odeint(field: VelocityField, x0: Float32Array, opts: OdeOptions): Promise<OdeResult> {
   const t0 = opts.t0 ?? 0;
   const t1 = opts.t1 ?? 1;
   if (!Number.isFinite(t0) || !Number.isFinite(t1)) throw new UserError(`integration times must be finite, got ${t0} -> ${t1}`);
-  const saveAt = checkSaveAt(opts.saveAt, t0, t1);
-  if (opts.solver === "dopri5") return dopri5(field, x0, t0, t1, saveAt, opts);
-  const tableau = TABLEAUS[opts.solver];
+  const saves = new SaveTimes(opts.saveAt, t0, t1);
+  if (opts.solver === "dopri5") return dopri5(field, x0, t0, t1, saves, opts);
+  const tableau: Tableau | undefined = TABLEAUS[opts.solver];
   if (!tableau) throw new UserError(`unknown solver "${String(opts.solver)}"; choose one of: ${SOLVERS.join(", ")}`);
   let steps: number;
   if (opts.steps !== undefined) {
@@ -106,13 +114,70 @@ export async function odeint(field: VelocityField, x0: Float32Array, opts: OdeOp
     if (!Number.isInteger(nfe) || nfe < 1) throw new UserError(`--nfe must be a positive integer, got ${nfe}`);
     steps = Math.max(1, Math.floor(nfe / tableau.b.length));
   }
-  return fixedStep(field, x0, t0, t1, steps, tableau, saveAt, opts.onStep);
+  return fixedStep(field, x0, t0, t1, steps, tableau, saves, opts.onStep);
 }
 
-/** y = x + h * sum_j coef[j] * k[j] in float64, for stage inputs and updates. */
+/**
+ * Save times sorted in the direction of integration, remembering where each goes in the caller's
+ * order. Times within a rounding error of an end point are snapped onto it.
+ */
+class SaveTimes {
+  /** Requested times in integration order. */
+  readonly sorted: number[];
+  /** sorted[k] was requested at position slot[k]. */
+  private readonly slot: number[];
+  private readonly states: Float32Array[] = [];
+  private next = 0;
+  readonly dir: number;
+  readonly eps: number;
+
+  constructor(requested: number[] | undefined, t0: number, t1: number) {
+    this.dir = t1 >= t0 ? 1 : -1;
+    this.eps = 1e-12 * Math.max(1, Math.abs(t0), Math.abs(t1));
+    const lo = Math.min(t0, t1);
+    const hi = Math.max(t0, t1);
+    const times = (requested ?? []).map((s) => {
+      if (!Number.isFinite(s) || s < lo - this.eps || s > hi + this.eps) {
+        throw new UserError(`saveAt time ${s} is outside the integration interval [${lo}, ${hi}]; pick times between t0 and t1`);
+      }
+      return Math.abs(s - t0) <= this.eps ? t0 : Math.abs(s - t1) <= this.eps ? t1 : s;
+    });
+    this.slot = times.map((_, i) => i).sort((i, j) => (times[i] - times[j]) * this.dir);
+    this.sorted = this.slot.map((i) => times[i]);
+  }
+
+  get pending(): boolean {
+    return this.next < this.sorted.length;
+  }
+
+  /** The next time still to be recorded (integration order). */
+  get upcoming(): number {
+    return this.sorted[this.next];
+  }
+
+  /** Store the state for the next pending time. */
+  record(state: Float32Array): void {
+    this.states[this.slot[this.next]] = state;
+    this.next++;
+  }
+
+  /** Record `state` for every pending time equal to t. */
+  recordAt(t: number, x: Float64Array): void {
+    while (this.pending && Math.abs(this.upcoming - t) <= this.eps) this.record(Float32Array.from(x));
+  }
+
+  trajectory(): OdeResult["trajectory"] {
+    if (this.sorted.length === 0) return undefined;
+    const t = this.slot.map(() => 0);
+    this.slot.forEach((i, k) => (t[i] = this.sorted[k]));
+    return { t, xs: this.states };
+  }
+}
+
+/** out = x + h * sum_j coef[j] * k[j], in float64. */
 function combine(x: Float64Array, h: number, coef: number[], ks: Float32Array[]): Float64Array {
   const out = new Float64Array(x);
-  for (let j = 0; j < coef.length; j++) {
+  for (let j = 0; j < coef.length && j < ks.length; j++) {
     const w = h * coef[j];
     if (w === 0) continue;
     const k = ks[j];
@@ -127,6 +192,52 @@ async function evaluate(field: VelocityField, x: Float64Array, t: number): Promi
   return v;
 }
 
+/**
+ * One explicit Runge-Kutta step from (t, x) with step h. Stages before `known.length` are reused
+ * (Dopri5's first-same-as-last stage); returns all stage derivatives and the new state.
+ */
+async function rkStep(
+  field: VelocityField,
+  tab: Tableau,
+  t: number,
+  x: Float64Array,
+  h: number,
+  known: Float32Array[] = [],
+): Promise<{ ks: Float32Array[]; x: Float64Array; evals: number }> {
+  const ks = [...known];
+  let evals = 0;
+  for (let i = ks.length; i < tab.c.length; i++) {
+    ks.push(await evaluate(field, i === 0 ? x : combine(x, h, tab.a[i], ks), t + tab.c[i] * h));
+    evals++;
+  }
+  return { ks, x: combine(x, h, tab.b, ks), evals };
+}
+
+/**
+ * Step times for a fixed-step solver: `steps` uniform steps, with grid points moved onto the save
+ * times (each save time takes the nearest free grid index, and the points between two save times
+ * are spread evenly). The nfe budget is kept unless there are more distinct save times than steps,
+ * and save times already on the uniform grid leave it unchanged.
+ */
+function stepTimes(t0: number, t1: number, steps: number, saves: SaveTimes): number[] {
+  const knots: number[] = [t0];
+  const index: number[] = [0];
+  for (const s of saves.sorted) {
+    if (Math.abs(s - knots[knots.length - 1]) <= saves.eps || Math.abs(s - t1) <= saves.eps) continue;
+    knots.push(s);
+    index.push(Math.max(Math.round((steps * (s - t0)) / (t1 - t0)), index[index.length - 1] + 1));
+  }
+  knots.push(t1);
+  index.push(t0 === t1 ? 0 : Math.max(steps, index[index.length - 1] + 1));
+  const times: number[] = [t0];
+  for (let k = 0; k + 1 < knots.length; k++) {
+    const m = index[k + 1] - index[k];
+    for (let i = 1; i < m; i++) times.push(knots[k] + ((knots[k + 1] - knots[k]) * i) / m);
+    if (m > 0) times.push(knots[k + 1]);
+  }
+  return times;
+}
+
 async function fixedStep(
   field: VelocityField,
   x0: Float32Array,
@@ -134,147 +245,119 @@ async function fixedStep(
   t1: number,
   steps: number,
   tab: Tableau,
-  saveAt: number[],
+  saves: SaveTimes,
   onStep?: (t: number, x: Float32Array) => void,
 ): Promise<OdeResult> {
-  // Step grid: uniform, split at the save times so every requested state is hit exactly.
-  const grid = new Set<number>();
-  for (let k = 0; k <= steps; k++) grid.add(t0 + ((t1 - t0) * k) / steps);
-  for (const s of saveAt) grid.add(s);
-  const dir = Math.sign(t1 - t0) || 1;
-  const times = [...grid].sort((a, b) => (a - b) * dir);
-  // Merge points closer than a rounding error (a save time that equals a grid time).
-  const ts = times.filter((t, i) => i === 0 || Math.abs(t - times[i - 1]) > 1e-12);
+  const times = stepTimes(t0, t1, steps, saves);
   let x: Float64Array = Float64Array.from(x0);
   let nfe = 0;
-  const trajectory = saveAt.length > 0 ? { t: [] as number[], xs: [] as Float32Array[] } : undefined;
-  let next = 0;
-  const record = (t: number) => {
-    while (trajectory && next < saveAt.length && Math.abs(saveAt[next] - t) <= 1e-12) {
-      trajectory.t.push(saveAt[next]);
-      trajectory.xs.push(Float32Array.from(x));
-      next++;
-    }
-  };
-  record(ts[0]);
-  for (let s = 0; s + 1 < ts.length; s++) {
-    const t = ts[s];
-    const h = ts[s + 1] - t;
-    const ks: Float32Array[] = [];
-    for (let i = 0; i < tab.b.length; i++) {
-      const xi = i === 0 ? x : combine(x, h, tab.a[i], ks);
-      ks.push(await evaluate(field, xi, t + tab.c[i] * h));
-      nfe++;
-    }
-    x = combine(x, h, tab.b, ks);
-    onStep?.(ts[s + 1], Float32Array.from(x));
-    record(ts[s + 1]);
+  saves.recordAt(t0, x);
+  for (let s = 0; s + 1 < times.length; s++) {
+    const step = await rkStep(field, tab, times[s], x, times[s + 1] - times[s]);
+    x = step.x;
+    nfe += step.evals;
+    onStep?.(times[s + 1], Float32Array.from(x));
+    saves.recordAt(times[s + 1], x);
   }
-  return { x: Float32Array.from(x), trajectory, nfe, steps: ts.length - 1 };
+  return { x: Float32Array.from(x), trajectory: saves.trajectory(), nfe, steps: times.length - 1 };
 }
 
-async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: number, saveAt: number[], opts: OdeOptions): Promise<OdeResult> {
+/** RMS norm of v / scale. */
+function scaledRms(v: ArrayLike<number>, scale: Float64Array): number {
+  if (scale.length === 0) return 0;
+  let s = 0;
+  for (let i = 0; i < scale.length; i++) s += (v[i] / scale[i]) ** 2;
+  return Math.sqrt(s / scale.length);
+}
+
+async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: number, saves: SaveTimes, opts: OdeOptions): Promise<OdeResult> {
   const rtol = opts.rtol ?? 1e-5;
   const atol = opts.atol ?? 1e-5;
   const maxSteps = opts.maxSteps ?? 10000;
-  if (!(rtol > 0) || !(atol > 0)) throw new UserError(`--rtol and --atol must be positive, got ${rtol} and ${atol}`);
-  const dir = Math.sign(t1 - t0) || 1;
+  if (!(rtol > 0 && Number.isFinite(rtol)) || !(atol > 0 && Number.isFinite(atol))) {
+    throw new UserError(`--rtol and --atol must be positive numbers, got ${rtol} and ${atol}`);
+  }
+  if (!Number.isInteger(maxSteps) || maxSteps < 1) throw new UserError(`maxSteps must be a positive integer, got ${maxSteps}`);
   const n = x0.length;
+  const dir = saves.dir;
   let x: Float64Array = Float64Array.from(x0);
   let t = t0;
-  let nfe = 0;
-  let k1 = await evaluate(field, x, t);
-  nfe++;
-  const trajectory = saveAt.length > 0 ? { t: [] as number[], xs: [] as Float32Array[] } : undefined;
-  let next = 0;
-  while (trajectory && next < saveAt.length && Math.abs(saveAt[next] - t0) <= 1e-12) {
-    trajectory.t.push(saveAt[next++]);
-    trajectory.xs.push(Float32Array.from(x));
+  saves.recordAt(t0, x);
+  if (Math.abs(t1 - t0) <= saves.eps) {
+    return { x: Float32Array.from(x), trajectory: saves.trajectory(), nfe: 0, steps: 0, rejected: 0 };
   }
-
-  const errNorm = (a: Float64Array) => {
-    let s = 0;
-    for (let i = 0; i < n; i++) {
-      const v = a[i];
-      s += v * v;
-    }
-    return Math.sqrt(s / n);
+  const scale = new Float64Array(n);
+  const setScale = (a: Float64Array, b: Float64Array) => {
+    for (let i = 0; i < n; i++) scale[i] = atol + rtol * Math.max(Math.abs(a[i]), Math.abs(b[i]));
   };
-  // Initial step (Hairer's heuristic): balance the sizes of x and its derivative.
-  const scale0 = new Float64Array(n);
-  for (let i = 0; i < n; i++) scale0[i] = atol + rtol * Math.abs(x[i]);
-  const d0 = errNorm(x.map((v, i) => v / scale0[i]));
-  const d1 = errNorm(Float64Array.from(k1, (v, i) => v / scale0[i]));
-  let h = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * (d0 / d1);
-  {
-    const x1 = combine(x, dir * h, [1], [k1]);
-    const k2 = await evaluate(field, x1, t + dir * h);
-    nfe++;
-    const d2 = errNorm(Float64Array.from(k2, (v, i) => (v - k1[i]) / scale0[i])) / h;
-    const h1 = Math.max(d1, d2) <= 1e-15 ? Math.max(1e-6, h * 1e-3) : Math.pow(0.01 / Math.max(d1, d2), 1 / 5);
-    h = Math.min(100 * h, h1, Math.abs(t1 - t0));
-  }
+
+  let k1 = await evaluate(field, x, t);
+  let nfe = 1;
+  // Initial step (Hairer's heuristic, dopri5.f HINIT): an explicit Euler step of a size that
+  // balances |x| against |v|, then limit it by the change in v so the local error is ~0.01.
+  setScale(x, x);
+  const d0 = scaledRms(x, scale);
+  const d1 = scaledRms(k1, scale);
+  const h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * (d0 / d1);
+  const k2 = await evaluate(field, combine(x, dir * h0, [1], [k1]), t + dir * h0);
+  nfe++;
+  const d2 = scaledRms(Float64Array.from(k2, (v, i) => v - k1[i]), scale) / h0;
+  const h1 = Math.max(d1, d2) <= 1e-15 ? Math.max(1e-6, h0 * 1e-3) : Math.pow(0.01 / Math.max(d1, d2), 1 / 5);
+  let h = Math.min(100 * h0, h1, Math.abs(t1 - t0));
 
   let steps = 0;
   let rejected = 0;
-  while ((t1 - t) * dir > 1e-12) {
+  let lastRejected = false;
+  while ((t1 - t) * dir > saves.eps) {
     if (steps + rejected >= maxSteps) {
-      throw new Error(`dopri5 exceeded ${maxSteps} steps at t=${t.toFixed(6)}; the field may be stiff or not finite — loosen --rtol/--atol or use a fixed-step solver`);
+      throw new Error(
+        `dopri5 exceeded ${maxSteps} steps at t=${t.toFixed(6)} of [${t0}, ${t1}]; the field may be stiff or not finite — loosen rtol/atol, raise maxSteps or use a fixed-step solver`,
+      );
     }
-    const hs = dir * Math.min(h, Math.abs(t1 - t));
-    const ks: Float32Array[] = [k1];
-    for (let i = 1; i < 7; i++) {
-      ks.push(await evaluate(field, combine(x, hs, DOPRI.a[i], ks), t + DOPRI.c[i] * hs));
-      nfe++;
-    }
-    const xNew = combine(x, hs, DOPRI.b, ks);
-    let err = 0;
-    for (let i = 0; i < n; i++) {
-      let e = 0;
-      for (let j = 0; j < 7; j++) e += (DOPRI.b[j] - DOPRI.bHat[j]) * ks[j][i];
-      e *= hs;
-      const sc = atol + rtol * Math.max(Math.abs(x[i]), Math.abs(xNew[i]));
-      err += (e / sc) ** 2;
-    }
-    err = Math.sqrt(err / n);
+    // Stretch the step by up to 1% rather than leave a sliver before t1.
+    const lastStep = Math.abs(t1 - t) <= 1.01 * h;
+    const hs = lastStep ? t1 - t : dir * h;
+    const { ks, x: xNew, evals } = await rkStep(field, DOPRI5, t, x, hs, [k1]);
+    nfe += evals;
+    setScale(x, xNew);
+    const errVec = combine(new Float64Array(n), hs, DOPRI5_ERR, ks);
+    const err = scaledRms(errVec, scale);
     if (!Number.isFinite(err)) throw new Error(`dopri5 hit a non-finite state at t=${t.toFixed(6)}; the velocity field returned NaN or Inf`);
+    // Standard controller: h_new = h * 0.9 * err^(-1/5), factor in [0.2, 10]; no growth right after a rejection.
+    const factor = Math.max(0.2, Math.min(lastRejected ? 1 : 10, 0.9 * Math.pow(Math.max(err, 1e-16), -1 / 5)));
     if (err <= 1) {
-      const tNew = t + hs;
-      // Dense output for save times inside (t, tNew].
-      while (trajectory && next < saveAt.length && (saveAt[next] - tNew) * dir <= 1e-12) {
-        const theta = (saveAt[next] - t) / hs;
-        trajectory.t.push(saveAt[next++]);
-        trajectory.xs.push(denseOutput(x, xNew, ks, hs, theta));
+      const tNew = lastStep ? t1 : t + hs;
+      while (saves.pending && (saves.upcoming - tNew) * dir <= saves.eps) {
+        const s = saves.upcoming;
+        saves.record(Math.abs(s - tNew) <= saves.eps ? Float32Array.from(xNew) : denseOutput(x, xNew, ks, hs, (s - t) / hs));
       }
       x = xNew;
       t = tNew;
       k1 = ks[6];
       steps++;
+      lastRejected = false;
       opts.onStep?.(t, Float32Array.from(x));
-      h = Math.abs(hs) * Math.min(10, Math.max(0.2, 0.9 * Math.pow(err, -1 / 5)));
     } else {
       rejected++;
-      h = Math.abs(hs) * Math.max(0.2, 0.9 * Math.pow(err, -1 / 5));
+      lastRejected = true;
     }
+    h = Math.abs(hs) * factor;
   }
-  return { x: Float32Array.from(x), trajectory, nfe, steps, rejected };
+  return { x: Float32Array.from(x), trajectory: saves.trajectory(), nfe, steps, rejected };
 }
 
-/** Dormand-Prince 4th-order continuous extension at x(t + theta h). */
+/** Dormand-Prince 4th-order continuous extension: the state at t + theta h inside an accepted step. */
 function denseOutput(x: Float64Array, xNew: Float64Array, ks: Float32Array[], h: number, theta: number): Float32Array {
   const out = new Float32Array(x.length);
-  const t1 = 1 - theta;
+  const rest = 1 - theta;
   for (let i = 0; i < x.length; i++) {
-    const r1 = x[i];
-    const dy = xNew[i] - x[i];
-    const r2 = dy;
-    const bspl = h * ks[0][i] - dy;
-    const r3 = bspl;
-    const r4 = dy - h * ks[6][i] - bspl;
+    const dx = xNew[i] - x[i];
+    const bspl = h * ks[0][i] - dx;
+    const r4 = dx - h * ks[6][i] - bspl;
     let r5 = 0;
-    for (let j = 0; j < 7; j++) r5 += DOPRI.d[j] * ks[j][i];
+    for (let j = 0; j < 7; j++) r5 += DOPRI5.dense[j] * ks[j][i];
     r5 *= h;
-    out[i] = r1 + theta * (r2 + t1 * (r3 + theta * (r4 + t1 * r5)));
+    out[i] = x[i] + theta * (dx + rest * (bspl + theta * (r4 + rest * r5)));
   }
   return out;
 }
