@@ -13,7 +13,7 @@ export type Params = Record<string, Array>;
 export function sinusoidalEmbedding(t: Array, dim: number): Array {
   const half = Math.floor(dim / 2);
   const freqs = sinusoidalFrequencies(dim);
-  const args = t.reshape([-1, 1]).mul(np.array(freqs, { dtype: t.dtype }).reshape([1, half]));
+  const args = t.reshape([-1, 1]).mul(np.array(Array.from(freqs), { dtype: t.dtype }).reshape([1, half]));
   return np.concatenate([np.sin(args.ref), np.cos(args)], 1);
 }
 
