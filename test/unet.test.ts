@@ -16,16 +16,17 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-test("im2col conv2d equals lax.convGeneralDilated (3x3 same, 3x3 stride 2, 1x1)", async () => {
+test("im2col conv2d equals lax.convGeneralDilated (3x3 same, 3x3 stride 2, 1x1, 1x1 stride 2)", async () => {
   await initEngine();
   const rng = new Rng(11);
   const [B, H, W, C, O] = [2, 6, 8, 3, 5];
   const x = rng.normals(B * H * W * C);
-  for (const { k, stride } of [{ k: 3, stride: 1 }, { k: 3, stride: 2 }, { k: 1, stride: 1 }]) {
+  for (const { k, stride } of [{ k: 3, stride: 1 }, { k: 3, stride: 2 }, { k: 1, stride: 1 }, { k: 1, stride: 2 }]) {
     const wHwio = rng.normals(k * k * C * O); // [k, k, C, O] = im2col layout [(ky, kx, c), o]
     const bias = rng.normals(O);
     const params: Params = { "c.weight": fromHost(wHwio, [k * k * C, O]), "c.bias": fromHost(bias, [O]) };
-    const mine = await toHost(conv2d(params, "c", fromHost(x, [B, H, W, C]), { kernel: k, stride }));
+    // conv2d works on [H, B, W, C]; compare in NHWC.
+    const mine = await toHost(conv2d(params, "c", fromHost(x, [B, H, W, C]).transpose([1, 0, 2, 3]), { kernel: k, stride }).transpose([1, 0, 2, 3]));
     const p = (k - 1) >> 1;
     const lhs = fromHost(x, [B, H, W, C]).transpose([0, 3, 1, 2]);
     const rhs = fromHost(wHwio, [k, k, C, O]).transpose([3, 2, 0, 1]);

@@ -9,6 +9,7 @@
 //   out: GroupNorm, SiLU, 3x3 conv c0 -> inChannels (zero-initialised, so training starts at v = 0)
 // Res block: GN, SiLU, conv, + dense(silu(emb)), GN, SiLU, conv, + (1x1 conv) shortcut.
 // Conv weights are stored as im2col matrices [k*k*Cin, Cout] in (ky, kx, cin) order.
+// The interface is NHWC; inside, activations are [H, B, W, C] (faster convs, see layers.ts).
 import { np, type Array } from "../../engine/index.js";
 import { UserError } from "../errors.js";
 import type { Rng } from "../rng.js";
@@ -138,9 +139,9 @@ export function initUnet(cfg: UnetConfig, rng: Rng): Record<string, Float32Array
 
 function resBlock(params: Params, spec: ResBlockSpec, x: Array, embAct: Array, groups: number): Array {
   const { prefix, cin, cout } = spec;
-  const [b] = x.shape;
+  const b = x.shape[1];
   let h = conv2d(params, `${prefix}.conv1`, silu(groupNorm(params, `${prefix}.norm1`, x.ref, groups)));
-  h = h.add(dense(params, `${prefix}.emb`, embAct).reshape([b, 1, 1, cout]));
+  h = h.add(dense(params, `${prefix}.emb`, embAct).reshape([1, b, 1, cout]));
   h = conv2d(params, `${prefix}.conv2`, silu(groupNorm(params, `${prefix}.norm2`, h, groups)));
   const shortcut = cin === cout ? x : conv2d(params, `${prefix}.skip`, x, { kernel: 1 });
   return h.add(shortcut);
@@ -158,7 +159,8 @@ export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: Une
   emb = emb.add(embeddingLookup(params, "class", y));
   const embAct = silu(emb);
 
-  let h = conv2d(params, "stem", x);
+  // Layers run on [H, B, W, C] (see layers.ts); one transpose in, one out.
+  let h = conv2d(params, "stem", x.transpose([1, 0, 2, 3]));
   const skips: Array[] = [];
   down.forEach((spec, i) => {
     h = resBlock(params, spec, h, embAct.ref, g);
@@ -175,5 +177,5 @@ export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: Une
   embAct.dispose();
   h = conv2d(params, "out.conv", silu(groupNorm(params, "out.norm", h, g)));
   for (const p of Object.values(params)) p.dispose();
-  return h;
+  return h.transpose([1, 0, 2, 3]);
 }
