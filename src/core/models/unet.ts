@@ -5,7 +5,7 @@
 //   h = stem(x)                                  3x3 conv inChannels -> c0
 //   down.i  (i < L-1): res block -> skip_i, then stride-2 3x3 conv   c_{i-1} -> c_i
 //   mid: res block c_{L-2} -> c_{L-1} at the coarsest resolution
-//   up.i    (i = L-2..0): nearest 2x + 3x3 conv, concat skip_i, res block -> c_i
+//   up.i    (i = L-2..0): nearest 2x + 3x3 conv c_{i+1} -> c_i, concat skip_i (2 c_i), res block -> c_i
 //   out: GroupNorm, SiLU, 3x3 conv c0 -> inChannels (zero-initialised, so training starts at v = 0)
 // Res block: GN, SiLU, conv, + dense(silu(emb)), GN, SiLU, conv, + (1x1 conv) shortcut.
 // Conv weights are stored as im2col matrices [k*k*Cin, Cout] in (ky, kx, cin) order.
@@ -68,7 +68,7 @@ export function unetBlocks(cfg: UnetConfig): { down: ResBlockSpec[]; mid: ResBlo
   for (let i = 0; i < L - 1; i++) down.push({ prefix: `down.${i}.res`, level: i, cin: i === 0 ? ch[0] : ch[i - 1], cout: ch[i] });
   const mid = { prefix: "mid.res", level: L - 1, cin: ch[L - 2], cout: ch[L - 1] };
   const up: ResBlockSpec[] = [];
-  for (let i = L - 2; i >= 0; i--) up.push({ prefix: `up.${i}.res`, level: i, cin: ch[i + 1] + ch[i], cout: ch[i] });
+  for (let i = L - 2; i >= 0; i--) up.push({ prefix: `up.${i}.res`, level: i, cin: 2 * ch[i], cout: ch[i] });
   return { down, mid, up };
 }
 
@@ -108,7 +108,7 @@ export function unetParamShapes(cfg: UnetConfig): Record<string, number[]> {
   res(mid);
   for (const b of up) {
     const i = b.level;
-    conv(`up.${i}.upsample`, ch[i + 1], ch[i + 1]);
+    conv(`up.${i}.upsample`, ch[i + 1], ch[i]);
     res(b);
   }
   norm("out.norm", ch[0]);
