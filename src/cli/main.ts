@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { UserError } from "../core/errors.js";
 import { registerToy2dCommands } from "./commands/toy2d.js";
 import { registerReflowCommands } from "./commands/reflow.js";
+import { registerImageCommands } from "./commands/images.js";
 
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerToy2dCommands(program);
   registerReflowCommands(program);
+  registerImageCommands(program);
   return program;
 }
 

@@ -1,0 +1,162 @@
+// train-image / sample-image / export: class-conditional flow matching on images.
+import { dirname, join } from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { PATHS, type PathName } from "../../core/schedulers.js";
+import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
+import { SOLVERS, type SolverName } from "../../core/solvers.js";
+import { UserError } from "../../core/errors.js";
+import { loadCheckpoint } from "../../io/checkpoint.js";
+import { exportOnnx, loadImageModel, sampleImages, trainImage } from "../../pipelines/images.js";
+import { loadToy2d } from "../../pipelines/toy2d.js";
+import { exportMlpOnnx } from "../../io/onnx.js";
+import { writeFileAtomic } from "../../io/atomic.js";
+import { createProgress, formatSeconds } from "../progress.js";
+import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
+
+function intList(value: string): number[] {
+  const list = value.split(",").map((v) => Number(v.trim()));
+  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new InvalidArgumentError(`must be a comma-separated list of positive integers, e.g. 32,64,64; got "${value}"`);
+  }
+  return list;
+}
+
+function classList(value: string): number[] {
+  const list = value.split(",").map((v) => Number(v.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 0)) throw new InvalidArgumentError(`must be class indices like 0,3,7; got "${value}"`);
+  return list;
+}
+
+interface TrainImageFlags {
+  dataset: string;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  channels: number[];
+  timeEmbDim: number;
+  groups: number;
+  ema: number;
+  labelDropout: number;
+  seed: number;
+  path: PathName;
+  timeSampler: TimeSamplerName;
+  limit: number;
+  out?: string;
+  checkpointEvery: number;
+  resume: boolean;
+  perClass: number;
+  nfe: number;
+  solver: SolverName;
+  guidance: number;
+}
+
+export function registerImageCommands(program: Command): void {
+  program
+    .command("train-image")
+    .description("train a class-conditional UNet velocity field on images; writes ckpt, loss.png, samples.png, trajectory.gif")
+    .requiredOption("--dataset <spec>", "mnist, fashion-mnist, idx:DIR (IDX files) or folder:DIR (PNG files, one subfolder per class)")
+    .option("--steps <n>", "training steps", positiveInt, 4000)
+    .option("--batch-size <n>", "images per step", positiveInt, 32)
+    .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
+    .option("--channels <list>", "UNet widths per resolution", intList, [32, 64, 64])
+    .option("--time-emb-dim <n>", "time/class embedding size", positiveInt, 64)
+    .option("--groups <n>", "GroupNorm groups", positiveInt, 8)
+    .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
+    .option("--label-dropout <p>", "probability of training a sample unconditionally (for guidance)", fraction, 0.1)
+    .option("--seed <n>", "random seed", nonNegativeInt, 0)
+    .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
+    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
+    .option("--limit <n>", "use only the first N training images (0 = all)", nonNegativeInt, 0)
+    .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)")
+    .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 250)
+    .option("--resume", "continue from the checkpoint in --out", false)
+    .option("--per-class <n>", "samples per class in the final grid", positiveInt, 8)
+    .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
+    .addOption(new Option("--solver <name>", "ODE solver for the final samples").choices(SOLVERS).default("heun"))
+    .option("--guidance <w>", "classifier-free guidance weight for the final samples", number, 2)
+    .action(async (flags: TrainImageFlags) => {
+      const progress = createProgress("train-image", flags.steps);
+      let stopRequested = false;
+      const onSigint = () => {
+        if (stopRequested) process.exit(130);
+        stopRequested = true;
+        process.stderr.write("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit now)\n");
+      };
+      process.on("SIGINT", onSigint);
+      const started = Date.now();
+      const result = await trainImage({
+        dataset: flags.dataset,
+        steps: flags.steps,
+        batchSize: flags.batchSize,
+        lr: flags.lr,
+        seed: flags.seed,
+        path: flags.path,
+        timeSampler: flags.timeSampler,
+        emaDecay: flags.ema,
+        labelDropout: flags.labelDropout,
+        limit: flags.limit,
+        model: { channels: flags.channels, timeEmbDim: flags.timeEmbDim, groups: flags.groups },
+        out: flags.out,
+        checkpointEvery: flags.checkpointEvery,
+        resume: flags.resume,
+        onLog: (line) => process.stderr.write(line + "\n"),
+        onProgress: (p) => progress.update(p.step, { loss: p.smoothLoss.toFixed(4), "img/s": "" }),
+        shouldStop: () => stopRequested,
+      }).finally(() => {
+        progress.stop();
+        process.off("SIGINT", onSigint);
+      });
+      const secs = (Date.now() - started) / 1000;
+      process.stdout.write(`trained to step ${result.step} in ${formatSeconds(secs)}; checkpoint ${join(result.out, "ckpt.safetensors")}\n`);
+      if (result.stopped) {
+        process.stdout.write("stopped early; continue with --resume\n");
+        process.exitCode = 130;
+        return;
+      }
+      const loaded = await loadImageModel(result.out, "train-image");
+      const s = await sampleImages(loaded, { perClass: flags.perClass, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed + 1, runtime: "engine", frames: 11, out: result.out });
+      for (const f of s.files) process.stdout.write(`wrote ${f}\n`);
+    });
+
+  program
+    .command("sample-image")
+    .description("sample a trained image model: samples.png (one row per class) and trajectory.gif")
+    .requiredOption("--ckpt <path>", "image checkpoint folder, .safetensors or .json")
+    .option("--per-class <n>", "samples per class", positiveInt, 8)
+    .option("--class <list>", "only these classes, e.g. 3,7", classList)
+    .option("--nfe <n>", "network evaluations", positiveInt, 20)
+    .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("heun"))
+    .option("--guidance <w>", "classifier-free guidance weight (1 = conditional, 0 = unconditional)", number, 2)
+    .addOption(new Option("--runtime <name>", "inference runtime").choices(["engine", "onnx"]).default("onnx"))
+    .option("--seed <n>", "noise seed", nonNegativeInt, 1)
+    .option("--frames <n>", "trajectory GIF frames", positiveInt, 11)
+    .option("--out <dir>", "output folder (default: the checkpoint's folder)")
+    .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string }) => {
+      const loaded = await loadImageModel(flags.ckpt, "sample-image");
+      const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
+      const r = await sampleImages(loaded, { perClass: flags.perClass, classes: flags.class, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed, runtime: flags.runtime, frames: flags.frames, out });
+      const n = r.images.length / (loaded.config.model.height * loaded.config.model.width * loaded.config.model.inChannels);
+      process.stdout.write(`sampled ${n} images with ${flags.solver} NFE ${r.nfe} on ${flags.runtime} in ${r.seconds.toFixed(2)} s (${(n / r.seconds).toFixed(1)} images/s)\n`);
+      for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
+    });
+
+  program
+    .command("export")
+    .description("export a checkpoint's velocity network (EMA weights) as ONNX")
+    .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
+    .requiredOption("--onnx <file>", "output .onnx file")
+    .action(async (flags: { ckpt: string; onnx: string }) => {
+      const { config } = await loadCheckpoint(flags.ckpt);
+      if (config.kind === "image") {
+        await exportOnnx(await loadImageModel(flags.ckpt, "export"), flags.onnx);
+      } else if (config.kind === "2d") {
+        const loaded = await loadToy2d(flags.ckpt);
+        const data: Record<string, Float32Array> = {};
+        for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
+        await writeFileAtomic(flags.onnx, exportMlpOnnx(data, loaded.config.model));
+      } else {
+        throw new UserError(`cannot export a '${config.kind}' checkpoint; export supports '2d' and 'image' models`);
+      }
+      process.stdout.write(`wrote ${flags.onnx}\n`);
+    });
+}

@@ -1,0 +1,290 @@
+// Class-conditional flow matching on images (MNIST, Fashion-MNIST, user IDX/PNG folders):
+// a UNet velocity field trained with label dropout for classifier-free guidance, checkpointed
+// and resumable, sampled to class grids and trajectory GIFs on the engine or on onnxruntime.
+import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { initEngine } from "../engine/index.js";
+import { Rng } from "../core/rng.js";
+import { UserError } from "../core/errors.js";
+import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
+import { FlowTrainer, type VelocityModel } from "../core/train.js";
+import { getScheduler, pathCoefficients, type PathName } from "../core/schedulers.js";
+import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
+import { modelField } from "../core/field.js";
+import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
+import { initUnet, unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { loadImageDataset, type ImageDataset } from "../data/images.js";
+import { saveCheckpoint, loadCheckpoint, checkParams, type CheckpointConfig } from "../io/checkpoint.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { createOnnxField, exportUnetOnnx } from "../io/onnx.js";
+import { encodeGif, imageGrid, linePlot } from "../viz/index.js";
+import { stateToTensors, tensorsToState } from "./state.js";
+import { stepRng, type TrainProgress } from "./toy2d.js";
+
+export interface ImageTrainConfig {
+  dataset: string;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  path: PathName;
+  timeSampler: TimeSamplerName;
+  emaDecay: number;
+  /** Probability of replacing a label by the null class (classifier-free guidance). */
+  labelDropout: number;
+  /** Use only the first N training images (0 = all). */
+  limit: number;
+}
+
+export interface ImageCheckpointConfig extends CheckpointConfig {
+  kind: "image";
+  runId: string;
+  dataset: string;
+  classNames: string[];
+  model: UnetConfig;
+  path: PathName;
+  train: ImageTrainConfig;
+}
+
+export function unetModel(cfg: UnetConfig): VelocityModel {
+  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg) };
+}
+
+/** Host init as HostParams (shape + data). */
+export function initUnetParams(cfg: UnetConfig, rng: Rng): HostParams {
+  const shapes = unetParamShapes(cfg);
+  const data = initUnet(cfg, rng);
+  const out: HostParams = {};
+  for (const [name, shape] of Object.entries(shapes)) out[name] = { shape, data: data[name] };
+  return out;
+}
+
+export interface ImageTrainOptions extends ImageTrainConfig {
+  model: Omit<UnetConfig, "numClasses" | "inChannels" | "height" | "width">;
+  out?: string;
+  checkpointEvery: number;
+  resume: boolean;
+  onProgress?: (p: TrainProgress) => void;
+  onLog?: (line: string) => void;
+  shouldStop?: () => boolean;
+  /** Pre-loaded dataset (tests); otherwise loaded from `dataset`. */
+  data?: ImageDataset;
+}
+
+export function defaultImageOut(dataset: string): string {
+  const name = dataset.includes(":") ? (dataset.split(/[\\/]/).filter(Boolean).pop() ?? "custom") : dataset;
+  return join("outputs", "cfm", name.replace(/^(idx|folder):/, ""));
+}
+
+export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string; step: number; losses: number[]; stopped: boolean }> {
+  if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
+  if (!(opts.labelDropout >= 0 && opts.labelDropout < 1)) throw new UserError(`--label-dropout must be in [0, 1), got ${opts.labelDropout}`);
+  await initEngine();
+  const log = opts.onLog ?? (() => {});
+  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined }));
+  const out = opts.out ?? defaultImageOut(opts.dataset);
+  const cfg: UnetConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width } as UnetConfig;
+  const model = unetModel(cfg);
+  const scheduler = getScheduler(opts.path);
+  const sampleTimes = getTimeSampler(opts.timeSampler);
+  const sampleShape = [data.height, data.width, data.channels];
+  const per = data.height * data.width * data.channels;
+
+  let initial = initUnetParams(cfg, new Rng(opts.seed));
+  let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
+  let losses: number[] = [];
+  let runId: string = randomUUID();
+  if (opts.resume && existsSync(join(out, "ckpt.json"))) {
+    const { config, tensors } = await loadCheckpoint(out, { kind: "image", command: "train-image --resume" });
+    const prev = config as ImageCheckpointConfig;
+    if (JSON.stringify(prev.model) !== JSON.stringify(cfg)) {
+      throw new UserError(`cannot resume: ${out} holds a model with config ${JSON.stringify(prev.model)}, these flags give ${JSON.stringify(cfg)}; pass the same flags or another --out`);
+    }
+    checkParams(unetParamShapes(cfg), tensors, join(out, "ckpt.safetensors"));
+    const state = tensorsToState(tensors, out);
+    if (!state.m || !state.v) throw new UserError(`${out} has no optimizer state, so it cannot be resumed; train without --resume`);
+    initial = state.params;
+    resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step };
+    losses = Array.isArray(prev.losses) ? (prev.losses as number[]) : [];
+    runId = prev.runId ?? runId;
+    log(`resuming from step ${prev.step} (${out})`);
+  }
+  const trainer = new FlowTrainer({ model, params: initial, sampleShape, adam: { ...DEFAULT_ADAM, lr: opts.lr }, emaDecay: opts.emaDecay, resume });
+  const train: ImageTrainConfig = {
+    dataset: opts.dataset,
+    steps: opts.steps,
+    batchSize: opts.batchSize,
+    lr: opts.lr,
+    seed: opts.seed,
+    path: opts.path,
+    timeSampler: opts.timeSampler,
+    emaDecay: opts.emaDecay,
+    labelDropout: opts.labelDropout,
+    limit: opts.limit,
+  };
+  const save = async () => {
+    const config: ImageCheckpointConfig = {
+      format: "flowmatch-checkpoint",
+      version: 1,
+      kind: "image",
+      runId,
+      step: trainer.stepCount,
+      dataset: opts.dataset,
+      classNames: data.classNames,
+      model: cfg,
+      path: opts.path,
+      train,
+      losses,
+    };
+    await saveCheckpoint(out, { config, tensors: stateToTensors(await trainer.hostState()) });
+  };
+
+  const n = opts.batchSize;
+  const x1 = new Float32Array(n * per);
+  const labels = new Int32Array(n);
+  let smooth = NaN;
+  let stopped = false;
+  try {
+    while (trainer.stepCount < opts.steps) {
+      const k = trainer.stepCount;
+      // Epoch-wise shuffles derived from (seed, epoch): a resumed run sees the same batches.
+      for (let i = 0; i < n; i++) {
+        const flat = k * n + i;
+        const epoch = Math.floor(flat / data.n);
+        const idx = epochPermutation(opts.seed, epoch, data.n)[flat % data.n];
+        x1.set(data.images.subarray(idx * per, (idx + 1) * per), i * per);
+        labels[i] = data.labels[idx];
+      }
+      const rng = stepRng(opts.seed, k);
+      for (let i = 0; i < n; i++) if (rng.uniform() < opts.labelDropout) labels[i] = data.numClasses;
+      const t = sampleTimes(n, rng);
+      const loss = await trainer.step({ x0: rng.normals(n * per), x1, t, coef: pathCoefficients(scheduler, t), labels });
+      if (!Number.isFinite(loss)) throw new UserError(`training diverged at step ${trainer.stepCount} (loss ${loss}); lower --lr (now ${opts.lr})`);
+      losses.push(loss);
+      smooth = Number.isNaN(smooth) ? loss : 0.98 * smooth + 0.02 * loss;
+      opts.onProgress?.({ step: trainer.stepCount, steps: opts.steps, loss, smoothLoss: smooth });
+      if (trainer.stepCount % opts.checkpointEvery === 0 && trainer.stepCount < opts.steps) await save();
+      if (opts.shouldStop?.()) {
+        stopped = true;
+        break;
+      }
+    }
+    await save();
+  } finally {
+    trainer.dispose();
+  }
+  if (losses.length > 1) await writeFileAtomic(join(out, "loss.png"), linePlot([{ name: "CFM loss", values: losses }], { title: `${opts.dataset} training loss`, logY: true }).toPng());
+  return { out, step: trainer.stepCount, losses, stopped };
+}
+
+const permCache = new Map<string, Uint32Array>();
+function epochPermutation(seed: number, epoch: number, n: number): Uint32Array {
+  const key = `${seed}:${epoch}:${n}`;
+  let p = permCache.get(key);
+  if (!p) {
+    if (permCache.size > 4) permCache.clear();
+    p = new Rng((seed * 7919 + epoch * 104729 + 1) >>> 0).permutation(n);
+    permCache.set(key, p);
+  }
+  return p;
+}
+
+export interface LoadedImage {
+  config: ImageCheckpointConfig;
+  params: HostParams;
+  ema: HostParams;
+}
+
+export async function loadImageModel(path: string, command = "this command"): Promise<LoadedImage> {
+  const { config, tensors } = await loadCheckpoint(path, { kind: "image", command });
+  const cfg = config as ImageCheckpointConfig;
+  checkParams(unetParamShapes(cfg.model), tensors, path, "The checkpoint's UNet config (ckpt.json \"model\") does not match its weights; re-run training.");
+  const state = tensorsToState(tensors, path);
+  return { config: cfg, params: state.params, ema: state.ema };
+}
+
+export interface ImageSampleOptions {
+  perClass: number;
+  classes?: number[];
+  nfe: number;
+  solver: SolverName;
+  guidance: number;
+  seed: number;
+  runtime: "engine" | "onnx";
+  frames: number;
+  out: string;
+}
+
+/** A guided velocity field for the image model on the chosen runtime. */
+async function imageField(loaded: LoadedImage, labels: Int32Array, guidance: number, runtime: "engine" | "onnx"): Promise<{ field: VelocityField; dispose: () => void }> {
+  const cfg = loaded.config.model;
+  const sampleShape = [cfg.height, cfg.width, cfg.inChannels];
+  if (runtime === "engine") {
+    await initEngine();
+    const f = modelField(unetModel(cfg), loaded.ema, { sampleShape, labels, guidance, nullLabel: cfg.numClasses });
+    return { field: f.field, dispose: () => f.dispose() };
+  }
+  const data: Record<string, Float32Array> = {};
+  for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
+  const session = await createOnnxField(exportUnetOnnx(data, cfg), {});
+  const n = labels.length;
+  const per = cfg.height * cfg.width * cfg.inChannels;
+  const yCond = BigInt64Array.from(labels, (l) => BigInt(l));
+  const yBoth = new BigInt64Array(2 * n);
+  yBoth.set(yCond);
+  yBoth.fill(BigInt(cfg.numClasses), n);
+  const guided = guidance !== 1;
+  const field: VelocityField = async (x, t) => {
+    if (!guided) return session.run(x, new Float32Array(n).fill(t), yCond, [n, cfg.height, cfg.width, cfg.inChannels]);
+    const xx = new Float32Array(2 * x.length);
+    xx.set(x);
+    xx.set(x, x.length);
+    const v = await session.run(xx, new Float32Array(2 * n).fill(t), yBoth, [2 * n, cfg.height, cfg.width, cfg.inChannels]);
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < n * per; i++) out[i] = v[n * per + i] + guidance * (v[i] - v[n * per + i]);
+    return out;
+  };
+  return { field, dispose: () => session.release() };
+}
+
+export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions): Promise<{ files: string[]; images: Float32Array; seconds: number; nfe: number }> {
+  const cfg = loaded.config.model;
+  const classes = opts.classes ?? Array.from({ length: cfg.numClasses }, (_, i) => i);
+  for (const c of classes) {
+    if (!Number.isInteger(c) || c < 0 || c >= cfg.numClasses) throw new UserError(`--class ${c} is out of range; this model has classes 0..${cfg.numClasses - 1}`);
+  }
+  const labels = Int32Array.from(classes.flatMap((c) => Array<number>(opts.perClass).fill(c)));
+  const n = labels.length;
+  const per = cfg.height * cfg.width * cfg.inChannels;
+  const x0 = new Rng(opts.seed).normals(n * per);
+  const f = await imageField(loaded, labels, opts.guidance, opts.runtime);
+  const saveAt = Array.from({ length: opts.frames }, (_, i) => i / (opts.frames - 1));
+  const started = performance.now();
+  let result;
+  try {
+    result = await odeint(f.field, x0, { solver: opts.solver, nfe: opts.nfe, saveAt });
+  } finally {
+    f.dispose();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const rowLabels = classes.map((c) => loaded.config.classNames[c] ?? String(c));
+  const grid = (x: Float32Array) =>
+    imageGrid(x, { n, height: cfg.height, width: cfg.width, channels: cfg.inChannels === 3 ? 3 : 1, cols: opts.perClass, scale: 2, range: "minus1to1", rowLabels });
+  const files: string[] = [];
+  const samplesPath = join(opts.out, "samples.png");
+  await writeFileAtomic(samplesPath, grid(result.x).toPng());
+  files.push(samplesPath);
+  const frames = (result.trajectory?.xs ?? [result.x]).map(grid);
+  const held = [...frames, ...Array<(typeof frames)[number]>(8).fill(frames[frames.length - 1])];
+  const gifPath = join(opts.out, "trajectory.gif");
+  await writeFileAtomic(gifPath, encodeGif(held, { delayMs: 100, loop: true }));
+  files.push(gifPath);
+  return { files, images: result.x, seconds, nfe: result.nfe };
+}
+
+export async function exportOnnx(loaded: LoadedImage, path: string): Promise<void> {
+  const data: Record<string, Float32Array> = {};
+  for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
+  await writeFileAtomic(path, exportUnetOnnx(data, loaded.config.model));
+}
