@@ -48,6 +48,7 @@ interface TrainImageFlags {
   nfe: number;
   solver: SolverName;
   guidance: number;
+  timeLimit?: number;
 }
 
 export function registerImageCommands(program: Command): void {
@@ -70,6 +71,7 @@ export function registerImageCommands(program: Command): void {
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)")
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 250)
     .option("--resume", "continue from the checkpoint in --out", false)
+    .option("--time-limit <minutes>", "stop training after this many minutes (checkpoint, then sample as usual)", positiveNumber)
     .option("--per-class <n>", "samples per class in the final grid", positiveInt, 8)
     .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
     .addOption(new Option("--solver <name>", "ODE solver for the final samples").choices(SOLVERS).default("heun"))
@@ -84,6 +86,9 @@ export function registerImageCommands(program: Command): void {
       };
       process.on("SIGINT", onSigint);
       const started = Date.now();
+      let firstStep = -1;
+      const deadline = flags.timeLimit ? started + flags.timeLimit * 60_000 : Infinity;
+      let timeUp = false;
       const result = await trainImage({
         dataset: flags.dataset,
         steps: flags.steps,
@@ -100,15 +105,24 @@ export function registerImageCommands(program: Command): void {
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
         onLog: (line) => process.stderr.write(line + "\n"),
-        onProgress: (p) => progress.update(p.step, { loss: p.smoothLoss.toFixed(4), "img/s": "" }),
-        shouldStop: () => stopRequested,
+        onProgress: (p) => {
+          if (firstStep < 0) firstStep = p.step - 1;
+          const imgPerSec = ((p.step - firstStep) * flags.batchSize) / Math.max((Date.now() - started) / 1000, 1e-3);
+          progress.update(p.step, { loss: p.smoothLoss.toFixed(4), "img/s": imgPerSec.toFixed(1) });
+        },
+        shouldStop: () => {
+          timeUp = Date.now() > deadline;
+          return stopRequested || timeUp;
+        },
       }).finally(() => {
         progress.stop();
         process.off("SIGINT", onSigint);
       });
       const secs = (Date.now() - started) / 1000;
       process.stdout.write(`trained to step ${result.step} in ${formatSeconds(secs)}; checkpoint ${join(result.out, "ckpt.safetensors")}\n`);
-      if (result.stopped) {
+      if (result.stopped && timeUp && !stopRequested) {
+        process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
+      } else if (result.stopped) {
         process.stdout.write("stopped early; continue with --resume\n");
         process.exitCode = 130;
         return;
