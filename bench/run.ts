@@ -11,6 +11,9 @@ import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
 import { modelField } from "../src/core/field.js";
 import { odeint } from "../src/core/solvers.js";
 import { sampleToy } from "../src/data/toy2d.js";
+import type { UnetConfig } from "../src/core/models/unet.js";
+import { initUnetParams, unetModel } from "../src/pipelines/images.js";
+import { createOnnxField, exportUnetOnnx } from "../src/io/onnx.js";
 
 const PYTORCH_MS_PER_STEP = 3.95;
 const BENCH_MLP: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 0 }; // 3 -> 256 -> 256 -> 256 -> 2
@@ -26,6 +29,24 @@ function makeTrainer(cfg: MlpConfig, seed: number) {
     return { x0: rng.normals(2 * n), x1: sampleToy("checkerboard", n, rng), t, coef: pathCoefficients(scheduler, t) };
   };
   return { trainer, batchOf };
+}
+
+/** Image model: the README recipe's UNet and the default one, on MNIST-shaped data. */
+async function unetTrainRate(channels: number[], batch: number, steps: number): Promise<number> {
+  const cfg: UnetConfig = { channels, numClasses: 10, timeEmbDim: 64, groups: 8, inChannels: 1, height: 28, width: 28 };
+  const rng = new Rng(3);
+  const trainer = new FlowTrainer({ model: unetModel(cfg), params: initUnetParams(cfg, rng), sampleShape: [28, 28, 1], adam: DEFAULT_ADAM, emaDecay: 0.999 });
+  const scheduler = getScheduler("straight");
+  const batchOf = () => {
+    const t = rng.uniforms(batch);
+    return { x0: rng.normals(batch * 784), x1: rng.normals(batch * 784), t, coef: pathCoefficients(scheduler, t), labels: Int32Array.from({ length: batch }, () => rng.int(11)) };
+  };
+  for (let i = 0; i < 3; i++) await trainer.step(batchOf());
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await trainer.step(batchOf());
+  const secs = (performance.now() - t0) / 1000;
+  trainer.dispose();
+  return (steps * batch) / secs;
 }
 
 const sections: Record<string, Section> = {
@@ -57,6 +78,39 @@ const sections: Record<string, Section> = {
     const secs = (performance.now() - t0) / 1000;
     f.dispose();
     report(`mlp-sample forward batch ${n}: ${msPerEval.toFixed(2)} ms/eval (PyTorch CPU reference 3.4 ms); rk4 NFE 100: ${(n / secs).toFixed(0)} samples/s`);
+  },
+  async "unet-train"(report) {
+    for (const [channels, batch] of [
+      [[16, 32, 32], 32],
+      [[32, 64, 64], 16],
+    ] as [number[], number][]) {
+      const rate = await unetTrainRate(channels, batch, 10);
+      report(`unet-train channels [${channels}] batch ${batch}: ${rate.toFixed(1)} images/s (PyTorch CPU reference 140-185 images/s for a 1.1M UNet)`);
+    }
+  },
+  async "unet-sample"(report) {
+    const cfg: UnetConfig = { channels: [32, 64, 64], numClasses: 10, timeEmbDim: 64, groups: 8, inChannels: 1, height: 28, width: 28 };
+    const rng = new Rng(4);
+    const params = initUnetParams(cfg, rng);
+    const n = 64;
+    const x = rng.normals(n * 784);
+    const labels = Int32Array.from({ length: n }, (_, i) => i % 10);
+    const engine = modelField(unetModel(cfg), params, { sampleShape: [28, 28, 1], labels });
+    await engine.field(x, 0.5);
+    let t0 = performance.now();
+    for (let i = 0; i < 5; i++) await engine.field(x, i / 5);
+    const engineRate = (5 * n) / ((performance.now() - t0) / 1000);
+    engine.dispose();
+    const data: Record<string, Float32Array> = {};
+    for (const [k, v] of Object.entries(params)) data[k] = v.data;
+    const session = await createOnnxField(exportUnetOnnx(data, cfg), {});
+    const y = BigInt64Array.from(labels, (l) => BigInt(l));
+    await session.run(x, new Float32Array(n).fill(0.5), y, [n, 28, 28, 1]);
+    t0 = performance.now();
+    for (let i = 0; i < 20; i++) await session.run(x, new Float32Array(n).fill(i / 20), y, [n, 28, 28, 1]);
+    const onnxRate = (20 * n) / ((performance.now() - t0) / 1000);
+    session.release();
+    report(`unet-sample channels [32,64,64] batch ${n}, one network evaluation: engine ${engineRate.toFixed(1)} images/s, onnxruntime ${onnxRate.toFixed(1)} images/s (${(onnxRate / engineRate).toFixed(1)}x); PyTorch CPU reference ~500 images/s`);
   },
   async memory(report) {
     const { trainer, batchOf } = makeTrainer(BENCH_MLP, 2);
