@@ -34,6 +34,8 @@ export interface Checkpoint {
 /** Prefixes of auxiliary tensors stored beside the weights. */
 const EMA_PREFIX = "ema.";
 const OPT_PREFIX = "opt.";
+/** Training logs stored beside the weights (e.g. "log.loss"), never model parameters. */
+const LOG_PREFIX = "log.";
 
 function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -180,7 +182,7 @@ export function checkParams(expected: Record<string, number[]>, tensors: Record<
     else if (!sameShape(t.shape, shape)) misshaped.push(`${name} is ${fmtShape(t.shape)} in the checkpoint, the model needs ${fmtShape(shape)}`);
   }
   for (const [key, t] of Object.entries(tensors)) {
-    if (key.startsWith(OPT_PREFIX)) continue;
+    if (key.startsWith(OPT_PREFIX) || key.startsWith(LOG_PREFIX)) continue;
     const name = key.startsWith(EMA_PREFIX) ? key.slice(EMA_PREFIX.length) : key;
     const want = Object.prototype.hasOwnProperty.call(expected, name) ? expected[name] : undefined;
     if (want === undefined) extra.push(`${key} ${fmtShape(t.shape)}`);

@@ -106,7 +106,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     if (!state.m || !state.v) throw new UserError(`${out} has no optimizer state, so it cannot be resumed; train without --resume`);
     initial = state.params;
     resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step };
-    losses = Array.isArray(prev.losses) ? (prev.losses as number[]) : [];
+    losses = state.losses ?? [];
     runId = prev.runId ?? runId;
     log(`resuming from step ${prev.step} (${out})`);
   }
@@ -135,9 +135,8 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
       model: cfg,
       path: opts.path,
       train,
-      losses,
     };
-    await saveCheckpoint(out, { config, tensors: stateToTensors(await trainer.hostState()) });
+    await saveCheckpoint(out, { config, tensors: stateToTensors({ ...(await trainer.hostState()), losses }) });
   };
 
   const n = opts.batchSize;

@@ -175,9 +175,8 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
         coupling: "independent",
       },
       reflow: { teacher: opts.teacherPath, teacherStep: opts.teacher.config.step, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, warmStart: opts.warmStart },
-      losses,
     };
-    await saveCheckpoint(opts.out, { config, tensors: stateToTensors(state) });
+    await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses }) });
   } finally {
     trainer.dispose();
   }

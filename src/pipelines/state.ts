@@ -1,5 +1,6 @@
 // Mapping between trainer state (weights, EMA, Adam moments) and checkpoint tensors.
-// Layout in ckpt.safetensors: "<name>" weights, "ema.<name>", "opt.m.<name>", "opt.v.<name>".
+// Layout in ckpt.safetensors: "<name>" weights, "ema.<name>", "opt.m.<name>", "opt.v.<name>", and
+// the per-step training loss as "log.loss" (kept out of the JSON config, which stays small).
 import type { HostTensor } from "../io/safetensors.js";
 import type { HostParams } from "../core/optim.js";
 import { UserError } from "../core/errors.js";
@@ -9,6 +10,8 @@ export interface TrainerHostState {
   ema: HostParams;
   m?: HostParams;
   v?: HostParams;
+  /** Training loss per step so far. */
+  losses?: number[];
 }
 
 export function stateToTensors(state: TrainerHostState): Record<string, HostTensor> {
@@ -21,13 +24,19 @@ export function stateToTensors(state: TrainerHostState): Record<string, HostTens
   put("ema.", state.ema);
   put("opt.m.", state.m);
   put("opt.v.", state.v);
+  if (state.losses && state.losses.length > 0) out["log.loss"] = { dtype: "F32", shape: [state.losses.length], data: Float32Array.from(state.losses) };
   return out;
 }
 
 /** Split checkpoint tensors back into weights, EMA and optimizer moments (the last two optional). */
 export function tensorsToState(tensors: Record<string, HostTensor>, source: string): TrainerHostState {
   const groups: Record<"params" | "ema" | "m" | "v", HostParams> = { params: {}, ema: {}, m: {}, v: {} };
+  let losses: number[] | undefined;
   for (const [key, t] of Object.entries(tensors)) {
+    if (key === "log.loss" && t.data instanceof Float32Array) {
+      losses = Array.from(t.data);
+      continue;
+    }
     if (!(t.data instanceof Float32Array)) throw new UserError(`${source}: tensor "${key}" is ${t.dtype}, expected F32 weights`);
     const value = { shape: t.shape, data: t.data };
     if (key.startsWith("ema.")) groups.ema[key.slice(4)] = value;
@@ -40,5 +49,6 @@ export function tensorsToState(tensors: Record<string, HostTensor>, source: stri
     params: groups.params,
     ema: Object.keys(groups.ema).length > 0 ? groups.ema : groups.params,
     ...(hasOpt ? { m: groups.m, v: groups.v } : {}),
+    ...(losses ? { losses } : {}),
   };
 }

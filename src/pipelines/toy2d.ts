@@ -102,7 +102,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
     if (!state.m || !state.v) throw new UserError(`${ckptJson} has no optimizer state, so it cannot be resumed; train without --resume`);
     initial = state.params;
     resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step };
-    losses = Array.isArray(prev.losses) ? (prev.losses as number[]) : [];
+    losses = state.losses ?? [];
     runId = typeof prev.runId === "string" ? prev.runId : runId;
     log(`resuming from step ${prev.step} (${ckptJson})`);
   }
@@ -120,9 +120,8 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
       model: opts.model,
       path: opts.path,
       train: pick(opts),
-      losses,
     };
-    await saveCheckpoint(opts.out, { config, tensors: stateToTensors(state) });
+    await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses }) });
   };
 
   let smooth = losses.length > 0 ? losses[losses.length - 1] : NaN;
