@@ -20,7 +20,8 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { createOnnxField, exportUnetOnnx } from "../io/onnx.js";
 import { encodeGif, imageGrid, linePlot } from "../viz/index.js";
 import { stateToTensors, tensorsToState } from "./state.js";
-import { stepRng, type TrainProgress } from "./toy2d.js";
+import { stepRng } from "./toy2d.js";
+import { runTrainingLoop, type TrainProgress } from "./loop.js";
 
 export interface ImageTrainConfig {
   dataset: string;
@@ -142,34 +143,32 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
   const n = opts.batchSize;
   const x1 = new Float32Array(n * per);
   const labels = new Int32Array(n);
-  let smooth = NaN;
   let stopped = false;
   try {
-    while (trainer.stepCount < opts.steps) {
-      const k = trainer.stepCount;
-      // Epoch-wise shuffles derived from (seed, epoch): a resumed run sees the same batches.
-      for (let i = 0; i < n; i++) {
-        const flat = k * n + i;
-        const epoch = Math.floor(flat / data.n);
-        const idx = epochPermutation(opts.seed, epoch, data.n)[flat % data.n];
-        x1.set(data.images.subarray(idx * per, (idx + 1) * per), i * per);
-        labels[i] = data.labels[idx];
-      }
-      const rng = stepRng(opts.seed, k);
-      for (let i = 0; i < n; i++) if (rng.uniform() < opts.labelDropout) labels[i] = data.numClasses;
-      const t = sampleTimes(n, rng);
-      const loss = await trainer.step({ x0: rng.normals(n * per), x1, t, coef: pathCoefficients(scheduler, t), labels });
-      if (!Number.isFinite(loss)) throw new UserError(`training diverged at step ${trainer.stepCount} (loss ${loss}); lower --lr (now ${opts.lr})`);
-      losses.push(loss);
-      smooth = Number.isNaN(smooth) ? loss : 0.98 * smooth + 0.02 * loss;
-      opts.onProgress?.({ step: trainer.stepCount, steps: opts.steps, loss, smoothLoss: smooth });
-      if (trainer.stepCount % opts.checkpointEvery === 0 && trainer.stepCount < opts.steps) await save();
-      if (opts.shouldStop?.()) {
-        stopped = true;
-        break;
-      }
-    }
-    await save();
+    ({ stopped } = await runTrainingLoop({
+      trainer,
+      steps: opts.steps,
+      losses,
+      lr: opts.lr,
+      save,
+      checkpointEvery: opts.checkpointEvery,
+      onProgress: opts.onProgress,
+      shouldStop: opts.shouldStop,
+      nextBatch: (k) => {
+        // Epoch-wise shuffles derived from (seed, epoch): a resumed run sees the same batches.
+        for (let i = 0; i < n; i++) {
+          const flat = k * n + i;
+          const epoch = Math.floor(flat / data.n);
+          const idx = epochPermutation(opts.seed, epoch, data.n)[flat % data.n];
+          x1.set(data.images.subarray(idx * per, (idx + 1) * per), i * per);
+          labels[i] = data.labels[idx];
+        }
+        const rng = stepRng(opts.seed, k);
+        for (let i = 0; i < n; i++) if (rng.uniform() < opts.labelDropout) labels[i] = data.numClasses;
+        const t = sampleTimes(n, rng);
+        return { x0: rng.normals(n * per), x1, t, coef: pathCoefficients(scheduler, t), labels };
+      },
+    }));
   } finally {
     trainer.dispose();
   }

@@ -20,7 +20,8 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { stateToTensors } from "./state.js";
-import { stepRng, type Loaded2d, type Toy2dCheckpointConfig, type TrainProgress } from "./toy2d.js";
+import { stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
+import { runTrainingLoop, type TrainProgress } from "./loop.js";
 
 export interface ReflowPairs {
   x0: Float32Array;
@@ -132,26 +133,28 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   });
   const sampleTimes = getTimeSampler(opts.timeSampler);
   const losses: number[] = [];
-  let smooth = NaN;
   const n = opts.batchSize;
   const x0 = new Float32Array(n * dim);
   const x1 = new Float32Array(n * dim);
   try {
-    while (trainer.stepCount < opts.steps) {
-      const rng = stepRng(opts.seed, trainer.stepCount);
-      for (let i = 0; i < n; i++) {
-        const k = rng.int(opts.pairs);
-        x0.set(pairs.x0.subarray(k * dim, (k + 1) * dim), i * dim);
-        x1.set(pairs.x1.subarray(k * dim, (k + 1) * dim), i * dim);
-      }
-      const t = sampleTimes(n, rng);
-      // Reflow always trains on straight lines between its pairs: target x1 - x0.
-      const loss = await trainer.step({ x0, x1, t, coef: pathCoefficients(straightScheduler, t) });
-      if (!Number.isFinite(loss)) throw new UserError(`reflow training diverged at step ${trainer.stepCount}; lower --lr (now ${opts.lr})`);
-      losses.push(loss);
-      smooth = Number.isNaN(smooth) ? loss : 0.98 * smooth + 0.02 * loss;
-      opts.onProgress?.({ step: trainer.stepCount, steps: opts.steps, loss, smoothLoss: smooth });
-    }
+    await runTrainingLoop({
+      trainer,
+      steps: opts.steps,
+      losses,
+      lr: opts.lr,
+      onProgress: opts.onProgress,
+      nextBatch: (done) => {
+        const rng = stepRng(opts.seed, done);
+        for (let i = 0; i < n; i++) {
+          const k = rng.int(opts.pairs);
+          x0.set(pairs.x0.subarray(k * dim, (k + 1) * dim), i * dim);
+          x1.set(pairs.x1.subarray(k * dim, (k + 1) * dim), i * dim);
+        }
+        const t = sampleTimes(n, rng);
+        // Reflow always trains on straight lines between its pairs: target x1 - x0.
+        return { x0, x1, t, coef: pathCoefficients(straightScheduler, t) };
+      },
+    });
     const state = await trainer.hostState();
     const config: Toy2dCheckpointConfig = {
       format: "flowmatch-checkpoint",

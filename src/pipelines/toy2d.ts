@@ -20,6 +20,7 @@ import { saveCheckpoint, loadCheckpoint, checkParams, type CheckpointConfig } fr
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
 import { stateToTensors, tensorsToState } from "./state.js";
+import { runTrainingLoop, type TrainProgress } from "./loop.js";
 
 export interface Toy2dTrainConfig {
   dataset: ToyDatasetName;
@@ -45,13 +46,7 @@ export interface Toy2dCheckpointConfig extends CheckpointConfig {
   train: Toy2dTrainConfig;
 }
 
-export interface TrainProgress {
-  step: number;
-  steps: number;
-  loss: number;
-  /** Exponential moving average of the loss, for a readable progress line. */
-  smoothLoss: number;
-}
+export type { TrainProgress };
 
 export interface Toy2dTrainOptions extends Toy2dTrainConfig {
   out: string;
@@ -124,31 +119,27 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
     await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses }) });
   };
 
-  let smooth = losses.length > 0 ? losses[losses.length - 1] : NaN;
   let stopped = false;
   try {
-    while (trainer.stepCount < opts.steps) {
-      const rng = stepRng(opts.seed, trainer.stepCount);
-      const n = opts.batchSize;
-      const t = sampleTimes(n, rng);
-      const x0 = rng.normals(n * opts.model.dim);
-      let x1 = sampleToy(opts.dataset, n, rng);
-      if (opts.coupling === "ot") x1 = otCouple(x0, x1, opts.model.dim).x1;
-      const batch = { x0, x1, t, coef: pathCoefficients(scheduler, t) };
-      const loss = await trainer.step(batch);
-      if (!Number.isFinite(loss)) {
-        throw new UserError(`training diverged at step ${trainer.stepCount} (loss ${loss}); lower --lr (now ${opts.lr})`);
-      }
-      losses.push(loss);
-      smooth = Number.isNaN(smooth) ? loss : 0.98 * smooth + 0.02 * loss;
-      opts.onProgress?.({ step: trainer.stepCount, steps: opts.steps, loss, smoothLoss: smooth });
-      if (trainer.stepCount % opts.checkpointEvery === 0 && trainer.stepCount < opts.steps) await save();
-      if (opts.shouldStop?.()) {
-        stopped = true;
-        break;
-      }
-    }
-    await save();
+    const n = opts.batchSize;
+    ({ stopped } = await runTrainingLoop({
+      trainer,
+      steps: opts.steps,
+      losses,
+      lr: opts.lr,
+      save,
+      checkpointEvery: opts.checkpointEvery,
+      onProgress: opts.onProgress,
+      shouldStop: opts.shouldStop,
+      nextBatch: (done) => {
+        const rng = stepRng(opts.seed, done);
+        const t = sampleTimes(n, rng);
+        const x0 = rng.normals(n * opts.model.dim);
+        let x1 = sampleToy(opts.dataset, n, rng);
+        if (opts.coupling === "ot") x1 = otCouple(x0, x1, opts.model.dim).x1;
+        return { x0, x1, t, coef: pathCoefficients(scheduler, t) };
+      },
+    }));
   } finally {
     trainer.dispose();
   }

@@ -11,6 +11,7 @@ import { loadToy2d } from "../../pipelines/toy2d.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds } from "../progress.js";
+import { stopOnSigint } from "../interrupt.js";
 import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
 
 function intList(value: string): number[] {
@@ -78,13 +79,7 @@ export function registerImageCommands(program: Command): void {
     .option("--guidance <w>", "classifier-free guidance weight for the final samples", number, 2)
     .action(async (flags: TrainImageFlags) => {
       const progress = createProgress("train-image", flags.steps);
-      let stopRequested = false;
-      const onSigint = () => {
-        if (stopRequested) process.exit(130);
-        stopRequested = true;
-        process.stderr.write("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit now)\n");
-      };
-      process.on("SIGINT", onSigint);
+      const stop = stopOnSigint();
       const started = Date.now();
       let firstStep = -1;
       const deadline = flags.timeLimit ? started + flags.timeLimit * 60_000 : Infinity;
@@ -112,15 +107,15 @@ export function registerImageCommands(program: Command): void {
         },
         shouldStop: () => {
           timeUp = Date.now() > deadline;
-          return stopRequested || timeUp;
+          return stop.requested() || timeUp;
         },
       }).finally(() => {
         progress.stop();
-        process.off("SIGINT", onSigint);
+        stop.dispose();
       });
       const secs = (Date.now() - started) / 1000;
       process.stdout.write(`trained to step ${result.step} in ${formatSeconds(secs)}; checkpoint ${join(result.out, "ckpt.safetensors")}\n`);
-      if (result.stopped && timeUp && !stopRequested) {
+      if (result.stopped && timeUp && !stop.requested()) {
         process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
       } else if (result.stopped) {
         process.stdout.write("stopped early; continue with --resume\n");

@@ -9,6 +9,7 @@ import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
+import { stopOnSigint } from "../interrupt.js";
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
 
 interface Train2dFlags {
@@ -60,13 +61,7 @@ export function registerToy2dCommands(program: Command): void {
       const dataset = parseToyDataset(flags.dataset);
       const out = flags.out ?? join("outputs", "cfm", dataset);
       const progress = createProgress("train2d", flags.steps);
-      let stopRequested = false;
-      const onSigint = () => {
-        if (stopRequested) process.exit(130);
-        stopRequested = true;
-        process.stderr.write("\ninterrupted: saving a checkpoint (press Ctrl-C again to quit now)\n");
-      };
-      process.on("SIGINT", onSigint);
+      const stop = stopOnSigint();
       const started = Date.now();
       let firstStep = -1;
       const result = await trainToy2d({
@@ -88,10 +83,10 @@ export function registerToy2dCommands(program: Command): void {
           if (firstStep < 0) firstStep = p.step - 1;
           progress.update(p.step, { loss: p.smoothLoss.toFixed(4) });
         },
-        shouldStop: () => stopRequested,
+        shouldStop: () => stop.requested(),
       }).finally(() => {
         progress.stop();
-        process.off("SIGINT", onSigint);
+        stop.dispose();
       });
       const secs = (Date.now() - started) / 1000;
       const trained = result.step - Math.max(firstStep, 0);
