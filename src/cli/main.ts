@@ -5,6 +5,7 @@ import { UserError } from "../core/errors.js";
 import { registerToy2dCommands } from "./commands/toy2d.js";
 import { registerReflowCommands } from "./commands/reflow.js";
 import { registerImageCommands } from "./commands/images.js";
+import { registerLoglikCommand } from "./commands/loglik.js";
 
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
   registerToy2dCommands(program);
   registerReflowCommands(program);
   registerImageCommands(program);
+  registerLoglikCommand(program);
   return program;
 }
 
