@@ -69,8 +69,14 @@ export interface ImageTrainOptions extends ImageTrainConfig {
   onProgress?: (p: TrainProgress) => void;
   onLog?: (line: string) => void;
   shouldStop?: () => boolean;
-  /** Pre-loaded dataset (tests); otherwise loaded from `dataset`. */
+  /** Pre-loaded dataset (tests, reflow); otherwise loaded from `dataset`. */
   data?: ImageDataset;
+  /** Reflow: noise coupled to each image of `data` (x0 of image i is noise[i]) instead of fresh noise. */
+  coupledNoise?: Float32Array;
+  /** Start from these weights (reflow's warm start) instead of a fresh initialisation. */
+  initParams?: HostParams;
+  /** Extra fields recorded in the checkpoint config (e.g. the reflow teacher). */
+  extraConfig?: Record<string, unknown>;
 }
 
 export function defaultImageOut(dataset: string): string {
@@ -92,7 +98,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
   const sampleShape = [data.height, data.width, data.channels];
   const per = data.height * data.width * data.channels;
 
-  let initial = initUnetParams(cfg, new Rng(opts.seed));
+  let initial = opts.initParams ?? initUnetParams(cfg, new Rng(opts.seed));
   let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
   let losses: number[] = [];
   let runId: string = randomUUID();
@@ -136,6 +142,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
       model: cfg,
       path: opts.path,
       train,
+      ...opts.extraConfig,
     };
     await saveCheckpoint(out, { config, tensors: stateToTensors({ ...(await trainer.hostState()), losses }) });
   };
@@ -166,7 +173,18 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
         const rng = stepRng(opts.seed, k);
         for (let i = 0; i < n; i++) if (rng.uniform() < opts.labelDropout) labels[i] = data.numClasses;
         const t = sampleTimes(n, rng);
-        return { x0: rng.normals(n * per), x1, t, coef: pathCoefficients(scheduler, t), labels };
+        let x0 = rng.normals(n * per);
+        const noise = opts.coupledNoise;
+        if (noise) {
+          // Same indices as x1 above: each image keeps the noise it was generated from.
+          x0 = new Float32Array(n * per);
+          for (let i = 0; i < n; i++) {
+            const flat = k * n + i;
+            const idx = epochPermutation(opts.seed, Math.floor(flat / data.n), data.n)[flat % data.n];
+            x0.set(noise.subarray(idx * per, (idx + 1) * per), i * per);
+          }
+        }
+        return { x0, x1, t, coef: pathCoefficients(scheduler, t), labels };
       },
     }));
   } finally {
@@ -215,7 +233,7 @@ export interface ImageSampleOptions {
 }
 
 /** A guided velocity field for the image model on the chosen runtime. */
-async function imageField(loaded: LoadedImage, labels: Int32Array, guidance: number, runtime: "engine" | "onnx"): Promise<{ field: VelocityField; dispose: () => void }> {
+export async function imageField(loaded: LoadedImage, labels: Int32Array, guidance: number, runtime: "engine" | "onnx"): Promise<{ field: VelocityField; dispose: () => void }> {
   const cfg = loaded.config.model;
   const sampleShape = [cfg.height, cfg.width, cfg.inChannels];
   if (runtime === "engine") {

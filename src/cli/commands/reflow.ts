@@ -10,7 +10,9 @@ import { loadToy2d, renderToy2d } from "../../pipelines/toy2d.js";
 import { reflow2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
+import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
+import { defaultImageOut, loadImageModel, sampleImages } from "../../pipelines/images.js";
+import { reflowImage } from "../../pipelines/reflowImage.js";
 
 function nfeList(value: string): number[] {
   const list = value.split(",").map((v) => Number(v.trim()));
@@ -32,13 +34,51 @@ interface ReflowFlags {
   warmStart: boolean;
   pairSolver: SolverName;
   pairNfe: number;
+  guidance: number;
   out?: string;
+}
+
+async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
+  const teacher = await loadImageModel(flags.teacher, "reflow");
+  const out = flags.out ?? join("outputs", "reflow", defaultImageOut(teacher.config.dataset).split(/[\\/]/).pop() ?? "images");
+  const pairBar = createProgress("pairs  ", flags.pairs);
+  let bar: ReturnType<typeof createProgress> | null = null;
+  await reflowImage({
+    teacher,
+    teacherPath: flags.teacher,
+    out,
+    pairs: flags.pairs,
+    steps: flags.steps,
+    batchSize: flags.batchSize,
+    lr: flags.lr,
+    seed: flags.seed,
+    emaDecay: flags.ema,
+    warmStart: flags.warmStart,
+    pairSolver: flags.pairSolver,
+    pairNfe: flags.pairNfe,
+    guidance: flags.guidance,
+    onLog: (line) => process.stderr.write(line + "\n"),
+    onPairs: (done) => pairBar.update(done, {}),
+    onProgress: (p) => {
+      if (!bar) {
+        pairBar.stop();
+        bar = createProgress("reflow ", p.steps);
+      }
+      bar.update(p.step, { loss: p.smoothLoss.toFixed(4) });
+    },
+  }).finally(() => {
+    pairBar.stop();
+    (bar as ReturnType<typeof createProgress> | null)?.stop();
+  });
+  const student = await loadImageModel(out, "reflow");
+  const r = await sampleImages(student, { perClass: 8, nfe: 1, solver: "euler", guidance: flags.guidance, seed: flags.seed + 1, runtime: "onnx", frames: 2, out });
+  for (const f of r.files) process.stdout.write(`wrote ${f} (Euler, NFE 1)\n`);
 }
 
 export function registerReflowCommands(program: Command): void {
   program
     .command("reflow")
-    .description("train a 2-rectified flow from a trained CFM checkpoint (teacher); writes outputs/reflow/<dataset>/")
+    .description("train a 2-rectified flow from a trained CFM checkpoint (2-D or image teacher); writes outputs/reflow/<dataset>/")
     .requiredOption("--teacher <path>", "checkpoint of the trained teacher model")
     .option("--pairs <n>", "(noise, sample) pairs drawn from the teacher", positiveInt, 20000)
     .option("--steps <n>", "training steps", positiveInt, 5000)
@@ -50,12 +90,12 @@ export function registerReflowCommands(program: Command): void {
     .option("--no-warm-start", "start from fresh weights instead of the teacher's")
     .addOption(new Option("--pair-solver <name>", "solver that generates the pairs").choices(SOLVERS).default("rk4"))
     .option("--pair-nfe <n>", "network evaluations per pair", positiveInt, 100)
+    .option("--guidance <w>", "guidance weight the teacher samples image pairs with", number, 2)
     .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)")
     .action(async (flags: ReflowFlags) => {
       const { config } = await loadCheckpoint(flags.teacher);
-      if (config.kind !== "2d") {
-        throw new UserError(`reflow of '${config.kind}' checkpoints is not supported yet; pass a 2-D checkpoint (kind '2d') as --teacher`);
-      }
+      if (config.kind === "image") return reflowImageCommand(flags);
+      if (config.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${config.kind}'`);
       const teacher = await loadToy2d(flags.teacher);
       const out = flags.out ?? join("outputs", "reflow", teacher.config.dataset);
       const pairBar = createProgress("pairs  ", flags.pairs);

@@ -1,0 +1,123 @@
+// 2-Rectified Flow for class-conditional image models: the teacher (guided, accurate solver)
+// turns fixed noise into images per class; the student is trained on the straight lines between
+// each noise and its image, warm-started from the teacher.
+import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { Rng } from "../core/rng.js";
+import { UserError } from "../core/errors.js";
+import { odeint, type SolverName } from "../core/solvers.js";
+import { encodeSafetensors, decodeSafetensors } from "../io/safetensors.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import type { ImageDataset } from "../data/images.js";
+import { imageField, trainImage, type LoadedImage } from "./images.js";
+import type { TrainProgress } from "./loop.js";
+
+export interface ImagePairs {
+  x0: Float32Array;
+  x1: Float32Array;
+  labels: Int32Array;
+}
+
+export async function generateImagePairs(
+  teacher: LoadedImage,
+  opts: { n: number; seed: number; solver: SolverName; nfe: number; guidance: number; batch?: number; onProgress?: (done: number) => void },
+): Promise<ImagePairs> {
+  const cfg = teacher.config.model;
+  const per = cfg.height * cfg.width * cfg.inChannels;
+  const labels = Int32Array.from({ length: opts.n }, (_, i) => i % cfg.numClasses);
+  const x0 = new Rng(opts.seed).normals(opts.n * per);
+  const x1 = new Float32Array(x0.length);
+  const batch = opts.batch ?? 64;
+  for (let s = 0; s < opts.n; s += batch) {
+    const e = Math.min(opts.n, s + batch);
+    const f = await imageField(teacher, labels.subarray(s, e), opts.guidance, "onnx");
+    try {
+      const { x } = await odeint(f.field, x0.subarray(s * per, e * per), { solver: opts.solver, nfe: opts.nfe });
+      x1.set(x, s * per);
+    } finally {
+      f.dispose();
+    }
+    opts.onProgress?.(e);
+  }
+  return { x0, x1, labels };
+}
+
+export interface ReflowImageOptions {
+  teacher: LoadedImage;
+  teacherPath: string;
+  out: string;
+  pairs: number;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  emaDecay: number;
+  warmStart: boolean;
+  pairSolver: SolverName;
+  pairNfe: number;
+  guidance: number;
+  onLog?: (line: string) => void;
+  onPairs?: (done: number, total: number) => void;
+  onProgress?: (p: TrainProgress) => void;
+}
+
+export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: string; losses: number[] }> {
+  if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) throw new UserError(`--pairs must be at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
+  const cfg = opts.teacher.config.model;
+  const pairsPath = join(opts.out, "pairs.safetensors");
+  const meta = { teacherRun: String(opts.teacher.config.runId), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe), guidance: String(opts.guidance) };
+  let pairs: ImagePairs | null = null;
+  if (existsSync(pairsPath)) {
+    const { tensors, metadata } = decodeSafetensors(await readFile(pairsPath), pairsPath);
+    const { x0, x1, labels } = tensors;
+    if (Object.entries(meta).every(([k, v]) => metadata[k] === v) && x0?.data instanceof Float32Array && x1?.data instanceof Float32Array && labels?.data instanceof Int32Array) {
+      pairs = { x0: x0.data, x1: x1.data, labels: labels.data };
+      opts.onLog?.(`reusing ${opts.pairs} teacher pairs from ${pairsPath}`);
+    }
+  }
+  if (!pairs) {
+    pairs = await generateImagePairs(opts.teacher, { n: opts.pairs, seed: opts.seed + 7919, solver: opts.pairSolver, nfe: opts.pairNfe, guidance: opts.guidance, onProgress: (d) => opts.onPairs?.(d, opts.pairs) });
+    const shape = [opts.pairs, cfg.height, cfg.width, cfg.inChannels];
+    await writeFileAtomic(
+      pairsPath,
+      encodeSafetensors(
+        { x0: { dtype: "F32", shape, data: pairs.x0 }, x1: { dtype: "F32", shape, data: pairs.x1 }, labels: { dtype: "I32", shape: [opts.pairs], data: pairs.labels } },
+        meta,
+      ),
+    );
+  }
+  const data: ImageDataset = {
+    name: `reflow of ${opts.teacher.config.dataset}`,
+    images: pairs.x1,
+    labels: pairs.labels,
+    n: opts.pairs,
+    height: cfg.height,
+    width: cfg.width,
+    channels: cfg.inChannels,
+    numClasses: cfg.numClasses,
+    classNames: opts.teacher.config.classNames,
+  };
+  const result = await trainImage({
+    dataset: opts.teacher.config.dataset,
+    data,
+    coupledNoise: pairs.x0,
+    initParams: opts.warmStart ? opts.teacher.ema : undefined,
+    steps: opts.steps,
+    batchSize: opts.batchSize,
+    lr: opts.lr,
+    seed: opts.seed,
+    path: "straight",
+    timeSampler: "uniform",
+    emaDecay: opts.emaDecay,
+    labelDropout: opts.teacher.config.train.labelDropout,
+    limit: 0,
+    model: { channels: cfg.channels, timeEmbDim: cfg.timeEmbDim, groups: cfg.groups },
+    out: opts.out,
+    checkpointEvery: Math.max(1, Math.floor(opts.steps / 4)),
+    resume: false,
+    onProgress: opts.onProgress,
+    extraConfig: { reflow: { teacher: opts.teacherPath, teacherStep: opts.teacher.config.step, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, guidance: opts.guidance, warmStart: opts.warmStart } },
+  });
+  return { out: result.out, losses: result.losses };
+}
