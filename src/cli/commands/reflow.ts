@@ -13,6 +13,7 @@ import { createProgress, formatSeconds } from "../progress.js";
 import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
 import { defaultImageOut, loadImageModel, sampleImages } from "../../pipelines/images.js";
 import { reflowImage } from "../../pipelines/reflowImage.js";
+import type { TrainProgress } from "../../pipelines/loop.js";
 
 function nfeList(value: string): number[] {
   const list = value.split(",").map((v) => Number(v.trim()));
@@ -38,11 +39,31 @@ interface ReflowFlags {
   out?: string;
 }
 
+/** Two progress bars in sequence: teacher pairs, then reflow training. */
+function reflowProgress(pairs: number) {
+  const pairBar = createProgress("pairs  ", pairs);
+  let bar: ReturnType<typeof createProgress> | null = null;
+  return {
+    onLog: (line: string) => process.stderr.write(line + "\n"),
+    onPairs: (done: number) => pairBar.update(done, {}),
+    onProgress: (p: TrainProgress) => {
+      if (!bar) {
+        pairBar.stop();
+        bar = createProgress("reflow ", p.steps);
+      }
+      bar.update(p.step, { loss: p.smoothLoss.toFixed(4) });
+    },
+    stop() {
+      pairBar.stop();
+      bar?.stop();
+    },
+  };
+}
+
 async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
   const teacher = await loadImageModel(flags.teacher, "reflow");
   const out = flags.out ?? join("outputs", "reflow", defaultImageOut(teacher.config.dataset).split(/[\\/]/).pop() ?? "images");
-  const pairBar = createProgress("pairs  ", flags.pairs);
-  let bar: ReturnType<typeof createProgress> | null = null;
+  const progress = reflowProgress(flags.pairs);
   await reflowImage({
     teacher,
     teacherPath: flags.teacher,
@@ -57,19 +78,8 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
     pairSolver: flags.pairSolver,
     pairNfe: flags.pairNfe,
     guidance: flags.guidance,
-    onLog: (line) => process.stderr.write(line + "\n"),
-    onPairs: (done) => pairBar.update(done, {}),
-    onProgress: (p) => {
-      if (!bar) {
-        pairBar.stop();
-        bar = createProgress("reflow ", p.steps);
-      }
-      bar.update(p.step, { loss: p.smoothLoss.toFixed(4) });
-    },
-  }).finally(() => {
-    pairBar.stop();
-    (bar as ReturnType<typeof createProgress> | null)?.stop();
-  });
+    ...progress,
+  }).finally(() => progress.stop());
   const student = await loadImageModel(out, "reflow");
   const r = await sampleImages(student, { perClass: 8, nfe: 1, solver: "euler", guidance: flags.guidance, seed: flags.seed + 1, runtime: "onnx", frames: 2, out });
   for (const f of r.files) process.stdout.write(`wrote ${f} (Euler, NFE 1)\n`);
@@ -98,8 +108,7 @@ export function registerReflowCommands(program: Command): void {
       if (config.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${config.kind}'`);
       const teacher = await loadToy2d(flags.teacher);
       const out = flags.out ?? join("outputs", "reflow", teacher.config.dataset);
-      const pairBar = createProgress("pairs  ", flags.pairs);
-      let bar: ReturnType<typeof createProgress> | null = null;
+      const progress = reflowProgress(flags.pairs);
       const started = Date.now();
       const result = await reflow2d({
         teacher,
@@ -115,19 +124,8 @@ export function registerReflowCommands(program: Command): void {
         warmStart: flags.warmStart,
         pairSolver: flags.pairSolver,
         pairNfe: flags.pairNfe,
-        onLog: (line) => process.stderr.write(line + "\n"),
-        onPairs: (done) => pairBar.update(done, {}),
-        onProgress: (p) => {
-          if (!bar) {
-            pairBar.stop();
-            bar = createProgress("reflow ", p.steps);
-          }
-          bar.update(p.step, { loss: p.smoothLoss.toFixed(4) });
-        },
-      }).finally(() => {
-        pairBar.stop();
-        (bar as ReturnType<typeof createProgress> | null)?.stop();
-      });
+        ...progress,
+      }).finally(() => progress.stop());
       process.stdout.write(`reflow trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint ${join(out, "ckpt.safetensors")}\n`);
       const loaded = await loadToy2d(out);
       const rendered = await renderToy2d(loaded, { out, solver: "euler", nfe: 1, n: 4000, seed: flags.seed + 12345, frames: 21, losses: result.losses });
