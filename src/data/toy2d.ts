@@ -1,19 +1,32 @@
-// Seeded samplers for the 2-D toy datasets of the flow-matching literature (FFJORD, torchcfm,
-// keishihara/flow-matching), scaled so the data lie roughly in [-4, 4]^2.
+// Seeded samplers for the 2-D toy datasets of the flow-matching literature. Each follows a
+// published generator (FFJORD's toy_data.py, sklearn's make_moons / make_circles /
+// make_swiss_roll) so users recognise the pictures, scaled so the data lie roughly in [-4, 4]^2
+// with a per-axis std of about 1-2. Sizes and noise levels are listed per dataset below.
 import { UserError } from "../core/errors.js";
 import type { Rng } from "../core/rng.js";
 
 export const TOY_DATASETS = ["checkerboard", "moons", "8gaussians", "circles", "spirals", "swissroll"] as const;
 export type ToyDatasetName = (typeof TOY_DATASETS)[number];
 
+/** The dataset named by `name` (case and surrounding spaces ignored); a UserError lists the valid names and suggests the closest. */
 export function parseToyDataset(name: string): ToyDatasetName {
-  if ((TOY_DATASETS as readonly string[]).includes(name)) return name as ToyDatasetName;
-  const close = TOY_DATASETS.map((d) => [d, editDistance(name.toLowerCase(), d)] as const).sort((a, b) => a[1] - b[1])[0];
-  const hint = close[1] <= 2 ? ` (did you mean "${close[0]}"?)` : "";
+  const wanted = name.trim().toLowerCase();
+  const exact = TOY_DATASETS.find((d) => d === wanted);
+  if (exact !== undefined) return exact;
+  let closest: ToyDatasetName = TOY_DATASETS[0];
+  let closestDistance = Infinity;
+  for (const d of TOY_DATASETS) {
+    const distance = editDistance(wanted, d);
+    if (distance < closestDistance) {
+      closest = d;
+      closestDistance = distance;
+    }
+  }
+  const hint = closestDistance <= 2 ? ` (did you mean "${closest}"?)` : "";
   throw new UserError(`unknown dataset "${name}"${hint}; choose one of: ${TOY_DATASETS.join(", ")}`);
 }
 
-/** Plot bounds [xmin, xmax, ymin, ymax] that frame each dataset and its noise. */
+/** Plot bounds [xmin, xmax, ymin, ymax] that frame each dataset and its noise (> 99.9% of points). */
 export function toyBounds(name: ToyDatasetName): [number, number, number, number] {
   switch (name) {
     case "checkerboard":
@@ -27,80 +40,96 @@ export function toyBounds(name: ToyDatasetName): [number, number, number, number
   }
 }
 
-/** n points of the dataset, [n, 2] flattened. */
+const TWO_PI = 2 * Math.PI;
+const EIGHT_GAUSSIAN_CENTRES = Array.from({ length: 8 }, (_, k) => [Math.cos((k * Math.PI) / 4), Math.sin((k * Math.PI) / 4)] as const);
+
+/**
+ * n points of the dataset, [n, 2] flattened row-major. The same seed gives the same points.
+ *
+ * - checkerboard: FFJORD's; uniform over the 8 "black" squares of side 2 of an 8x8-unit board on
+ *   [-4, 4]^2 (square (i, j) = (floor(x/2), floor(y/2)) is filled when i + j is even).
+ * - moons: sklearn make_moons with noise 0.1, centred (shifted by (-0.5, -0.25)) and scaled by 2;
+ *   even rows are the upper moon, odd rows the lower. (torchcfm uses noise 0.2 and x*3 - 1.)
+ * - 8gaussians: FFJORD's; 8 modes at angles k*45 degrees on a circle of radius 4, std 0.5, all
+ *   divided by sqrt(2), so radius 2.83 and std 0.354. (torchcfm uses radius 5, std 0.56.)
+ * - circles: sklearn make_circles with factor 0.5 and noise 0.05, scaled by 2.5 (radii 2.5 and
+ *   1.25); even rows are the outer circle.
+ * - spirals: FFJORD's 2spirals; r = sqrt(u) * 3 pi, uniform jitter 0.5, /3, Gaussian noise 0.1;
+ *   even rows are one arm, odd rows the point-reflected other.
+ * - swissroll: sklearn make_swiss_roll with noise 1.0, projected onto (x, z) and divided by 5 as in
+ *   FFJORD.
+ */
 export function sampleToy(name: ToyDatasetName, n: number, rng: Rng): Float32Array {
+  if (!Number.isInteger(n) || n < 0) throw new UserError(`number of samples must be a non-negative integer, got ${n}`);
   const out = new Float32Array(2 * n);
-  const put = (i: number, x: number, y: number) => {
-    out[2 * i] = x;
-    out[2 * i + 1] = y;
-  };
   switch (name) {
     case "checkerboard":
-      // FFJORD's checkerboard: 8 filled squares of side 2 on [-4, 4]^2, alternating.
       for (let i = 0; i < n; i++) {
         const x1 = rng.uniform() * 4 - 2;
-        const x2 = rng.uniform() - 2 * rng.int(2) + (((Math.floor(x1) % 2) + 2) % 2);
-        put(i, 2 * x1, 2 * x2);
+        // Python's floor(x1) % 2 is never negative; JS's % keeps the sign, hence & 1.
+        const x2 = rng.uniform() - 2 * rng.int(2) + (Math.floor(x1) & 1);
+        out[2 * i] = 2 * x1;
+        out[2 * i + 1] = 2 * x2;
       }
       break;
     case "moons":
-      // sklearn make_moons (noise 0.1), centred and scaled by 2.
       for (let i = 0; i < n; i++) {
         const a = Math.PI * rng.uniform();
-        const upper = i % 2 === 0;
+        const upper = (i & 1) === 0;
         const x = upper ? Math.cos(a) : 1 - Math.cos(a);
         const y = upper ? Math.sin(a) : 0.5 - Math.sin(a);
-        put(i, 2 * (x - 0.5 + 0.1 * rng.normal()), 2 * (y - 0.25 + 0.1 * rng.normal()));
+        out[2 * i] = 2 * (x - 0.5 + 0.1 * rng.normal());
+        out[2 * i + 1] = 2 * (y - 0.25 + 0.1 * rng.normal());
       }
       break;
-    case "8gaussians": {
-      // torchcfm: centres on a circle of radius 5/sqrt(2)... scaled: radius 2*sqrt(2) with std 0.5.
-      const r = 2 * Math.SQRT2;
+    case "8gaussians":
       for (let i = 0; i < n; i++) {
-        const k = rng.int(8);
-        const a = (k * Math.PI) / 4;
-        put(i, r * Math.cos(a) + 0.5 * rng.normal(), r * Math.sin(a) + 0.5 * rng.normal());
+        const [cx, cy] = EIGHT_GAUSSIAN_CENTRES[rng.int(8)];
+        out[2 * i] = (4 * cx + 0.5 * rng.normal()) / Math.SQRT2;
+        out[2 * i + 1] = (4 * cy + 0.5 * rng.normal()) / Math.SQRT2;
       }
       break;
-    }
     case "circles":
-      // sklearn make_circles (factor 0.5, noise 0.05), scaled by 2.5.
       for (let i = 0; i < n; i++) {
-        const a = 2 * Math.PI * rng.uniform();
-        const r = i % 2 === 0 ? 1 : 0.5;
-        put(i, 2.5 * (r * Math.cos(a) + 0.05 * rng.normal()), 2.5 * (r * Math.sin(a) + 0.05 * rng.normal()));
+        const a = TWO_PI * rng.uniform();
+        const r = (i & 1) === 0 ? 1 : 0.5;
+        out[2 * i] = 2.5 * (r * Math.cos(a) + 0.05 * rng.normal());
+        out[2 * i + 1] = 2.5 * (r * Math.sin(a) + 0.05 * rng.normal());
       }
       break;
     case "spirals":
-      // FFJORD's 2spirals.
       for (let i = 0; i < n; i++) {
-        const s = Math.sqrt(rng.uniform()) * 540 * ((2 * Math.PI) / 360);
-        const sign = i % 2 === 0 ? 1 : -1;
+        const s = Math.sqrt(rng.uniform()) * 3 * Math.PI;
+        const sign = (i & 1) === 0 ? 1 : -1;
         const x = -Math.cos(s) * s + rng.uniform() * 0.5;
         const y = Math.sin(s) * s + rng.uniform() * 0.5;
-        put(i, (sign * x) / 3, (sign * y) / 3);
+        out[2 * i] = (sign * x) / 3 + 0.1 * rng.normal();
+        out[2 * i + 1] = (sign * y) / 3 + 0.1 * rng.normal();
       }
       break;
     case "swissroll":
-      // sklearn make_swiss_roll projected to (x, z), noise 1.0, divided by 5 as in FFJORD, then scaled.
       for (let i = 0; i < n; i++) {
         const t = 1.5 * Math.PI * (1 + 2 * rng.uniform());
-        const x = t * Math.cos(t) + rng.normal();
-        const z = t * Math.sin(t) + rng.normal();
-        put(i, (x / 5) * 1.4, (z / 5) * 1.4);
+        out[2 * i] = (t * Math.cos(t) + rng.normal()) / 5;
+        out[2 * i + 1] = (t * Math.sin(t) + rng.normal()) / 5;
       }
       break;
+    default:
+      // Reached only when a caller bypasses the type (e.g. a name read from JSON): normalise or throw.
+      return sampleToy(parseToyDataset(String(name)), n, rng);
   }
   return out;
 }
 
+/** Levenshtein distance (insertions, deletions, substitutions), two rows at a time. */
 function editDistance(a: string, b: string): number {
-  const dp = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) dp[0][j] = j;
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
+    const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      dp[i][j] = Math.min(dp[i - 1][j] + 1, dp[i][j - 1] + 1, dp[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
     }
+    previous = current;
   }
-  return dp[a.length][b.length];
+  return previous[b.length];
 }
