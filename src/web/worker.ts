@@ -1,0 +1,427 @@
+// The playground's compute worker (a module Web Worker): it owns the engine and runs training,
+// sampling, checkpoint decoding and image generation with the core library, posting losses,
+// particle trajectories, field grids and image steps back to the page (protocol.ts).
+import { init, initEngine, engineThreadCount } from "../engine/index.js";
+import { Rng } from "../core/rng.js";
+import { UserError } from "../core/errors.js";
+import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
+import { FlowTrainer, type FlowBatch, type VelocityModel } from "../core/train.js";
+import { getScheduler, pathCoefficients, type Scheduler } from "../core/schedulers.js";
+import { getTimeSampler } from "../core/timeSamplers.js";
+import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
+import { unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { modelField } from "../core/field.js";
+import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
+import { sampleToy, toyBounds, TOY_DATASETS, type ToyDatasetName } from "../data/toy2d.js";
+import { checkParams } from "../io/checkpoint.js";
+import { tensorsToState } from "../pipelines/state.js";
+import { readCheckpointFiles } from "./checkpointFiles.js";
+import {
+  CUSTOM_BOUNDS,
+  FIELD_GRID_N,
+  fieldGrid,
+  type Bounds,
+  type FlowSnapshot,
+  type FromWorker,
+  type SampleSettings,
+  type ToWorker,
+  type TrainSettings,
+} from "./protocol.js";
+
+/** The part of DedicatedWorkerGlobalScope used here (tsconfig has the DOM lib, not WebWorker). */
+interface WorkerScope {
+  postMessage(message: FromWorker): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+}
+const scope = globalThis as unknown as WorkerScope;
+const post = (message: FromWorker): void => scope.postMessage(message);
+
+/** Same noise for every snapshot, so successive pictures show the model changing, not the noise. */
+const SNAPSHOT_SEED = 12345;
+/** Frames per snapshot sent to the page (solver steps beyond this are thinned). */
+const MAX_FRAMES = 26;
+/** Std of the jitter added to drawn points, so a few clicks make a distribution, not a set of atoms. */
+const CUSTOM_JITTER = 0.12;
+
+/** A 2-D model the page can look at: being trained, or loaded from a checkpoint. */
+interface Model2d {
+  cfg: MlpConfig;
+  bounds: Bounds;
+  step: number;
+  weights(): Promise<HostParams>;
+}
+
+interface TrainingRun {
+  key: string;
+  trainer: FlowTrainer;
+  scheduler: Scheduler;
+  settings: TrainSettings;
+  custom: Float32Array | null;
+  rng: Rng;
+}
+
+interface ImageModel {
+  cfg: UnetConfig;
+  ema: HostParams;
+}
+
+let run: TrainingRun | null = null;
+let model2d: Model2d | null = null;
+let imageModel: ImageModel | null = null;
+let sampleSettings: SampleSettings = { solver: "rk4", nfe: 20, particles: 1000 };
+let stopRequested = false;
+let training = false;
+let cancelImages = false;
+/** Work runs one task at a time, in order; long tasks poll stopRequested/cancelImages. */
+let queue: Promise<void> = Promise.resolve();
+
+function enqueue(task: () => Promise<void>, title: string): void {
+  queue = queue.then(task).catch((err: unknown) => reportError(title, err));
+}
+
+function reportError(title: string, err: unknown): void {
+  const message = err instanceof UserError ? err.message : `${err instanceof Error ? err.message : String(err)} (this looks like a bug; please report it)`;
+  post({ type: "error", title, message });
+}
+
+class Cancelled extends Error {}
+
+/** Yield to the event loop so "stop" and setting changes arrive during long loops. */
+const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+async function startEngine(device: "auto" | "wasm" | "webgpu"): Promise<void> {
+  // Probe WebGPU with init() first: initEngine caches its result, so a failed WebGPU attempt could
+  // not fall back to Wasm afterwards.
+  let chosen: "wasm" | "webgpu" = "wasm";
+  if (device !== "wasm") {
+    const available = await init("webgpu").catch(() => [] as string[]);
+    if (available.includes("webgpu")) chosen = "webgpu";
+    else if (device === "webgpu") throw new UserError("WebGPU is not available in this browser; open the page without ?device=webgpu to use Wasm");
+  }
+  await initEngine(chosen);
+  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
+  post({ type: "ready", device: chosen, threads: chosen === "wasm" ? engineThreadCount() : 1, isolated });
+}
+
+function runKey(s: TrainSettings, custom: Float32Array | null): string {
+  return JSON.stringify([s.dataset, s.path, s.hidden, s.depth, s.lr, s.batchSize, s.seed, custom?.length ?? 0, custom ? Array.from(custom.subarray(0, 8)) : null]);
+}
+
+function checkTrainSettings(s: TrainSettings, custom: Float32Array | null): void {
+  const positiveInt = (v: number, name: string, max: number) => {
+    if (!Number.isInteger(v) || v < 1 || v > max) throw new UserError(`${name} must be a whole number from 1 to ${max}, got ${v}`);
+  };
+  positiveInt(s.steps, "Steps", 1_000_000);
+  positiveInt(s.batchSize, "Batch size", 8192);
+  positiveInt(s.hidden, "Hidden width", 2048);
+  positiveInt(s.depth, "Depth", 16);
+  positiveInt(s.nfe, "NFE", 1000);
+  if (!(s.lr > 0 && s.lr < 1)) throw new UserError(`Learning rate must be between 0 and 1, got ${s.lr}`);
+  if (s.dataset === "custom") {
+    if (!custom || custom.length / 2 < 10) {
+      throw new UserError(`draw at least 10 points on the plot first (you have ${custom ? custom.length / 2 : 0}); click and drag on it`);
+    }
+  } else if (!(TOY_DATASETS as readonly string[]).includes(s.dataset)) {
+    throw new UserError(`unknown dataset "${s.dataset}"; choose one of: ${TOY_DATASETS.join(", ")}`);
+  }
+}
+
+function nextBatch(r: TrainingRun): FlowBatch {
+  const { batchSize: n, dataset } = r.settings;
+  const t = getTimeSampler("uniform")(n, r.rng);
+  const x0 = r.rng.normals(2 * n);
+  let x1: Float32Array;
+  if (dataset === "custom" && r.custom) {
+    const m = r.custom.length / 2;
+    x1 = new Float32Array(2 * n);
+    for (let i = 0; i < n; i++) {
+      const j = r.rng.int(m);
+      x1[2 * i] = r.custom[2 * j] + CUSTOM_JITTER * r.rng.normal();
+      x1[2 * i + 1] = r.custom[2 * j + 1] + CUSTOM_JITTER * r.rng.normal();
+    }
+  } else {
+    x1 = sampleToy(dataset as ToyDatasetName, n, r.rng);
+  }
+  return { x0, x1, t, coef: pathCoefficients(r.scheduler, t) };
+}
+
+async function train(settings: TrainSettings, custom: Float32Array | null): Promise<void> {
+  checkTrainSettings(settings, custom);
+  sampleSettings = { solver: settings.solver, nfe: settings.nfe, particles: settings.particles };
+  const key = runKey(settings, custom);
+  // Same data, path and model as the last run: continue it; anything else starts afresh.
+  if (!run || run.key !== key) {
+    run?.trainer.dispose();
+    const cfg: MlpConfig = { dim: 2, hidden: settings.hidden, depth: settings.depth, timeEmbDim: 32 };
+    const trainer = new FlowTrainer({
+      model: mlpModel(cfg),
+      params: initMlp(cfg, new Rng(settings.seed)),
+      sampleShape: [2],
+      adam: { ...DEFAULT_ADAM, lr: settings.lr },
+      emaDecay: 0.999,
+    });
+    run = { key, trainer, scheduler: getScheduler(settings.path), settings, custom, rng: new Rng(settings.seed + 1) };
+    const current = run;
+    const bounds = settings.dataset === "custom" ? CUSTOM_BOUNDS : toyBounds(settings.dataset);
+    // Live pictures use the raw weights: early in a run the EMA still lags far behind.
+    model2d = { cfg, bounds, step: 0, weights: () => current.trainer.hostParams("params") };
+  }
+  imageModel = null;
+  const r = run;
+  const model = model2d as Model2d;
+  stopRequested = false;
+  training = true;
+  try {
+    await trainLoop(r, model, settings);
+  } finally {
+    training = false;
+  }
+}
+
+async function trainLoop(r: TrainingRun, model: Model2d, settings: TrainSettings): Promise<void> {
+  const total = r.trainer.stepCount + settings.steps;
+  let pending: number[] = [];
+  let trainMs = 0;
+  let trainSteps = 0;
+  let lastPost = performance.now();
+  let lastSnapshot = lastPost;
+  let snapshotEveryMs = 1000;
+  const rate = () => (trainMs > 0 ? (1000 * trainSteps) / trainMs : 0);
+  const flush = () => {
+    post({ type: "progress", step: r.trainer.stepCount, total, losses: pending, stepsPerSecond: rate() });
+    pending = [];
+  };
+  for (let i = 0; i < settings.steps && !stopRequested; i++) {
+    const started = performance.now();
+    const loss = await r.trainer.step(nextBatch(r));
+    const now = performance.now();
+    // The first step compiles the jitted program; it would drag the average down for short runs.
+    if (r.trainer.stepCount > 1) {
+      trainMs += now - started;
+      trainSteps++;
+    }
+    model.step = r.trainer.stepCount;
+    pending.push(loss);
+    if (!Number.isFinite(loss)) {
+      flush();
+      throw new UserError(`training diverged at step ${r.trainer.stepCount} (loss is ${loss}); lower the learning rate and press Reset, then Train`);
+    }
+    if (now - lastPost > 150) {
+      flush();
+      lastPost = now;
+      await nextTask();
+    }
+    if (now - lastSnapshot > snapshotEveryMs) {
+      const snap = await snapshot(model, sampleSettings);
+      post(snap);
+      // Keep pictures to about a fifth of the time, so training still gets most of it.
+      snapshotEveryMs = Math.max(1000, 4 * snap.ms);
+      lastSnapshot = performance.now();
+    }
+  }
+  flush();
+  post(await snapshot(model, sampleSettings));
+  post({ type: "trainDone", step: r.trainer.stepCount, stopped: stopRequested, stepsPerSecond: rate() });
+}
+
+/** Evenly thinned frame indices, always keeping the first and the last. */
+function pickFrames(count: number, max: number): number[] {
+  if (count <= max) return Array.from({ length: count }, (_, i) => i);
+  return Array.from({ length: max }, (_, k) => Math.round((k * (count - 1)) / (max - 1)));
+}
+
+async function snapshot(model: Model2d, sample: SampleSettings): Promise<FlowSnapshot> {
+  const started = performance.now();
+  const f = modelField(mlpModel(model.cfg), await model.weights(), { sampleShape: [2] });
+  try {
+    const x0 = new Rng(SNAPSHOT_SEED).normals(2 * sample.particles);
+    const times = [0];
+    const states = [x0];
+    await odeint(f.field, x0, {
+      solver: sample.solver,
+      nfe: sample.nfe,
+      onStep: (t, x) => {
+        times.push(t);
+        states.push(x);
+      },
+    });
+    const keep = pickFrames(times.length, MAX_FRAMES);
+    const grid = fieldGrid(model.bounds, FIELD_GRID_N);
+    const fields: Float32Array[] = [];
+    for (const i of keep) fields.push(await f.field(grid, times[i]));
+    const steps = times.length - 1;
+    return {
+      type: "snapshot",
+      step: model.step,
+      bounds: model.bounds,
+      times: keep.map((i) => times[i]),
+      frames: keep.map((i) => states[i]),
+      fields,
+      label: `${sample.solver}, NFE ${steps * EVALS_PER_STEP[sample.solver]} (${steps} step${steps === 1 ? "" : "s"})`,
+      ms: performance.now() - started,
+    };
+  } finally {
+    f.dispose();
+  }
+}
+
+function describeMlp(cfg: MlpConfig): string {
+  return `MLP ${cfg.depth}×${cfg.hidden}`;
+}
+
+function readMlpConfig(raw: unknown, source: string): MlpConfig {
+  const m = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
+  const num = (k: string) => (typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= 0 ? (m[k] as number) : NaN);
+  const cfg = { dim: num("dim"), hidden: num("hidden"), depth: num("depth"), timeEmbDim: num("timeEmbDim") };
+  if (Object.values(cfg).some((v) => Number.isNaN(v))) throw new UserError(`${source} has no valid "model" section (dim, hidden, depth, timeEmbDim); re-run training to write it again`);
+  if (cfg.dim !== 2) throw new UserError(`${source} is a ${cfg.dim}-D model; the playground draws 2-D models only`);
+  return cfg;
+}
+
+async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sample: SampleSettings): Promise<void> {
+  const picked = await readCheckpointFiles(files);
+  const { config, tensors, weightsName, configName } = picked;
+  const mismatch = `"${configName}" (its "model" section) does not match the weights in "${weightsName}"; choose the ckpt.json saved with these weights`;
+  if (config.kind === "2d") {
+    const cfg = readMlpConfig(config.model, `"${configName}"`);
+    checkParams(mlpParamShapes(cfg), tensors, `"${weightsName}"`, mismatch);
+    const state = tensorsToState(tensors, `"${weightsName}"`);
+    const dataset = typeof config.dataset === "string" ? config.dataset : "unknown";
+    const bounds = (TOY_DATASETS as readonly string[]).includes(dataset) ? toyBounds(dataset as ToyDatasetName) : CUSTOM_BOUNDS;
+    stopTraining();
+    const ema = state.ema;
+    model2d = { cfg, bounds, step: config.step, weights: async () => ema };
+    imageModel = null;
+    const path = typeof config.path === "string" ? config.path : "straight";
+    post({
+      type: "checkpoint2d",
+      summary: `2-D model · ${dataset} · ${path} path · ${describeMlp(cfg)} · step ${config.step}`,
+      dataset,
+      bounds,
+      losses: state.losses ?? [],
+    });
+    sampleSettings = sample;
+    post(await snapshot(model2d, sample));
+    return;
+  }
+  if (config.kind === "image") {
+    const cfg = config.model as UnetConfig;
+    let shapes: Record<string, number[]>;
+    try {
+      shapes = unetParamShapes(cfg);
+    } catch (err) {
+      throw new UserError(`"${configName}" has an invalid UNet config: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    checkParams(shapes, tensors, `"${weightsName}"`, mismatch);
+    const state = tensorsToState(tensors, `"${weightsName}"`);
+    const classNames = Array.isArray(config.classNames) ? config.classNames.map(String) : Array.from({ length: cfg.numClasses }, (_, i) => String(i));
+    stopTraining();
+    imageModel = { cfg, ema: state.ema };
+    const dataset = typeof config.dataset === "string" ? config.dataset : "images";
+    post({
+      type: "checkpointImage",
+      summary: `${dataset} · UNet [${cfg.channels.join(", ")}] · ${cfg.numClasses} classes · ${cfg.height}×${cfg.width} · step ${config.step}`,
+      classNames,
+      height: cfg.height,
+      width: cfg.width,
+      channels: cfg.inChannels,
+      losses: state.losses ?? [],
+    });
+    return;
+  }
+  throw new UserError(`"${configName}" holds a '${config.kind}' model; the playground shows '2d' and 'image' checkpoints`);
+}
+
+function stopTraining(): void {
+  run?.trainer.dispose();
+  run = null;
+}
+
+function unetModel(cfg: UnetConfig): VelocityModel {
+  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg) };
+}
+
+async function generateImages(msg: Extract<ToWorker, { type: "generateImages" }>): Promise<void> {
+  const m = imageModel;
+  if (!m) throw new UserError("load an image checkpoint (ckpt.safetensors + ckpt.json from train-image) first");
+  const { cfg } = m;
+  const labels =
+    msg.label === "all"
+      ? Int32Array.from({ length: cfg.numClasses }, (_, i) => i)
+      : new Int32Array(Math.max(1, Math.min(64, msg.count))).fill(msg.label);
+  if (msg.label !== "all" && !(Number.isInteger(msg.label) && msg.label >= 0 && msg.label < cfg.numClasses)) {
+    throw new UserError(`class ${msg.label} is out of range; this model has classes 0..${cfg.numClasses - 1}`);
+  }
+  if (!Number.isFinite(msg.guidance)) throw new UserError(`guidance must be a number, got ${msg.guidance}`);
+  const n = labels.length;
+  const sampleShape = [cfg.height, cfg.width, cfg.inChannels];
+  const f = modelField(unetModel(cfg), m.ema, { sampleShape, labels, guidance: msg.guidance, nullLabel: cfg.numClasses });
+  const totalSteps = Math.max(1, Math.floor(msg.nfe / EVALS_PER_STEP[msg.solver]));
+  cancelImages = false;
+  const started = performance.now();
+  try {
+    const x0 = new Rng(msg.seed).normals(n * cfg.height * cfg.width * cfg.inChannels);
+    post({ type: "imageStep", t: 0, step: 0, totalSteps, n, pixels: x0 });
+    const field: VelocityField = async (x, t) => {
+      // Let "stop" arrive between network calls; a guided UNet call can take a second on Wasm.
+      await nextTask();
+      if (cancelImages) throw new Cancelled();
+      return f.field(x, t);
+    };
+    let step = 0;
+    const result = await odeint(field, x0, {
+      solver: msg.solver,
+      nfe: msg.nfe,
+      onStep: (t, x) => post({ type: "imageStep", t, step: ++step, totalSteps, n, pixels: x }),
+    });
+    post({ type: "imagesDone", seconds: (performance.now() - started) / 1000, nfe: result.nfe, cancelled: false });
+  } catch (err) {
+    if (!(err instanceof Cancelled)) throw err;
+    post({ type: "imagesDone", seconds: (performance.now() - started) / 1000, nfe: f.evaluations(), cancelled: true });
+  } finally {
+    f.dispose();
+  }
+}
+
+scope.onmessage = (event) => {
+  const msg = event.data;
+  switch (msg.type) {
+    case "init":
+      enqueue(() => startEngine(msg.device), "Could not start the compute engine");
+      break;
+    case "train":
+      stopRequested = true; // a running loop ends; the new request runs after it
+      cancelImages = true;
+      enqueue(() => train(msg.settings, msg.customPoints ?? null), "Training failed");
+      break;
+    case "stop":
+      stopRequested = true;
+      cancelImages = true;
+      break;
+    case "reset":
+      stopRequested = true;
+      enqueue(async () => {
+        stopTraining();
+        model2d = null;
+      }, "Reset failed");
+      break;
+    case "resample":
+      sampleSettings = msg.sample;
+      // While training, the next snapshot picks up the new settings; otherwise draw one now.
+      if (!training) {
+        enqueue(async () => {
+          if (model2d && !imageModel) post(await snapshot(model2d, sampleSettings));
+        }, "Sampling failed");
+      }
+      break;
+    case "loadCheckpoint":
+      stopRequested = true;
+      cancelImages = true;
+      enqueue(() => loadCheckpoint(msg.files, msg.sample), "Could not load the checkpoint");
+      break;
+    case "generateImages":
+      cancelImages = true;
+      enqueue(() => generateImages(msg), "Image generation failed");
+      break;
+  }
+};
