@@ -7,9 +7,10 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Command } from "commander";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { buildWeb } from "../src/web/build.js";
-import { startStaticServer, type StaticServer } from "../src/cli/commands/serve.js";
+import { registerServeCommand, startStaticServer, type StaticServer } from "../src/cli/commands/serve.js";
 import type { PlaygroundState } from "../src/web/main.js";
 import { initEngine } from "../src/engine/index.js";
 import { Rng } from "../src/core/rng.js";
@@ -157,6 +158,17 @@ test("server: MIME types, COOP/COEP headers, 404 and no escape from the build fo
   assert.ok(escape.status === 403 || escape.status === 404, `traversal answered ${escape.status}`);
 });
 
+test("flowmatch serve --build-only writes the static playground", async () => {
+  const program = new Command().exitOverride();
+  registerServeCommand(program);
+  const out = join(tmp, "built-by-cli");
+  await program.parseAsync(["node", "flowmatch", "serve", "--build-only", "--out", out]);
+  for (const name of ["index.html", "styles.css", "main.js", "worker.js"]) assert.ok(existsSync(join(out, name)), `${name} missing from ${out}`);
+  // The worker bundle runs in a browser: no Node built-ins may leak into it.
+  const worker = await readFile(join(out, "worker.js"), "utf8");
+  assert.doesNotMatch(worker, /worker_threads|process\.env/);
+});
+
 test("page loads, starts the engine cross-origin isolated, and training lowers the loss", async () => {
   await page.goto(server.url);
   await page.waitForFunction(() => window.__flowmatch?.state.ready === true, null, { timeout: 30_000 });
@@ -164,10 +176,12 @@ test("page loads, starts the engine cross-origin isolated, and training lowers t
   assert.ok(s.crossOriginIsolated, "COOP/COEP should make the worker cross-origin isolated (SharedArrayBuffer)");
   assert.ok(["wasm", "webgpu"].includes(s.device));
 
-  const steps = 150;
+  const steps = 400;
+  await page.selectOption("#dataset", "8gaussians");
   await page.fill("#steps", String(steps));
   await page.selectOption("#hidden", "64");
   await page.fill("#batch-size", "128");
+  await page.selectOption("#lr", "0.005");
   await page.selectOption("#solver", "euler");
   await page.fill("#nfe", "10");
   await page.click("#train");
@@ -187,7 +201,7 @@ test("page loads, starts the engine cross-origin isolated, and training lowers t
   const red = await countPixels("#flow-canvas", "particle");
   assert.ok(red > 300, `particles should be drawn on the flow canvas (${red} red pixels)`);
   await page.screenshot({ path: join(OUT, "playground.png"), fullPage: true });
-  process.stdout.write(`# browser worker: ${s.device}, ${s.threads} threads, ${s.stepsPerSecond.toFixed(1)} steps/s (hidden 64, batch 128); loss ${first.toFixed(3)} -> ${last.toFixed(3)}\n`);
+  process.stdout.write(`# browser worker: ${s.device}, ${s.threads} threads, ${s.stepsPerSecond.toFixed(1)} steps/s (hidden 64, depth 3, batch 128); loss ${first.toFixed(3)} -> ${last.toFixed(3)}\n`);
   assert.deepEqual(consoleErrors, [], "the page should log no console errors");
 });
 

@@ -71,10 +71,20 @@ async function sha256Hex(bytes: ArrayBuffer): Promise<string | null> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+function decodeWeights(weights: LoadedFile): ReturnType<typeof decodeSafetensors> {
+  try {
+    return decodeSafetensors(new Uint8Array(weights.bytes), `"${weights.name}"`);
+  } catch (err) {
+    // The decoder's advice names the CLI flag; on the page the fix is picking another file.
+    if (err instanceof UserError) throw new UserError(err.message.replace(/, or pass a valid --ckpt$/, ", or choose another checkpoint"));
+    throw err;
+  }
+}
+
 export async function readCheckpointFiles(files: LoadedFile[]): Promise<PickedCheckpoint> {
   if (files.length === 0) throw new UserError(`no files were given; ${PAIR_HINT}`);
   const { weights, config: configFile } = pairUp(files);
-  const { tensors, metadata } = decodeSafetensors(new Uint8Array(weights.bytes), `"${weights.name}"`);
+  const { tensors, metadata } = decodeWeights(weights);
   const embedded = metadata.config === undefined ? null : parseConfig(parseJson(metadata.config, `the config inside "${weights.name}"`), `the config inside "${weights.name}"`);
   if (configFile === null) {
     if (!embedded) throw new UserError(`"${weights.name}" carries no model config; also choose the ckpt.json saved with it`);

@@ -367,6 +367,7 @@ ui.train.addEventListener("click", () => {
     checkpointDataset = null;
     state.checkpoint = null;
     state.losses = [];
+    state.step = 0;
     snapshot = null;
     ui.ckptStatus.textContent = "Load a 2-D or image model trained with the CLI.";
     refreshDataPreview();

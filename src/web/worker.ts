@@ -79,8 +79,13 @@ function enqueue(task: () => Promise<void>, title: string): void {
   queue = queue.then(task).catch((err: unknown) => reportError(title, err));
 }
 
+/** The device the engine runs on, once started. */
+let engineDevice: "wasm" | "webgpu" | null = null;
+
 function reportError(title: string, err: unknown): void {
-  const message = err instanceof UserError ? err.message : `${err instanceof Error ? err.message : String(err)} (this looks like a bug; please report it)`;
+  let message = err instanceof UserError ? err.message : `${err instanceof Error ? err.message : String(err)} (this looks like a bug; please report it)`;
+  // WebGPU support varies by browser and driver; Wasm is the dependable fallback.
+  if (engineDevice === "webgpu" && !(err instanceof UserError)) message += "; to run on Wasm instead, open the page with ?device=wasm";
   post({ type: "error", title, message });
 }
 
@@ -99,6 +104,7 @@ async function startEngine(device: "auto" | "wasm" | "webgpu"): Promise<void> {
     else if (device === "webgpu") throw new UserError("WebGPU is not available in this browser; open the page without ?device=webgpu to use Wasm");
   }
   await initEngine(chosen);
+  engineDevice = chosen;
   const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
   post({ type: "ready", device: chosen, threads: chosen === "wasm" ? engineThreadCount() : 1, isolated });
 }
