@@ -6,6 +6,7 @@ import { registerToy2dCommands } from "./commands/toy2d.js";
 import { registerReflowCommands } from "./commands/reflow.js";
 import { registerImageCommands } from "./commands/images.js";
 import { registerLoglikCommand } from "./commands/loglik.js";
+import { registerServeCommand } from "./commands/serve.js";
 
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerReflowCommands(program);
   registerImageCommands(program);
   registerLoglikCommand(program);
+  registerServeCommand(program);
   return program;
 }
 
