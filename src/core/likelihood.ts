@@ -8,10 +8,18 @@ import { odeint, type SolverName, type VelocityField } from "./solvers.js";
 import type { HostParams, Params } from "./optim.js";
 import { toEngine, type VelocityModel } from "./train.js";
 
-/** Velocity and divergence of a batch: `v` has x's length, `div` one value per sample. */
+/**
+ * Velocity and divergence of a batch of n samples: `v` has x's length; `div` holds K estimates of
+ * each sample's divergence laid out [K, n] (K = 1 for an exact divergence, K = probes for
+ * Hutchinson). Keeping the K estimates apart lets the integral carry one accumulator per probe, so
+ * the spread across probes gives a standard error of log p.
+ */
 export type FieldWithDivergence = (x: Float32Array, t: number) => Promise<{ v: Float32Array; div: Float32Array }>;
 
-export type DivergenceMode = "exact" | { hutchinson: number; seed: number };
+/** Hutchinson probes: Rademacher (+-1, lower variance) or standard Gaussian. */
+export type ProbeKind = "rademacher" | "gaussian";
+
+export type DivergenceMode = "exact" | { hutchinson: number; seed: number; probe?: ProbeKind };
 
 export interface LogLikelihoodOptions {
   /** Shape of one sample, e.g. [2] or [28, 28, 1]. */
@@ -20,6 +28,8 @@ export interface LogLikelihoodOptions {
   rtol?: number;
   atol?: number;
   nfe?: number;
+  /** K, the number of divergence estimates per sample the field returns (default 1). */
+  estimates?: number;
 }
 
 export interface LogLikelihoodResult {
@@ -32,6 +42,8 @@ export interface LogLikelihoodResult {
   /** The noise each sample maps to. */
   x0: Float32Array;
   nfe: number;
+  /** Standard error of log p over the K divergence estimates (only when K >= 2). */
+  stderr?: Float64Array;
 }
 
 const LOG_2PI = Math.log(2 * Math.PI);
@@ -48,15 +60,20 @@ export function gaussianLogDensity(x: Float32Array, dim: number): Float64Array {
   return out;
 }
 
-/** Integrate [x, L] from t = 1 to 0 with dx/dt = v and dL/dt = div v; log p1 = log p0(x0) + L(0). */
+/**
+ * Integrate [x, L_1..L_K] from t = 1 to 0 with dx/dt = v and dL_k/dt = div_k v (K divergence
+ * estimates per sample); log p1 = log p0(x0) + mean_k L_k(0).
+ */
 export async function logLikelihoodWith(field: FieldWithDivergence, x: Float32Array, opts: LogLikelihoodOptions): Promise<LogLikelihoodResult> {
   const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
   if (x.length % dim !== 0) throw new UserError(`data has ${x.length} values, not a whole number of samples of shape [${opts.sampleShape.join(", ")}]`);
   const n = x.length / dim;
-  const state = new Float32Array(x.length + n);
+  const k = opts.estimates ?? 1;
+  const state = new Float32Array(x.length + k * n);
   state.set(x);
   const augmented: VelocityField = async (s, t) => {
     const { v, div } = await field(s.subarray(0, n * dim), t);
+    if (div.length !== k * n) throw new Error(`divergence field returned ${div.length} values for ${n} samples x ${k} estimates`);
     const out = new Float32Array(s.length);
     out.set(v);
     out.set(div, n * dim);
@@ -65,38 +82,53 @@ export async function logLikelihoodWith(field: FieldWithDivergence, x: Float32Ar
   const r = await odeint(augmented, state, { solver: opts.solver ?? "dopri5", t0: 1, t1: 0, rtol: opts.rtol ?? 1e-5, atol: opts.atol ?? 1e-5, nfe: opts.nfe });
   const x0 = r.x.slice(0, n * dim);
   const logp0 = gaussianLogDensity(x0, dim);
-  const deltaLogp = Float64Array.from(r.x.subarray(n * dim));
+  const acc = r.x.subarray(n * dim);
+  const deltaLogp = new Float64Array(n);
+  const stderr = k >= 2 ? new Float64Array(n) : undefined;
+  for (let i = 0; i < n; i++) {
+    let mean = 0;
+    for (let j = 0; j < k; j++) mean += acc[j * n + i] / k;
+    deltaLogp[i] = mean;
+    if (stderr) {
+      let ss = 0;
+      for (let j = 0; j < k; j++) ss += (acc[j * n + i] - mean) ** 2;
+      stderr[i] = Math.sqrt(ss / (k - 1) / k);
+    }
+  }
   const logp = logp0.map((v, i) => v + deltaLogp[i]);
-  return { logp, logp0, deltaLogp, x0, nfe: r.nfe };
+  return { logp, logp0, deltaLogp, x0, nfe: r.nfe, ...(stderr ? { stderr } : {}) };
 }
 
 /**
  * The model's velocity with its divergence on the engine, one jitted call per evaluation:
- * exactly with one jvp per input dimension (basis tangents), or with Hutchinson's estimator
- * E[eps^T J eps] over fixed probes (Rademacher), the same probes for the whole integration.
+ * exactly with one jvp per input dimension (basis tangents; returns K = 1 estimate), or with
+ * Hutchinson's estimator eps^T J eps over fixed probes (returns K = probes estimates), the same
+ * probes for the whole integration (FFJORD) so the solver sees one deterministic field.
+ * The model must treat samples independently (GroupNorm is fine, BatchNorm is not): the trace is
+ * taken over the whole batch's Jacobian and split per sample.
  */
 export function modelDivergenceField(
   model: VelocityModel,
   host: HostParams,
   opts: { sampleShape: number[]; divergence: DivergenceMode; labels?: Int32Array },
-): { field: FieldWithDivergence; dispose: () => void } {
-  const params = toEngine(host);
+): { field: FieldWithDivergence; estimates: number; dispose: () => void } {
   const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
   const mode = opts.divergence;
   if (mode !== "exact" && !(Number.isInteger(mode.hutchinson) && mode.hutchinson >= 1)) {
-    throw new UserError(`--probes must be a positive integer, got ${mode.hutchinson}`);
+    throw new UserError(`the number of Hutchinson probes must be a positive integer, got ${mode.hutchinson}; pass e.g. --probes 4`);
   }
+  const params = toEngine(host);
   let probes: Float32Array[] | null = null;
   const probeCount = mode === "exact" ? dim : mode.hutchinson;
+  const estimates = mode === "exact" ? 1 : probeCount;
   const compute = jit((p: Params, x: Array, t: Array, y: Array, tangents: Array[]) => {
     const f = (xx: Array) => model.apply(tree.ref(p), xx, t.ref, y.ref);
     let v: Array | null = null;
-    let div: Array | null = null;
+    const terms: Array[] = [];
     const axes = opts.sampleShape.map((_, i) => i + 1);
     for (const e of tangents) {
       const [out, jv] = jvp(f, [x.ref], [e.ref]) as [Array, Array];
-      const term = np.sum(jv.mul(e), axes);
-      div = div === null ? term : div.add(term);
+      terms.push(np.sum(jv.mul(e), axes));
       if (v === null) v = out;
       else out.dispose();
     }
@@ -104,17 +136,27 @@ export function modelDivergenceField(
     x.dispose();
     t.dispose();
     y.dispose();
-    return [v as Array, (div as Array).mul(1 / (mode === "exact" ? 1 : probeCount))] as [Array, Array];
+    // Exact: the basis terms add up to the trace. Hutchinson: one estimate per probe, [K, n].
+    const div = mode === "exact" ? np.stack([terms.reduce((acc, term) => acc.add(term))]) : np.stack(terms);
+    return [v as Array, div] as [Array, Array];
   });
   const field: FieldWithDivergence = async (x, t) => {
     const n = x.length / dim;
     if (!probes || probes[0].length !== x.length) {
       probes = [];
       const rng = new Rng(mode === "exact" ? 0 : mode.seed);
+      const gaussian = mode !== "exact" && mode.probe === "gaussian";
       for (let k = 0; k < probeCount; k++) {
-        const e = new Float32Array(x.length);
-        if (mode === "exact") for (let i = 0; i < n; i++) e[i * dim + k] = 1;
-        else for (let i = 0; i < e.length; i++) e[i] = rng.uniform() < 0.5 ? -1 : 1;
+        let e: Float32Array;
+        if (mode === "exact") {
+          e = new Float32Array(x.length);
+          for (let i = 0; i < n; i++) e[i * dim + k] = 1;
+        } else if (gaussian) {
+          e = rng.normals(x.length);
+        } else {
+          e = new Float32Array(x.length);
+          for (let i = 0; i < e.length; i++) e[i] = rng.uniform() < 0.5 ? -1 : 1;
+        }
         probes.push(e);
       }
     }
@@ -130,11 +172,33 @@ export function modelDivergenceField(
   };
   return {
     field,
+    estimates,
     dispose() {
       tree.dispose(params);
       compute.dispose();
     },
   };
+}
+
+export interface ModelLogLikelihoodOptions extends Omit<LogLikelihoodOptions, "estimates"> {
+  /** "exact" (one jvp per dimension; for low-dimensional data) or Hutchinson probes (images). */
+  divergence: DivergenceMode;
+  /** Class labels for conditional models, one per sample. */
+  labels?: Int32Array;
+}
+
+/**
+ * log p1(x) in nats per sample under a model's flow: the backward ODE from data to noise with
+ * the model's divergence (Dopri5, rtol = atol = 1e-5 by default). With Hutchinson probes the
+ * result also carries each sample's standard error over the probes.
+ */
+export async function logLikelihood(model: VelocityModel, params: HostParams, x: Float32Array, opts: ModelLogLikelihoodOptions): Promise<LogLikelihoodResult> {
+  const f = modelDivergenceField(model, params, { sampleShape: opts.sampleShape, divergence: opts.divergence, labels: opts.labels });
+  try {
+    return await logLikelihoodWith(f.field, x, { ...opts, estimates: f.estimates });
+  } finally {
+    f.dispose();
+  }
 }
 
 /**

@@ -2,8 +2,9 @@
 // heat-map), image models with Hutchinson's estimator, reported in bits per dimension.
 import { join } from "node:path";
 import { initEngine } from "../engine/index.js";
-import { logLikelihoodWith, modelDivergenceField, bitsPerDim, type DivergenceMode } from "../core/likelihood.js";
+import { logLikelihood, logLikelihoodWith, modelDivergenceField, bitsPerDim, type ProbeKind } from "../core/likelihood.js";
 import { mlpModel } from "../core/models/mlp.js";
+import { Rng } from "../core/rng.js";
 import type { SolverName } from "../core/solvers.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -87,15 +88,31 @@ export async function renderDensity2d(loaded: Loaded2d, out: string, opts: Logli
 }
 
 /**
+ * Uniform dequantisation for bits/dim: datasets store 8-bit pixels k as 2k/255 - 1; this recovers k
+ * and returns x = 2(k + u)/256 - 1 with u ~ U(0, 1) (seeded), the convention `bitsPerDim` assumes.
+ */
+export function dequantizeImages(images: Float32Array, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from(images, (v) => {
+    const k = Math.min(255, Math.max(0, Math.round(((v + 1) * 255) / 2)));
+    return (2 * (k + rng.uniform())) / 256 - 1;
+  });
+}
+
+/**
  * Bits per dimension of images under an image model with Hutchinson's divergence estimate
- * (`probes` Rademacher vectors, fixed for the whole integration), conditioned on their labels.
+ * (`probes` vectors, fixed for the whole integration), conditioned on their labels. `images` are
+ * dataset values (2k/255 - 1); they are dequantised here with seeded uniform noise.
+ * `bpdStderr` is the standard error over images (it includes the probe noise); `probeStderr` is
+ * the part of it that comes from the probes alone (root mean square of the per-image standard
+ * errors, divided by sqrt(n)), in bits/dim.
  */
 export async function bitsPerDimImages(
   loaded: LoadedImage,
   images: Float32Array,
   labels: Int32Array,
-  opts: LoglikOptions & { probes: number; seed: number },
-): Promise<LoglikSummary & { bpd: number; bpdStderr: number }> {
+  opts: LoglikOptions & { probes: number; seed: number; probe?: ProbeKind },
+): Promise<LoglikSummary & { bpd: number; bpdStderr: number; probeStderr: number }> {
   await initEngine();
   const cfg = loaded.config.model;
   const sampleShape = [cfg.height, cfg.width, cfg.inChannels];
@@ -103,20 +120,25 @@ export async function bitsPerDimImages(
   const batch = opts.batch ?? 16;
   const n = images.length / dim;
   const logp = new Float64Array(n);
+  let probeVariance = 0;
   let nfe = 0;
+  const dequantized = dequantizeImages(images, opts.seed + 7);
   const started = performance.now();
   for (let s = 0; s < n; s += batch) {
     const e = Math.min(n, s + batch);
-    const divergence: DivergenceMode = { hutchinson: opts.probes, seed: opts.seed + s };
-    const f = modelDivergenceField(unetModel(cfg), loaded.ema, { sampleShape, divergence, labels: labels.subarray(s, e) });
-    try {
-      const r = await logLikelihoodWith(f.field, images.subarray(s * dim, e * dim), { sampleShape, solver: opts.solver, rtol: opts.rtol ?? 1e-4, atol: opts.atol ?? 1e-4 });
-      logp.set(r.logp, s);
-      nfe += r.nfe;
-    } finally {
-      f.dispose();
-    }
+    const r = await logLikelihood(unetModel(cfg), loaded.ema, dequantized.subarray(s * dim, e * dim), {
+      sampleShape,
+      divergence: { hutchinson: opts.probes, seed: opts.seed + s, probe: opts.probe },
+      labels: labels.subarray(s, e),
+      solver: opts.solver,
+      rtol: opts.rtol ?? 1e-4,
+      atol: opts.atol ?? 1e-4,
+    });
+    logp.set(r.logp, s);
+    for (const se of r.stderr ?? []) probeVariance += se * se;
+    nfe += r.nfe;
   }
   const summary = summarise(logp, nfe, (performance.now() - started) / 1000);
-  return { ...summary, bpd: bitsPerDim(summary.mean, dim), bpdStderr: summary.stderr / (dim * Math.LN2) };
+  const toBits = 1 / (dim * Math.LN2);
+  return { ...summary, bpd: bitsPerDim(summary.mean, dim), bpdStderr: summary.stderr * toBits, probeStderr: (Math.sqrt(probeVariance / n) / Math.sqrt(n)) * toBits };
 }

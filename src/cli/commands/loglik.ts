@@ -5,6 +5,7 @@ import { Command, Option } from "commander";
 import { UserError } from "../../core/errors.js";
 import { Rng } from "../../core/rng.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
+import type { ProbeKind } from "../../core/likelihood.js";
 import { sampleToy } from "../../data/toy2d.js";
 import { loadImageDataset } from "../../data/images.js";
 import { loadCheckpoint } from "../../io/checkpoint.js";
@@ -44,6 +45,7 @@ interface LoglikFlags {
   rtol: number;
   atol: number;
   probes: number;
+  probeKind: ProbeKind;
   seed: number;
   out?: string;
   density: boolean;
@@ -60,6 +62,7 @@ export function registerLoglikCommand(program: Command): void {
     .option("--rtol <tol>", "relative tolerance (dopri5)", positiveNumber, 1e-5)
     .option("--atol <tol>", "absolute tolerance (dopri5)", positiveNumber, 1e-5)
     .option("--probes <n>", "Hutchinson probes per image (image models)", positiveInt, 4)
+    .addOption(new Option("--probe-kind <kind>", "Hutchinson probe distribution").choices(["rademacher", "gaussian"]).default("rademacher"))
     .option("--seed <n>", "seed for fresh data and probes", nonNegativeInt, 0)
     .option("--no-density", "skip density.png (2-D models)")
     .option("--out <dir>", "where density.png goes (default: the checkpoint's folder)")
@@ -80,9 +83,10 @@ export function registerLoglikCommand(program: Command): void {
         const loaded = await loadImageModel(flags.ckpt, "loglik");
         if (flags.data !== "fresh") throw new UserError('image models take --data fresh (the dataset\'s test split); CSV input is for 2-D models');
         const ds = await loadImageDataset(loaded.config.dataset, { split: "test", limit: flags.n });
-        const r = await bitsPerDimImages(loaded, ds.images, ds.labels, { ...opts, rtol: flags.rtol, atol: flags.atol, probes: flags.probes, seed: flags.seed });
+        const r = await bitsPerDimImages(loaded, ds.images, ds.labels, { ...opts, rtol: flags.rtol, atol: flags.atol, probes: flags.probes, probe: flags.probeKind, seed: flags.seed });
+        const probeNote = flags.probes >= 2 ? `, of which ±${r.probeStderr.toFixed(3)} from the probes` : "";
         process.stdout.write(
-          `${ds.n} ${loaded.config.dataset} test images: ${r.bpd.toFixed(3)} ± ${r.bpdStderr.toFixed(3)} bits/dim (log p ${r.mean.toFixed(1)} nats; Hutchinson with ${flags.probes} Rademacher probes; uniform dequantisation, x = 2(k+u)/256 - 1; ${r.nfe} evaluations, ${r.seconds.toFixed(1)} s)\n`,
+          `${ds.n} ${loaded.config.dataset} test images: ${r.bpd.toFixed(3)} ± ${r.bpdStderr.toFixed(3)} bits/dim${probeNote} (log p ${r.mean.toFixed(1)} nats; Hutchinson with ${flags.probes} ${flags.probeKind} probes; uniform dequantisation, x = 2(k+u)/256 - 1; ${r.nfe} evaluations, ${r.seconds.toFixed(1)} s)\n`,
         );
       } else {
         throw new UserError(`loglik does not support '${config.kind}' checkpoints`);
