@@ -15,10 +15,7 @@ import { initMlp, mlpModel } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
 import { saveCheckpoint } from "../io/checkpoint.js";
-import { encodeSafetensors, decodeSafetensors } from "../io/safetensors.js";
-import { writeFileAtomic } from "../io/atomic.js";
-import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { cachedPairs, f32 } from "./pairsCache.js";
 import { stateToTensors } from "./state.js";
 import { stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
@@ -50,24 +47,6 @@ export async function generatePairs(
     f.dispose();
   }
   return { x0, x1 };
-}
-
-export async function savePairs(path: string, pairs: ReflowPairs, dim: number, meta: Record<string, string>): Promise<void> {
-  const n = pairs.x0.length / dim;
-  await writeFileAtomic(
-    path,
-    encodeSafetensors({ x0: { dtype: "F32", shape: [n, dim], data: pairs.x0 }, x1: { dtype: "F32", shape: [n, dim], data: pairs.x1 } }, meta),
-  );
-}
-
-export async function loadPairs(path: string): Promise<ReflowPairs & { metadata: Record<string, string> }> {
-  const { tensors, metadata } = decodeSafetensors(await readFile(path), path);
-  const x0 = tensors.x0?.data;
-  const x1 = tensors.x1?.data;
-  if (!(x0 instanceof Float32Array) || !(x1 instanceof Float32Array) || x0.length !== x1.length) {
-    throw new UserError(`${path} is not a reflow pairs file (needs F32 tensors x0 and x1 of equal shape); delete it to regenerate`);
-  }
-  return { x0, x1, metadata };
 }
 
 export interface Reflow2dOptions {
@@ -103,25 +82,24 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   // Pairs are the expensive part; keep them so a second run (or a crash) does not redo them.
   const pairsPath = join(opts.out, "pairs.safetensors");
   const wantMeta = { teacherRun: String(opts.teacher.config.runId ?? ""), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe) };
-  let pairs: ReflowPairs | null = null;
-  if (existsSync(pairsPath)) {
-    const cached = await loadPairs(pairsPath);
-    if (Object.entries(wantMeta).every(([k, v]) => cached.metadata[k] === v)) {
-      pairs = cached;
-      log(`reusing ${opts.pairs} teacher pairs from ${pairsPath}`);
-    }
-  }
-  if (!pairs) {
-    pairs = await generatePairs(opts.teacher, {
-      n: opts.pairs,
-      seed: opts.seed + 7919,
-      solver: opts.pairSolver,
-      nfe: opts.pairNfe,
-      onProgress: (done) => opts.onPairs?.(done, opts.pairs),
-    });
-    await savePairs(pairsPath, pairs, dim, wantMeta);
-    log(`wrote ${opts.pairs} teacher pairs to ${pairsPath}`);
-  }
+  const stored = await cachedPairs(
+    pairsPath,
+    wantMeta,
+    ["x0", "x1"],
+    async () => {
+      const p = await generatePairs(opts.teacher, {
+        n: opts.pairs,
+        seed: opts.seed + 7919,
+        solver: opts.pairSolver,
+        nfe: opts.pairNfe,
+        onProgress: (done) => opts.onPairs?.(done, opts.pairs),
+      });
+      const shape = [opts.pairs, dim];
+      return { x0: { dtype: "F32", shape, data: p.x0 }, x1: { dtype: "F32", shape, data: p.x1 } };
+    },
+    log,
+  );
+  const pairs: ReflowPairs = { x0: f32(stored, "x0", pairsPath), x1: f32(stored, "x1", pairsPath) };
 
   const init = opts.warmStart ? opts.teacher.ema : initMlp(mlp, new Rng(opts.seed));
   const trainer = new FlowTrainer({

@@ -2,13 +2,10 @@
 // turns fixed noise into images per class; the student is trained on the straight lines between
 // each noise and its image, warm-started from the teacher.
 import { join } from "node:path";
-import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { odeint, type SolverName } from "../core/solvers.js";
-import { encodeSafetensors, decodeSafetensors } from "../io/safetensors.js";
-import { writeFileAtomic } from "../io/atomic.js";
+import { cachedPairs, f32 } from "./pairsCache.js";
 import type { ImageDataset } from "../data/images.js";
 import { imageField, trainImage, type LoadedImage } from "./images.js";
 import type { TrainProgress } from "./loop.js";
@@ -67,26 +64,20 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
   const cfg = opts.teacher.config.model;
   const pairsPath = join(opts.out, "pairs.safetensors");
   const meta = { teacherRun: String(opts.teacher.config.runId), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe), guidance: String(opts.guidance) };
-  let pairs: ImagePairs | null = null;
-  if (existsSync(pairsPath)) {
-    const { tensors, metadata } = decodeSafetensors(await readFile(pairsPath), pairsPath);
-    const { x0, x1, labels } = tensors;
-    if (Object.entries(meta).every(([k, v]) => metadata[k] === v) && x0?.data instanceof Float32Array && x1?.data instanceof Float32Array && labels?.data instanceof Int32Array) {
-      pairs = { x0: x0.data, x1: x1.data, labels: labels.data };
-      opts.onLog?.(`reusing ${opts.pairs} teacher pairs from ${pairsPath}`);
-    }
-  }
-  if (!pairs) {
-    pairs = await generateImagePairs(opts.teacher, { n: opts.pairs, seed: opts.seed + 7919, solver: opts.pairSolver, nfe: opts.pairNfe, guidance: opts.guidance, onProgress: (d) => opts.onPairs?.(d, opts.pairs) });
-    const shape = [opts.pairs, cfg.height, cfg.width, cfg.inChannels];
-    await writeFileAtomic(
-      pairsPath,
-      encodeSafetensors(
-        { x0: { dtype: "F32", shape, data: pairs.x0 }, x1: { dtype: "F32", shape, data: pairs.x1 }, labels: { dtype: "I32", shape: [opts.pairs], data: pairs.labels } },
-        meta,
-      ),
-    );
-  }
+  const shape = [opts.pairs, cfg.height, cfg.width, cfg.inChannels];
+  const stored = await cachedPairs(
+    pairsPath,
+    meta,
+    ["x0", "x1", "labels"],
+    async () => {
+      const p = await generateImagePairs(opts.teacher, { n: opts.pairs, seed: opts.seed + 7919, solver: opts.pairSolver, nfe: opts.pairNfe, guidance: opts.guidance, onProgress: (d) => opts.onPairs?.(d, opts.pairs) });
+      return { x0: { dtype: "F32", shape, data: p.x0 }, x1: { dtype: "F32", shape, data: p.x1 }, labels: { dtype: "I32", shape: [opts.pairs], data: p.labels } };
+    },
+    opts.onLog,
+  );
+  const labels = stored.labels.data;
+  if (!(labels instanceof Int32Array)) throw new UserError(`${pairsPath}: tensor "labels" must be I32; delete the file to regenerate`);
+  const pairs: ImagePairs = { x0: f32(stored, "x0", pairsPath), x1: f32(stored, "x1", pairsPath), labels };
   const data: ImageDataset = {
     name: `reflow of ${opts.teacher.config.dataset}`,
     images: pairs.x1,

@@ -1,0 +1,40 @@
+// Reflow's teacher pairs are its expensive part: keep them in <out>/pairs.safetensors, tagged with
+// what produced them, so a second run (or one after a crash) reuses them instead of re-solving.
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { UserError } from "../core/errors.js";
+import { decodeSafetensors, encodeSafetensors, type HostTensor } from "../io/safetensors.js";
+import { writeFileAtomic } from "../io/atomic.js";
+
+/**
+ * The tensors stored at `path` if its metadata equals `meta`; otherwise `generate()`'s, written
+ * atomically with `meta`. A file with matching metadata but missing tensors is corrupt: say so.
+ */
+export async function cachedPairs(
+  path: string,
+  meta: Record<string, string>,
+  names: string[],
+  generate: () => Promise<Record<string, HostTensor>>,
+  log: (line: string) => void = () => {},
+): Promise<Record<string, HostTensor>> {
+  if (existsSync(path)) {
+    const { tensors, metadata } = decodeSafetensors(await readFile(path), path);
+    if (Object.entries(meta).every(([k, v]) => metadata[k] === v)) {
+      const missing = names.filter((n) => tensors[n] === undefined);
+      if (missing.length > 0) throw new UserError(`${path} is not a reflow pairs file (missing ${missing.join(", ")}); delete it to regenerate`);
+      log(`reusing ${meta.n} teacher pairs from ${path}`);
+      return tensors;
+    }
+  }
+  const tensors = await generate();
+  await writeFileAtomic(path, encodeSafetensors(tensors, meta));
+  log(`wrote ${meta.n} teacher pairs to ${path}`);
+  return tensors;
+}
+
+/** The tensor's data as a Float32Array, or a UserError naming the file. */
+export function f32(tensors: Record<string, HostTensor>, name: string, path: string): Float32Array {
+  const data = tensors[name]?.data;
+  if (!(data instanceof Float32Array)) throw new UserError(`${path}: tensor "${name}" must be F32; delete the file to regenerate`);
+  return data;
+}
