@@ -1,0 +1,65 @@
+// Shared helpers for tests that use flowmatch as a user would: run the CLI in a child process,
+// and prove that nothing the user had was deleted or changed.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, lstatSync, readlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import assert from "node:assert/strict";
+
+export const BIN = join(import.meta.dirname, "..", "..", "bin", "flowmatch.js");
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+}
+
+/** Runs `flowmatch ...args` to completion with the same Node binary as the test. */
+export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: "utf8",
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    timeout: opts.timeoutMs ?? 180_000,
+  });
+  return { code: r.status, signal: r.signal, out: r.stdout, err: r.stderr };
+}
+
+/** Starts `flowmatch ...args` without waiting; for tests that signal or kill it mid-run. */
+export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+}
+
+/** A fresh temporary folder for one test. */
+export function tempDir(prefix = "fm-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Every entry below `root` (files by SHA-256, links by target, folders by name), keyed by relative path. */
+export function snapshotTree(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      const rel = relative(root, path);
+      const st = lstatSync(path);
+      if (st.isSymbolicLink()) out.set(rel, `link:${readlinkSync(path)}`);
+      else if (st.isDirectory()) {
+        out.set(rel, "dir");
+        walk(path);
+      } else out.set(rel, `file:${createHash("sha256").update(readFileSync(path)).digest("hex")}`);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** Asserts every entry of an earlier snapshot is still there, byte for byte (new entries are allowed). */
+export function assertTreeKept(before: Map<string, string>, root: string): void {
+  const after = snapshotTree(root);
+  for (const [rel, digest] of before) {
+    assert.equal(after.get(rel), digest, `${rel} was ${after.has(rel) ? "changed" : "deleted"}`);
+  }
+}
