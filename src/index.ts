@@ -12,5 +12,17 @@ export { modelField } from "./core/field.js";
 export { odeint, SOLVERS, parseSolver, type SolverName, type VelocityField, type OdeOptions, type OdeResult } from "./core/solvers.js";
 export { DEFAULT_MLP, initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "./core/models/mlp.js";
 export { otCouple, otAssignment, COUPLINGS, type CouplingName } from "./core/coupling.js";
-export { slicedWasserstein2, mmdRbf, qualityReport, formatQuality, type QualityReport } from "./core/metrics.js";
-export { TOY_DATASETS, sampleToy, toyBounds, parseToyDataset, type ToyDatasetName } from "./data/toy2d.js";
+export {
+  slicedWasserstein2,
+  mmdRbf,
+  precisionRecall,
+  knnRadiiSquared,
+  outsideFraction,
+  histogramTV,
+  qualityReport,
+  qualityCells,
+  formatQuality,
+  type QualityReport,
+  type KnownDensity2d,
+} from "./core/metrics.js";
+export { TOY_DATASETS, sampleToy, toyBounds, toyDensity, parseToyDataset, type ToyDatasetName } from "./data/toy2d.js";

@@ -4,6 +4,7 @@
 // with a per-axis std of about 1-2. Sizes and noise levels are listed per dataset below.
 import { UserError } from "../core/errors.js";
 import type { Rng } from "../core/rng.js";
+import type { KnownDensity2d } from "../core/metrics.js";
 
 export const TOY_DATASETS = ["checkerboard", "moons", "8gaussians", "circles", "spirals", "swissroll"] as const;
 export type ToyDatasetName = (typeof TOY_DATASETS)[number];
@@ -119,6 +120,74 @@ export function sampleToy(name: ToyDatasetName, n: number, rng: Rng): Float32Arr
       return sampleToy(parseToyDataset(String(name)), n, rng);
   }
   return out;
+}
+
+const EIGHT_GAUSSIAN_RADIUS = 4 / Math.SQRT2;
+const EIGHT_GAUSSIAN_STD = 0.5 / Math.SQRT2;
+/** Support radius of each 8gaussians mode, in stds: a fresh sample lands outside with probability exp(-9/2) = 1.1%. */
+const EIGHT_GAUSSIAN_SUPPORT_STDS = 3;
+
+/** Standard normal CDF via erfc (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7). */
+function normalCdf(z: number): number {
+  const x = Math.abs(z) / Math.SQRT2;
+  const t = 1 / (1 + 0.5 * x);
+  const erfc =
+    t *
+    Math.exp(
+      -x * x -
+        1.26551223 +
+        t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
+  return z >= 0 ? 1 - erfc / 2 : erfc / 2;
+}
+
+/** Length of [a0, a1] within [b0, b1]. */
+const overlap = (a0: number, a1: number, b0: number, b1: number) => Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
+
+/**
+ * The exact density of the datasets that have one in closed form, for the outside-the-support and
+ * histogram metrics; undefined for the others (moons, circles, spirals and swissroll are noisy
+ * curves whose bin masses need numerical integration). Histograms use 40x40 bins: checkerboard
+ * over the board [-4, 4]^2, so bins never straddle a square's edge; 8gaussians over its plot box.
+ */
+export function toyDensity(name: ToyDatasetName): KnownDensity2d | undefined {
+  switch (name) {
+    case "checkerboard":
+      return {
+        support: "the 8 filled squares of the board",
+        box: [-4, 4, -4, 4],
+        bins: 40,
+        // Square (i, j) = (floor(x/2), floor(y/2)) is filled when i + j is even (see sampleToy).
+        inSupport: (x, y) => x >= -4 && x < 4 && y >= -4 && y < 4 && ((Math.floor(x / 2) + Math.floor(y / 2)) & 1) === 0,
+        mass: (x0, x1, y0, y1) => {
+          let area = 0;
+          for (let i = -2; i < 2; i++) {
+            for (let j = -2; j < 2; j++) if (((i + j) & 1) === 0) area += overlap(x0, x1, 2 * i, 2 * i + 2) * overlap(y0, y1, 2 * j, 2 * j + 2);
+          }
+          return area / 32;
+        },
+      };
+    case "8gaussians": {
+      const centres = EIGHT_GAUSSIAN_CENTRES.map(([cx, cy]) => [EIGHT_GAUSSIAN_RADIUS * cx, EIGHT_GAUSSIAN_RADIUS * cy] as const);
+      const r2 = (EIGHT_GAUSSIAN_SUPPORT_STDS * EIGHT_GAUSSIAN_STD) ** 2;
+      const s = EIGHT_GAUSSIAN_STD;
+      return {
+        support: `within ${EIGHT_GAUSSIAN_SUPPORT_STDS} std (${(EIGHT_GAUSSIAN_SUPPORT_STDS * s).toFixed(3)}) of a mode's centre`,
+        box: toyBounds(name),
+        bins: 40,
+        inSupport: (x, y) => centres.some(([cx, cy]) => (x - cx) ** 2 + (y - cy) ** 2 <= r2),
+        mass: (x0, x1, y0, y1) => {
+          let m = 0;
+          for (const [cx, cy] of centres) {
+            m += (normalCdf((x1 - cx) / s) - normalCdf((x0 - cx) / s)) * (normalCdf((y1 - cy) / s) - normalCdf((y0 - cy) / s));
+          }
+          return m / 8;
+        },
+      };
+    }
+    default:
+      return undefined;
+  }
 }
 
 /** Levenshtein distance (insertions, deletions, substitutions), two rows at a time. */

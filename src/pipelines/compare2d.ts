@@ -7,7 +7,7 @@ import { Rng } from "../core/rng.js";
 import { mlpModel } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
-import { type QualityReport } from "../core/metrics.js";
+import { qualityCells, type QualityReport } from "../core/metrics.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, scatterPlot, type Raster } from "../viz/index.js";
@@ -48,6 +48,15 @@ export function straightnessFromEuler(xs: Float32Array[], dim: number): number {
   return total / (K * n);
 }
 
+/** What the table's columns measure, in one paragraph. */
+function metricLegend(q: QualityReport): string {
+  const parts: string[] = [];
+  if (q.density) parts.push(`outside = share of samples outside ${q.density.support}; TV = total variation between a histogram (${q.density.histogram}) and the exact density`);
+  if (q.precisionRecall) parts.push(`precision/recall = k-NN manifold precision and recall (Kynkäänniemi et al. 2019, k = ${q.precisionRecall.k})`);
+  parts.push("sliced-W2 and MMD^2 against fresh data");
+  return `Columns: ${parts.join("; ")}.`;
+}
+
 export async function compare2d(
   models: { name: string; loaded: Loaded2d }[],
   opts: { nfes: number[]; n: number; seed: number; out: string; solver?: SolverName; gifParticles?: number; onLog?: (line: string) => void },
@@ -75,7 +84,7 @@ export async function compare2d(
       }
       rows.push({ nfe, quality });
       trajectories.push(perModel);
-      opts.onLog?.(`NFE ${nfe}: ${models.map((m, i) => `${m.name} SW2 ${quality[i].sw2.toFixed(4)}`).join(", ")}`);
+      opts.onLog?.(`NFE ${nfe}: ${models.map((m, i) => `${m.name} ${qualityCells(quality[i]).map((c) => `${c.label} ${c.value}`).join(", ")}`).join("; ")}`);
     }
     for (const f of fields) {
       const r = await odeint(f.field, x0.subarray(0, Math.min(opts.n, 2000) * dim), { solver: "euler", nfe: 100, saveAt: Array.from({ length: 101 }, (_, k) => k / 100) });
@@ -116,20 +125,24 @@ export async function compare2d(
   files.push(gifPath);
 
   const names = models.map((m) => m.name);
-  const header = `| NFE | ${names.map((n) => `${n} sliced-W2`).join(" | ")} | ${names.map((n) => `${n} MMD`).join(" | ")} |`;
-  const sep = `|---:|${names.map(() => "---:|").join("")}${names.map(() => "---:|").join("")}`;
-  const body = rows.map(
-    (r) => `| ${r.nfe} | ${r.quality.map((q) => q.sw2.toFixed(4)).join(" | ")} | ${r.quality.map((q) => q.mmd.toFixed(5)).join(" | ")} |`,
-  );
-  const floor = rows[0].quality[0];
+  // One row per NFE and model, the columns shared with the CLI's quality line; the floor row is
+  // the same figures for fresh data (it depends only on the dataset and n).
+  const columns = qualityCells(rows[0].quality[0]);
+  const header = `| NFE | model | ${columns.map((c) => c.label).join(" | ")} |`;
+  const sep = `|---:|:---|${columns.map(() => "---:|").join("")}`;
+  const body = rows.flatMap((r) => r.quality.map((q, i) => `| ${r.nfe} | ${names[i]} | ${qualityCells(q).map((c) => c.value).join(" | ")} |`));
+  const floorRow = `| | fresh data (floor) | ${columns.map((c) => c.floor).join(" | ")} |`;
   const markdown = [
     `# ${names.join(" vs ")} on ${dataset}`,
     "",
-    `Same ${opts.n} noise samples, ${solver} solver. Noise floor (two fresh data sets): sliced-W2 ${floor.sw2Floor.toFixed(4)}, MMD ${floor.mmdFloor.toFixed(5)}.`,
+    `Same ${opts.n} noise samples, ${solver} solver, each model's samples against ${opts.n} fresh data points.`,
     "",
     header,
     sep,
     ...body,
+    floorRow,
+    "",
+    metricLegend(rows[0].quality[0]),
     "",
     `Straightness (Liu et al. 2023, E ||(x1 - x0) - v(x_t, t)||^2 along 100-step Euler paths; 0 = straight): ${names.map((n, i) => `${n} ${straightness[i].toFixed(4)}`).join(", ")}`,
     "",

@@ -15,7 +15,7 @@ import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/model
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
 import { qualityReport, formatQuality, type QualityReport } from "../core/metrics.js";
-import { parseToyDataset, sampleToy, toyBounds, type ToyDatasetName } from "../data/toy2d.js";
+import { parseToyDataset, sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
 import { saveCheckpoint, loadCheckpoint, checkParams, type CheckpointConfig } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
@@ -206,9 +206,12 @@ export async function sampleToy2d(loaded: Loaded2d, opts: SampleOptions) {
   }
 }
 
+/** The full metric set (metrics.ts qualityReport) of generated 2-D samples against fresh data of the same size. */
 export async function evaluateToy2d(dataset: ToyDatasetName, generated: Float32Array): Promise<QualityReport> {
-  return qualityReport(generated, (n, seed) => sampleToy(dataset, n, new Rng(seed)), 2, generated.length / 2);
+  return qualityReport(generated, (n, seed) => sampleToy(dataset, n, new Rng(seed)), 2, generated.length / 2, { density: toyDensity(dataset) });
 }
+
+const FLOORS_NOTE = "each *Floor is the same figure for fresh data of n points: what a perfect model would score";
 
 export interface RenderOptions {
   out: string;
@@ -270,7 +273,7 @@ export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promis
   const summary = formatQuality(quality);
   await write(
     "metrics.json",
-    JSON.stringify({ dataset, solver: opts.solver, nfe: opts.nfe, n: opts.n, step: loaded.config.step, ...quality }, null, 2) + "\n",
+    JSON.stringify({ dataset, solver: opts.solver, nfe: opts.nfe, n: opts.n, step: loaded.config.step, ...quality, floors: FLOORS_NOTE }, null, 2) + "\n",
   );
   return { files, quality, summary };
 }
