@@ -4,6 +4,7 @@
 // metadata and is replaced by one atomic rename, so a run killed between the two writes still loads
 // its newest weights instead of losing the last good checkpoint.
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
 import { UserError } from "../core/errors.js";
@@ -29,6 +30,8 @@ export interface CheckpointConfig {
 export interface Checkpoint {
   config: CheckpointConfig;
   tensors: Record<string, HostTensor>;
+  /** True when ckpt.json was missing and the config embedded in the weights file was used. */
+  recovered?: boolean;
 }
 
 /** Prefixes of auxiliary tensors stored beside the weights. */
@@ -66,7 +69,7 @@ async function isDirectory(path: string): Promise<boolean> {
 }
 
 /** Map a folder, a .safetensors path or a .json path to the pair of files. */
-async function resolvePair(pathOrDir: string): Promise<{ weightsPath: string; configPath: string }> {
+export async function checkpointFiles(pathOrDir: string): Promise<{ weightsPath: string; configPath: string }> {
   const ext = extname(pathOrDir).toLowerCase();
   if (ext === ".safetensors" || ext === ".json") {
     const stem = join(dirname(pathOrDir), basename(pathOrDir, extname(pathOrDir)));
@@ -116,7 +119,8 @@ function parseConfig(text: string, configPath: string): CheckpointConfig {
  * checkpoint of another model kind is refused; `expect.command` names the command in that message.
  */
 export async function loadCheckpoint(pathOrDir: string, expect?: { kind?: string; command?: string }): Promise<Checkpoint> {
-  const { weightsPath, configPath } = await resolvePair(pathOrDir);
+  const { weightsPath, configPath } = await checkpointFiles(pathOrDir);
+  if (!existsSync(configPath) && existsSync(weightsPath)) return loadEmbedded(weightsPath, configPath, expect);
   const config = parseConfig((await readCheckpointFile(configPath, "config")).toString("utf8"), configPath);
   if (expect?.kind !== undefined && config.kind !== expect.kind) {
     throw new UserError(
@@ -129,18 +133,68 @@ export async function loadCheckpoint(pathOrDir: string, expect?: { kind?: string
     if (actual !== config.weightsSha256) {
       const decoded = decodeSafetensors(bytes, `checkpoint ${weightsPath}`);
       const newer = interruptedSave(config, decoded.metadata.config);
-      if (newer) return { config: newer, tensors: decoded.tensors };
+      if (newer) return { config: newer, tensors: assertFinite(decoded.tensors, weightsPath) };
       throw new UserError(
         `checkpoint weights ${weightsPath} do not belong to this config ${configPath} (sha256 ${actual.slice(0, 12)}… vs recorded ${config.weightsSha256.slice(0, 12)}…); the files were mixed up; re-run training or restore both files together`,
       );
     }
   }
   const { tensors } = decodeSafetensors(bytes, `checkpoint ${weightsPath}`);
-  return { config, tensors };
+  return { config, tensors: assertFinite(tensors, weightsPath) };
 }
 
-/** Fields that change from one save of a run to the next. */
-const PER_SAVE_FIELDS = new Set(["step", "weightsSha256", "losses"]);
+/**
+ * ckpt.json is missing (a first save killed between its two writes, or a lost file): the weights file
+ * embeds the config it was saved with, so load that instead.
+ */
+async function loadEmbedded(weightsPath: string, configPath: string, expect?: { kind?: string; command?: string }): Promise<Checkpoint> {
+  const decoded = decodeSafetensors(await readCheckpointFile(weightsPath, "weights"), `checkpoint ${weightsPath}`);
+  const text = decoded.metadata.config;
+  if (text === undefined) {
+    throw new UserError(`checkpoint config ${configPath} does not exist and ${weightsPath} embeds none; restore ${CONFIG_FILE} or re-run training`);
+  }
+  const config = parseConfig(text, `${weightsPath} (embedded config)`);
+  if (expect?.kind !== undefined && config.kind !== expect.kind) {
+    throw new UserError(`checkpoint ${weightsPath} is a '${config.kind}' model; ${expect.command ?? "this command"} needs a '${expect.kind}' model; pass a checkpoint trained for '${expect.kind}'`);
+  }
+  return { config, tensors: assertFinite(decoded.tensors, weightsPath), recovered: true };
+}
+
+/** NaN or infinite weights sample to NaN without any error; refuse them at load, naming the tensor. */
+function assertFinite(tensors: Record<string, HostTensor>, source: string): Record<string, HostTensor> {
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!(t.data instanceof Float32Array || t.data instanceof Float64Array)) continue;
+    const i = t.data.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) {
+      throw new UserError(`checkpoint ${source}: tensor "${name}" has a non-finite value (${t.data[i]}) at index ${i}; the weights are corrupt or training diverged; restore a good checkpoint or re-run training`);
+    }
+  }
+  return tensors;
+}
+
+/** One setting that defines what a checkpoint's weights are, as the flag that sets it. */
+export interface Setting {
+  flag: string;
+  value: string | number | boolean | null;
+}
+
+/**
+ * A run may only continue a checkpoint whose weights mean the same thing: every setting of `stored`
+ * (read from the checkpoint) must equal the same flag in `next` (this run), else refuse naming them.
+ */
+export function assertSameSetup(stored: Setting[], next: Setting[], where: string): void {
+  const wanted = new Map(next.map((s) => [s.flag, s.value]));
+  const show = (v: Setting["value"] | undefined) => (v === null || v === undefined ? "none" : String(v));
+  const diffs = stored
+    .filter((s) => (wanted.get(s.flag) ?? null) !== s.value)
+    .map((s) => `${s.flag} ${show(s.value)} (you passed ${show(wanted.get(s.flag))})`);
+  if (diffs.length > 0) {
+    throw new UserError(`cannot resume ${where}: it was trained with ${diffs.join(", ")}; pass the same flags, another --out, or --force to start over`);
+  }
+}
+
+/** Fields that change from one save of a run to the next (settings a resume may change are recorded per segment). */
+const PER_SAVE_FIELDS = new Set(["step", "weightsSha256", "losses", "train", "segments"]);
 
 /**
  * A save killed after the weights were renamed into place but before the config was: the weights

@@ -107,15 +107,20 @@ interface ParsedEntry {
 /**
  * Parse and validate safetensors bytes. Every defect (truncation, bad JSON, unknown dtype, offsets that
  * overlap or leave gaps, byte counts that disagree with the shape) throws a UserError naming `source`.
- * Tensor data is copied into fresh, aligned typed arrays that do not alias `bytes`.
+ * Tensor data is copied into fresh, aligned typed arrays that do not alias `bytes`. `fix` is the advice
+ * that ends those messages.
  */
-export function decodeSafetensors(bytes: Uint8Array, source = "safetensors data"): {
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  source = "safetensors data",
+  fix = "re-run training to write it again, or pass a valid --ckpt",
+): {
   tensors: Record<string, HostTensor>;
   metadata: Record<string, string>;
 } {
   assertLittleEndianHost();
   const corrupt = (defect: string): UserError =>
-    new UserError(`${source} is corrupt: ${defect}; re-run training to write it again, or pass a valid --ckpt`);
+    new UserError(`${source} is corrupt: ${defect}; ${fix}`);
 
   if (bytes.length < 8) throw corrupt(`file has ${bytes.length} bytes, too few for the 8-byte header length`);
   const headerLen64 = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true);

@@ -2,8 +2,6 @@
 // a UNet velocity field trained with label dropout for classifier-free guidance, checkpointed
 // and resumable, sampled to class grids and trajectory GIFs on the engine or on onnxruntime.
 import { join } from "node:path";
-import { existsSync } from "node:fs";
-import { randomUUID } from "node:crypto";
 import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
@@ -15,13 +13,14 @@ import { modelField } from "../core/field.js";
 import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
 import { initUnet, unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
 import { loadImageDataset, type ImageDataset } from "../data/images.js";
-import { saveCheckpoint, loadCheckpoint, checkParams, type CheckpointConfig } from "../io/checkpoint.js";
+import { loadCheckpoint, checkParams, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { createOnnxField, exportUnetOnnx } from "../io/onnx.js";
 import { encodeGif, imageGrid, linePlot } from "../viz/index.js";
 import { stateToTensors, tensorsToState } from "./state.js";
 import { stepRng } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
+import { checkRunFolder, openTrainingRun, reflowSetup } from "./run.js";
 
 export interface ImageTrainConfig {
   dataset: string;
@@ -65,7 +64,12 @@ export interface ImageTrainOptions extends ImageTrainConfig {
   model: Omit<UnetConfig, "numClasses" | "inChannels" | "height" | "width">;
   out?: string;
   checkpointEvery: number;
+  /** Continue from the checkpoint in out (which must exist). */
   resume: boolean;
+  /** Replace a checkpoint already in out (otherwise refused). */
+  force?: boolean;
+  /** The command, for messages (default "train-image"). */
+  command?: string;
   onProgress?: (p: TrainProgress) => void;
   onLog?: (line: string) => void;
   shouldStop?: () => boolean;
@@ -84,13 +88,15 @@ export function defaultImageOut(dataset: string): string {
   return join("outputs", "cfm", name.replace(/^(idx|folder):/, ""));
 }
 
-export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string; step: number; losses: number[]; stopped: boolean }> {
+export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string; startStep: number; step: number; losses: number[]; stopped: boolean }> {
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
   if (!(opts.labelDropout >= 0 && opts.labelDropout < 1)) throw new UserError(`--label-dropout must be in [0, 1), got ${opts.labelDropout}`);
-  await initEngine();
   const log = opts.onLog ?? (() => {});
-  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined }));
   const out = opts.out ?? defaultImageOut(opts.dataset);
+  // Refuse a wrong --resume/--force before loading a dataset.
+  checkRunFolder({ out, resume: opts.resume, force: opts.force, log });
+  await initEngine();
+  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined }));
   const cfg: UnetConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width } as UnetConfig;
   const model = unetModel(cfg);
   const scheduler = getScheduler(opts.path);
@@ -98,26 +104,6 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
   const sampleShape = [data.height, data.width, data.channels];
   const per = data.height * data.width * data.channels;
 
-  let initial = opts.initParams ?? initUnetParams(cfg, new Rng(opts.seed));
-  let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
-  let losses: number[] = [];
-  let runId: string = randomUUID();
-  if (opts.resume && existsSync(join(out, "ckpt.json"))) {
-    const { config, tensors } = await loadCheckpoint(out, { kind: "image", command: "train-image --resume" });
-    const prev = config as ImageCheckpointConfig;
-    if (JSON.stringify(prev.model) !== JSON.stringify(cfg)) {
-      throw new UserError(`cannot resume: ${out} holds a model with config ${JSON.stringify(prev.model)}, these flags give ${JSON.stringify(cfg)}; pass the same flags or another --out`);
-    }
-    checkParams(unetParamShapes(cfg), tensors, join(out, "ckpt.safetensors"));
-    const state = tensorsToState(tensors, out);
-    if (!state.m || !state.v) throw new UserError(`${out} has no optimizer state, so it cannot be resumed; train without --resume`);
-    initial = state.params;
-    resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step };
-    losses = state.losses ?? [];
-    runId = prev.runId ?? runId;
-    log(`resuming from step ${prev.step} (${out})`);
-  }
-  const trainer = new FlowTrainer({ model, params: initial, sampleShape, adam: { ...DEFAULT_ADAM, lr: opts.lr }, emaDecay: opts.emaDecay, resume });
   const train: ImageTrainConfig = {
     dataset: opts.dataset,
     steps: opts.steps,
@@ -130,22 +116,40 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     labelDropout: opts.labelDropout,
     limit: opts.limit,
   };
-  const save = async () => {
-    const config: ImageCheckpointConfig = {
-      format: "flowmatch-checkpoint",
-      version: 1,
-      kind: "image",
-      runId,
-      step: trainer.stepCount,
-      dataset: opts.dataset,
-      classNames: data.classNames,
-      model: cfg,
-      path: opts.path,
-      train,
-      ...opts.extraConfig,
-    };
-    await saveCheckpoint(out, { config, tensors: stateToTensors({ ...(await trainer.hostState()), losses }) });
-  };
+  const configAt = (step: number, runId: string): ImageCheckpointConfig => ({
+    format: "flowmatch-checkpoint",
+    version: 1,
+    kind: "image",
+    runId,
+    step,
+    dataset: opts.dataset,
+    classNames: data.classNames,
+    model: cfg,
+    path: opts.path,
+    train,
+    ...opts.extraConfig,
+  });
+  const run = await openTrainingRun({
+    out,
+    resume: opts.resume,
+    force: opts.force,
+    log,
+    kind: "image",
+    command: opts.command ?? "train-image",
+    next: configAt(0, ""),
+    identity: setupImage,
+    shapes: unetParamShapes(cfg),
+  });
+  const losses = run.losses;
+  const trainer = new FlowTrainer({
+    model,
+    params: run.resume?.params ?? opts.initParams ?? initUnetParams(cfg, new Rng(opts.seed)),
+    sampleShape,
+    adam: { ...DEFAULT_ADAM, lr: opts.lr },
+    emaDecay: opts.emaDecay,
+    resume: run.resume,
+  });
+  const save = async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses }));
 
   const n = opts.batchSize;
   const x1 = new Float32Array(n * per);
@@ -191,7 +195,25 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     trainer.dispose();
   }
   if (losses.length > 1) await writeFileAtomic(join(out, "loss.png"), linePlot([{ name: "CFM loss", values: losses }], { title: `${opts.dataset} training loss`, logY: true }).toPng());
-  return { out, step: trainer.stepCount, losses, stopped };
+  return { out, startStep: run.startStep, step: trainer.stepCount, losses, stopped };
+}
+
+/** What an image checkpoint's weights are: a resume must match every one of these (see openTrainingRun). */
+export function setupImage(config: CheckpointConfig): Setting[] {
+  const c = config as Partial<ImageCheckpointConfig>;
+  const m = c.model;
+  const value = (x: unknown): Setting["value"] => (typeof x === "string" || typeof x === "number" ? x : null);
+  return [
+    { flag: "--dataset", value: value(c.dataset) },
+    { flag: "--limit", value: value(c.train?.limit ?? 0) },
+    { flag: "--path", value: value(c.path) },
+    { flag: "--channels", value: Array.isArray(m?.channels) ? m.channels.join(",") : null },
+    { flag: "--time-emb-dim", value: value(m?.timeEmbDim) },
+    { flag: "--groups", value: value(m?.groups) },
+    // Not a flag: what the dataset gives; differs when a folder dataset changed since training.
+    { flag: "image size and classes of the data", value: m ? `${m.height}x${m.width}x${m.inChannels}, ${m.numClasses} classes` : null },
+    ...reflowSetup(config),
+  ];
 }
 
 const permCache = new Map<string, Uint32Array>();

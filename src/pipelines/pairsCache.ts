@@ -8,20 +8,29 @@ import { writeFileAtomic } from "../io/atomic.js";
 
 /**
  * The tensors stored at `path` if its metadata equals `meta`; otherwise `generate()`'s, written
- * atomically with `meta`. A file with matching metadata but missing tensors is corrupt: say so.
+ * atomically with `meta`. `shapes` are the tensors a cache with this metadata must hold: a file that
+ * claims `meta` but holds other tensors (truncated, edited) is refused, never reused.
  */
 export async function cachedPairs(
   path: string,
   meta: Record<string, string>,
-  names: string[],
+  shapes: Record<string, number[]>,
   generate: () => Promise<Record<string, HostTensor>>,
   log: (line: string) => void = () => {},
 ): Promise<Record<string, HostTensor>> {
   if (existsSync(path)) {
-    const { tensors, metadata } = decodeSafetensors(await readFile(path), path);
+    const deleteIt = `delete ${path} and run again to regenerate the pairs`;
+    const { tensors, metadata } = decodeSafetensors(await readFile(path), `reflow pairs cache ${path}`, deleteIt);
     if (Object.entries(meta).every(([k, v]) => metadata[k] === v)) {
-      const missing = names.filter((n) => tensors[n] === undefined);
-      if (missing.length > 0) throw new UserError(`${path} is not a reflow pairs file (missing ${missing.join(", ")}); delete it to regenerate`);
+      const missing = Object.keys(shapes).filter((n) => tensors[n] === undefined);
+      if (missing.length > 0) throw new UserError(`${path} is not a reflow pairs file (missing ${missing.join(", ")}); ${deleteIt}`);
+      for (const [name, shape] of Object.entries(shapes)) {
+        const got = tensors[name].shape;
+        if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+          const rows = got[0] === shape[0] ? `"${name}" is [${got.join(", ")}], expected [${shape.join(", ")}]` : `${got[0] ?? 0} pairs in "${name}" but its metadata says n=${meta.n ?? shape[0]}`;
+          throw new UserError(`${path} holds ${rows}; the file was changed or cut short; ${deleteIt}`);
+        }
+      }
       log(`reusing ${meta.n} teacher pairs from ${path}`);
       return tensors;
     }
@@ -35,6 +44,6 @@ export async function cachedPairs(
 /** The tensor's data as a Float32Array, or a UserError naming the file. */
 export function f32(tensors: Record<string, HostTensor>, name: string, path: string): Float32Array {
   const data = tensors[name]?.data;
-  if (!(data instanceof Float32Array)) throw new UserError(`${path}: tensor "${name}" must be F32; delete the file to regenerate`);
+  if (!(data instanceof Float32Array)) throw new UserError(`${path}: tensor "${name}" must be F32; delete ${path} and run again to regenerate the pairs`);
   return data;
 }

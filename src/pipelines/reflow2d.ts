@@ -3,7 +3,6 @@
 // each pair. The pairs' coupling is deterministic, so the new field's paths are straighter and
 // few-step sampling gets much better.
 import { join } from "node:path";
-import { randomUUID } from "node:crypto";
 import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
@@ -11,14 +10,14 @@ import { DEFAULT_ADAM } from "../core/optim.js";
 import { FlowTrainer } from "../core/train.js";
 import { pathCoefficients, straightScheduler } from "../core/schedulers.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
-import { initMlp, mlpModel } from "../core/models/mlp.js";
+import { initMlp, mlpModel, mlpParamShapes } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
-import { saveCheckpoint } from "../io/checkpoint.js";
 import { cachedPairs, f32 } from "./pairsCache.js";
 import { stateToTensors } from "./state.js";
-import { stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
+import { setup2d, stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
+import { openTrainingRun } from "./run.js";
 
 export interface ReflowPairs {
   x0: Float32Array;
@@ -64,6 +63,10 @@ export interface Reflow2dOptions {
   warmStart: boolean;
   pairSolver: SolverName;
   pairNfe: number;
+  /** Continue the student checkpoint in out (which must exist). */
+  resume?: boolean;
+  /** Replace a student checkpoint already in out (otherwise refused). */
+  force?: boolean;
   onLog?: (line: string) => void;
   onPairs?: (done: number, total: number) => void;
   onProgress?: (p: TrainProgress) => void;
@@ -74,10 +77,55 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
-  await initEngine();
   const log = opts.onLog ?? (() => {});
+  await initEngine();
   const { model: mlp, dataset } = opts.teacher.config;
   const dim = mlp.dim;
+
+  // Settle --resume/--force before the teacher spends time on pairs.
+  const configAt = (step: number, runId: string): Toy2dCheckpointConfig => ({
+    format: "flowmatch-checkpoint",
+    version: 1,
+    kind: "2d",
+    runId,
+    step,
+    dataset,
+    model: mlp,
+    path: "straight",
+    train: {
+      dataset,
+      steps: opts.steps,
+      batchSize: opts.batchSize,
+      lr: opts.lr,
+      seed: opts.seed,
+      path: "straight",
+      timeSampler: opts.timeSampler,
+      emaDecay: opts.emaDecay,
+      model: mlp,
+      coupling: "independent",
+    },
+    reflow: {
+      teacher: opts.teacherPath,
+      teacherRun: opts.teacher.config.runId,
+      teacherStep: opts.teacher.config.step,
+      seed: opts.seed,
+      pairs: opts.pairs,
+      pairSolver: opts.pairSolver,
+      pairNfe: opts.pairNfe,
+      warmStart: opts.warmStart,
+    },
+  });
+  const run = await openTrainingRun({
+    out: opts.out,
+    resume: opts.resume ?? false,
+    force: opts.force,
+    log,
+    kind: "2d",
+    command: "reflow",
+    next: configAt(0, ""),
+    identity: setup2d,
+    shapes: mlpParamShapes(mlp),
+  });
 
   // Pairs are the expensive part; keep them so a second run (or a crash) does not redo them.
   const pairsPath = join(opts.out, "pairs.safetensors");
@@ -85,7 +133,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   const stored = await cachedPairs(
     pairsPath,
     wantMeta,
-    ["x0", "x1"],
+    { x0: [opts.pairs, dim], x1: [opts.pairs, dim] },
     async () => {
       const p = await generatePairs(opts.teacher, {
         n: opts.pairs,
@@ -101,16 +149,16 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   );
   const pairs: ReflowPairs = { x0: f32(stored, "x0", pairsPath), x1: f32(stored, "x1", pairsPath) };
 
-  const init = opts.warmStart ? opts.teacher.ema : initMlp(mlp, new Rng(opts.seed));
   const trainer = new FlowTrainer({
     model: mlpModel(mlp),
-    params: init,
+    params: run.resume?.params ?? (opts.warmStart ? opts.teacher.ema : initMlp(mlp, new Rng(opts.seed))),
     sampleShape: [dim],
     adam: { ...DEFAULT_ADAM, lr: opts.lr },
     emaDecay: opts.emaDecay,
+    resume: run.resume,
   });
   const sampleTimes = getTimeSampler(opts.timeSampler);
-  const losses: number[] = [];
+  const losses = run.losses;
   const n = opts.batchSize;
   const x0 = new Float32Array(n * dim);
   const x1 = new Float32Array(n * dim);
@@ -120,6 +168,9 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
       steps: opts.steps,
       losses,
       lr: opts.lr,
+      // Periodic checkpoints, so a killed reflow continues with --resume.
+      save: async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses })),
+      checkpointEvery: Math.max(1, Math.floor(opts.steps / 4)),
       onProgress: opts.onProgress,
       nextBatch: (done) => {
         const rng = stepRng(opts.seed, done);
@@ -133,31 +184,6 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
         return { x0, x1, t, coef: pathCoefficients(straightScheduler, t) };
       },
     });
-    const state = await trainer.hostState();
-    const config: Toy2dCheckpointConfig = {
-      format: "flowmatch-checkpoint",
-      version: 1,
-      kind: "2d",
-      runId: randomUUID(),
-      step: trainer.stepCount,
-      dataset,
-      model: mlp,
-      path: "straight",
-      train: {
-        dataset,
-        steps: opts.steps,
-        batchSize: opts.batchSize,
-        lr: opts.lr,
-        seed: opts.seed,
-        path: "straight",
-        timeSampler: opts.timeSampler,
-        emaDecay: opts.emaDecay,
-        model: mlp,
-        coupling: "independent",
-      },
-      reflow: { teacher: opts.teacherPath, teacherStep: opts.teacher.config.step, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, warmStart: opts.warmStart },
-    };
-    await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses }) });
   } finally {
     trainer.dispose();
   }

@@ -9,6 +9,7 @@ import { cachedPairs, f32 } from "./pairsCache.js";
 import type { ImageDataset } from "../data/images.js";
 import { imageField, trainImage, type LoadedImage } from "./images.js";
 import type { TrainProgress } from "./loop.js";
+import { checkRunFolder } from "./run.js";
 
 export interface ImagePairs {
   x0: Float32Array;
@@ -54,6 +55,10 @@ export interface ReflowImageOptions {
   pairSolver: SolverName;
   pairNfe: number;
   guidance: number;
+  /** Continue the student checkpoint in out (which must exist). */
+  resume?: boolean;
+  /** Replace a student checkpoint already in out (otherwise refused). */
+  force?: boolean;
   onLog?: (line: string) => void;
   onPairs?: (done: number, total: number) => void;
   onProgress?: (p: TrainProgress) => void;
@@ -61,6 +66,8 @@ export interface ReflowImageOptions {
 
 export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: string; losses: number[] }> {
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) throw new UserError(`--pairs must be at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
+  // Refuse a wrong --resume/--force before the teacher spends minutes on pairs.
+  checkRunFolder({ out: opts.out, resume: opts.resume ?? false, force: opts.force, log: opts.onLog });
   const cfg = opts.teacher.config.model;
   const pairsPath = join(opts.out, "pairs.safetensors");
   const meta = { teacherRun: String(opts.teacher.config.runId), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe), guidance: String(opts.guidance) };
@@ -68,7 +75,7 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
   const stored = await cachedPairs(
     pairsPath,
     meta,
-    ["x0", "x1", "labels"],
+    { x0: shape, x1: shape, labels: [opts.pairs] },
     async () => {
       const p = await generateImagePairs(opts.teacher, { n: opts.pairs, seed: opts.seed + 7919, solver: opts.pairSolver, nfe: opts.pairNfe, guidance: opts.guidance, onProgress: (d) => opts.onPairs?.(d, opts.pairs) });
       return { x0: { dtype: "F32", shape, data: p.x0 }, x1: { dtype: "F32", shape, data: p.x1 }, labels: { dtype: "I32", shape: [opts.pairs], data: p.labels } };
@@ -76,7 +83,7 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
     opts.onLog,
   );
   const labels = stored.labels.data;
-  if (!(labels instanceof Int32Array)) throw new UserError(`${pairsPath}: tensor "labels" must be I32; delete the file to regenerate`);
+  if (!(labels instanceof Int32Array)) throw new UserError(`${pairsPath}: tensor "labels" must be I32; delete ${pairsPath} and run again to regenerate the pairs`);
   const pairs: ImagePairs = { x0: f32(stored, "x0", pairsPath), x1: f32(stored, "x1", pairsPath), labels };
   const data: ImageDataset = {
     name: `reflow of ${opts.teacher.config.dataset}`,
@@ -106,9 +113,12 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
     model: { channels: cfg.channels, timeEmbDim: cfg.timeEmbDim, groups: cfg.groups },
     out: opts.out,
     checkpointEvery: Math.max(1, Math.floor(opts.steps / 4)),
-    resume: false,
+    resume: opts.resume ?? false,
+    force: opts.force,
+    command: "reflow",
+    onLog: opts.onLog,
     onProgress: opts.onProgress,
-    extraConfig: { reflow: { teacher: opts.teacherPath, teacherStep: opts.teacher.config.step, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, guidance: opts.guidance, warmStart: opts.warmStart } },
+    extraConfig: { reflow: { teacher: opts.teacherPath, teacherRun: opts.teacher.config.runId, teacherStep: opts.teacher.config.step, seed: opts.seed, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, guidance: opts.guidance, warmStart: opts.warmStart } },
   });
   return { out: result.out, losses: result.losses };
 }

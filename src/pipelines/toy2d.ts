@@ -1,8 +1,6 @@
 // The 2-D conditional flow-matching pipeline: train an MLP velocity field on a toy dataset,
 // checkpoint it, sample it with any solver, and draw what it learned.
 import { join } from "node:path";
-import { existsSync } from "node:fs";
-import { randomUUID } from "node:crypto";
 import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
@@ -16,11 +14,12 @@ import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
 import { qualityReport, formatQuality, type QualityReport } from "../core/metrics.js";
 import { parseToyDataset, sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
-import { saveCheckpoint, loadCheckpoint, checkParams, type CheckpointConfig } from "../io/checkpoint.js";
+import { loadCheckpoint, checkParams, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
 import { stateToTensors, tensorsToState } from "./state.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
+import { openTrainingRun, reflowSetup } from "./run.js";
 
 export interface Toy2dTrainConfig {
   dataset: ToyDatasetName;
@@ -52,8 +51,10 @@ export interface Toy2dTrainOptions extends Toy2dTrainConfig {
   out: string;
   /** Write a checkpoint every this many steps (and at the end). */
   checkpointEvery: number;
-  /** Continue from out/ckpt.* if present. */
+  /** Continue from the checkpoint in out (which must exist). */
   resume: boolean;
+  /** Replace a checkpoint already in out (otherwise refused). */
+  force?: boolean;
   onProgress?: (p: TrainProgress) => void;
   onLog?: (line: string) => void;
   /** Polled between steps; when it returns true the run checkpoints and stops early. */
@@ -62,6 +63,8 @@ export interface Toy2dTrainOptions extends Toy2dTrainConfig {
 
 export interface Toy2dTrainResult {
   checkpointDir: string;
+  /** The step training started from (the checkpoint's when resuming). */
+  startStep: number;
   step: number;
   losses: number[];
   stopped: boolean;
@@ -83,41 +86,38 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
   const sampleTimes = getTimeSampler(opts.timeSampler);
   const adam = { ...DEFAULT_ADAM, lr: opts.lr };
 
-  let initial: HostParams = initMlp(opts.model, new Rng(opts.seed));
-  let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
-  let losses: number[] = [];
-  let runId: string = randomUUID();
-  const ckptJson = join(opts.out, "ckpt.json");
-  if (opts.resume && existsSync(ckptJson)) {
-    const { config, tensors } = await loadCheckpoint(opts.out, { kind: "2d" });
-    const prev = config as Toy2dCheckpointConfig;
-    assertSameSetup(prev, opts);
-    checkParams(mlpParamShapes(opts.model), tensors, ckptJson);
-    const state = tensorsToState(tensors, ckptJson);
-    if (!state.m || !state.v) throw new UserError(`${ckptJson} has no optimizer state, so it cannot be resumed; train without --resume`);
-    initial = state.params;
-    resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step };
-    losses = state.losses ?? [];
-    runId = typeof prev.runId === "string" ? prev.runId : runId;
-    log(`resuming from step ${prev.step} (${ckptJson})`);
-  }
-
-  const trainer = new FlowTrainer({ model, params: initial, sampleShape: [opts.model.dim], adam, emaDecay: opts.emaDecay, resume });
-  const save = async () => {
-    const state = await trainer.hostState();
-    const config: Toy2dCheckpointConfig = {
-      format: "flowmatch-checkpoint",
-      version: 1,
-      kind: "2d",
-      runId,
-      step: trainer.stepCount,
-      dataset: opts.dataset,
-      model: opts.model,
-      path: opts.path,
-      train: pick(opts),
-    };
-    await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses }) });
-  };
+  const configAt = (step: number, runId: string): Toy2dCheckpointConfig => ({
+    format: "flowmatch-checkpoint",
+    version: 1,
+    kind: "2d",
+    runId,
+    step,
+    dataset: opts.dataset,
+    model: opts.model,
+    path: opts.path,
+    train: pick(opts),
+  });
+  const run = await openTrainingRun({
+    out: opts.out,
+    resume: opts.resume,
+    force: opts.force,
+    log,
+    kind: "2d",
+    command: "train2d",
+    next: configAt(0, ""),
+    identity: setup2d,
+    shapes: mlpParamShapes(opts.model),
+  });
+  const losses = run.losses;
+  const trainer = new FlowTrainer({
+    model,
+    params: run.resume?.params ?? initMlp(opts.model, new Rng(opts.seed)),
+    sampleShape: [opts.model.dim],
+    adam,
+    emaDecay: opts.emaDecay,
+    resume: run.resume,
+  });
+  const save = async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses }));
 
   let stopped = false;
   try {
@@ -143,7 +143,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
   } finally {
     trainer.dispose();
   }
-  return { checkpointDir: opts.out, step: trainer.stepCount, losses, stopped };
+  return { checkpointDir: opts.out, startStep: run.startStep, step: trainer.stepCount, losses, stopped };
 }
 
 function pick(o: Toy2dTrainConfig): Toy2dTrainConfig {
@@ -151,17 +151,20 @@ function pick(o: Toy2dTrainConfig): Toy2dTrainConfig {
   return { dataset, steps, batchSize, lr, seed, path, timeSampler, emaDecay, model, coupling };
 }
 
-/** A resumed run must train the same model on the same data and path, or the checkpoint is not its past. */
-function assertSameSetup(prev: Toy2dCheckpointConfig, next: Toy2dTrainConfig): void {
-  const diffs: string[] = [];
-  if (prev.dataset !== next.dataset) diffs.push(`--dataset ${prev.dataset} (you passed ${next.dataset})`);
-  if (prev.path !== next.path) diffs.push(`--path ${prev.path} (you passed ${next.path})`);
-  for (const key of ["hidden", "depth", "timeEmbDim", "dim"] as const) {
-    if (prev.model[key] !== next.model[key]) diffs.push(`model ${key} ${prev.model[key]} (you passed ${next.model[key]})`);
-  }
-  if (diffs.length > 0) {
-    throw new UserError(`cannot resume: the checkpoint was trained with ${diffs.join(", ")}; pass the same flags or a different --out`);
-  }
+/** What a 2-D checkpoint's weights are: a resume must match every one of these (see openTrainingRun). */
+export function setup2d(config: CheckpointConfig): Setting[] {
+  const c = config as Partial<Toy2dCheckpointConfig>;
+  const value = (x: unknown): Setting["value"] => (typeof x === "string" || typeof x === "number" ? x : null);
+  return [
+    { flag: "--dataset", value: value(c.dataset) },
+    { flag: "--path", value: value(c.path) },
+    { flag: "--hidden", value: value(c.model?.hidden) },
+    { flag: "--depth", value: value(c.model?.depth) },
+    { flag: "--time-emb-dim", value: value(c.model?.timeEmbDim) },
+    // Minibatch OT changes the regression target (which noise goes to which point), not just how it is fitted.
+    { flag: "--coupling", value: value(c.train?.coupling ?? "independent") },
+    ...reflowSetup(config),
+  ];
 }
 
 export interface Loaded2d {

@@ -1,11 +1,12 @@
 // train-image / sample-image / export: class-conditional flow matching on images.
-import { dirname, join } from "node:path";
+import { existsSync, realpathSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { PATHS, type PathName } from "../../core/schedulers.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { UserError } from "../../core/errors.js";
-import { loadCheckpoint } from "../../io/checkpoint.js";
+import { checkpointFiles, loadCheckpoint } from "../../io/checkpoint.js";
 import { exportOnnx, loadImageModel, sampleImages, trainImage } from "../../pipelines/images.js";
 import { loadToy2d } from "../../pipelines/toy2d.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
@@ -13,6 +14,20 @@ import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds } from "../progress.js";
 import { stopOnSigint } from "../interrupt.js";
 import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
+
+/** The file's real path, or (not there yet) its real folder's plus its name. */
+function realPathOf(path: string): string {
+  if (existsSync(path)) return realpathSync(path);
+  return existsSync(dirname(path)) ? join(realpathSync(dirname(path)), basename(path)) : path;
+}
+
+/** Refuse an --onnx output that would replace one of the command's inputs, or that is a folder. */
+function assertNotInput(out: string, inputs: string[]): void {
+  if (existsSync(out) && statSync(out).isDirectory()) throw new UserError(`--onnx ${out} is a folder; pass a file path such as ${join(out, "model.onnx")}`);
+  const real = realPathOf(out);
+  const hit = inputs.find((p) => realPathOf(p) === real);
+  if (hit) throw new UserError(`--onnx ${out} is the checkpoint being exported (${hit}); pass another file, such as ${join(dirname(out), "model.onnx")}`);
+}
 
 function intList(value: string): number[] {
   const list = value.split(",").map((v) => Number(v.trim()));
@@ -45,6 +60,7 @@ interface TrainImageFlags {
   out?: string;
   checkpointEvery: number;
   resume: boolean;
+  force: boolean;
   perClass: number;
   nfe: number;
   solver: SolverName;
@@ -72,6 +88,7 @@ export function registerImageCommands(program: Command): void {
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)")
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 250)
     .option("--resume", "continue from the checkpoint in --out", false)
+    .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
     .option("--time-limit <minutes>", "stop training after this many minutes (checkpoint, then sample as usual)", positiveNumber)
     .option("--per-class <n>", "samples per class in the final grid", positiveInt, 8)
     .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
@@ -99,6 +116,7 @@ export function registerImageCommands(program: Command): void {
         out: flags.out,
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
+        force: flags.force,
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
           if (firstStep < 0) firstStep = p.step - 1;
@@ -114,7 +132,11 @@ export function registerImageCommands(program: Command): void {
         stop.dispose();
       });
       const secs = (Date.now() - started) / 1000;
-      process.stdout.write(`trained to step ${result.step} in ${formatSeconds(secs)}; checkpoint ${join(result.out, "ckpt.safetensors")}\n`);
+      process.stdout.write(
+        result.step === result.startStep
+          ? `already at step ${result.step} of ${flags.steps}; nothing to train; checkpoint ${join(result.out, "ckpt.safetensors")}\n`
+          : `trained to step ${result.step} in ${formatSeconds(secs)}; checkpoint ${join(result.out, "ckpt.safetensors")}\n`,
+      );
       if (result.stopped && timeUp && !stop.requested()) {
         process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
       } else if (result.stopped) {
@@ -155,6 +177,8 @@ export function registerImageCommands(program: Command): void {
     .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
     .requiredOption("--onnx <file>", "output .onnx file")
     .action(async (flags: { ckpt: string; onnx: string }) => {
+      const { weightsPath, configPath } = await checkpointFiles(flags.ckpt);
+      assertNotInput(flags.onnx, [weightsPath, configPath]);
       const { config } = await loadCheckpoint(flags.ckpt);
       if (config.kind === "image") {
         await exportOnnx(await loadImageModel(flags.ckpt, "export"), flags.onnx);

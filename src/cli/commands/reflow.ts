@@ -37,6 +37,8 @@ interface ReflowFlags {
   pairNfe: number;
   guidance: number;
   out?: string;
+  resume: boolean;
+  force: boolean;
 }
 
 /** Two progress bars in sequence: teacher pairs, then reflow training. */
@@ -78,6 +80,8 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
     pairSolver: flags.pairSolver,
     pairNfe: flags.pairNfe,
     guidance: flags.guidance,
+    resume: flags.resume,
+    force: flags.force,
     ...progress,
   }).finally(() => progress.stop());
   const student = await loadImageModel(out, "reflow");
@@ -102,6 +106,8 @@ export function registerReflowCommands(program: Command): void {
     .option("--pair-nfe <n>", "network evaluations per pair", positiveInt, 100)
     .option("--guidance <w>", "guidance weight the teacher samples image pairs with", number, 2)
     .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)")
+    .option("--resume", "continue the student checkpoint in --out", false)
+    .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
     .action(async (flags: ReflowFlags) => {
       const { config } = await loadCheckpoint(flags.teacher);
       if (config.kind === "image") return reflowImageCommand(flags);
@@ -124,6 +130,8 @@ export function registerReflowCommands(program: Command): void {
         warmStart: flags.warmStart,
         pairSolver: flags.pairSolver,
         pairNfe: flags.pairNfe,
+        resume: flags.resume,
+        force: flags.force,
         ...progress,
       }).finally(() => progress.stop());
       process.stdout.write(`reflow trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint ${join(out, "ckpt.safetensors")}\n`);

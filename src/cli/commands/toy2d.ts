@@ -28,6 +28,7 @@ interface Train2dFlags {
   out?: string;
   checkpointEvery: number;
   resume: boolean;
+  force: boolean;
   n: number;
   solver: SolverName;
   nfe: number;
@@ -53,6 +54,7 @@ export function registerToy2dCommands(program: Command): void {
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)")
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 1000)
     .option("--resume", "continue from the checkpoint in --out", false)
+    .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
     .option("--n <n>", "samples to draw for pictures and metrics", positiveInt, 4000)
     .addOption(new Option("--solver <name>", "ODE solver for sampling").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations for sampling", positiveInt, 100)
@@ -63,7 +65,6 @@ export function registerToy2dCommands(program: Command): void {
       const progress = createProgress("train2d", flags.steps);
       const stop = stopOnSigint();
       const started = Date.now();
-      let firstStep = -1;
       const result = await trainToy2d({
         dataset,
         steps: flags.steps,
@@ -78,9 +79,9 @@ export function registerToy2dCommands(program: Command): void {
         out,
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
+        force: flags.force,
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
-          if (firstStep < 0) firstStep = p.step - 1;
           progress.update(p.step, { loss: p.smoothLoss.toFixed(4) });
         },
         shouldStop: () => stop.requested(),
@@ -89,9 +90,11 @@ export function registerToy2dCommands(program: Command): void {
         stop.dispose();
       });
       const secs = (Date.now() - started) / 1000;
-      const trained = result.step - Math.max(firstStep, 0);
+      const trained = result.step - result.startStep;
       process.stdout.write(
-        `trained ${trained} steps in ${formatSeconds(secs)} (${(trained / secs).toFixed(1)} steps/s); checkpoint ${join(out, "ckpt.safetensors")}\n`,
+        trained === 0
+          ? `already at step ${result.step} of ${flags.steps}; nothing to train; checkpoint ${join(out, "ckpt.safetensors")}\n`
+          : `trained ${trained} steps in ${formatSeconds(secs)} (${(trained / secs).toFixed(1)} steps/s); checkpoint ${join(out, "ckpt.safetensors")}\n`,
       );
       if (result.stopped) {
         process.stdout.write(`stopped early at step ${result.step}; continue with --resume\n`);
