@@ -7,8 +7,11 @@
 // ratio = flowmatch time / PyTorch time from this run (> 1: flowmatch is slower). Without a usable
 // PyTorch the reference is "not available" — never a stored number.
 //
+// Both sides get the same threads (--threads, default 1: PyTorch's better setting on a small shared
+// machine); --flowmatch-threads N gives flowmatch a different count (the output says so).
+//
 // Usage: npm run bench [-- --only mlp,unet-recipe] [--quick] [--backend jax|ort] [--threads N]
-//        [--torch-threads N] [--rounds N] [--block-seconds S] [--python PATH] [--out DIR]
+//        [--flowmatch-threads N] [--rounds N] [--block-seconds S] [--python PATH] [--out DIR]
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -30,9 +33,14 @@ interface Options {
   only: string[];
   quick: boolean;
   backends: Backend[];
-  threads: number | null;
+  /** flowmatch's threads: jax-js pool size (FLOWMATCH_THREADS) and onnxruntime intra-op threads. */
+  threads: number;
   torchThreads: number;
   rounds: number;
+  /** Fewest rounds when slow iterations make `rounds` exceed the per-workload time budget. */
+  minRounds: number;
+  /** Seconds of timed blocks per workload that the default rounds are cut back to (not with --rounds). */
+  budgetSeconds: number;
   blockSeconds: number;
   warmupSeconds: number;
   python: string;
@@ -46,8 +54,8 @@ function parseOptions(argv: string[]): Options {
       only: { type: "string" },
       quick: { type: "boolean", default: false },
       backend: { type: "string" },
-      threads: { type: "string" },
-      "torch-threads": { type: "string", default: "1" },
+      threads: { type: "string", default: "1" },
+      "flowmatch-threads": { type: "string" },
       rounds: { type: "string" },
       "block-seconds": { type: "string" },
       python: { type: "string", default: process.env.FLOWMATCH_BENCH_PYTHON ?? "/usr/bin/python3" },
@@ -83,9 +91,11 @@ function parseOptions(argv: string[]): Options {
     only,
     quick,
     backends,
-    threads: values.threads === undefined ? null : posInt("threads", values.threads),
-    torchThreads: posInt("torch-threads", values["torch-threads"] as string),
+    threads: posInt(values["flowmatch-threads"] === undefined ? "threads" : "flowmatch-threads", values["flowmatch-threads"] ?? (values.threads as string)),
+    torchThreads: posInt("threads", values.threads as string),
     rounds: values.rounds === undefined ? (quick ? 2 : 5) : posInt("rounds", values.rounds),
+    minRounds: values.rounds === undefined ? (quick ? 1 : 3) : posInt("rounds", values.rounds),
+    budgetSeconds: quick ? 10 : 100,
     blockSeconds: values["block-seconds"] === undefined ? (quick ? 0.5 : 2) : posNum("block-seconds", values["block-seconds"]),
     warmupSeconds: quick ? 1 : 3,
     python: values.python as string,
@@ -182,7 +192,7 @@ interface SideResult {
   iterations: number;
   medianSeconds: number;
   maxRssKiB: number;
-  /** RSS after the first and the last timed block (growth = leak suspect). */
+  /** RSS after warm-up and after the last timed block (growth = leak suspect). */
   rssFirstKiB: number;
   rssLastKiB: number;
 }
@@ -190,8 +200,12 @@ interface WorkloadResult {
   id: string;
   title: string;
   unit: Workload["unit"];
+  kind: Workload["kind"];
+  model: Workload["model"];
   batch: number;
   params: number;
+  /** Interleaved rounds actually run. */
+  rounds: number;
   flowmatch: SideResult[];
   torch: SideResult | null;
   /** Why the reference is missing, when it is. */
@@ -244,8 +258,11 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
     id: w.id,
     title: w.title,
     unit: w.unit,
+    kind: w.kind,
+    model: w.model,
     batch: w.batch,
     params: paramCount(w),
+    rounds: 0,
     flowmatch: [],
     torch: null,
     torchNote: torch.torch ? null : `reference not available (${opts.python}: ${torch.error ?? "no torch"})`,
@@ -255,8 +272,7 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
   const dir = mkdtempSync(join(os.tmpdir(), "flowmatch-bench-"));
   const weights = join(dir, "weights.safetensors");
   await writeFileAtomic(weights, encodeSafetensors(paramTensors(initialParams(w))));
-  const env = { ...process.env };
-  if (opts.threads !== null) env.FLOWMATCH_THREADS = String(opts.threads);
+  const env = { ...process.env, FLOWMATCH_THREADS: String(opts.threads) };
   const sides: { child: Child; backend: Backend | "torch"; setup: object }[] = [];
   for (const backend of w.backends.filter((b) => opts.backends.includes(b))) {
     const child = new Child(`flowmatch ${backend}`, process.execPath, ["--import", "tsx", WORKER], env);
@@ -292,10 +308,22 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
     );
     const runTimeout = (s: number) => 600_000 + 20_000 * s;
     // Warm-up one at a time (JIT tier-up, allocator growth), then interleaved timed blocks.
-    for (const side of sides.filter((s) => alive.has(s))) {
-      await side.child.request<RunReply>({ op: "run", seconds: opts.warmupSeconds, minIters: 3 }, runTimeout(opts.warmupSeconds)).catch((err) => fail(side, err));
+    let roundSeconds = 0;
+    for (const side of sides) {
+      const res = alive.get(side);
+      if (!res) continue;
+      try {
+        const r = await side.child.request<RunReply>({ op: "run", seconds: opts.warmupSeconds, minIters: 1 }, runTimeout(opts.warmupSeconds));
+        res.rssFirstKiB = r.rssKiB;
+        roundSeconds += Math.max(opts.blockSeconds, r.seconds / r.iters);
+      } catch (err) {
+        fail(side, err);
+      }
     }
-    for (let round = 0; round < opts.rounds; round++) {
+    // A block is at least one iteration: when iterations are slow (a loaded machine), fewer rounds.
+    result.rounds = Math.max(opts.minRounds, Math.min(opts.rounds, Math.floor(opts.budgetSeconds / roundSeconds)));
+    if (result.rounds < opts.rounds) log(`  ${w.id}: ${result.rounds} rounds (one round takes ~${roundSeconds.toFixed(0)} s)`);
+    for (let round = 0; round < result.rounds; round++) {
       for (const side of sides) {
         const res = alive.get(side);
         if (!res) continue;
@@ -303,7 +331,6 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
           const r = await side.child.request<RunReply>({ op: "run", seconds: opts.blockSeconds, minIters: 1 }, runTimeout(opts.blockSeconds));
           res.blocks.push(r.seconds / r.iters);
           res.iterations += r.iters;
-          if (round === 0) res.rssFirstKiB = r.rssKiB;
           res.rssLastKiB = r.rssKiB;
         } catch (err) {
           fail(side, err);
@@ -343,16 +370,20 @@ function machineInfo() {
 }
 
 function table(results: WorkloadResult[], torchVersion: string | null): string {
-  const lines = [`| workload | flowmatch (backend, threads) | PyTorch ${torchVersion ?? ""} | ratio (time, flowmatch / PyTorch) | peak RSS flowmatch / PyTorch |`, "|---|---|---|---|---|"];
+  const lines = [
+    `| workload | flowmatch (backend, threads) | PyTorch${torchVersion ? ` ${torchVersion}` : ""} | ratio (time, flowmatch / PyTorch) | peak RSS flowmatch / PyTorch | flowmatch RSS change over the timed blocks |`,
+    "|---|---|---|---|---|---|",
+  ];
   const mib = (kib: number) => `${Math.round(kib / 1024)} MiB`;
+  const growth = (s: SideResult) => `${s.rssLastKiB >= s.rssFirstKiB ? "+" : ""}${((s.rssLastKiB - s.rssFirstKiB) / 1024).toFixed(1)} MiB over ${s.iterations} it`;
   for (const r of results) {
-    const ref = r.torch ? `${formatTime(r, r.torch.medianSeconds)}` : (r.torchNote ?? "reference not available");
-    if (r.flowmatch.length === 0) lines.push(`| ${r.title} | failed: ${r.errors.join("; ")} | ${ref} | | |`);
+    const ref = r.torch ? formatTime(r, r.torch.medianSeconds) : r.torchNote?.startsWith("reference failed") ? "reference failed" : "reference not available";
+    if (r.flowmatch.length === 0) lines.push(`| ${r.title} | failed: ${r.errors.join("; ")} | ${ref} | | | |`);
     for (const fm of r.flowmatch) {
       const ratio = r.ratios[fm.backend];
       const ratioText = ratio === null || ratio === undefined ? "reference not available" : `${ratio.toFixed(2)}`;
       const rss = `${mib(fm.maxRssKiB)} / ${r.torch ? mib(r.torch.maxRssKiB) : "-"}`;
-      lines.push(`| ${r.title} | ${formatTime(r, fm.medianSeconds)} (${fm.backend}, ${fm.threads}) | ${ref} | ${ratioText} | ${rss} |`);
+      lines.push(`| ${r.title} | ${formatTime(r, fm.medianSeconds)} (${fm.backend}, ${fm.threads}) | ${ref} | ${ratioText} | ${rss} | ${growth(fm)} |`);
     }
   }
   return lines.join("\n");
@@ -372,12 +403,16 @@ async function main(): Promise<void> {
   const torch = probeTorch(opts.python);
   const machine = machineInfo();
   const log = (s: string) => console.error(s);
-  const threadsLine = `threads: flowmatch ${opts.threads ?? `default (jax-js pool = ${machine.cores} cores, onnxruntime 2)`}; PyTorch ${opts.torchThreads} (torch.set_num_threads)`;
-  console.log(`flowmatch bench ${startedAt.toISOString()}${opts.quick ? " (quick)" : ""}: ${opts.rounds} interleaved rounds of ~${opts.blockSeconds} s blocks per side, median per iteration`);
+  const threadsLine =
+    `threads: flowmatch ${opts.threads} (jax-js pool, onnxruntime intra-op); PyTorch ${opts.torchThreads} (torch.set_num_threads)` +
+    (opts.threads === opts.torchThreads ? "" : " -- not the same threads, so the ratio is not like for like");
+  console.log(`flowmatch bench ${startedAt.toISOString()}${opts.quick ? " (quick)" : ""}: ${opts.rounds} interleaved rounds (fewer, at least ${opts.minRounds}, when slow) of ~${opts.blockSeconds} s blocks per side, median per iteration`);
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}; node ${process.version}`);
   console.log(torch.torch ? `reference: PyTorch ${torch.torch} (python ${torch.python}, numpy ${torch.numpy}) replicas of the same models and weights` : `reference not available: ${opts.python}: ${torch.error}`);
   console.log(threadsLine);
   console.log(`load average (1/5/15 min) at start: ${loadStart}`);
+  const busy = Number(loadStart.split(" ")[0]) >= machine.cores;
+  if (busy) console.log(`note: the machine is busy (load ${loadStart.split(" ")[0]} on ${machine.cores} cores): times are slow and noisy; the interleaved ratio less so, but use more rounds before trusting it`);
   const results: WorkloadResult[] = [];
   for (const w of workloads) {
     log(`running ${w.id} ...`);
@@ -393,16 +428,16 @@ async function main(): Promise<void> {
   console.log("");
   console.log(table(results, torch.torch));
   console.log("");
-  console.log("ratio = flowmatch time / PyTorch time per iteration, both measured in this run (> 1: flowmatch slower). RSS growth per side is in the JSON.");
+  console.log("ratio = flowmatch time / PyTorch time per iteration, both measured in this run (> 1: flowmatch slower).");
   const report = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    mode: { quick: opts.quick, rounds: opts.rounds, blockSeconds: opts.blockSeconds, warmupSeconds: opts.warmupSeconds },
+    mode: { quick: opts.quick, rounds: opts.rounds, minRounds: opts.minRounds, budgetSeconds: opts.budgetSeconds, blockSeconds: opts.blockSeconds, warmupSeconds: opts.warmupSeconds },
     machine,
     load: { start: loadStart, end: loadEnd },
     node: process.version,
     torch: torch.torch ? { version: torch.torch, python: torch.python, numpy: torch.numpy ?? null } : { version: null, note: `reference not available: ${torch.error}` },
-    threads: { flowmatch: opts.threads ?? "default", torch: opts.torchThreads },
+    threads: { flowmatch: opts.threads, torch: opts.torchThreads },
     results,
   };
   const stamp = startedAt.toISOString().replace(/[:.]/g, "-");

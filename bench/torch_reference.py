@@ -9,7 +9,8 @@ dense [in, out] -> Linear [out, in]; conv im2col [k*k*Cin, Cout] in (ky, kx, cin
 The training step is what a PyTorch user would write for flowmatch's recipe (src/core/train.ts,
 optim.ts): straight path x_t = t x1 + (1 - t) x0, target x1 - x0, mean squared error, global-norm
 clipping to 1, torch.optim.Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8), EMA with warm-up
-min(decay, (1 + k) / (10 + k)).
+min(decay, (1 + k) / (10 + k)). (torch.optim.Adam adds eps to sqrt(v_hat), flowmatch to sqrt(v)
+with the bias correction folded into the step size: Kingma & Ba's efficient form; same work.)
 
 Modes:
   info          one JSON line: python, torch and numpy versions (or why torch is unusable)
