@@ -1,138 +1,450 @@
-// Benchmarks (not tests): training steps/s, sampling samples/s and memory over a long run.
-// Usage: npm run bench [-- section ...]   sections: mlp-train, mlp-sample, memory (default: all).
-// Reference on this 2-core machine (../shared/ENGINE.md): PyTorch CPU takes ~3.95 ms per step of
-// the 3->256->256->256->2 MLP at batch 256.
-import { initEngine } from "../src/engine/index.js";
-import { Rng } from "../src/core/rng.js";
-import { FlowTrainer } from "../src/core/train.js";
-import { DEFAULT_ADAM } from "../src/core/optim.js";
-import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
-import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
-import { modelField } from "../src/core/field.js";
-import { odeint } from "../src/core/solvers.js";
-import { sampleToy } from "../src/data/toy2d.js";
-import type { UnetConfig } from "../src/core/models/unet.js";
-import { initUnetParams, unetModel } from "../src/pipelines/images.js";
-import { createOnnxField, exportUnetOnnx } from "../src/io/onnx.js";
+// Benchmark: flowmatch against PyTorch replicas of its own models, measured in the same run.
+//
+// Each workload runs in fresh child processes (one per flowmatch backend, bench/worker.ts, and one
+// PyTorch process, bench/torch_reference.py) so peak RSS is per workload. The children take turns:
+// every round each runs a block of about --block-seconds of its iterations while the others wait,
+// so all of them see the same machine load. Reported time per iteration is the median over blocks;
+// ratio = flowmatch time / PyTorch time from this run (> 1: flowmatch is slower). Without a usable
+// PyTorch the reference is "not available" — never a stored number.
+//
+// Both sides get the same threads (--threads, default 1: PyTorch's better setting on a small shared
+// machine); --flowmatch-threads N gives flowmatch a different count (the output says so).
+//
+// Usage: npm run bench [-- --only mlp,unet-recipe] [--quick] [--backend jax|ort] [--threads N]
+//        [--flowmatch-threads N] [--rounds N] [--block-seconds S] [--python PATH] [--out DIR]
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { encodeSafetensors } from "../src/io/safetensors.js";
+import { writeFileAtomic } from "../src/io/atomic.js";
+import { BACKENDS, WORKLOADS, initialParams, paramCount, paramTensors, selectWorkloads, type Backend, type Workload } from "./workloads.js";
+import { PROTOCOL_PREFIX } from "./protocol.js";
 
-const PYTORCH_MS_PER_STEP = 3.95;
-const BENCH_MLP: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 0 }; // 3 -> 256 -> 256 -> 256 -> 2
+const HERE = import.meta.dirname;
+const TORCH_SCRIPT = join(HERE, "torch_reference.py");
+const WORKER = join(HERE, "worker.ts");
 
-type Section = (report: (line: string) => void) => Promise<void>;
+class BenchError extends Error {}
 
-function makeTrainer(cfg: MlpConfig, seed: number) {
-  const rng = new Rng(seed);
-  const trainer = new FlowTrainer({ model: mlpModel(cfg), params: initMlp(cfg, rng), sampleShape: [2], adam: DEFAULT_ADAM, emaDecay: 0.999 });
-  const scheduler = getScheduler("straight");
-  const batchOf = (n: number) => {
-    const t = rng.uniforms(n);
-    return { x0: rng.normals(2 * n), x1: sampleToy("checkerboard", n, rng), t, coef: pathCoefficients(scheduler, t) };
-  };
-  return { trainer, batchOf };
+interface Options {
+  only: string[];
+  quick: boolean;
+  backends: Backend[];
+  /** flowmatch's threads: jax-js pool size (FLOWMATCH_THREADS) and onnxruntime intra-op threads. */
+  threads: number;
+  torchThreads: number;
+  rounds: number;
+  /** Fewest rounds when slow iterations make `rounds` exceed the per-workload time budget. */
+  minRounds: number;
+  /** Seconds of timed blocks per workload that the default rounds are cut back to (not with --rounds). */
+  budgetSeconds: number;
+  blockSeconds: number;
+  warmupSeconds: number;
+  python: string;
+  outDir: string;
 }
 
-/** Image model: the README recipe's UNet and the default one, on MNIST-shaped data. */
-async function unetTrainRate(channels: number[], batch: number, steps: number): Promise<number> {
-  const cfg: UnetConfig = { channels, numClasses: 10, timeEmbDim: 64, groups: 8, inChannels: 1, height: 28, width: 28 };
-  const rng = new Rng(3);
-  const trainer = new FlowTrainer({ model: unetModel(cfg), params: initUnetParams(cfg, rng), sampleShape: [28, 28, 1], adam: DEFAULT_ADAM, emaDecay: 0.999 });
-  const scheduler = getScheduler("straight");
-  const batchOf = () => {
-    const t = rng.uniforms(batch);
-    return { x0: rng.normals(batch * 784), x1: rng.normals(batch * 784), t, coef: pathCoefficients(scheduler, t), labels: Int32Array.from({ length: batch }, () => rng.int(11)) };
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv.filter((a) => a !== "--"),
+    options: {
+      only: { type: "string" },
+      quick: { type: "boolean", default: false },
+      backend: { type: "string" },
+      threads: { type: "string", default: "1" },
+      "flowmatch-threads": { type: "string" },
+      rounds: { type: "string" },
+      "block-seconds": { type: "string" },
+      python: { type: "string", default: process.env.FLOWMATCH_BENCH_PYTHON ?? "/usr/bin/python3" },
+      out: { type: "string", default: join("outputs", "bench") },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").filter((l) => l.startsWith("//")).map((l) => l.slice(3)).join("\n"));
+    process.exit(0);
+  }
+  const posInt = (flag: string, raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) throw new BenchError(`--${flag} must be a positive integer, got "${raw}"`);
+    return n;
   };
-  for (let i = 0; i < 3; i++) await trainer.step(batchOf());
-  const t0 = performance.now();
-  for (let i = 0; i < steps; i++) await trainer.step(batchOf());
-  const secs = (performance.now() - t0) / 1000;
-  trainer.dispose();
-  return (steps * batch) / secs;
+  const posNum = (flag: string, raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0) throw new BenchError(`--${flag} must be a positive number of seconds, got "${raw}"`);
+    return n;
+  };
+  const only = values.only ? values.only.split(",").map((s) => s.trim()).filter(Boolean) : [];
+  for (const name of only) {
+    if (selectWorkloads([name]).length === 0) throw new BenchError(`--only: unknown workload "${name}"; choose from ${WORKLOADS.map((w) => w.id).join(", ")} or a group (mlp, unet, sample)`);
+  }
+  let backends = [...BACKENDS];
+  if (values.backend !== undefined) {
+    if (!(BACKENDS as readonly string[]).includes(values.backend)) throw new BenchError(`--backend must be one of ${BACKENDS.join(", ")}, got "${values.backend}"`);
+    backends = [values.backend as Backend];
+  }
+  const quick = values.quick as boolean;
+  return {
+    only,
+    quick,
+    backends,
+    threads: posInt(values["flowmatch-threads"] === undefined ? "threads" : "flowmatch-threads", values["flowmatch-threads"] ?? (values.threads as string)),
+    torchThreads: posInt("threads", values.threads as string),
+    rounds: values.rounds === undefined ? (quick ? 2 : 5) : posInt("rounds", values.rounds),
+    minRounds: values.rounds === undefined ? (quick ? 1 : 3) : posInt("rounds", values.rounds),
+    budgetSeconds: quick ? 10 : 100,
+    blockSeconds: values["block-seconds"] === undefined ? (quick ? 0.5 : 2) : posNum("block-seconds", values["block-seconds"]),
+    warmupSeconds: quick ? 1 : 3,
+    python: values.python as string,
+    outDir: values.out as string,
+  };
 }
 
-const sections: Record<string, Section> = {
-  async "mlp-train"(report) {
-    const { trainer, batchOf } = makeTrainer(BENCH_MLP, 0);
-    // Warm-up: compilation plus V8's tier-up of the generated Wasm kernels takes a few hundred steps.
-    for (let i = 0; i < 300; i++) await trainer.step(batchOf(256));
-    const steps = 500;
-    const batches = Array.from({ length: steps }, () => batchOf(256));
-    const t0 = performance.now();
-    for (const b of batches) await trainer.step(b);
-    const ms = (performance.now() - t0) / steps;
-    trainer.dispose();
-    report(`mlp-train  3->256->256->256->2, batch 256, Adam+EMA, jit: ${ms.toFixed(2)} ms/step = ${(1000 / ms).toFixed(1)} steps/s; PyTorch CPU reference ${PYTORCH_MS_PER_STEP} ms/step -> ${(ms / PYTORCH_MS_PER_STEP).toFixed(2)}x`);
-  },
-  async "mlp-sample"(report) {
-    const cfg: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 32 };
-    const rng = new Rng(1);
-    const f = modelField(mlpModel(cfg), initMlp(cfg, rng), { sampleShape: [2] });
-    const n = 1024;
-    const x = rng.normals(2 * n);
-    for (let i = 0; i < 50; i++) await f.field(x, 0.5);
-    const evals = 200;
-    let t0 = performance.now();
-    for (let i = 0; i < evals; i++) await f.field(x, i / evals);
-    const msPerEval = (performance.now() - t0) / evals;
-    t0 = performance.now();
-    await odeint(f.field, x, { solver: "rk4", nfe: 100 });
-    const secs = (performance.now() - t0) / 1000;
-    f.dispose();
-    report(`mlp-sample forward batch ${n}: ${msPerEval.toFixed(2)} ms/eval (PyTorch CPU reference 3.4 ms); rk4 NFE 100: ${(n / secs).toFixed(0)} samples/s`);
-  },
-  async "unet-train"(report) {
-    for (const [channels, batch] of [
-      [[16, 32, 32], 32],
-      [[32, 64, 64], 16],
-    ] as [number[], number][]) {
-      const rate = await unetTrainRate(channels, batch, 10);
-      report(`unet-train channels [${channels}] batch ${batch}: ${rate.toFixed(1)} images/s (PyTorch CPU reference 140-185 images/s for a 1.1M UNet)`);
+/** One benchmark child speaking the JSON-lines protocol (flowmatch worker or PyTorch replica). */
+class Child {
+  private readonly proc: ChildProcessWithoutNullStreams;
+  private readonly replies: string[] = [];
+  private waiting: ((line: string | null) => void) | null = null;
+  private closed = false;
+  private stderr = "";
+
+  constructor(
+    readonly label: string,
+    command: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.proc = spawn(command, args, { env, stdio: ["pipe", "pipe", "pipe"] });
+    this.proc.stderr.on("data", (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString()).slice(-4000);
+    });
+    this.proc.on("error", (err) => {
+      this.stderr += `\n${err.message}`;
+      this.deliver(null);
+    });
+    createInterface({ input: this.proc.stdout }).on("line", (line) => {
+      if (line.startsWith(PROTOCOL_PREFIX)) this.deliver(line.slice(PROTOCOL_PREFIX.length));
+    });
+    this.proc.on("close", () => {
+      this.closed = true;
+      this.deliver(null);
+    });
+  }
+
+  private deliver(line: string | null): void {
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = null;
+      w(line);
+    } else if (line !== null) this.replies.push(line);
+  }
+
+  /** Send one request and wait for its reply; throws with the child's message or its stderr tail. */
+  async request<T>(req: object, timeoutMs: number): Promise<T> {
+    if (this.closed) throw new BenchError(`${this.label} exited early: ${this.tail()}`);
+    this.proc.stdin.write(`${JSON.stringify(req)}\n`);
+    const line =
+      this.replies.shift() ??
+      (await new Promise<string | null>((resolve) => {
+        const timer = setTimeout(() => {
+          this.waiting = null;
+          resolve("timeout");
+        }, timeoutMs);
+        this.waiting = (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        };
+      }));
+    if (line === "timeout") {
+      this.kill();
+      throw new BenchError(`${this.label} did not answer within ${timeoutMs / 1000} s`);
     }
-  },
-  async "unet-sample"(report) {
-    const cfg: UnetConfig = { channels: [32, 64, 64], numClasses: 10, timeEmbDim: 64, groups: 8, inChannels: 1, height: 28, width: 28 };
-    const rng = new Rng(4);
-    const params = initUnetParams(cfg, rng);
-    const n = 64;
-    const x = rng.normals(n * 784);
-    const labels = Int32Array.from({ length: n }, (_, i) => i % 10);
-    const engine = modelField(unetModel(cfg), params, { sampleShape: [28, 28, 1], labels });
-    await engine.field(x, 0.5);
-    let t0 = performance.now();
-    for (let i = 0; i < 5; i++) await engine.field(x, i / 5);
-    const engineRate = (5 * n) / ((performance.now() - t0) / 1000);
-    engine.dispose();
-    const data: Record<string, Float32Array> = {};
-    for (const [k, v] of Object.entries(params)) data[k] = v.data;
-    const session = await createOnnxField(exportUnetOnnx(data, cfg), {});
-    const y = BigInt64Array.from(labels, (l) => BigInt(l));
-    await session.run(x, new Float32Array(n).fill(0.5), y, [n, 28, 28, 1]);
-    t0 = performance.now();
-    for (let i = 0; i < 20; i++) await session.run(x, new Float32Array(n).fill(i / 20), y, [n, 28, 28, 1]);
-    const onnxRate = (20 * n) / ((performance.now() - t0) / 1000);
-    session.release();
-    report(`unet-sample channels [32,64,64] batch ${n}, one network evaluation: engine ${engineRate.toFixed(1)} images/s, onnxruntime ${onnxRate.toFixed(1)} images/s (${(onnxRate / engineRate).toFixed(1)}x); PyTorch CPU reference ~500 images/s`);
-  },
-  async memory(report) {
-    const { trainer, batchOf } = makeTrainer(BENCH_MLP, 2);
-    const rss = () => process.memoryUsage().rss / 2 ** 20;
-    for (let i = 0; i < 300; i++) await trainer.step(batchOf(256));
-    const before = rss();
-    const steps = 3000;
-    for (let i = 0; i < steps; i++) await trainer.step(batchOf(256));
-    const after = rss();
-    trainer.dispose();
-    report(`memory     RSS after warm-up ${before.toFixed(0)} MiB, after ${steps} more steps ${after.toFixed(0)} MiB (${(((after - before) * 1024) / steps).toFixed(2)} KiB/step)`);
-  },
+    if (line === null) throw new BenchError(`${this.label} exited: ${this.tail()}`);
+    const reply = JSON.parse(line) as T & { error?: string };
+    if (reply.error) throw new BenchError(`${this.label}: ${reply.error}`);
+    return reply;
+  }
+
+  private tail(): string {
+    return this.stderr.trim().split("\n").slice(-3).join(" | ") || "no message";
+  }
+
+  kill(): void {
+    if (!this.closed) this.proc.kill("SIGKILL");
+  }
+}
+
+interface RunReply {
+  iters: number;
+  seconds: number;
+  rssKiB: number;
+}
+interface SideResult {
+  side: string;
+  backend: Backend | "torch";
+  threads: string;
+  params: number;
+  /** Seconds per iteration in each timed block, in round order. */
+  blocks: number[];
+  iterations: number;
+  medianSeconds: number;
+  maxRssKiB: number;
+  /** RSS after warm-up and after the last timed block (growth = leak suspect). */
+  rssFirstKiB: number;
+  rssLastKiB: number;
+}
+interface WorkloadResult {
+  id: string;
+  title: string;
+  unit: Workload["unit"];
+  kind: Workload["kind"];
+  model: Workload["model"];
+  batch: number;
+  params: number;
+  /** Interleaved rounds actually run. */
+  rounds: number;
+  flowmatch: SideResult[];
+  torch: SideResult | null;
+  /** Why the reference is missing, when it is. */
+  torchNote: string | null;
+  /** flowmatch time / PyTorch time per backend (null without a reference). */
+  ratios: Record<string, number | null>;
+  errors: string[];
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-const wanted = process.argv.slice(2).filter((a) => a !== "--");
-const names = wanted.length > 0 ? wanted : Object.keys(sections);
-await initEngine();
-for (const name of names) {
-  const section = sections[name];
-  if (!section) {
-    console.error(`unknown bench section "${name}"; choose from ${Object.keys(sections).join(", ")}`);
+function loadAvg(): string {
+  try {
+    return readFileSync("/proc/loadavg", "utf8").trim().split(/\s+/).slice(0, 3).join(" ");
+  } catch {
+    return os.loadavg().map((l) => l.toFixed(2)).join(" ");
+  }
+}
+
+interface TorchInfo {
+  python: string;
+  torch: string | null;
+  numpy?: string;
+  error?: string;
+}
+
+function probeTorch(python: string): TorchInfo {
+  const r = spawnSync(python, [TORCH_SCRIPT, "info"], { encoding: "utf8", timeout: 120_000 });
+  if (r.error || r.status !== 0) return { python: "", torch: null, error: r.error?.message ?? (r.stderr.trim() || `exit ${r.status}`) };
+  try {
+    return JSON.parse(r.stdout.trim().split("\n").pop() as string) as TorchInfo;
+  } catch {
+    return { python: "", torch: null, error: `unexpected output: ${r.stdout.slice(0, 200)}` };
+  }
+}
+
+/** Show a time per iteration in the workload's unit. */
+function formatTime(w: { unit: Workload["unit"]; batch: number }, secs: number): string {
+  if (w.unit === "ms/step") return `${(secs * 1000).toFixed(secs < 0.1 ? 2 : 1)} ms/step`;
+  if (w.unit === "img/s") return `${(w.batch / secs).toFixed(0)} img/s`;
+  return `${secs.toFixed(2)} s/run`;
+}
+
+async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s: string) => void): Promise<WorkloadResult> {
+  const result: WorkloadResult = {
+    id: w.id,
+    title: w.title,
+    unit: w.unit,
+    kind: w.kind,
+    model: w.model,
+    batch: w.batch,
+    params: paramCount(w),
+    rounds: 0,
+    flowmatch: [],
+    torch: null,
+    torchNote: torch.torch ? null : `reference not available (${opts.python}: ${torch.error ?? "no torch"})`,
+    ratios: {},
+    errors: [],
+  };
+  const dir = mkdtempSync(join(os.tmpdir(), "flowmatch-bench-"));
+  const weights = join(dir, "weights.safetensors");
+  await writeFileAtomic(weights, encodeSafetensors(paramTensors(initialParams(w))));
+  const env = { ...process.env, FLOWMATCH_THREADS: String(opts.threads) };
+  const sides: { child: Child; backend: Backend | "torch"; setup: object }[] = [];
+  for (const backend of w.backends.filter((b) => opts.backends.includes(b))) {
+    const child = new Child(`flowmatch ${backend}`, process.execPath, ["--import", "tsx", WORKER], env);
+    sides.push({ child, backend, setup: { op: "setup", workload: w, weights, backend, threads: opts.threads } });
+  }
+  if (torch.torch) {
+    const t = String(opts.torchThreads);
+    const torchEnv = { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t };
+    const child = new Child("PyTorch", opts.python, ["-u", TORCH_SCRIPT, "serve"], torchEnv);
+    sides.push({ child, backend: "torch", setup: { op: "setup", workload: { ...w, weights }, threads: opts.torchThreads } });
+  }
+  const alive = new Map<(typeof sides)[number], SideResult>();
+  const fail = (side: (typeof sides)[number], err: unknown) => {
+    const msg = err instanceof Error ? err.message : String(err);
+    result.errors.push(msg);
+    log(`  ${w.id}: ${msg}`);
+    side.child.kill();
+    alive.delete(side);
+  };
+  try {
+    // Setup (model build, weight load, compilation) is not timed: run the children side by side.
+    await Promise.all(
+      sides.map(async (side) => {
+        try {
+          const r = await side.child.request<{ params: number; threads: string | number }>(side.setup, 600_000);
+          if (r.params !== result.params) throw new BenchError(`${side.child.label} model has ${r.params} parameters, flowmatch's has ${result.params}`);
+          const threads = side.backend === "torch" ? `PyTorch ${r.threads}` : String(r.threads);
+          alive.set(side, { side: side.child.label, backend: side.backend, threads, params: r.params, blocks: [], iterations: 0, medianSeconds: NaN, maxRssKiB: 0, rssFirstKiB: 0, rssLastKiB: 0 });
+        } catch (err) {
+          fail(side, err);
+        }
+      }),
+    );
+    const runTimeout = (s: number) => 600_000 + 20_000 * s;
+    // Warm-up one at a time (JIT tier-up, allocator growth), then interleaved timed blocks.
+    let roundSeconds = 0;
+    for (const side of sides) {
+      const res = alive.get(side);
+      if (!res) continue;
+      try {
+        const r = await side.child.request<RunReply>({ op: "run", seconds: opts.warmupSeconds, minIters: 1 }, runTimeout(opts.warmupSeconds));
+        res.rssFirstKiB = r.rssKiB;
+        roundSeconds += Math.max(opts.blockSeconds, r.seconds / r.iters);
+      } catch (err) {
+        fail(side, err);
+      }
+    }
+    // A block is at least one iteration: when iterations are slow (a loaded machine), fewer rounds.
+    result.rounds = Math.max(opts.minRounds, Math.min(opts.rounds, Math.floor(opts.budgetSeconds / roundSeconds)));
+    if (result.rounds < opts.rounds) log(`  ${w.id}: ${result.rounds} rounds (one round takes ~${roundSeconds.toFixed(0)} s)`);
+    for (let round = 0; round < result.rounds; round++) {
+      for (const side of sides) {
+        const res = alive.get(side);
+        if (!res) continue;
+        try {
+          const r = await side.child.request<RunReply>({ op: "run", seconds: opts.blockSeconds, minIters: 1 }, runTimeout(opts.blockSeconds));
+          res.blocks.push(r.seconds / r.iters);
+          res.iterations += r.iters;
+          res.rssLastKiB = r.rssKiB;
+        } catch (err) {
+          fail(side, err);
+        }
+      }
+    }
+    for (const side of sides) {
+      const res = alive.get(side);
+      if (!res) continue;
+      try {
+        const r = await side.child.request<{ maxRssKiB: number }>({ op: "finish" }, 60_000);
+        res.maxRssKiB = r.maxRssKiB;
+        res.medianSeconds = median(res.blocks);
+        if (side.backend === "torch") result.torch = res;
+        else result.flowmatch.push(res);
+      } catch (err) {
+        fail(side, err);
+      }
+    }
+  } finally {
+    for (const side of sides) side.child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (torch.torch && !result.torch) result.torchNote = "reference failed (see errors)";
+  for (const fm of result.flowmatch) result.ratios[fm.backend] = result.torch ? fm.medianSeconds / result.torch.medianSeconds : null;
+  return result;
+}
+
+function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? "unknown",
+    cores: os.availableParallelism(),
+    memoryGiB: Number((os.totalmem() / 2 ** 30).toFixed(1)),
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+  };
+}
+
+function table(results: WorkloadResult[], torchVersion: string | null): string {
+  const lines = [
+    `| workload | flowmatch (backend, threads) | PyTorch${torchVersion ? ` ${torchVersion}` : ""} | ratio (time, flowmatch / PyTorch) | peak RSS flowmatch / PyTorch | flowmatch RSS change over the timed blocks |`,
+    "|---|---|---|---|---|---|",
+  ];
+  const mib = (kib: number) => `${Math.round(kib / 1024)} MiB`;
+  const growth = (s: SideResult) => `${s.rssLastKiB >= s.rssFirstKiB ? "+" : ""}${((s.rssLastKiB - s.rssFirstKiB) / 1024).toFixed(1)} MiB over ${s.iterations} it`;
+  for (const r of results) {
+    const ref = r.torch ? formatTime(r, r.torch.medianSeconds) : r.torchNote?.startsWith("reference failed") ? "reference failed" : "reference not available";
+    if (r.flowmatch.length === 0) lines.push(`| ${r.title} | failed: ${r.errors.join("; ")} | ${ref} | | | |`);
+    for (const fm of r.flowmatch) {
+      const ratio = r.ratios[fm.backend];
+      const ratioText = ratio === null || ratio === undefined ? "reference not available" : `${ratio.toFixed(2)}`;
+      const rss = `${mib(fm.maxRssKiB)} / ${r.torch ? mib(r.torch.maxRssKiB) : "-"}`;
+      lines.push(`| ${r.title} | ${formatTime(r, fm.medianSeconds)} (${fm.backend}, ${fm.threads}) | ${ref} | ${ratioText} | ${rss} | ${growth(fm)} |`);
+    }
+  }
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  let opts: Options;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : String(err));
     process.exit(2);
   }
-  await section((line) => console.log(line));
+  const workloads = selectWorkloads(opts.only);
+  const startedAt = new Date();
+  const loadStart = loadAvg();
+  const torch = probeTorch(opts.python);
+  const machine = machineInfo();
+  const log = (s: string) => console.error(s);
+  const threadsLine =
+    `threads: flowmatch ${opts.threads} (jax-js pool, onnxruntime intra-op); PyTorch ${opts.torchThreads} (torch.set_num_threads)` +
+    (opts.threads === opts.torchThreads ? "" : " -- not the same threads, so the ratio is not like for like");
+  console.log(`flowmatch bench ${startedAt.toISOString()}${opts.quick ? " (quick)" : ""}: ${opts.rounds} interleaved rounds (fewer, at least ${opts.minRounds}, when slow) of ~${opts.blockSeconds} s blocks per side, median per iteration`);
+  console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}; node ${process.version}`);
+  console.log(torch.torch ? `reference: PyTorch ${torch.torch} (python ${torch.python}, numpy ${torch.numpy}) replicas of the same models and weights` : `reference not available: ${opts.python}: ${torch.error}`);
+  console.log(threadsLine);
+  console.log(`load average (1/5/15 min) at start: ${loadStart}`);
+  const busy = Number(loadStart.split(" ")[0]) >= machine.cores;
+  if (busy) console.log(`note: the machine is busy (load ${loadStart.split(" ")[0]} on ${machine.cores} cores): times are slow and noisy; the interleaved ratio less so, but use more rounds before trusting it`);
+  const results: WorkloadResult[] = [];
+  for (const w of workloads) {
+    log(`running ${w.id} ...`);
+    const r = await runWorkload(w, opts, torch, log);
+    results.push(r);
+    for (const fm of r.flowmatch) {
+      const ratio = r.ratios[fm.backend];
+      log(`  ${w.id} [${fm.backend}]: ${formatTime(r, fm.medianSeconds)}; PyTorch ${r.torch ? formatTime(r, r.torch.medianSeconds) : "n/a"}; ratio ${ratio == null ? "reference not available" : ratio.toFixed(2)}`);
+    }
+  }
+  const loadEnd = loadAvg();
+  console.log(`load average (1/5/15 min) at end: ${loadEnd}`);
+  console.log("");
+  console.log(table(results, torch.torch));
+  console.log("");
+  console.log("ratio = flowmatch time / PyTorch time per iteration, both measured in this run (> 1: flowmatch slower).");
+  const report = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    mode: { quick: opts.quick, rounds: opts.rounds, minRounds: opts.minRounds, budgetSeconds: opts.budgetSeconds, blockSeconds: opts.blockSeconds, warmupSeconds: opts.warmupSeconds },
+    machine,
+    load: { start: loadStart, end: loadEnd },
+    node: process.version,
+    torch: torch.torch ? { version: torch.torch, python: torch.python, numpy: torch.numpy ?? null } : { version: null, note: `reference not available: ${torch.error}` },
+    threads: { flowmatch: opts.threads, torch: opts.torchThreads },
+    results,
+  };
+  const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
+  const out = join(opts.outDir, `bench-${stamp}.json`);
+  await writeFileAtomic(out, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`results: ${out}`);
+  if (results.some((r) => r.errors.length > 0)) process.exitCode = 1;
 }
+
+await main();
