@@ -4,6 +4,7 @@
 // with a per-axis std of about 1-2. Sizes and noise levels are listed per dataset below.
 import { UserError } from "../core/errors.js";
 import type { Rng } from "../core/rng.js";
+import { didYouMean } from "../core/names.js";
 
 export const TOY_DATASETS = ["checkerboard", "moons", "8gaussians", "circles", "spirals", "swissroll"] as const;
 export type ToyDatasetName = (typeof TOY_DATASETS)[number];
@@ -13,16 +14,7 @@ export function parseToyDataset(name: string): ToyDatasetName {
   const wanted = name.trim().toLowerCase();
   const exact = TOY_DATASETS.find((d) => d === wanted);
   if (exact !== undefined) return exact;
-  let closest: ToyDatasetName = TOY_DATASETS[0];
-  let closestDistance = Infinity;
-  for (const d of TOY_DATASETS) {
-    const distance = editDistance(wanted, d);
-    if (distance < closestDistance) {
-      closest = d;
-      closestDistance = distance;
-    }
-  }
-  const hint = closestDistance <= 2 ? ` (did you mean "${closest}"?)` : "";
+  const hint = didYouMean(wanted, TOY_DATASETS);
   throw new UserError(`unknown dataset "${name}"${hint}; choose one of: ${TOY_DATASETS.join(", ")}`);
 }
 
@@ -119,17 +111,4 @@ export function sampleToy(name: ToyDatasetName, n: number, rng: Rng): Float32Arr
       return sampleToy(parseToyDataset(String(name)), n, rng);
   }
   return out;
-}
-
-/** Levenshtein distance (insertions, deletions, substitutions), two rows at a time. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length];
 }
