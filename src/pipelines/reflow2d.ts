@@ -17,7 +17,7 @@ import { odeint, type SolverName } from "../core/solvers.js";
 import { saveCheckpoint } from "../io/checkpoint.js";
 import { cachedPairs, f32 } from "./pairsCache.js";
 import { stateToTensors } from "./state.js";
-import { stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
+import { checkTrain2dMemory, stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
 
 export interface ReflowPairs {
@@ -74,6 +74,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
+  checkTrain2dMemory(opts.teacher.config.model, opts.batchSize);
   await initEngine();
   const log = opts.onLog ?? (() => {});
   const { model: mlp, dataset } = opts.teacher.config;
