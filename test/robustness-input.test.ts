@@ -1,14 +1,22 @@
 // Bad input as a careless user gives it, through the CLI: every case fails before any training
 // starts, with a one-line message naming the problem and the fix (exit 2 for a bad flag value,
 // 1 for bad files), and every file the user had is still there byte for byte.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
 import { runCli, tempDir, snapshotTree, assertTreeKept, type CliResult } from "./helpers/cli.js";
 import { encodePng } from "../src/viz/png.js";
 import { encodeIdx } from "../src/data/idx.js";
+
+const made: string[] = [];
+after(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
+function temp(): string {
+  const d = tempDir("fm-input-");
+  made.push(d);
+  return d;
+}
 
 const TINY_2D = ["--steps", "5", "--hidden", "16", "--depth", "1", "--batch-size", "32", "--nfe", "4"];
 const TINY_UNET = ["--steps", "1", "--channels", "8,8", "--groups", "4", "--time-emb-dim", "8", "--batch-size", "4", "--per-class", "1", "--nfe", "1"];
@@ -37,7 +45,7 @@ function pngFolder(root: string, classes: string[], perClass = 2): string {
 }
 
 test("an --out that is a file, or inside one, is refused before training (exit 2)", () => {
-  const root = tempDir();
+  const root = temp();
   writeFileSync(join(root, "notes.txt"), "my notes\n");
   const before = snapshotTree(root);
   for (const out of [join(root, "notes.txt"), join(root, "notes.txt", "run")]) {
@@ -52,7 +60,7 @@ test("an --out that is a file, or inside one, is refused before training (exit 2
 });
 
 test("--n 1 and --frames 1 are refused before training or loading anything (exit 2)", () => {
-  const root = tempDir();
+  const root = temp();
   const out = join(root, "run");
   assertFailedFast(runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--n", "1"]), 2, /--n.*at least 2 samples.*got "1"/, out);
   assertFailedFast(runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--frames", "1"]), 2, /--frames.*from 2 to 1000.*got "1"/, out);
@@ -64,7 +72,7 @@ test("--n 1 and --frames 1 are refused before training or loading anything (exit
 });
 
 test("models, batches and sample sets too large for the engine are refused with the estimate, before training", () => {
-  const root = tempDir();
+  const root = temp();
   const out = join(root, "run");
   const cases: [string[], RegExp][] = [
     [["--depth", "3", "--hidden", "100000"], /--hidden/],
@@ -100,7 +108,7 @@ test("folder datasets: a folder named x.png, broken or escaping links and empty 
     ["empty class", (d) => mkdirSync(join(d, "empty")), /class folder .*empty has no \.png files; add images to it or remove it/],
   ];
   for (const [name, breakIt, message] of cases) {
-    const root = tempDir();
+    const root = temp();
     const data = pngFolder(root, ["a", "b"]);
     breakIt(data);
     const before = snapshotTree(root);
@@ -132,7 +140,7 @@ function chunk(type: string, data: Uint8Array): Buffer {
 }
 
 test("a PNG declaring 60000x60000 pixels is refused from its header, quickly, without decoding", () => {
-  const root = tempDir();
+  const root = temp();
   const data = pngFolder(root, ["a", "b"]);
   const side = 60000;
   const ihdr = Buffer.alloc(13);
@@ -153,7 +161,7 @@ test("a PNG declaring 60000x60000 pixels is refused from its header, quickly, wi
 });
 
 test("sparse IDX labels (0 and 255 only) train but warn how many of the 256 classes are empty", () => {
-  const root = tempDir();
+  const root = temp();
   const dir = join(root, "idx");
   mkdirSync(dir);
   const n = 4;
@@ -168,7 +176,7 @@ test("sparse IDX labels (0 and 255 only) train but warn how many of the 256 clas
 });
 
 test("seeds beyond 32 bits and non-finite or huge guidance weights are refused as bad flags (exit 2)", () => {
-  const root = tempDir();
+  const root = temp();
   const out = join(root, "run");
   assertFailedFast(runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--seed", "4294967296"]), 2, /--seed.*from 0 to 4294967295.*got "4294967296"/, out);
   for (const w of ["1e308", "NaN"]) {
