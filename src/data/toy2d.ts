@@ -5,6 +5,7 @@
 import { UserError } from "../core/errors.js";
 import type { Rng } from "../core/rng.js";
 import type { KnownDensity2d } from "../core/metrics.js";
+import { didYouMean } from "../core/names.js";
 
 export const TOY_DATASETS = ["checkerboard", "moons", "8gaussians", "circles", "spirals", "swissroll"] as const;
 export type ToyDatasetName = (typeof TOY_DATASETS)[number];
@@ -14,16 +15,7 @@ export function parseToyDataset(name: string): ToyDatasetName {
   const wanted = name.trim().toLowerCase();
   const exact = TOY_DATASETS.find((d) => d === wanted);
   if (exact !== undefined) return exact;
-  let closest: ToyDatasetName = TOY_DATASETS[0];
-  let closestDistance = Infinity;
-  for (const d of TOY_DATASETS) {
-    const distance = editDistance(wanted, d);
-    if (distance < closestDistance) {
-      closest = d;
-      closestDistance = distance;
-    }
-  }
-  const hint = closestDistance <= 2 ? ` (did you mean "${closest}"?)` : "";
+  const hint = didYouMean(wanted, TOY_DATASETS);
   throw new UserError(`unknown dataset "${name}"${hint}; choose one of: ${TOY_DATASETS.join(", ")}`);
 }
 
@@ -190,15 +182,3 @@ export function toyDensity(name: ToyDatasetName): KnownDensity2d | undefined {
   }
 }
 
-/** Levenshtein distance (insertions, deletions, substitutions), two rows at a time. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length];
-}

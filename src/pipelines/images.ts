@@ -11,7 +11,8 @@ import { getScheduler, pathCoefficients, type PathName } from "../core/scheduler
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
-import { initUnet, unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { initUnet, unetApply, unetParamCount, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { assertEngineFits, unetForwardBytes, unetTrainBytes } from "../core/memory.js";
 import { loadImageDataset, type ImageDataset } from "../data/images.js";
 import { loadCheckpoint, checkParams, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -81,11 +82,23 @@ export interface ImageTrainOptions extends ImageTrainConfig {
   initParams?: HostParams;
   /** Extra fields recorded in the checkpoint config (e.g. the reflow teacher). */
   extraConfig?: Record<string, unknown>;
+  /** Images per class and guidance the caller will sample on the engine after training: checked for memory before training starts. */
+  finalSamples?: { perClass: number; guidance: number };
 }
 
 export function defaultImageOut(dataset: string): string {
   const name = dataset.includes(":") ? (dataset.split(/[\\/]/).filter(Boolean).pop() ?? "custom") : dataset;
   return join("outputs", "cfm", name.replace(/^(idx|folder):/, ""));
+}
+
+/** Refuses, before any allocation, sampling n images at once on the engine (guidance doubles the batch) when it cannot fit. */
+export function checkImageSampleMemory(cfg: UnetConfig, n: number, guidance: number): void {
+  const batch = guidance === 1 ? n : 2 * n;
+  assertEngineFits(
+    unetForwardBytes(cfg, batch),
+    `sampling ${n} images of ${cfg.height}x${cfg.width} at once${guidance === 1 ? "" : " with guidance (two network passes each)"}`,
+    "use a smaller --per-class or --class list, or --runtime onnx",
+  );
 }
 
 export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string; startStep: number; step: number; losses: number[]; stopped: boolean }> {
@@ -98,6 +111,12 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
   await initEngine();
   const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined }));
   const cfg: UnetConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width } as UnetConfig;
+  assertEngineFits(
+    unetTrainBytes(cfg, opts.batchSize),
+    `training a UNet of ${unetParamCount(cfg).toLocaleString("en-US")} parameters on ${data.height}x${data.width} images in batches of ${opts.batchSize}`,
+    "use a smaller --batch-size or --channels, or smaller images",
+  );
+  if (opts.finalSamples) checkImageSampleMemory(cfg, opts.finalSamples.perClass * cfg.numClasses, opts.finalSamples.guidance);
   const model = unetModel(cfg);
   const scheduler = getScheduler(opts.path);
   const sampleTimes = getTimeSampler(opts.timeSampler);
@@ -295,6 +314,7 @@ export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions
   const labels = Int32Array.from(classes.flatMap((c) => Array<number>(opts.perClass).fill(c)));
   const n = labels.length;
   const per = cfg.height * cfg.width * cfg.inChannels;
+  if (opts.runtime === "engine") checkImageSampleMemory(cfg, n, opts.guidance);
   const x0 = new Rng(opts.seed).normals(n * per);
   const f = await imageField(loaded, labels, opts.guidance, opts.runtime);
   const saveAt = Array.from({ length: opts.frames }, (_, i) => i / (opts.frames - 1));

@@ -15,7 +15,7 @@ import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
 import { cachedPairs, f32 } from "./pairsCache.js";
 import { stateToTensors } from "./state.js";
-import { setup2d, stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
+import { checkTrain2dMemory, setup2d, stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
 import { openTrainingRun } from "./run.js";
 
@@ -77,6 +77,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
+  checkTrain2dMemory(opts.teacher.config.model, opts.batchSize);
   const log = opts.onLog ?? (() => {});
   await initEngine();
   const { model: mlp, dataset } = opts.teacher.config;

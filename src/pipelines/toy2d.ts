@@ -11,6 +11,7 @@ import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { otCouple, type CouplingName } from "../core/coupling.js";
 import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
+import { assertEngineFits, mlpForwardBytes, mlpParamCount, mlpTrainBytes } from "../core/memory.js";
 import { odeint, type SolverName } from "../core/solvers.js";
 import { qualityReport, formatQuality, type QualityReport } from "../core/metrics.js";
 import { parseToyDataset, sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
@@ -75,10 +76,25 @@ export function stepRng(seed: number, step: number): Rng {
   return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
 }
 
+/** Refuses, before any allocation, a model and batch whose training step cannot fit in the engine. */
+export function checkTrain2dMemory(model: MlpConfig, batchSize: number): void {
+  assertEngineFits(
+    mlpTrainBytes(model, batchSize),
+    `training an MLP of ${mlpParamCount(model).toLocaleString("en-US")} parameters (hidden ${model.hidden}, depth ${model.depth}) on batches of ${batchSize}`,
+    "use a smaller --hidden, --depth or --batch-size",
+  );
+}
+
+/** Refuses, before any allocation, a sample set too large for one forward pass in the engine. */
+export function checkSample2dMemory(model: MlpConfig, n: number): void {
+  assertEngineFits(mlpForwardBytes(model, n), `sampling ${n} points at once with an MLP of width ${model.hidden}`, "use a smaller --n");
+}
+
 export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainResult> {
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UserError(`--batch-size must be a positive integer, got ${opts.batchSize}`);
   if (!(opts.lr > 0)) throw new UserError(`--lr must be positive, got ${opts.lr}`);
+  checkTrain2dMemory(opts.model, opts.batchSize);
   await initEngine();
   const log = opts.onLog ?? (() => {});
   const model = mlpModel(opts.model);
@@ -197,6 +213,7 @@ export interface SampleOptions {
 export async function sampleToy2d(loaded: Loaded2d, opts: SampleOptions) {
   await initEngine();
   if (!Number.isInteger(opts.n) || opts.n < 1) throw new UserError(`--n must be a positive integer, got ${opts.n}`);
+  checkSample2dMemory(loaded.config.model, opts.n);
   const f = modelField(mlpModel(loaded.config.model), opts.weights === "ema" ? loaded.ema : loaded.params, {
     sampleShape: [loaded.config.model.dim],
   });

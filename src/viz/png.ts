@@ -16,7 +16,27 @@ export function encodePng(image: RgbaImage): Buffer {
 }
 
 /** Decodes any PNG (palette, grey, 16-bit, alpha) to 8-bit RGBA; a file that is not a PNG is a UserError. */
-export function decodePng(buf: Uint8Array, source = "image"): { width: number; height: number; data: Uint8ClampedArray } {
+/**
+ * Largest side decoded. Far above any image the models can train on in the engine's 4 GiB, yet a
+ * 4096x4096 RGBA decode is only 64 MiB; a small file declaring 60000x60000 would take 14 GB.
+ */
+export const MAX_PNG_SIDE = 4096;
+
+/** Width and height from the IHDR chunk (always first: bytes 16-23 after the signature and chunk header), or null. */
+export function pngDimensions(buf: Uint8Array): { width: number; height: number } | null {
+  const sig = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  if (buf.length < 24 || sig.some((b, i) => buf[i] !== b)) return null;
+  if (String.fromCharCode(buf[12], buf[13], buf[14], buf[15]) !== "IHDR") return null;
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return { width: view.getUint32(16), height: view.getUint32(20) };
+}
+
+export function decodePng(buf: Uint8Array, source = "image", maxSide = MAX_PNG_SIDE): { width: number; height: number; data: Uint8ClampedArray } {
+  // Checked before decoding: a decompression bomb declares huge dimensions in a few bytes.
+  const dims = pngDimensions(buf);
+  if (dims && (dims.width > maxSide || dims.height > maxSide)) {
+    throw new UserError(`${source} declares ${dims.width}x${dims.height} pixels, above the ${maxSide}x${maxSide} limit for decoded images; resize it (training images are usually 28x28 to 64x64)`);
+  }
   let png: PNG;
   try {
     png = PNG.sync.read(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength));

@@ -7,13 +7,13 @@ import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js"
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { UserError } from "../../core/errors.js";
 import { checkpointFiles, loadCheckpoint } from "../../io/checkpoint.js";
-import { exportOnnx, loadImageModel, sampleImages, trainImage } from "../../pipelines/images.js";
+import { defaultImageOut, exportOnnx, loadImageModel, sampleImages, trainImage } from "../../pipelines/images.js";
 import { loadToy2d } from "../../pipelines/toy2d.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds } from "../progress.js";
 import { stopOnSigint } from "../interrupt.js";
-import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
+import { assertWritableDir, fraction, frameCount, guidance, imageDataset, nonNegativeInt, outDir, positiveInt, positiveNumber, seed } from "../options.js";
 
 /** The file's real path, or (not there yet) its real folder's plus its name. */
 function realPathOf(path: string): string {
@@ -72,7 +72,7 @@ export function registerImageCommands(program: Command): void {
   program
     .command("train-image")
     .description("train a class-conditional UNet velocity field on images; writes ckpt, loss.png, samples.png, trajectory.gif")
-    .requiredOption("--dataset <spec>", "mnist, fashion-mnist, idx:DIR (IDX files) or folder:DIR (PNG files, one subfolder per class)")
+    .requiredOption("--dataset <spec>", "mnist, fashion-mnist, idx:DIR (IDX files) or folder:DIR (PNG files, one subfolder per class)", imageDataset)
     .option("--steps <n>", "training steps", positiveInt, 4000)
     .option("--batch-size <n>", "images per step", positiveInt, 32)
     .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
@@ -81,11 +81,11 @@ export function registerImageCommands(program: Command): void {
     .option("--groups <n>", "GroupNorm groups", positiveInt, 8)
     .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
     .option("--label-dropout <p>", "probability of training a sample unconditionally (for guidance)", fraction, 0.1)
-    .option("--seed <n>", "random seed", nonNegativeInt, 0)
+    .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
     .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
     .option("--limit <n>", "use only the first N training images (0 = all)", nonNegativeInt, 0)
-    .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)")
+    .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 250)
     .option("--resume", "continue from the checkpoint in --out", false)
     .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
@@ -93,8 +93,9 @@ export function registerImageCommands(program: Command): void {
     .option("--per-class <n>", "samples per class in the final grid", positiveInt, 8)
     .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
     .addOption(new Option("--solver <name>", "ODE solver for the final samples").choices(SOLVERS).default("heun"))
-    .option("--guidance <w>", "classifier-free guidance weight for the final samples", number, 2)
+    .option("--guidance <w>", "classifier-free guidance weight for the final samples (-20 to 20)", guidance, 2)
     .action(async (flags: TrainImageFlags) => {
+      if (flags.out === undefined) assertWritableDir(defaultImageOut(flags.dataset));
       const progress = createProgress("train-image", flags.steps);
       const stop = stopOnSigint();
       const started = Date.now();
@@ -117,6 +118,7 @@ export function registerImageCommands(program: Command): void {
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
         force: flags.force,
+        finalSamples: { perClass: flags.perClass, guidance: flags.guidance },
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
           if (firstStep < 0) firstStep = p.step - 1;
@@ -157,14 +159,15 @@ export function registerImageCommands(program: Command): void {
     .option("--class <list>", "only these classes, e.g. 3,7", classList)
     .option("--nfe <n>", "network evaluations", positiveInt, 20)
     .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("heun"))
-    .option("--guidance <w>", "classifier-free guidance weight (1 = conditional, 0 = unconditional)", number, 2)
+    .option("--guidance <w>", "classifier-free guidance weight (1 = conditional, 0 = unconditional; -20 to 20)", guidance, 2)
     .addOption(new Option("--runtime <name>", "inference runtime").choices(["engine", "onnx"]).default("onnx"))
-    .option("--seed <n>", "noise seed", nonNegativeInt, 1)
-    .option("--frames <n>", "trajectory GIF frames", positiveInt, 11)
-    .option("--out <dir>", "output folder (default: the checkpoint's folder)")
+    .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
+    .option("--frames <n>", "trajectory GIF frames (2 to 1000)", frameCount, 11)
+    .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
     .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string }) => {
       const loaded = await loadImageModel(flags.ckpt, "sample-image");
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
+      if (flags.out === undefined) assertWritableDir(out);
       const r = await sampleImages(loaded, { perClass: flags.perClass, classes: flags.class, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed, runtime: flags.runtime, frames: flags.frames, out });
       const n = r.images.length / (loaded.config.model.height * loaded.config.model.width * loaded.config.model.inChannels);
       process.stdout.write(`sampled ${n} images with ${flags.solver} NFE ${r.nfe} on ${flags.runtime} in ${r.seconds.toFixed(2)} s (${(n / r.seconds).toFixed(1)} images/s)\n`);

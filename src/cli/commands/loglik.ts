@@ -12,7 +12,7 @@ import { loadCheckpoint } from "../../io/checkpoint.js";
 import { loadToy2d } from "../../pipelines/toy2d.js";
 import { loadImageModel } from "../../pipelines/images.js";
 import { bitsPerDimImages, logLikelihood2d, renderDensity2d } from "../../pipelines/loglik.js";
-import { nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
+import { assertWritableDir, outDir, positiveInt, positiveNumber, sampleCount, seed } from "../options.js";
 
 /** Rows of "x,y" (a header line and blank lines are skipped). */
 async function readCsv2d(path: string): Promise<Float32Array> {
@@ -57,18 +57,19 @@ export function registerLoglikCommand(program: Command): void {
     .description("log-likelihood of data under a trained flow: nats for 2-D models (+ density.png), bits/dim for images")
     .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
     .option("--data <source>", '"fresh" (new samples of the training data; the test split for images) or a CSV of x,y rows (2-D)', "fresh")
-    .option("--n <n>", "number of points or images", positiveInt, 1000)
+    .option("--n <n>", "number of points or images (at least 2, for the standard error)", sampleCount, 1000)
     .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("dopri5"))
     .option("--rtol <tol>", "relative tolerance (dopri5)", positiveNumber, 1e-5)
     .option("--atol <tol>", "absolute tolerance (dopri5)", positiveNumber, 1e-5)
     .option("--probes <n>", "Hutchinson probes per image (image models)", positiveInt, 4)
     .addOption(new Option("--probe-kind <kind>", "Hutchinson probe distribution").choices(["rademacher", "gaussian"]).default("rademacher"))
-    .option("--seed <n>", "seed for fresh data and probes", nonNegativeInt, 0)
+    .option("--seed <n>", "seed for fresh data and probes (0 to 2^32-1)", seed, 0)
     .option("--no-density", "skip density.png (2-D models)")
-    .option("--out <dir>", "where density.png goes (default: the checkpoint's folder)")
+    .option("--out <dir>", "where density.png goes (default: the checkpoint's folder)", outDir)
     .action(async (flags: LoglikFlags) => {
       const { config } = await loadCheckpoint(flags.ckpt);
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
+      if (flags.out === undefined && config.kind === "2d" && flags.density) assertWritableDir(out);
       const opts = { solver: flags.solver, rtol: flags.rtol, atol: flags.atol };
       if (config.kind === "2d") {
         const loaded = await loadToy2d(flags.ckpt);

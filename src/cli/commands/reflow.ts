@@ -4,13 +4,12 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { UserError } from "../../core/errors.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
-import { parseToyDataset } from "../../data/toy2d.js";
 import { loadCheckpoint } from "../../io/checkpoint.js";
-import { loadToy2d, renderToy2d } from "../../pipelines/toy2d.js";
+import { checkSample2dMemory, loadToy2d, renderToy2d } from "../../pipelines/toy2d.js";
 import { reflow2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
+import { assertWritableDir, fraction, guidance, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 import { defaultImageOut, loadImageModel, sampleImages } from "../../pipelines/images.js";
 import { reflowImage } from "../../pipelines/reflowImage.js";
 import type { TrainProgress } from "../../pipelines/loop.js";
@@ -65,6 +64,7 @@ function reflowProgress(pairs: number) {
 async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
   const teacher = await loadImageModel(flags.teacher, "reflow");
   const out = flags.out ?? join("outputs", "reflow", defaultImageOut(teacher.config.dataset).split(/[\\/]/).pop() ?? "images");
+  if (flags.out === undefined) assertWritableDir(out);
   const progress = reflowProgress(flags.pairs);
   await reflowImage({
     teacher,
@@ -98,14 +98,14 @@ export function registerReflowCommands(program: Command): void {
     .option("--steps <n>", "training steps", positiveInt, 5000)
     .option("--batch-size <n>", "pairs per step", positiveInt, 256)
     .option("--lr <rate>", "Adam learning rate", positiveNumber, 5e-4)
-    .option("--seed <n>", "random seed", nonNegativeInt, 0)
+    .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
     .option("--ema <decay>", "EMA decay", fraction, 0.999)
     .option("--no-warm-start", "start from fresh weights instead of the teacher's")
     .addOption(new Option("--pair-solver <name>", "solver that generates the pairs").choices(SOLVERS).default("rk4"))
     .option("--pair-nfe <n>", "network evaluations per pair", positiveInt, 100)
-    .option("--guidance <w>", "guidance weight the teacher samples image pairs with", number, 2)
-    .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)")
+    .option("--guidance <w>", "guidance weight the teacher samples image pairs with (-20 to 20)", guidance, 2)
+    .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)", outDir)
     .option("--resume", "continue the student checkpoint in --out", false)
     .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
     .action(async (flags: ReflowFlags) => {
@@ -114,6 +114,7 @@ export function registerReflowCommands(program: Command): void {
       if (config.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${config.kind}'`);
       const teacher = await loadToy2d(flags.teacher);
       const out = flags.out ?? join("outputs", "reflow", teacher.config.dataset);
+      if (flags.out === undefined) assertWritableDir(out);
       const progress = reflowProgress(flags.pairs);
       const started = Date.now();
       const result = await reflow2d({
@@ -144,21 +145,23 @@ export function registerReflowCommands(program: Command): void {
   program
     .command("compare")
     .description("CFM vs Reflow at low step counts: side-by-side GIF, quality table per NFE and straightness")
-    .option("--dataset <name>", "use outputs/cfm/<dataset> and outputs/reflow/<dataset>")
+    .option("--dataset <name>", "use outputs/cfm/<dataset> and outputs/reflow/<dataset>", toyDataset)
     .option("--ckpts <paths...>", "explicit checkpoints to compare (two or more)")
     .option("--names <names...>", "labels for the checkpoints (default CFM Reflow)")
     .option("--nfe <list>", "step counts to compare", nfeList, [1, 2, 4, 8, 100])
     .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("euler"))
-    .option("--n <n>", "samples per model", positiveInt, 4000)
-    .option("--seed <n>", "noise seed", nonNegativeInt, 3)
-    .option("--out <dir>", "output folder", join("outputs", "comparisons"))
-    .action(async (flags: { dataset?: string; ckpts?: string[]; names?: string[]; nfe: number[]; solver: SolverName; n: number; seed: number; out: string }) => {
+    .option("--n <n>", "samples per model (at least 2)", sampleCount, 4000)
+    .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 3)
+    .option("--out <dir>", "output folder (default outputs/comparisons)", outDir)
+    .action(async (flags: { dataset?: string; ckpts?: string[]; names?: string[]; nfe: number[]; solver: SolverName; n: number; seed: number; out?: string }) => {
+      const out = flags.out ?? join("outputs", "comparisons");
+      if (flags.out === undefined) assertWritableDir(out);
       let paths: string[];
       if (flags.ckpts) {
         if (flags.ckpts.length < 2) throw new UserError("--ckpts needs at least two checkpoints to compare");
         paths = flags.ckpts;
       } else if (flags.dataset) {
-        const ds = parseToyDataset(flags.dataset);
+        const ds = flags.dataset;
         paths = [join("outputs", "cfm", ds), join("outputs", "reflow", ds)];
       } else {
         throw new UserError("pass --dataset NAME (uses outputs/cfm/NAME and outputs/reflow/NAME) or --ckpts A B");
@@ -167,9 +170,10 @@ export function registerReflowCommands(program: Command): void {
       if (names.length !== paths.length) throw new UserError(`--names has ${names.length} labels for ${paths.length} checkpoints`);
       const models = [];
       for (let i = 0; i < paths.length; i++) models.push({ name: names[i], loaded: await loadToy2d(paths[i]) });
+      for (const m of models) checkSample2dMemory(m.loaded.config.model, flags.n);
       const datasets = new Set(models.map((m) => m.loaded.config.dataset));
       if (datasets.size > 1) throw new UserError(`the checkpoints were trained on different datasets (${[...datasets].join(", ")}); compare models of one dataset`);
-      const result = await compare2d(models, { nfes: flags.nfe, n: flags.n, seed: flags.seed, out: flags.out, solver: flags.solver });
+      const result = await compare2d(models, { nfes: flags.nfe, n: flags.n, seed: flags.seed, out, solver: flags.solver });
       process.stdout.write(result.markdown + "\n");
       for (const f of result.files) process.stdout.write(`wrote ${f}\n`);
     });

@@ -1,19 +1,19 @@
 // train2d / sample2d: conditional flow matching on the 2-D toy datasets.
 import { join } from "node:path";
 import { Command, Option } from "commander";
-import { TOY_DATASETS, parseToyDataset } from "../../data/toy2d.js";
+import { TOY_DATASETS, type ToyDatasetName } from "../../data/toy2d.js";
 import { PATHS, type PathName } from "../../core/schedulers.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
-import { loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
+import { checkSample2dMemory, checkTrain2dMemory, loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
 import { stopOnSigint } from "../interrupt.js";
-import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
+import { assertWritableDir, fraction, frameCount, nonNegativeInt, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 
 interface Train2dFlags {
-  dataset: string;
+  dataset: ToyDatasetName;
   steps: number;
   batchSize: number;
   lr: number;
@@ -39,29 +39,34 @@ export function registerToy2dCommands(program: Command): void {
   program
     .command("train2d")
     .description("train conditional flow matching on a 2-D toy dataset; writes ckpt, samples.png, vector_field.gif, loss.png")
-    .requiredOption("--dataset <name>", `toy dataset: ${TOY_DATASETS.join(", ")}`)
+    .requiredOption("--dataset <name>", `toy dataset: ${TOY_DATASETS.join(", ")}`, toyDataset)
     .option("--steps <n>", "training steps", positiveInt, 20000)
     .option("--batch-size <n>", "samples per step", positiveInt, 256)
     .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
     .option("--hidden <n>", "MLP width", positiveInt, DEFAULT_MLP.hidden)
     .option("--depth <n>", "MLP hidden layers", positiveInt, DEFAULT_MLP.depth)
     .option("--time-emb-dim <n>", "sinusoidal time embedding size (0 = raw t)", nonNegativeInt, DEFAULT_MLP.timeEmbDim)
-    .option("--seed <n>", "random seed", nonNegativeInt, 0)
+    .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
     .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
     .addOption(new Option("--coupling <name>", "noise-data pairing in a batch (ot = minibatch optimal transport)").choices(COUPLINGS).default("independent"))
     .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
-    .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)")
+    .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 1000)
     .option("--resume", "continue from the checkpoint in --out", false)
     .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
-    .option("--n <n>", "samples to draw for pictures and metrics", positiveInt, 4000)
+    .option("--n <n>", "samples to draw for pictures and metrics (at least 2)", sampleCount, 4000)
     .addOption(new Option("--solver <name>", "ODE solver for sampling").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations for sampling", positiveInt, 100)
-    .option("--frames <n>", "GIF frames from t=0 to t=1", positiveInt, 41)
+    .option("--frames <n>", "GIF frames from t=0 to t=1 (2 to 1000)", frameCount, 41)
     .action(async (flags: Train2dFlags) => {
-      const dataset = parseToyDataset(flags.dataset);
+      const dataset = flags.dataset;
       const out = flags.out ?? join("outputs", "cfm", dataset);
+      // Everything that could fail after training is checked before it starts.
+      if (flags.out === undefined) assertWritableDir(out);
+      const model = { dim: 2, hidden: flags.hidden, depth: flags.depth, timeEmbDim: flags.timeEmbDim };
+      checkTrain2dMemory(model, flags.batchSize);
+      checkSample2dMemory(model, flags.n);
       const progress = createProgress("train2d", flags.steps);
       const stop = stopOnSigint();
       const started = Date.now();
@@ -75,7 +80,7 @@ export function registerToy2dCommands(program: Command): void {
         timeSampler: flags.timeSampler,
         coupling: flags.coupling,
         emaDecay: flags.ema,
-        model: { dim: 2, hidden: flags.hidden, depth: flags.depth, timeEmbDim: flags.timeEmbDim },
+        model,
         out,
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
@@ -119,15 +124,16 @@ export function registerToy2dCommands(program: Command): void {
     .command("sample2d")
     .description("sample a trained 2-D model; writes samples.png, vector_field.gif and metrics.json")
     .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
-    .option("--n <n>", "number of samples", positiveInt, 4000)
+    .option("--n <n>", "number of samples (at least 2)", sampleCount, 4000)
     .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations (fixed-step solvers)", positiveInt, 100)
-    .option("--seed <n>", "noise seed", nonNegativeInt, 1)
-    .option("--frames <n>", "GIF frames", positiveInt, 41)
-    .option("--out <dir>", "output folder (default: the checkpoint's folder)")
+    .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
+    .option("--frames <n>", "GIF frames (2 to 1000)", frameCount, 41)
+    .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
     .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string }) => {
       const loaded = await loadToy2d(flags.ckpt);
       const out = flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
+      if (flags.out === undefined) assertWritableDir(out);
       const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
       process.stdout.write(`quality (${flags.solver}, NFE ${flags.nfe}, n=${flags.n}): ${rendered.summary}\n`);
