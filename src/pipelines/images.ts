@@ -109,7 +109,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
   // Refuse a wrong --resume/--force before loading a dataset.
   checkRunFolder({ out, resume: opts.resume, force: opts.force, log });
   await initEngine();
-  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined }));
+  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log }));
   const cfg: UnetConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width } as UnetConfig;
   assertEngineFits(
     unetTrainBytes(cfg, opts.batchSize),
