@@ -9,6 +9,8 @@ import { threadsFromEnv } from "../src/engine/threads.js";
 
 interface ChildReport {
   threads: number;
+  /** Workers jax-js constructed through the adapter (its pool size; 0 when the adapter is off). */
+  workers: number;
   a: number[];
   b: number[];
   matmul: number[];
@@ -16,6 +18,20 @@ interface ChildReport {
 }
 
 async function childMain(): Promise<void> {
+  // Count the workers jax-js builds: its pool size comes from navigator.hardwareConcurrency, which
+  // Node 21+ defines as a getter, so this checks the adapter really set it. The static import of
+  // threads.js above has installed the adapter; jax-js loads with the engine below.
+  const g = globalThis as { Worker?: new (url: string | URL, options?: { type?: string }) => object };
+  let workers = 0;
+  if (g.Worker) {
+    const Base = g.Worker;
+    g.Worker = class extends Base {
+      constructor(url: string | URL, options?: { type?: string }) {
+        super(url, options);
+        workers++;
+      }
+    };
+  }
   const { initEngine, engineThreadCount, jit, np, nn, random, valueAndGrad, toHost } = await import(
     "../src/engine/index.js"
   );
@@ -50,7 +66,7 @@ async function childMain(): Promise<void> {
   ];
   const flat = [...(await toHost(value))];
   for (const g of grads) flat.push(...(await toHost(g)));
-  const report: ChildReport = { threads: engineThreadCount(), a: aHost, b: bHost, matmul: [...matmul], grads: flat };
+  const report: ChildReport = { threads: engineThreadCount(), workers, a: aHost, b: bHost, matmul: [...matmul], grads: flat };
   process.stdout.write(JSON.stringify(report));
   // No process.exit: the test checks that the pool lets the process end by itself.
 }
@@ -91,9 +107,12 @@ if (process.env.FLOWMATCH_ENGINE_TEST_CHILD === "1") {
 } else {
   test("thread pool gives the same matmul and MLP gradients as one thread, and exits by itself", async () => {
     const single = await runChild("1");
-    const pooled = await runChild("2");
+    // 3 (not the core count) so a pool that silently fell back to the machine's size would show.
+    const pooled = await runChild("3");
     assert.equal(single.report.threads, 1);
-    assert.equal(pooled.report.threads, 2);
+    assert.equal(single.report.workers, 0);
+    assert.equal(pooled.report.threads, 3);
+    assert.equal(pooled.report.workers, 3);
     assert.equal(single.report.matmul.length, 300 * 260);
     assert.ok(single.report.grads.every(Number.isFinite));
     assertClose(pooled.report.matmul, single.report.matmul, "matmul");

@@ -18,6 +18,15 @@ export function nonNegativeInt(value: string): number {
   return n;
 }
 
+/** A TCP port: 1-65535, or 0 for any free port. */
+export function port(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new InvalidArgumentError(`must be an integer from 1 to 65535 (0 picks a free port), got "${value}"`);
+  }
+  return n;
+}
+
 export function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`must be a positive number, got "${value}"`);

@@ -1,4 +1,6 @@
-// Node 20 lacks a few browser globals that @jax-js/jax touches at import/init time.
+// Browser globals that @jax-js/jax touches at import/init time, defined only where missing
+// (feature-detected, never assigned over: Node 21+ has a real `navigator` with getter-only
+// properties, Node 24 a real Float16Array). threads.ts sets the pool size.
 // This module must be imported before the engine; src/engine/index.ts does so.
 const g = globalThis as Record<string, unknown>;
 if (typeof g.navigator === "undefined") {

@@ -262,17 +262,36 @@ export class NodeWorkerShim {
 }
 
 /**
+ * Set the pool size jax-js reads (`navigator.hardwareConcurrency`, its only knob) and return the
+ * size it will now see. Node 21+ has a real `navigator` whose `hardwareConcurrency` is a getter
+ * on the prototype, so plain assignment throws in strict mode; an own data property on the
+ * instance shadows it. If even that is refused, the pool keeps whatever the getter says.
+ */
+export function setHardwareConcurrency(threads: number): number {
+  const g = globalThis as Record<string, unknown>;
+  if (typeof g.navigator === "undefined") g.navigator = { userAgent: "node" };
+  const nav = g.navigator as { hardwareConcurrency?: unknown };
+  try {
+    Object.defineProperty(nav, "hardwareConcurrency", { value: threads, configurable: true, enumerable: true, writable: true });
+  } catch {
+    // Frozen or non-extensible navigator: keep its value (reported below, so counts stay true).
+  }
+  // jax-js: Math.max(1, navigator.hardwareConcurrency || 4).
+  const seen = nav.hardwareConcurrency;
+  return Math.max(1, (typeof seen === "number" && seen) || 4);
+}
+
+/**
  * Define a global `Worker` for jax-js (and `navigator.hardwareConcurrency`, its pool size)
  * unless one exists. A pool of `threads` uses the main thread plus `threads - 1` worker threads.
- * Returns whether it installed the adapter. Must run before @jax-js/jax is imported.
+ * Returns the pool size jax-js will use, or 0 when it did not install the adapter.
+ * Must run before @jax-js/jax is imported.
  */
-export function installNodeWorkerShim(threads = defaultThreadCount()): boolean {
+export function installNodeWorkerShim(threads = defaultThreadCount()): number {
   const g = globalThis as Record<string, unknown>;
-  if (typeof g.Worker !== "undefined") return false;
+  if (typeof g.Worker !== "undefined") return 0;
   g.Worker = NodeWorkerShim;
-  const nav = (g.navigator ??= { userAgent: "node" }) as Record<string, unknown>;
-  nav.hardwareConcurrency = threads;
-  return true;
+  return setHardwareConcurrency(threads);
 }
 
 /** Pool size: the cores this process may use. */
@@ -314,6 +333,6 @@ export function preferOptimizedWasm(env: NodeJS.ProcessEnv = process.env): void 
 // Runs on import, which src/engine/index.ts does before importing @jax-js/jax.
 {
   const requested = threadsFromEnv() ?? defaultThreadCount();
-  if (requested > 1 && installNodeWorkerShim(requested)) poolSize = requested;
+  if (requested > 1) poolSize = installNodeWorkerShim(requested) || 1;
   preferOptimizedWasm();
 }

@@ -1,16 +1,31 @@
 // Bundles the playground (src/web) into static files: index.html, styles.css, main.js (page) and
 // worker.js (engine, training, sampling). Node-only modules the core imports are swapped for
 // browser stand-ins here, so the page runs the same library code as the CLI.
-import { copyFile, mkdir, rm } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { lstat, mkdir, readFile, readdir, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
+import { UserError } from "../core/errors.js";
+import { writeFileAtomic } from "../io/atomic.js";
 
 const WEB_SRC = dirname(fileURLToPath(import.meta.url));
 const STATIC_FILES = ["index.html", "styles.css"];
 
+/**
+ * Marks a folder as a playground build and lists the files the build wrote: a later build replaces
+ * only those, so the user's own files in the folder (or a folder that was never ours) survive.
+ */
+export const BUILD_MANIFEST = ".flowmatch-playground.json";
+const MANIFEST_FORMAT = "flowmatch-playground";
+
+interface BuildManifest {
+  format: typeof MANIFEST_FORMAT;
+  version: 1;
+  files: string[];
+}
+
 export interface WebBuildOptions {
-  /** Output folder (created; previous contents removed). */
+  /** Output folder: new, empty, or a previous build (only the files that build wrote are replaced). */
   outDir: string;
   minify?: boolean;
   sourcemap?: boolean;
@@ -41,11 +56,52 @@ const browserShims: esbuild.Plugin = {
   },
 };
 
+/** A plain file name (the build writes a flat folder); anything else in a manifest is ignored. */
+function isPlainName(name: unknown): name is string {
+  return typeof name === "string" && name !== "" && name !== "." && name !== ".." && basename(name) === name && !name.includes("\\");
+}
+
+/**
+ * The files a previous build wrote into `outDir` (empty for a new or empty folder). Refuses a file,
+ * and a non-empty folder without a readable manifest: it is not ours to write into.
+ */
+async function previousBuild(outDir: string, shown: string): Promise<Set<string>> {
+  const info = await stat(outDir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    if (err.code === "ENOTDIR") throw new UserError(`--out ${shown} is inside a file, not a folder; pass a folder path, e.g. --out dist/web`);
+    throw err;
+  });
+  if (!info) {
+    if (await lstat(outDir).catch(() => undefined)) throw new UserError(`--out ${shown} is a broken symlink; remove it or pass another folder with --out`);
+    return new Set();
+  }
+  if (!info.isDirectory()) throw new UserError(`--out ${shown} is a file, not a folder; pass a new or empty folder, e.g. --out dist/web`);
+  const entries = (await readdir(outDir)).filter((name) => name !== BUILD_MANIFEST);
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(await readFile(join(outDir, BUILD_MANIFEST), "utf8"));
+  } catch {
+    manifest = undefined;
+  }
+  const m = manifest as Partial<BuildManifest> | undefined;
+  if (m?.format === MANIFEST_FORMAT && Array.isArray(m.files)) return new Set(m.files.filter(isPlainName));
+  if (entries.length === 0) return new Set();
+  const example = entries.slice(0, 3).join(", ");
+  throw new UserError(
+    `--out ${shown} holds files that are not a flowmatch playground build (${entries.length} ${entries.length === 1 ? "entry" : "entries"}: ${example}${entries.length > 3 ? ", ..." : ""}); pass a new or empty folder, e.g. --out ${join(shown, "playground")}`,
+  );
+}
+
+async function writeManifest(outDir: string, files: Iterable<string>): Promise<void> {
+  const manifest: BuildManifest = { format: MANIFEST_FORMAT, version: 1, files: [...new Set(files)].sort() };
+  await writeFileAtomic(join(outDir, BUILD_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
 export async function buildWeb(opts: WebBuildOptions): Promise<WebBuildResult> {
   const started = performance.now();
   const outDir = resolve(opts.outDir);
-  await rm(outDir, { recursive: true, force: true });
-  await mkdir(outDir, { recursive: true });
+  const previous = await previousBuild(outDir, opts.outDir);
+  // Bundle in memory first: a failed build writes nothing.
   const result = await esbuild.build({
     entryPoints: { main: join(WEB_SRC, "main.ts"), worker: join(WEB_SRC, "worker.ts") },
     outdir: outDir,
@@ -55,14 +111,30 @@ export async function buildWeb(opts: WebBuildOptions): Promise<WebBuildResult> {
     target: "es2022",
     minify: opts.minify ?? true,
     sourcemap: opts.sourcemap ?? true,
-    metafile: true,
+    write: false,
     logLevel: "silent",
     plugins: [browserShims],
   });
-  const files = Object.keys(result.metafile.outputs).map((f) => resolve(f));
-  for (const name of STATIC_FILES) {
-    await copyFile(join(WEB_SRC, name), join(outDir, name));
-    files.push(join(outDir, name));
+  const outputs = new Map<string, Uint8Array>();
+  for (const file of result.outputFiles) outputs.set(relative(outDir, file.path), file.contents);
+  for (const name of STATIC_FILES) outputs.set(name, await readFile(join(WEB_SRC, name)));
+  for (const name of outputs.keys()) {
+    if (!isPlainName(name)) throw new Error(`playground build produced ${name}, outside a flat folder`);
+    // A file the previous build did not write is the user's, even if its name matches ours.
+    if (!previous.has(name) && (await lstat(join(outDir, name)).catch(() => undefined))) {
+      throw new UserError(`--out ${opts.outDir} already holds ${name}, which no playground build wrote; move it or pass another folder with --out`);
+    }
   }
-  return { outDir, files, ms: performance.now() - started };
+  await mkdir(outDir, { recursive: true });
+  // Claim the files before writing them, so an interrupted build still knows what it owns.
+  await writeManifest(outDir, [...previous, ...outputs.keys()]);
+  for (const [name, contents] of outputs) await writeFileAtomic(join(outDir, name), contents);
+  // Remove what only an earlier build wrote (plain files only; never follow a link or a folder).
+  for (const name of previous) {
+    if (outputs.has(name)) continue;
+    const info = await lstat(join(outDir, name)).catch(() => undefined);
+    if (info?.isFile()) await rm(join(outDir, name));
+  }
+  await writeManifest(outDir, outputs.keys());
+  return { outDir, files: [...outputs.keys()].map((name) => join(outDir, name)), ms: performance.now() - started };
 }

@@ -2,12 +2,12 @@
 // The COOP/COEP headers make the page cross-origin isolated, which gives it SharedArrayBuffer and
 // so lets jax-js run its Wasm kernels on several threads.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { readFile, stat } from "node:fs/promises";
+import { readFile, realpath, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
 import { Command } from "commander";
 import { UserError } from "../../core/errors.js";
-import { buildWeb } from "../../web/build.js";
-import { positiveInt } from "../options.js";
+import { buildWeb, type WebBuildResult } from "../../web/build.js";
+import { port } from "../options.js";
 
 export const MIME_TYPES: Readonly<Record<string, string>> = {
   ".html": "text/html; charset=utf-8",
@@ -62,14 +62,27 @@ async function handle(root: string, req: IncomingMessage, res: ServerResponse): 
   }
   if (pathname.endsWith("/")) pathname += "index.html";
   const file = resolve(join(root, pathname));
+  const inside = (path: string, dir: string) => path === dir || path.startsWith(dir + sep);
   // Never serve anything outside the build folder (e.g. /../../etc/passwd).
-  if (file !== root && !file.startsWith(root + sep)) {
+  if (!inside(file, root)) {
+    send(res, 403, "forbidden\n", MIME_TYPES[".txt"], head);
+    return;
+  }
+  let real: string;
+  try {
+    real = await realpath(file);
+  } catch {
+    send(res, 404, `not found: ${pathname}\n`, MIME_TYPES[".txt"], head);
+    return;
+  }
+  // Nor anything a symlink in it leads to outside it (the folder itself may be reached by a link).
+  if (!inside(real, await realpath(root))) {
     send(res, 403, "forbidden\n", MIME_TYPES[".txt"], head);
     return;
   }
   try {
-    if (!(await stat(file)).isFile()) throw new Error("not a file");
-    const body = await readFile(file);
+    if (!(await stat(real)).isFile()) throw new Error("not a file");
+    const body = await readFile(real);
     send(res, 200, body, MIME_TYPES[extname(file).toLowerCase()] ?? "application/octet-stream", head);
   } catch {
     send(res, 404, `not found: ${pathname}\n`, MIME_TYPES[".txt"], head);
@@ -121,15 +134,22 @@ export function registerServeCommand(program: Command): void {
   program
     .command("serve")
     .description("build the browser playground (train and sample 2-D flows, view checkpoints) and serve it")
-    .option("--port <n>", "port to listen on", positiveInt, 8080)
+    .option("--port <n>", "port to listen on (0 picks a free one)", port, 8080)
     .option("--host <address>", "address to listen on (0.0.0.0 for every interface)", "127.0.0.1")
-    .option("--out <dir>", "where the static files are built", "dist/web")
+    .option("--out <dir>", "where the static files are built: a new or empty folder, or an earlier build (only its files are replaced)", "dist/web")
     .option("--build-only", "build the static files and exit (serve them with any server that sends COOP/COEP headers)", false)
     .action(async (flags: ServeFlags) => {
-      const built = await buildWeb({ outDir: flags.out });
+      // Take the port first: a busy port is refused before anything is written.
+      const server = flags.buildOnly ? undefined : await startStaticServer({ root: flags.out, host: flags.host, port: flags.port });
+      let built: WebBuildResult;
+      try {
+        built = await buildWeb({ outDir: flags.out });
+      } catch (err) {
+        await server?.close();
+        throw err;
+      }
       process.stdout.write(`built the playground into ${built.outDir} (${built.files.length} files, ${Math.round(built.ms)} ms)\n`);
-      if (flags.buildOnly) return;
-      const server = await startStaticServer({ root: built.outDir, host: flags.host, port: flags.port });
+      if (!server) return;
       process.stdout.write(`playground at ${server.url} (Ctrl-C to stop)\n`);
       await new Promise<void>((done) => {
         const stop = () => {
