@@ -5,6 +5,7 @@
 // (Hairer, Norsett & Wanner, Solving ODEs I, section II.4-II.6). States are accumulated in float64
 // so that many small steps do not pile up float32 rounding; the field sees and returns float32.
 import { UserError } from "./errors.js";
+import { throwIfStopped } from "./interrupt.js";
 
 /** A velocity field over a flattened batch; returns dx/dt with the same length as x. */
 export type VelocityField = (x: Float32Array, t: number) => Float32Array | Promise<Float32Array>;
@@ -187,6 +188,8 @@ function combine(x: Float64Array, h: number, coef: number[], ks: Float32Array[])
 }
 
 async function evaluate(field: VelocityField, x: Float64Array, t: number): Promise<Float32Array> {
+  // Let the event loop run between evaluations so Ctrl-C can stop a long solve.
+  await throwIfStopped();
   const v = await field(Float32Array.from(x), t);
   if (v.length !== x.length) throw new Error(`velocity field returned ${v.length} values for a state of ${x.length}`);
   return v;

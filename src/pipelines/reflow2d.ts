@@ -11,12 +11,12 @@ import { DEFAULT_ADAM } from "../core/optim.js";
 import { FlowTrainer } from "../core/train.js";
 import { pathCoefficients, straightScheduler } from "../core/schedulers.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
-import { initMlp, mlpModel } from "../core/models/mlp.js";
+import { initMlp, mlpModel, mlpParamShapes } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
-import { saveCheckpoint } from "../io/checkpoint.js";
-import { cachedPairs, f32 } from "./pairsCache.js";
-import { stateToTensors } from "./state.js";
+import { checkParams, loadCheckpoint, saveCheckpoint } from "../io/checkpoint.js";
+import { assertResumableReflow, cachedPairs, f32 } from "./pairsCache.js";
+import { stateToTensors, tensorsToState } from "./state.js";
 import { stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
 
@@ -64,12 +64,16 @@ export interface Reflow2dOptions {
   warmStart: boolean;
   pairSolver: SolverName;
   pairNfe: number;
+  /** Continue the student checkpointed in `out` (the same reflow run). */
+  resume?: boolean;
+  /** Checkpoint every this many steps (and at the end, or when stopped). Default: a quarter of the steps. */
+  checkpointEvery?: number;
   onLog?: (line: string) => void;
   onPairs?: (done: number, total: number) => void;
   onProgress?: (p: TrainProgress) => void;
 }
 
-export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: string; losses: number[] }> {
+export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: string; losses: number[]; stopped: boolean; step: number }> {
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) {
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
@@ -78,6 +82,34 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   const log = opts.onLog ?? (() => {});
   const { model: mlp, dataset } = opts.teacher.config;
   const dim = mlp.dim;
+  const reflowRecord = {
+    teacher: opts.teacherPath,
+    teacherRun: String(opts.teacher.config.runId ?? ""),
+    teacherStep: opts.teacher.config.step,
+    pairs: opts.pairs,
+    pairSolver: opts.pairSolver,
+    pairNfe: opts.pairNfe,
+    warmStart: opts.warmStart,
+    seed: opts.seed,
+  };
+  // Check a resume before the expensive pairs.
+  let runId: string = randomUUID();
+  let init = opts.warmStart ? opts.teacher.ema : initMlp(mlp, new Rng(opts.seed));
+  let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
+  const losses: number[] = [];
+  if (opts.resume) {
+    await assertResumableReflow(opts.out, reflowRecord);
+    const ckptJson = join(opts.out, "ckpt.json");
+    const { config, tensors } = await loadCheckpoint(opts.out, { kind: "2d", command: "reflow --resume" });
+    checkParams(mlpParamShapes(mlp), tensors, ckptJson);
+    const state = tensorsToState(tensors, ckptJson);
+    if (!state.m || !state.v) throw new UserError(`${ckptJson} has no optimizer state, so it cannot be resumed; run without --resume`);
+    init = state.params;
+    resume = { ema: state.ema, m: state.m, v: state.v, step: config.step };
+    losses.push(...(state.losses ?? []));
+    if (typeof config.runId === "string") runId = config.runId;
+    log(`resuming from step ${config.step} (${ckptJson})`);
+  }
 
   // Pairs are the expensive part; keep them so a second run (or a crash) does not redo them.
   const pairsPath = join(opts.out, "pairs.safetensors");
@@ -101,44 +133,25 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   );
   const pairs: ReflowPairs = { x0: f32(stored, "x0", pairsPath), x1: f32(stored, "x1", pairsPath) };
 
-  const init = opts.warmStart ? opts.teacher.ema : initMlp(mlp, new Rng(opts.seed));
   const trainer = new FlowTrainer({
     model: mlpModel(mlp),
     params: init,
     sampleShape: [dim],
     adam: { ...DEFAULT_ADAM, lr: opts.lr },
     emaDecay: opts.emaDecay,
+    resume,
   });
   const sampleTimes = getTimeSampler(opts.timeSampler);
-  const losses: number[] = [];
   const n = opts.batchSize;
   const x0 = new Float32Array(n * dim);
   const x1 = new Float32Array(n * dim);
-  try {
-    await runTrainingLoop({
-      trainer,
-      steps: opts.steps,
-      losses,
-      lr: opts.lr,
-      onProgress: opts.onProgress,
-      nextBatch: (done) => {
-        const rng = stepRng(opts.seed, done);
-        for (let i = 0; i < n; i++) {
-          const k = rng.int(opts.pairs);
-          x0.set(pairs.x0.subarray(k * dim, (k + 1) * dim), i * dim);
-          x1.set(pairs.x1.subarray(k * dim, (k + 1) * dim), i * dim);
-        }
-        const t = sampleTimes(n, rng);
-        // Reflow always trains on straight lines between its pairs: target x1 - x0.
-        return { x0, x1, t, coef: pathCoefficients(straightScheduler, t) };
-      },
-    });
+  const save = async () => {
     const state = await trainer.hostState();
     const config: Toy2dCheckpointConfig = {
       format: "flowmatch-checkpoint",
       version: 1,
       kind: "2d",
-      runId: randomUUID(),
+      runId,
       step: trainer.stepCount,
       dataset,
       model: mlp,
@@ -155,11 +168,34 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
         model: mlp,
         coupling: "independent",
       },
-      reflow: { teacher: opts.teacherPath, teacherStep: opts.teacher.config.step, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, warmStart: opts.warmStart },
+      reflow: reflowRecord,
     };
     await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses }) });
+  };
+  let stopped = false;
+  try {
+    ({ stopped } = await runTrainingLoop({
+      trainer,
+      steps: opts.steps,
+      losses,
+      lr: opts.lr,
+      save,
+      checkpointEvery: opts.checkpointEvery ?? Math.max(1, Math.floor(opts.steps / 4)),
+      onProgress: opts.onProgress,
+      nextBatch: (done) => {
+        const rng = stepRng(opts.seed, done);
+        for (let i = 0; i < n; i++) {
+          const k = rng.int(opts.pairs);
+          x0.set(pairs.x0.subarray(k * dim, (k + 1) * dim), i * dim);
+          x1.set(pairs.x1.subarray(k * dim, (k + 1) * dim), i * dim);
+        }
+        const t = sampleTimes(n, rng);
+        // Reflow always trains on straight lines between its pairs: target x1 - x0.
+        return { x0, x1, t, coef: pathCoefficients(straightScheduler, t) };
+      },
+    }));
   } finally {
     trainer.dispose();
   }
-  return { checkpointDir: opts.out, losses };
+  return { checkpointDir: opts.out, losses, stopped, step: trainer.stepCount };
 }

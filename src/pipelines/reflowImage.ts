@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { odeint, type SolverName } from "../core/solvers.js";
-import { cachedPairs, f32 } from "./pairsCache.js";
+import { assertResumableReflow, cachedPairs, f32 } from "./pairsCache.js";
 import type { ImageDataset } from "../data/images.js";
 import { imageField, trainImage, type LoadedImage } from "./images.js";
 import type { TrainProgress } from "./loop.js";
@@ -54,14 +54,29 @@ export interface ReflowImageOptions {
   pairSolver: SolverName;
   pairNfe: number;
   guidance: number;
+  /** Continue the student checkpointed in `out` (the same reflow run). */
+  resume?: boolean;
   onLog?: (line: string) => void;
   onPairs?: (done: number, total: number) => void;
   onProgress?: (p: TrainProgress) => void;
 }
 
-export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: string; losses: number[] }> {
+export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: string; losses: number[]; stopped: boolean; step: number }> {
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) throw new UserError(`--pairs must be at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   const cfg = opts.teacher.config.model;
+  const reflowRecord = {
+    teacher: opts.teacherPath,
+    teacherRun: String(opts.teacher.config.runId),
+    teacherStep: opts.teacher.config.step,
+    pairs: opts.pairs,
+    pairSolver: opts.pairSolver,
+    pairNfe: opts.pairNfe,
+    guidance: opts.guidance,
+    warmStart: opts.warmStart,
+    seed: opts.seed,
+  };
+  // Check a resume before the expensive pairs.
+  if (opts.resume) await assertResumableReflow(opts.out, reflowRecord);
   const pairsPath = join(opts.out, "pairs.safetensors");
   const meta = { teacherRun: String(opts.teacher.config.runId), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe), guidance: String(opts.guidance) };
   const shape = [opts.pairs, cfg.height, cfg.width, cfg.inChannels];
@@ -106,9 +121,10 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
     model: { channels: cfg.channels, timeEmbDim: cfg.timeEmbDim, groups: cfg.groups },
     out: opts.out,
     checkpointEvery: Math.max(1, Math.floor(opts.steps / 4)),
-    resume: false,
+    resume: opts.resume ?? false,
+    onLog: opts.onLog,
     onProgress: opts.onProgress,
-    extraConfig: { reflow: { teacher: opts.teacherPath, teacherStep: opts.teacher.config.step, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, guidance: opts.guidance, warmStart: opts.warmStart } },
+    extraConfig: { reflow: reflowRecord },
   });
-  return { out: result.out, losses: result.losses };
+  return { out: result.out, losses: result.losses, stopped: result.stopped, step: result.step };
 }

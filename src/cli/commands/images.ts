@@ -11,7 +11,7 @@ import { loadToy2d } from "../../pipelines/toy2d.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { stopOnSigint } from "../interrupt.js";
+import { stopRequested } from "../../core/interrupt.js";
 import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
 
 function intList(value: string): number[] {
@@ -79,7 +79,6 @@ export function registerImageCommands(program: Command): void {
     .option("--guidance <w>", "classifier-free guidance weight for the final samples", number, 2)
     .action(async (flags: TrainImageFlags) => {
       const progress = createProgress("train-image", flags.steps);
-      const stop = stopOnSigint();
       const started = Date.now();
       let firstStep = -1;
       const deadline = flags.timeLimit ? started + flags.timeLimit * 60_000 : Infinity;
@@ -107,20 +106,17 @@ export function registerImageCommands(program: Command): void {
         },
         shouldStop: () => {
           timeUp = Date.now() > deadline;
-          return stop.requested() || timeUp;
+          return timeUp;
         },
-      }).finally(() => {
-        progress.stop();
-        stop.dispose();
-      });
+      }).finally(() => progress.stop());
       const secs = (Date.now() - started) / 1000;
       process.stdout.write(`trained to step ${result.step} in ${formatSeconds(secs)}; checkpoint ${join(result.out, "ckpt.safetensors")}\n`);
-      if (result.stopped && timeUp && !stop.requested()) {
-        process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
-      } else if (result.stopped) {
-        process.stdout.write("stopped early; continue with --resume\n");
-        process.exitCode = 130;
+      if (result.stopped && stopRequested()) {
+        // Ctrl-C: main exits 130.
+        process.stdout.write(`stopped early at step ${result.step}; continue with --resume\n`);
         return;
+      } else if (result.stopped) {
+        process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
       }
       const loaded = await loadImageModel(result.out, "train-image");
       const s = await sampleImages(loaded, { perClass: flags.perClass, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed + 1, runtime: "engine", frames: 11, out: result.out });

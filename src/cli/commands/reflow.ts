@@ -37,6 +37,7 @@ interface ReflowFlags {
   pairNfe: number;
   guidance: number;
   out?: string;
+  resume: boolean;
 }
 
 /** Two progress bars in sequence: teacher pairs, then reflow training. */
@@ -64,7 +65,7 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
   const teacher = await loadImageModel(flags.teacher, "reflow");
   const out = flags.out ?? join("outputs", "reflow", defaultImageOut(teacher.config.dataset).split(/[\\/]/).pop() ?? "images");
   const progress = reflowProgress(flags.pairs);
-  await reflowImage({
+  const result = await reflowImage({
     teacher,
     teacherPath: flags.teacher,
     out,
@@ -78,8 +79,14 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
     pairSolver: flags.pairSolver,
     pairNfe: flags.pairNfe,
     guidance: flags.guidance,
+    resume: flags.resume,
     ...progress,
   }).finally(() => progress.stop());
+  if (result.stopped) {
+    // Ctrl-C: main exits 130.
+    process.stdout.write(`stopped early at step ${result.step}; checkpoint ${join(out, "ckpt.safetensors")}; continue with --resume\n`);
+    return;
+  }
   const student = await loadImageModel(out, "reflow");
   const r = await sampleImages(student, { perClass: 8, nfe: 1, solver: "euler", guidance: flags.guidance, seed: flags.seed + 1, runtime: "onnx", frames: 2, out });
   for (const f of r.files) process.stdout.write(`wrote ${f} (Euler, NFE 1)\n`);
@@ -102,6 +109,7 @@ export function registerReflowCommands(program: Command): void {
     .option("--pair-nfe <n>", "network evaluations per pair", positiveInt, 100)
     .option("--guidance <w>", "guidance weight the teacher samples image pairs with", number, 2)
     .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)")
+    .option("--resume", "continue the reflow checkpointed in --out (same teacher and flags)", false)
     .action(async (flags: ReflowFlags) => {
       const { config } = await loadCheckpoint(flags.teacher);
       if (config.kind === "image") return reflowImageCommand(flags);
@@ -124,8 +132,14 @@ export function registerReflowCommands(program: Command): void {
         warmStart: flags.warmStart,
         pairSolver: flags.pairSolver,
         pairNfe: flags.pairNfe,
+        resume: flags.resume,
         ...progress,
       }).finally(() => progress.stop());
+      if (result.stopped) {
+        // Ctrl-C: main exits 130.
+        process.stdout.write(`stopped early at step ${result.step}; checkpoint ${join(out, "ckpt.safetensors")}; continue with --resume\n`);
+        return;
+      }
       process.stdout.write(`reflow trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint ${join(out, "ckpt.safetensors")}\n`);
       const loaded = await loadToy2d(out);
       const rendered = await renderToy2d(loaded, { out, solver: "euler", nfe: 1, n: 4000, seed: flags.seed + 12345, frames: 21, losses: result.losses });

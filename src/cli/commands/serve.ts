@@ -6,6 +6,7 @@ import { readFile, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
 import { Command } from "commander";
 import { UserError } from "../../core/errors.js";
+import { clearStopRequest, whenStopRequested } from "../../core/interrupt.js";
 import { buildWeb } from "../../web/build.js";
 import { positiveInt } from "../options.js";
 
@@ -131,14 +132,15 @@ export function registerServeCommand(program: Command): void {
       if (flags.buildOnly) return;
       const server = await startStaticServer({ root: built.outDir, host: flags.host, port: flags.port });
       process.stdout.write(`playground at ${server.url} (Ctrl-C to stop)\n`);
-      await new Promise<void>((done) => {
-        const stop = () => {
-          process.off("SIGINT", stop);
-          process.off("SIGTERM", stop);
-          void server.close().then(done);
-        };
-        process.on("SIGINT", stop);
-        process.on("SIGTERM", stop);
+      // Ctrl-C arrives through the CLI's one handler (src/cli/interrupt.ts); it is how serve ends, so exit 0.
+      let onTerm = () => {};
+      const terminated = new Promise<void>((done) => {
+        onTerm = done;
+        process.once("SIGTERM", onTerm);
       });
+      await Promise.race([whenStopRequested(), terminated]);
+      process.off("SIGTERM", onTerm);
+      await server.close();
+      clearStopRequest();
     });
 }

@@ -9,7 +9,6 @@ import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { stopOnSigint } from "../interrupt.js";
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
 
 interface Train2dFlags {
@@ -61,7 +60,6 @@ export function registerToy2dCommands(program: Command): void {
       const dataset = parseToyDataset(flags.dataset);
       const out = flags.out ?? join("outputs", "cfm", dataset);
       const progress = createProgress("train2d", flags.steps);
-      const stop = stopOnSigint();
       const started = Date.now();
       let firstStep = -1;
       const result = await trainToy2d({
@@ -83,19 +81,15 @@ export function registerToy2dCommands(program: Command): void {
           if (firstStep < 0) firstStep = p.step - 1;
           progress.update(p.step, { loss: p.smoothLoss.toFixed(4) });
         },
-        shouldStop: () => stop.requested(),
-      }).finally(() => {
-        progress.stop();
-        stop.dispose();
-      });
+      }).finally(() => progress.stop());
       const secs = (Date.now() - started) / 1000;
       const trained = result.step - Math.max(firstStep, 0);
       process.stdout.write(
         `trained ${trained} steps in ${formatSeconds(secs)} (${(trained / secs).toFixed(1)} steps/s); checkpoint ${join(out, "ckpt.safetensors")}\n`,
       );
       if (result.stopped) {
+        // Ctrl-C: main exits 130.
         process.stdout.write(`stopped early at step ${result.step}; continue with --resume\n`);
-        process.exitCode = 130;
         return;
       }
       const loaded = await loadToy2d(out);
