@@ -1,5 +1,7 @@
 // Flag parsers shared by the subcommands: each rejects bad values with a message naming the fix.
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, type Command } from "commander";
+import { UserError } from "../core/errors.js";
+import { stepsForNfe, type SolverName } from "../core/solvers.js";
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -38,4 +40,24 @@ export function oneOf<T extends string>(choices: readonly T[]): (value: string) 
     }
     return value as T;
   };
+}
+
+/**
+ * Before any work: exit 2 when the solver cannot spend the NFE budget exactly (the NFE reported
+ * must be the one made), and say that dopri5 ignores an explicit budget and reports its own count.
+ */
+export function checkNfeFlags(cmd: Command, solver: SolverName, nfes: number[], nfeOption = "nfe"): void {
+  const flag = `--${nfeOption.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}`;
+  if (solver === "dopri5") {
+    if (cmd.getOptionValueSource(nfeOption) === "cli") process.stderr.write(`note: dopri5 chooses its own steps; ${flag} is ignored and the evaluations made are reported\n`);
+    return;
+  }
+  for (const nfe of nfes) {
+    try {
+      stepsForNfe(solver, nfe, flag);
+    } catch (err) {
+      if (err instanceof UserError) cmd.error(`error: ${err.message}`, { exitCode: 2, code: "flowmatch.nfe" });
+      throw err;
+    }
+  }
 }

@@ -6,7 +6,7 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { mlpModel } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
-import { odeint, type SolverName } from "../core/solvers.js";
+import { odeint, stepsForNfe, type SolverName } from "../core/solvers.js";
 import { type QualityReport } from "../core/metrics.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -14,7 +14,10 @@ import { encodeGif, scatterPlot, type Raster } from "../viz/index.js";
 import { evaluateToy2d, type Loaded2d } from "./toy2d.js";
 
 export interface CompareRow {
+  /** The budget asked for. */
   nfe: number;
+  /** Evaluations each model's solve made (differs from `nfe` only for dopri5, which picks its steps). */
+  made: number[];
   quality: QualityReport[];
 }
 
@@ -48,6 +51,11 @@ export function straightnessFromEuler(xs: Float32Array[], dim: number): number {
   return total / (K * n);
 }
 
+/** The NFE column: the count every model made, or each model's when they differ (dopri5). */
+function nfeCell(made: number[]): string {
+  return new Set(made).size === 1 ? String(made[0]) : made.join(" / ");
+}
+
 export async function compare2d(
   models: { name: string; loaded: Loaded2d }[],
   opts: { nfes: number[]; n: number; seed: number; out: string; solver?: SolverName; gifParticles?: number; onLog?: (line: string) => void },
@@ -57,6 +65,7 @@ export async function compare2d(
   const dim = models[0].loaded.config.model.dim;
   const solver = opts.solver ?? "euler";
   const x0 = new Rng(opts.seed).normals(opts.n * dim);
+  for (const nfe of opts.nfes) stepsForNfe(solver, nfe); // an unspendable budget fails before any work
   const fields = models.map((m) => modelField(mlpModel(m.loaded.config.model), m.loaded.ema, { sampleShape: [dim] }));
   const rows: CompareRow[] = [];
   // trajectories[nfeIndex][modelIndex] = states at each solver step
@@ -65,17 +74,20 @@ export async function compare2d(
   try {
     for (const nfe of opts.nfes) {
       const quality: QualityReport[] = [];
+      const made: number[] = [];
       const perModel: Float32Array[][] = [];
       for (const f of fields) {
-        const steps = solver === "euler" ? nfe : undefined;
+        // The GIF shows the states at the solver's own steps (dopri5: start and end).
+        const steps = stepsForNfe(solver, nfe);
         const saveAt = steps ? Array.from({ length: steps + 1 }, (_, k) => k / steps) : [0, 1];
         const r = await odeint(f.field, x0, { solver, nfe, saveAt });
         quality.push(await evaluateToy2d(dataset, r.x));
+        made.push(r.nfe);
         perModel.push(r.trajectory?.xs ?? [x0, r.x]);
       }
-      rows.push({ nfe, quality });
+      rows.push({ nfe, made, quality });
       trajectories.push(perModel);
-      opts.onLog?.(`NFE ${nfe}: ${models.map((m, i) => `${m.name} SW2 ${quality[i].sw2.toFixed(4)}`).join(", ")}`);
+      opts.onLog?.(`NFE ${nfeCell(made)}: ${models.map((m, i) => `${m.name} SW2 ${quality[i].sw2.toFixed(4)}`).join(", ")}`);
     }
     for (const f of fields) {
       const r = await odeint(f.field, x0.subarray(0, Math.min(opts.n, 2000) * dim), { solver: "euler", nfe: 100, saveAt: Array.from({ length: 101 }, (_, k) => k / 100) });
@@ -93,7 +105,6 @@ export async function compare2d(
   const frames: Raster[] = [];
   const framesPerSegment = 24;
   for (let r = 0; r < rows.length; r++) {
-    const nfe = rows[r].nfe;
     const perModel = trajectories[r];
     for (let f = 0; f <= framesPerSegment; f++) {
       const s = f / framesPerSegment;
@@ -104,7 +115,7 @@ export async function compare2d(
         const w = pos - k;
         const pts = new Float32Array(shown);
         for (let i = 0; i < shown; i++) pts[i] = (1 - w) * xs[k][i] + w * xs[k + 1][i];
-        return { title: `${models[mi].name} NFE ${nfe}`, points: pts };
+        return { title: `${models[mi].name} NFE ${rows[r].made[mi]}`, points: pts };
       });
       const frame = scatterPlot(panels, { bounds });
       frames.push(frame);
@@ -119,7 +130,7 @@ export async function compare2d(
   const header = `| NFE | ${names.map((n) => `${n} sliced-W2`).join(" | ")} | ${names.map((n) => `${n} MMD`).join(" | ")} |`;
   const sep = `|---:|${names.map(() => "---:|").join("")}${names.map(() => "---:|").join("")}`;
   const body = rows.map(
-    (r) => `| ${r.nfe} | ${r.quality.map((q) => q.sw2.toFixed(4)).join(" | ")} | ${r.quality.map((q) => q.mmd.toFixed(5)).join(" | ")} |`,
+    (r) => `| ${nfeCell(r.made)} | ${r.quality.map((q) => q.sw2.toFixed(4)).join(" | ")} | ${r.quality.map((q) => q.mmd.toFixed(5)).join(" | ")} |`,
   );
   const floor = rows[0].quality[0];
   const markdown = [

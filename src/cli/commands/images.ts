@@ -12,7 +12,7 @@ import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds } from "../progress.js";
 import { stopRequested } from "../../core/interrupt.js";
-import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
+import { checkNfeFlags, fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
 
 function intList(value: string): number[] {
   const list = value.split(",").map((v) => Number(v.trim()));
@@ -77,7 +77,8 @@ export function registerImageCommands(program: Command): void {
     .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
     .addOption(new Option("--solver <name>", "ODE solver for the final samples").choices(SOLVERS).default("heun"))
     .option("--guidance <w>", "classifier-free guidance weight for the final samples", number, 2)
-    .action(async (flags: TrainImageFlags) => {
+    .action(async (flags: TrainImageFlags, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const progress = createProgress("train-image", flags.steps);
       const started = Date.now();
       let firstStep = -1;
@@ -136,7 +137,8 @@ export function registerImageCommands(program: Command): void {
     .option("--seed <n>", "noise seed", nonNegativeInt, 1)
     .option("--frames <n>", "trajectory GIF frames", positiveInt, 11)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)")
-    .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string }) => {
+    .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string }, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const loaded = await loadImageModel(flags.ckpt, "sample-image");
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
       const r = await sampleImages(loaded, { perClass: flags.perClass, classes: flags.class, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed, runtime: flags.runtime, frames: flags.frames, out });

@@ -10,7 +10,7 @@ import { loadToy2d, renderToy2d } from "../../pipelines/toy2d.js";
 import { reflow2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
+import { checkNfeFlags, fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
 import { defaultImageOut, loadImageModel, sampleImages } from "../../pipelines/images.js";
 import { reflowImage } from "../../pipelines/reflowImage.js";
 import type { TrainProgress } from "../../pipelines/loop.js";
@@ -89,7 +89,7 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
   }
   const student = await loadImageModel(out, "reflow");
   const r = await sampleImages(student, { perClass: 8, nfe: 1, solver: "euler", guidance: flags.guidance, seed: flags.seed + 1, runtime: "onnx", frames: 2, out });
-  for (const f of r.files) process.stdout.write(`wrote ${f} (Euler, NFE 1)\n`);
+  for (const f of r.files) process.stdout.write(`wrote ${f} (euler, NFE ${r.nfe})\n`);
 }
 
 export function registerReflowCommands(program: Command): void {
@@ -110,7 +110,8 @@ export function registerReflowCommands(program: Command): void {
     .option("--guidance <w>", "guidance weight the teacher samples image pairs with", number, 2)
     .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)")
     .option("--resume", "continue the reflow checkpointed in --out (same teacher and flags)", false)
-    .action(async (flags: ReflowFlags) => {
+    .action(async (flags: ReflowFlags, cmd: Command) => {
+      checkNfeFlags(cmd, flags.pairSolver, [flags.pairNfe], "pairNfe");
       const { config } = await loadCheckpoint(flags.teacher);
       if (config.kind === "image") return reflowImageCommand(flags);
       if (config.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${config.kind}'`);
@@ -144,7 +145,7 @@ export function registerReflowCommands(program: Command): void {
       const loaded = await loadToy2d(out);
       const rendered = await renderToy2d(loaded, { out, solver: "euler", nfe: 1, n: 4000, seed: flags.seed + 12345, frames: 21, losses: result.losses });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
-      process.stdout.write(`quality (euler, NFE 1): ${rendered.summary}\n`);
+      process.stdout.write(`quality (euler, NFE ${rendered.nfe}): ${rendered.summary}\n`);
     });
 
   program
@@ -158,7 +159,8 @@ export function registerReflowCommands(program: Command): void {
     .option("--n <n>", "samples per model", positiveInt, 4000)
     .option("--seed <n>", "noise seed", nonNegativeInt, 3)
     .option("--out <dir>", "output folder", join("outputs", "comparisons"))
-    .action(async (flags: { dataset?: string; ckpts?: string[]; names?: string[]; nfe: number[]; solver: SolverName; n: number; seed: number; out: string }) => {
+    .action(async (flags: { dataset?: string; ckpts?: string[]; names?: string[]; nfe: number[]; solver: SolverName; n: number; seed: number; out: string }, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, flags.nfe);
       let paths: string[];
       if (flags.ckpts) {
         if (flags.ckpts.length < 2) throw new UserError("--ckpts needs at least two checkpoints to compare");

@@ -9,7 +9,7 @@ import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
+import { checkNfeFlags, fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
 
 interface Train2dFlags {
   dataset: string;
@@ -56,7 +56,8 @@ export function registerToy2dCommands(program: Command): void {
     .addOption(new Option("--solver <name>", "ODE solver for sampling").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations for sampling", positiveInt, 100)
     .option("--frames <n>", "GIF frames from t=0 to t=1", positiveInt, 41)
-    .action(async (flags: Train2dFlags) => {
+    .action(async (flags: Train2dFlags, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const dataset = parseToyDataset(flags.dataset);
       const out = flags.out ?? join("outputs", "cfm", dataset);
       const progress = createProgress("train2d", flags.steps);
@@ -103,7 +104,7 @@ export function registerToy2dCommands(program: Command): void {
         losses: result.losses,
       });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
-      process.stdout.write(`quality (${flags.solver}, NFE ${flags.nfe}, n=${flags.n}): ${rendered.summary}\n`);
+      process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}, n=${flags.n}): ${rendered.summary}\n`);
     });
 
   program
@@ -116,11 +117,12 @@ export function registerToy2dCommands(program: Command): void {
     .option("--seed <n>", "noise seed", nonNegativeInt, 1)
     .option("--frames <n>", "GIF frames", positiveInt, 41)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)")
-    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string }) => {
+    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string }, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const loaded = await loadToy2d(flags.ckpt);
       const out = flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
       const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
-      process.stdout.write(`quality (${flags.solver}, NFE ${flags.nfe}, n=${flags.n}): ${rendered.summary}\n`);
+      process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}, n=${flags.n}): ${rendered.summary}\n`);
     });
 }
