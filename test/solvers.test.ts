@@ -3,7 +3,7 @@
 // closed-form Gaussian-to-Gaussian straight-path field.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { odeint, SOLVERS, parseSolver, type SolverName, type VelocityField } from "../src/core/solvers.js";
+import { odeint, SOLVERS, parseSolver, stepsForNfe, type SolverName, type VelocityField } from "../src/core/solvers.js";
 import { Rng } from "../src/core/rng.js";
 import { UserError } from "../src/core/errors.js";
 
@@ -34,14 +34,46 @@ test("fixed-step solvers converge at their order: halving the step cuts the erro
   }
 });
 
-test("nfe budgets map onto steps: floor(nfe / evals per step), at least one step", async () => {
-  const expected: Record<string, [number, number]> = { euler: [10, 10], midpoint: [5, 10], heun: [5, 10], rk4: [2, 8] };
+/** The field, counting its calls where the caller sees them (independently of odeint's own count). */
+function counting(field: VelocityField): { field: VelocityField; calls: () => number } {
+  let calls = 0;
+  return {
+    field: (x, t) => {
+      calls++;
+      return field(x, t);
+    },
+    calls: () => calls,
+  };
+}
+
+test("an nfe budget is spent exactly: the reported nfe is the number of field calls made", async () => {
+  const expected: Record<string, [number, number]> = { euler: [12, 12], midpoint: [6, 12], heun: [6, 12], rk4: [3, 12] };
+  const frames = Array.from({ length: 41 }, (_, i) => i / 40);
   for (const [solver, [steps, nfe]] of Object.entries(expected)) {
-    const r = await odeint(linear, one(), { solver: parseSolver(solver), nfe: 10 });
-    assert.deepEqual([r.steps, r.nfe], [steps, nfe], solver);
+    for (const saveAt of [undefined, frames]) {
+      const f = counting(linear);
+      const r = await odeint(f.field, one(), { solver: parseSolver(solver), nfe: 12, saveAt });
+      assert.deepEqual([r.steps, r.nfe, f.calls()], [steps, nfe, nfe], `${solver}${saveAt ? " with 41 save times" : ""}`);
+    }
   }
-  const tiny = await odeint(linear, one(), { solver: "rk4", nfe: 1 });
-  assert.deepEqual([tiny.steps, tiny.nfe], [1, 4]);
+  // Dopri5 picks its steps; what it reports is what it called, with or without save times.
+  for (const saveAt of [undefined, [0.25, 0.5, 0.9]]) {
+    const f = counting(linear);
+    const r = await odeint(f.field, one(), { solver: "dopri5", nfe: 1, rtol: 1e-6, atol: 1e-6, saveAt });
+    assert.equal(r.nfe, f.calls());
+    assert.ok(r.nfe > 2);
+  }
+});
+
+test("a budget the solver cannot spend exactly is refused, naming the nearest budgets that work", async () => {
+  const isUserError = (pattern: RegExp) => (e: unknown) => e instanceof UserError && pattern.test(e.message);
+  await assert.rejects(odeint(linear, one(), { solver: "rk4", nfe: 10 }), isUserError(/rk4 makes 4 network evaluations per step, so it cannot spend --nfe 10; use --nfe 8 or --nfe 12/));
+  await assert.rejects(odeint(linear, one(), { solver: "rk4", nfe: 1 }), isUserError(/cannot spend --nfe 1; use --nfe 4$/));
+  await assert.rejects(odeint(linear, one(), { solver: "heun", nfe: 5 }), isUserError(/use --nfe 4 or --nfe 6/));
+  await assert.rejects(odeint(linear, one(), { solver: "midpoint", nfe: 1 }), isUserError(/use --nfe 2$/));
+  assert.equal(stepsForNfe("euler", 1), 1);
+  assert.equal(stepsForNfe("dopri5", 7), null);
+  assert.throws(() => stepsForNfe("rk4", 6, "--pair-nfe"), isUserError(/--pair-nfe 6; use --pair-nfe 4 or --pair-nfe 8/));
 });
 
 test("dopri5 meets rtol 1e-6 with fewer evaluations than rk4 needs for the same accuracy", async () => {
@@ -81,7 +113,8 @@ test("dopri5 adapts: a fast transient forces rejections and small steps, then it
 test("saveAt returns states at exactly the requested times, forwards and backwards", async () => {
   const times = [0, 0.3, 0.75, 1.2, 2];
   for (const solver of SOLVERS) {
-    const nfe = solver === "euler" ? 4000 : 400; // first order needs a finer grid for the same accuracy
+    // Budgets whose grids hold every save time (first order needs a finer grid for the same accuracy).
+    const nfe = solver === "euler" ? 4000 : 480;
     const tol = solver === "euler" ? 2e-4 : 2e-5;
     const fwd = await odeint(linear, one(), { solver, t1: 2, nfe, saveAt: times, rtol: 1e-7, atol: 1e-7 });
     assert.deepEqual(fwd.trajectory?.t, times);
@@ -98,27 +131,32 @@ test("saveAt returns states at exactly the requested times, forwards and backwar
   }
 });
 
-test("saveAt in any order comes back in that order; it keeps the fixed-step budget and dopri5's steps", async () => {
+test("saveAt in any order comes back in that order and never changes the run", async () => {
   const times = [0.9, 0.1, 0.55];
   for (const solver of SOLVERS) {
     const plain = await odeint(linear, one(), { solver, nfe: 400 });
-    const saved = await odeint(linear, one(), { solver, nfe: 400, saveAt: times });
-    assert.deepEqual(saved.trajectory?.t, times);
+    const f = counting(linear);
+    const saved = await odeint(f.field, one(), { solver, nfe: 400, saveAt: [...times, 0.123, 0.777] });
+    assert.deepEqual(saved.trajectory?.t.slice(0, 3), times);
     const tol = solver === "euler" ? 1e-3 : 2e-5;
-    saved.trajectory?.xs.forEach((x, i) => assert.ok(Math.abs(x[0] - exact(times[i])) < tol, `${solver} at ${times[i]}: ${x[0]} vs ${exact(times[i])}`));
-    // Off-grid save times move grid points instead of adding steps; dopri5 interpolates instead.
-    assert.equal(saved.nfe, plain.nfe, `${solver}: saveAt changed the evaluation count`);
-    if (solver === "dopri5") assert.equal(saved.x[0], plain.x[0]);
+    saved.trajectory?.xs.slice(0, 3).forEach((x, i) => assert.ok(Math.abs(x[0] - exact(times[i])) < tol, `${solver} at ${times[i]}: ${x[0]} vs ${exact(times[i])}`));
+    // Same evaluations, same steps, same result, whether or not (and wherever) states are saved.
+    assert.deepEqual([saved.nfe, f.calls(), saved.steps, saved.x[0]], [plain.nfe, plain.nfe, plain.steps, plain.x[0]], `${solver}: saveAt changed the run`);
   }
-  // Save times already on the uniform grid leave the steps where they were.
-  const grid = Array.from({ length: 11 }, (_, k) => k / 10);
-  const plain = await odeint(linear, one(), { solver: "heun", steps: 10 });
-  const onGrid = await odeint(linear, one(), { solver: "heun", steps: 10, saveAt: grid });
-  assert.ok(Math.abs(onGrid.x[0] - plain.x[0]) < 1e-7 && onGrid.steps === 10);
-  // More save times than steps: every one still gets a grid point.
-  const dense = await odeint(linear, one(), { solver: "rk4", steps: 2, saveAt: [0.1, 0.2, 0.3, 0.4] });
-  assert.equal(dense.steps, 5);
-  dense.trajectory?.xs.forEach((x, i) => assert.ok(Math.abs(x[0] - exact([0.1, 0.2, 0.3, 0.4][i])) < 1e-5));
+  // Many more save times than steps (a 41-frame GIF of a 1-step solve): still 1 step, 1 evaluation;
+  // between grid points the state is the straight line between them, which is Euler's own path.
+  const frames = Array.from({ length: 41 }, (_, i) => i / 40);
+  const f = counting(linear);
+  const one1 = await odeint(f.field, one(), { solver: "euler", nfe: 1, saveAt: frames });
+  assert.deepEqual([one1.steps, one1.nfe, f.calls()], [1, 1, 1]);
+  const end = 1 + (-1 + Math.sin(0)); // x0 + v(x0, 0)
+  assert.ok(Math.abs(one1.x[0] - end) < 1e-7);
+  one1.trajectory?.xs.forEach((x, i) => assert.ok(Math.abs(x[0] - (1 + (i / 40) * (end - 1))) < 1e-6, `frame ${i}: ${x[0]}`));
+  const rk = await odeint(linear, one(), { solver: "rk4", steps: 2, saveAt: [0.1, 0.5, 0.7] });
+  const half = await odeint(linear, one(), { solver: "rk4", steps: 1, t1: 0.5 });
+  assert.equal(rk.steps, 2);
+  assert.ok(Math.abs((rk.trajectory?.xs[1][0] ?? NaN) - half.x[0]) < 1e-7, "a save time on the grid gets the grid state");
+  assert.ok(Math.abs((rk.trajectory?.xs[0][0] ?? NaN) - (0.8 * 1 + 0.2 * half.x[0])) < 1e-6, "between grid points: linear");
 });
 
 test("async velocity fields give the same answers as synchronous ones", async () => {

@@ -2,6 +2,8 @@
 // itself on the program; this file only wires them up and turns errors into exit codes.
 import { Command, CommanderError } from "commander";
 import { UserError } from "../core/errors.js";
+import { Interrupted, stopRequested } from "../core/interrupt.js";
+import { handleSigint } from "./interrupt.js";
 import { registerToy2dCommands } from "./commands/toy2d.js";
 import { registerReflowCommands } from "./commands/reflow.js";
 import { registerImageCommands } from "./commands/images.js";
@@ -21,13 +23,20 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI and resolves to the process exit code (0 ok, 1 bad input or failure, 2 bad flags). */
+/** Runs the CLI and resolves to the process exit code (0 ok, 1 bad input or failure, 2 bad flags, 130 Ctrl-C). */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  const removeSigint = handleSigint();
   try {
     await program.parseAsync(argv);
-    return 0;
+    // Work cut short by Ctrl-C (a training run that saved and returned) is not a success.
+    return stopRequested() ? 130 : 0;
   } catch (err) {
+    if (err instanceof Interrupted || stopRequested()) {
+      if (!(err instanceof Interrupted)) process.stderr.write(`error after Ctrl-C: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.stderr.write("stopped by Ctrl-C\n");
+      return 130;
+    }
     if (err instanceof CommanderError) {
       // Help and version exit cleanly; commander has already printed usage errors.
       return err.exitCode === 0 || err.code === "commander.helpDisplayed" || err.code === "commander.help" ? 0 : 2;
@@ -43,6 +52,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`flowmatch failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;
+  } finally {
+    removeSigint();
   }
 }
 

@@ -1,8 +1,9 @@
 // Flag parsers shared by the subcommands: each rejects bad values with a message naming the fix.
 import { accessSync, constants, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, type Command } from "commander";
 import { UserError } from "../core/errors.js";
+import { stepsForNfe, type SolverName } from "../core/solvers.js";
 import { parseToyDataset } from "../data/toy2d.js";
 import { checkImageDatasetSpec } from "../data/images.js";
 
@@ -150,3 +151,22 @@ export const imageDataset = asFlag((value: string) => {
   checkImageDatasetSpec(value);
   return value;
 });
+/**
+ * Before any work: exit 2 when the solver cannot spend the NFE budget exactly (the NFE reported
+ * must be the one made), and say that dopri5 ignores an explicit budget and reports its own count.
+ */
+export function checkNfeFlags(cmd: Command, solver: SolverName, nfes: number[], nfeOption = "nfe"): void {
+  const flag = `--${nfeOption.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}`;
+  if (solver === "dopri5") {
+    if (cmd.getOptionValueSource(nfeOption) === "cli") process.stderr.write(`note: dopri5 chooses its own steps; ${flag} is ignored and the evaluations made are reported\n`);
+    return;
+  }
+  for (const nfe of nfes) {
+    try {
+      stepsForNfe(solver, nfe, flag);
+    } catch (err) {
+      if (err instanceof UserError) cmd.error(`error: ${err.message}`, { exitCode: 2, code: "flowmatch.nfe" });
+      throw err;
+    }
+  }
+}

@@ -5,6 +5,7 @@
 // (Hairer, Norsett & Wanner, Solving ODEs I, section II.4-II.6). States are accumulated in float64
 // so that many small steps do not pile up float32 rounding; the field sees and returns float32.
 import { UserError } from "./errors.js";
+import { throwIfStopped } from "./interrupt.js";
 
 /** A velocity field over a flattened batch; returns dx/dt with the same length as x. */
 export type VelocityField = (x: Float32Array, t: number) => Float32Array | Promise<Float32Array>;
@@ -60,13 +61,28 @@ const DOPRI5_ERR = DOPRI5.b.map((b, j) => b - DOPRI5.bHat[j]);
 /** Evaluations per step of each method (Dopri5 reuses its last stage: 6 per step after the first). */
 export const EVALS_PER_STEP: Record<SolverName, number> = { euler: 1, midpoint: 2, heun: 2, rk4: 4, dopri5: 6 };
 
+/**
+ * Steps a fixed-step solver takes to spend exactly `nfe` evaluations. A budget it cannot spend
+ * exactly (not a multiple of its evaluations per step) is a UserError naming the nearest budgets
+ * that work, so a reported NFE is always the one asked for. Dopri5 chooses its own steps: null.
+ */
+export function stepsForNfe(solver: SolverName, nfe: number, flag = "--nfe"): number | null {
+  if (solver === "dopri5") return null;
+  if (!Number.isInteger(nfe) || nfe < 1) throw new UserError(`${flag} must be a positive integer, got ${nfe}`);
+  const per = EVALS_PER_STEP[solver];
+  if (nfe % per === 0) return nfe / per;
+  const lower = Math.floor(nfe / per) * per;
+  const options = [lower, lower + per].filter((v) => v > 0).map((v) => `${flag} ${v}`);
+  throw new UserError(`${solver} makes ${per} network evaluations per step, so it cannot spend ${flag} ${nfe}; use ${options.join(" or ")}`);
+}
+
 export interface OdeOptions {
   solver: SolverName;
   /** Start time (default 0). t1 < t0 integrates backwards, e.g. data -> noise for likelihoods. */
   t0?: number;
   /** End time (default 1). */
   t1?: number;
-  /** Fixed-step solvers: budget of function evaluations (default 100); steps = floor(nfe / evals per step), at least 1. */
+  /** Fixed-step solvers: budget of function evaluations (default 100), a multiple of the evaluations per step (stepsForNfe). */
   nfe?: number;
   /** Fixed-step solvers: number of steps (takes precedence over nfe). */
   steps?: number;
@@ -78,8 +94,10 @@ export interface OdeOptions {
   maxSteps?: number;
   /**
    * Record the state at these times (inside [t0, t1], any order). The trajectory lists them in the
-   * order given. Fixed-step solvers place grid points on them (keeping the nfe budget where it has
-   * enough steps); Dopri5 reads them off its 4th-order dense output without shortening its steps.
+   * order given. They never change the run (its steps, evaluations or result): fixed-step solvers
+   * give the state of a grid point on it and interpolate linearly between the two grid states
+   * around other times (exactly Euler's own path; a picture of the steps taken for the others);
+   * Dopri5 reads them off its 4th-order dense output.
    */
   saveAt?: number[];
   /** Called after every (accepted) step with the time reached and a copy of the state. */
@@ -89,7 +107,7 @@ export interface OdeOptions {
 export interface OdeResult {
   x: Float32Array;
   trajectory?: { t: number[]; xs: Float32Array[] };
-  /** Velocity field evaluations actually made. */
+  /** Velocity field evaluations actually made (counted at the field). */
   nfe: number;
   /** Steps taken (accepted steps for Dopri5). */
   steps: number;
@@ -102,19 +120,27 @@ export async function odeint(field: VelocityField, x0: Float32Array, opts: OdeOp
   const t1 = opts.t1 ?? 1;
   if (!Number.isFinite(t0) || !Number.isFinite(t1)) throw new UserError(`integration times must be finite, got ${t0} -> ${t1}`);
   const saves = new SaveTimes(opts.saveAt, t0, t1);
-  if (opts.solver === "dopri5") return dopri5(field, x0, t0, t1, saves, opts);
-  const tableau: Tableau | undefined = TABLEAUS[opts.solver];
-  if (!tableau) throw new UserError(`unknown solver "${String(opts.solver)}"; choose one of: ${SOLVERS.join(", ")}`);
-  let steps: number;
-  if (opts.steps !== undefined) {
-    if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
-    steps = opts.steps;
-  } else {
-    const nfe = opts.nfe ?? 100;
-    if (!Number.isInteger(nfe) || nfe < 1) throw new UserError(`--nfe must be a positive integer, got ${nfe}`);
-    steps = Math.max(1, Math.floor(nfe / tableau.b.length));
+  if (opts.solver !== "dopri5" && !TABLEAUS[opts.solver]) throw new UserError(`unknown solver "${String(opts.solver)}"; choose one of: ${SOLVERS.join(", ")}`);
+  let steps = 0;
+  if (opts.solver !== "dopri5") {
+    if (opts.steps !== undefined) {
+      if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
+      steps = opts.steps;
+    } else steps = stepsForNfe(opts.solver, opts.nfe ?? 100) as number;
   }
-  return fixedStep(field, x0, t0, t1, steps, tableau, saves, opts.onStep);
+  // The one place evaluations happen: count them here (the reported NFE is the number made) and
+  // let the event loop run between them so Ctrl-C can stop a long solve.
+  let nfe = 0;
+  const counted: VelocityField = async (x, t) => {
+    await throwIfStopped();
+    nfe++;
+    return field(x, t);
+  };
+  const result =
+    opts.solver === "dopri5"
+      ? await dopri5(counted, x0, t0, t1, saves, opts)
+      : await fixedStep(counted, x0, t0, t1, steps, TABLEAUS[opts.solver], saves, opts.onStep);
+  return { ...result, nfe };
 }
 
 /**
@@ -203,39 +229,12 @@ async function rkStep(
   x: Float64Array,
   h: number,
   known: Float32Array[] = [],
-): Promise<{ ks: Float32Array[]; x: Float64Array; evals: number }> {
+): Promise<{ ks: Float32Array[]; x: Float64Array }> {
   const ks = [...known];
-  let evals = 0;
   for (let i = ks.length; i < tab.c.length; i++) {
     ks.push(await evaluate(field, i === 0 ? x : combine(x, h, tab.a[i], ks), t + tab.c[i] * h));
-    evals++;
   }
-  return { ks, x: combine(x, h, tab.b, ks), evals };
-}
-
-/**
- * Step times for a fixed-step solver: `steps` uniform steps, with grid points moved onto the save
- * times (each save time takes the nearest free grid index, and the points between two save times
- * are spread evenly). The nfe budget is kept unless there are more distinct save times than steps,
- * and save times already on the uniform grid leave it unchanged.
- */
-function stepTimes(t0: number, t1: number, steps: number, saves: SaveTimes): number[] {
-  const knots: number[] = [t0];
-  const index: number[] = [0];
-  for (const s of saves.sorted) {
-    if (Math.abs(s - knots[knots.length - 1]) <= saves.eps || Math.abs(s - t1) <= saves.eps) continue;
-    knots.push(s);
-    index.push(Math.max(Math.round((steps * (s - t0)) / (t1 - t0)), index[index.length - 1] + 1));
-  }
-  knots.push(t1);
-  index.push(t0 === t1 ? 0 : Math.max(steps, index[index.length - 1] + 1));
-  const times: number[] = [t0];
-  for (let k = 0; k + 1 < knots.length; k++) {
-    const m = index[k + 1] - index[k];
-    for (let i = 1; i < m; i++) times.push(knots[k] + ((knots[k + 1] - knots[k]) * i) / m);
-    if (m > 0) times.push(knots[k + 1]);
-  }
-  return times;
+  return { ks, x: combine(x, h, tab.b, ks) };
 }
 
 async function fixedStep(
@@ -247,19 +246,24 @@ async function fixedStep(
   tab: Tableau,
   saves: SaveTimes,
   onStep?: (t: number, x: Float32Array) => void,
-): Promise<OdeResult> {
-  const times = stepTimes(t0, t1, steps, saves);
+): Promise<Omit<OdeResult, "nfe">> {
   let x: Float64Array = Float64Array.from(x0);
-  let nfe = 0;
+  let t = t0;
   saves.recordAt(t0, x);
-  for (let s = 0; s + 1 < times.length; s++) {
-    const step = await rkStep(field, tab, times[s], x, times[s + 1] - times[s]);
-    x = step.x;
-    nfe += step.evals;
-    onStep?.(times[s + 1], Float32Array.from(x));
-    saves.recordAt(times[s + 1], x);
+  for (let s = 1; s <= steps; s++) {
+    const tNext = s === steps ? t1 : t0 + ((t1 - t0) * s) / steps;
+    const xNext = (await rkStep(field, tab, t, x, tNext - t)).x;
+    // Save times inside this step: linear between its two grid states.
+    while (saves.pending && (saves.upcoming - tNext) * saves.dir < -saves.eps) {
+      const w = (saves.upcoming - t) / (tNext - t);
+      saves.record(Float32Array.from(x, (v, i) => (1 - w) * v + w * xNext[i]));
+    }
+    x = xNext;
+    t = tNext;
+    onStep?.(t, Float32Array.from(x));
+    saves.recordAt(t, x);
   }
-  return { x: Float32Array.from(x), trajectory: saves.trajectory(), nfe, steps: times.length - 1 };
+  return { x: Float32Array.from(x), trajectory: saves.trajectory(), steps };
 }
 
 /** RMS norm of v / scale. */
@@ -270,7 +274,7 @@ function scaledRms(v: ArrayLike<number>, scale: Float64Array): number {
   return Math.sqrt(s / scale.length);
 }
 
-async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: number, saves: SaveTimes, opts: OdeOptions): Promise<OdeResult> {
+async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: number, saves: SaveTimes, opts: OdeOptions): Promise<Omit<OdeResult, "nfe">> {
   const rtol = opts.rtol ?? 1e-5;
   const atol = opts.atol ?? 1e-5;
   const maxSteps = opts.maxSteps ?? 10000;
@@ -284,7 +288,7 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
   let t = t0;
   saves.recordAt(t0, x);
   if (Math.abs(t1 - t0) <= saves.eps) {
-    return { x: Float32Array.from(x), trajectory: saves.trajectory(), nfe: 0, steps: 0, rejected: 0 };
+    return { x: Float32Array.from(x), trajectory: saves.trajectory(), steps: 0, rejected: 0 };
   }
   const scale = new Float64Array(n);
   const setScale = (a: Float64Array, b: Float64Array) => {
@@ -292,7 +296,6 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
   };
 
   let k1 = await evaluate(field, x, t);
-  let nfe = 1;
   // Initial step (Hairer's heuristic, dopri5.f HINIT): an explicit Euler step of a size that
   // balances |x| against |v|, then limit it by the change in v so the local error is ~0.01.
   setScale(x, x);
@@ -300,7 +303,6 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
   const d1 = scaledRms(k1, scale);
   const h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * (d0 / d1);
   const k2 = await evaluate(field, combine(x, dir * h0, [1], [k1]), t + dir * h0);
-  nfe++;
   const d2 = scaledRms(Float64Array.from(k2, (v, i) => v - k1[i]), scale) / h0;
   const h1 = Math.max(d1, d2) <= 1e-15 ? Math.max(1e-6, h0 * 1e-3) : Math.pow(0.01 / Math.max(d1, d2), 1 / 5);
   let h = Math.min(100 * h0, h1, Math.abs(t1 - t0));
@@ -317,8 +319,7 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
     // Stretch the step by up to 1% rather than leave a sliver before t1.
     const lastStep = Math.abs(t1 - t) <= 1.01 * h;
     const hs = lastStep ? t1 - t : dir * h;
-    const { ks, x: xNew, evals } = await rkStep(field, DOPRI5, t, x, hs, [k1]);
-    nfe += evals;
+    const { ks, x: xNew } = await rkStep(field, DOPRI5, t, x, hs, [k1]);
     setScale(x, xNew);
     const errVec = combine(new Float64Array(n), hs, DOPRI5_ERR, ks);
     const err = scaledRms(errVec, scale);
@@ -343,7 +344,7 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
     }
     h = Math.abs(hs) * factor;
   }
-  return { x: Float32Array.from(x), trajectory: saves.trajectory(), nfe, steps, rejected };
+  return { x: Float32Array.from(x), trajectory: saves.trajectory(), steps, rejected };
 }
 
 /** Dormand-Prince 4th-order continuous extension: the state at t + theta h inside an accepted step. */

@@ -6,7 +6,7 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { mlpModel } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
-import { odeint, type SolverName } from "../core/solvers.js";
+import { odeint, stepsForNfe, type SolverName } from "../core/solvers.js";
 import { qualityCells, type QualityReport } from "../core/metrics.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -14,7 +14,10 @@ import { encodeGif, scatterPlot, type Raster } from "../viz/index.js";
 import { evaluateToy2d, type Loaded2d } from "./toy2d.js";
 
 export interface CompareRow {
+  /** The budget asked for. */
   nfe: number;
+  /** Evaluations each model's solve made (differs from `nfe` only for dopri5, which picks its steps). */
+  made: number[];
   quality: QualityReport[];
 }
 
@@ -57,6 +60,11 @@ function metricLegend(q: QualityReport): string {
   return `Columns: ${parts.join("; ")}.`;
 }
 
+/** The NFE column: the count every model made, or each model's when they differ (dopri5). */
+function nfeCell(made: number[]): string {
+  return new Set(made).size === 1 ? String(made[0]) : made.join(" / ");
+}
+
 export async function compare2d(
   models: { name: string; loaded: Loaded2d }[],
   opts: { nfes: number[]; n: number; seed: number; out: string; solver?: SolverName; gifParticles?: number; onLog?: (line: string) => void },
@@ -66,6 +74,7 @@ export async function compare2d(
   const dim = models[0].loaded.config.model.dim;
   const solver = opts.solver ?? "euler";
   const x0 = new Rng(opts.seed).normals(opts.n * dim);
+  for (const nfe of opts.nfes) stepsForNfe(solver, nfe); // an unspendable budget fails before any work
   const fields = models.map((m) => modelField(mlpModel(m.loaded.config.model), m.loaded.ema, { sampleShape: [dim] }));
   const rows: CompareRow[] = [];
   // trajectories[nfeIndex][modelIndex] = states at each solver step
@@ -74,17 +83,20 @@ export async function compare2d(
   try {
     for (const nfe of opts.nfes) {
       const quality: QualityReport[] = [];
+      const made: number[] = [];
       const perModel: Float32Array[][] = [];
       for (const f of fields) {
-        const steps = solver === "euler" ? nfe : undefined;
+        // The GIF shows the states at the solver's own steps (dopri5: start and end).
+        const steps = stepsForNfe(solver, nfe);
         const saveAt = steps ? Array.from({ length: steps + 1 }, (_, k) => k / steps) : [0, 1];
         const r = await odeint(f.field, x0, { solver, nfe, saveAt });
         quality.push(await evaluateToy2d(dataset, r.x));
+        made.push(r.nfe);
         perModel.push(r.trajectory?.xs ?? [x0, r.x]);
       }
-      rows.push({ nfe, quality });
+      rows.push({ nfe, made, quality });
       trajectories.push(perModel);
-      opts.onLog?.(`NFE ${nfe}: ${models.map((m, i) => `${m.name} ${qualityCells(quality[i]).map((c) => `${c.label} ${c.value}`).join(", ")}`).join("; ")}`);
+      opts.onLog?.(`NFE ${nfeCell(made)}: ${models.map((m, i) => `${m.name} ${qualityCells(quality[i]).map((c) => `${c.label} ${c.value}`).join(", ")}`).join("; ")}`);
     }
     for (const f of fields) {
       const r = await odeint(f.field, x0.subarray(0, Math.min(opts.n, 2000) * dim), { solver: "euler", nfe: 100, saveAt: Array.from({ length: 101 }, (_, k) => k / 100) });
@@ -102,7 +114,6 @@ export async function compare2d(
   const frames: Raster[] = [];
   const framesPerSegment = 24;
   for (let r = 0; r < rows.length; r++) {
-    const nfe = rows[r].nfe;
     const perModel = trajectories[r];
     for (let f = 0; f <= framesPerSegment; f++) {
       const s = f / framesPerSegment;
@@ -113,7 +124,7 @@ export async function compare2d(
         const w = pos - k;
         const pts = new Float32Array(shown);
         for (let i = 0; i < shown; i++) pts[i] = (1 - w) * xs[k][i] + w * xs[k + 1][i];
-        return { title: `${models[mi].name} NFE ${nfe}`, points: pts };
+        return { title: `${models[mi].name} NFE ${rows[r].made[mi]}`, points: pts };
       });
       const frame = scatterPlot(panels, { bounds });
       frames.push(frame);
@@ -130,7 +141,7 @@ export async function compare2d(
   const columns = qualityCells(rows[0].quality[0]);
   const header = `| NFE | model | ${columns.map((c) => c.label).join(" | ")} |`;
   const sep = `|---:|:---|${columns.map(() => "---:|").join("")}`;
-  const body = rows.flatMap((r) => r.quality.map((q, i) => `| ${r.nfe} | ${names[i]} | ${qualityCells(q).map((c) => c.value).join(" | ")} |`));
+  const body = rows.flatMap((r) => r.quality.map((q, i) => `| ${r.made[i]} | ${names[i]} | ${qualityCells(q).map((c) => c.value).join(" | ")} |`));
   const floorRow = `| | fresh data (floor) | ${columns.map((c) => c.floor).join(" | ")} |`;
   const markdown = [
     `# ${names.join(" vs ")} on ${dataset}`,

@@ -1,6 +1,7 @@
 // The training loop every pipeline shares: step until done, watch for divergence, report
 // progress, checkpoint periodically and at the end, and stop cleanly when asked.
 import { UserError } from "../core/errors.js";
+import { pausePoint } from "../core/interrupt.js";
 import type { FlowBatch, FlowTrainer } from "../core/train.js";
 
 export interface TrainProgress {
@@ -23,7 +24,7 @@ export interface LoopOptions {
   save?: () => Promise<void>;
   checkpointEvery?: number;
   onProgress?: (p: TrainProgress) => void;
-  /** Polled between steps; true stops the run early (after a checkpoint). */
+  /** Polled between steps; true stops the run early (after a checkpoint). Ctrl-C (src/core/interrupt.ts) always does. */
   shouldStop?: () => boolean;
 }
 
@@ -41,7 +42,8 @@ export async function runTrainingLoop(o: LoopOptions): Promise<{ stopped: boolea
     smooth = Number.isNaN(smooth) ? loss : 0.98 * smooth + 0.02 * loss;
     o.onProgress?.({ step: trainer.stepCount, steps: o.steps, loss, smoothLoss: smooth });
     if (o.save && o.checkpointEvery && trainer.stepCount % o.checkpointEvery === 0 && trainer.stepCount < o.steps) await o.save();
-    if (o.shouldStop?.()) {
+    // pausePoint lets the event loop run, or a Ctrl-C handler would never fire during training.
+    if ((await pausePoint()) || o.shouldStop?.()) {
       stopped = true;
       break;
     }

@@ -67,12 +67,14 @@ export interface Reflow2dOptions {
   resume?: boolean;
   /** Replace a student checkpoint already in out (otherwise refused). */
   force?: boolean;
+  /** Checkpoint every this many steps (and at the end, or when stopped). Default: a quarter of the steps. */
+  checkpointEvery?: number;
   onLog?: (line: string) => void;
   onPairs?: (done: number, total: number) => void;
   onProgress?: (p: TrainProgress) => void;
 }
 
-export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: string; losses: number[] }> {
+export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: string; losses: number[]; stopped: boolean; step: number }> {
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) {
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
@@ -163,15 +165,16 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   const n = opts.batchSize;
   const x0 = new Float32Array(n * dim);
   const x1 = new Float32Array(n * dim);
+  let stopped = false;
   try {
-    await runTrainingLoop({
+    ({ stopped } = await runTrainingLoop({
       trainer,
       steps: opts.steps,
       losses,
       lr: opts.lr,
       // Periodic checkpoints, so a killed reflow continues with --resume.
       save: async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses })),
-      checkpointEvery: Math.max(1, Math.floor(opts.steps / 4)),
+      checkpointEvery: opts.checkpointEvery ?? Math.max(1, Math.floor(opts.steps / 4)),
       onProgress: opts.onProgress,
       nextBatch: (done) => {
         const rng = stepRng(opts.seed, done);
@@ -184,9 +187,9 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
         // Reflow always trains on straight lines between its pairs: target x1 - x0.
         return { x0, x1, t, coef: pathCoefficients(straightScheduler, t) };
       },
-    });
+    }));
   } finally {
     trainer.dispose();
   }
-  return { checkpointDir: opts.out, losses };
+  return { checkpointDir: opts.out, losses, stopped, step: trainer.stepCount };
 }

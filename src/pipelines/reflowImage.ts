@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { odeint, type SolverName } from "../core/solvers.js";
-import { cachedPairs, f32 } from "./pairsCache.js";
+import { assertResumableReflow, cachedPairs, f32 } from "./pairsCache.js";
 import type { ImageDataset } from "../data/images.js";
 import { imageField, trainImage, type LoadedImage } from "./images.js";
 import type { TrainProgress } from "./loop.js";
@@ -64,11 +64,24 @@ export interface ReflowImageOptions {
   onProgress?: (p: TrainProgress) => void;
 }
 
-export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: string; losses: number[] }> {
+export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: string; losses: number[]; stopped: boolean; step: number }> {
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) throw new UserError(`--pairs must be at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   // Refuse a wrong --resume/--force before the teacher spends minutes on pairs.
   checkRunFolder({ out: opts.out, resume: opts.resume ?? false, force: opts.force, log: opts.onLog });
   const cfg = opts.teacher.config.model;
+  const reflowRecord = {
+    teacher: opts.teacherPath,
+    teacherRun: String(opts.teacher.config.runId),
+    teacherStep: opts.teacher.config.step,
+    pairs: opts.pairs,
+    pairSolver: opts.pairSolver,
+    pairNfe: opts.pairNfe,
+    guidance: opts.guidance,
+    warmStart: opts.warmStart,
+    seed: opts.seed,
+  };
+  // Check a resume before the expensive pairs.
+  if (opts.resume) await assertResumableReflow(opts.out, reflowRecord);
   const pairsPath = join(opts.out, "pairs.safetensors");
   const meta = { teacherRun: String(opts.teacher.config.runId), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe), guidance: String(opts.guidance) };
   const shape = [opts.pairs, cfg.height, cfg.width, cfg.inChannels];
@@ -120,5 +133,5 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
     onProgress: opts.onProgress,
     extraConfig: { reflow: { teacher: opts.teacherPath, teacherRun: opts.teacher.config.runId, teacherStep: opts.teacher.config.step, seed: opts.seed, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, guidance: opts.guidance, warmStart: opts.warmStart } },
   });
-  return { out: result.out, losses: result.losses };
+  return { out: result.out, losses: result.losses, stopped: result.stopped, step: result.step };
 }

@@ -12,8 +12,8 @@ import { loadToy2d } from "../../pipelines/toy2d.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { stopOnSigint } from "../interrupt.js";
-import { assertWritableDir, fraction, frameCount, guidance, imageDataset, nonNegativeInt, outDir, positiveInt, positiveNumber, seed } from "../options.js";
+import { stopRequested } from "../../core/interrupt.js";
+import { assertWritableDir, checkNfeFlags, fraction, frameCount, guidance, imageDataset, nonNegativeInt, outDir, positiveInt, positiveNumber, seed } from "../options.js";
 
 /** The file's real path, or (not there yet) its real folder's plus its name. */
 function realPathOf(path: string): string {
@@ -94,10 +94,10 @@ export function registerImageCommands(program: Command): void {
     .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
     .addOption(new Option("--solver <name>", "ODE solver for the final samples").choices(SOLVERS).default("heun"))
     .option("--guidance <w>", "classifier-free guidance weight for the final samples (-20 to 20)", guidance, 2)
-    .action(async (flags: TrainImageFlags) => {
+    .action(async (flags: TrainImageFlags, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       if (flags.out === undefined) assertWritableDir(defaultImageOut(flags.dataset));
       const progress = createProgress("train-image", flags.steps);
-      const stop = stopOnSigint();
       const started = Date.now();
       let firstStep = -1;
       const deadline = flags.timeLimit ? started + flags.timeLimit * 60_000 : Infinity;
@@ -127,24 +127,21 @@ export function registerImageCommands(program: Command): void {
         },
         shouldStop: () => {
           timeUp = Date.now() > deadline;
-          return stop.requested() || timeUp;
+          return timeUp;
         },
-      }).finally(() => {
-        progress.stop();
-        stop.dispose();
-      });
+      }).finally(() => progress.stop());
       const secs = (Date.now() - started) / 1000;
       process.stdout.write(
         result.step === result.startStep
           ? `already at step ${result.step} of ${flags.steps}; nothing to train; checkpoint ${join(result.out, "ckpt.safetensors")}\n`
           : `trained to step ${result.step} in ${formatSeconds(secs)}; checkpoint ${join(result.out, "ckpt.safetensors")}\n`,
       );
-      if (result.stopped && timeUp && !stop.requested()) {
-        process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
-      } else if (result.stopped) {
-        process.stdout.write("stopped early; continue with --resume\n");
-        process.exitCode = 130;
+      if (result.stopped && stopRequested()) {
+        // Ctrl-C: main exits 130.
+        process.stdout.write(`stopped early at step ${result.step}; continue with --resume\n`);
         return;
+      } else if (result.stopped) {
+        process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
       }
       const loaded = await loadImageModel(result.out, "train-image");
       const s = await sampleImages(loaded, { perClass: flags.perClass, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed + 1, runtime: "engine", frames: 11, out: result.out });
@@ -164,7 +161,8 @@ export function registerImageCommands(program: Command): void {
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
     .option("--frames <n>", "trajectory GIF frames (2 to 1000)", frameCount, 11)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
-    .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string }) => {
+    .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string }, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const loaded = await loadImageModel(flags.ckpt, "sample-image");
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
       if (flags.out === undefined) assertWritableDir(out);

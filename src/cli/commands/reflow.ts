@@ -9,7 +9,7 @@ import { checkSample2dMemory, loadToy2d, renderToy2d } from "../../pipelines/toy
 import { reflow2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { assertWritableDir, fraction, guidance, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
+import { assertWritableDir, checkNfeFlags, fraction, guidance, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 import { defaultImageOut, loadImageModel, sampleImages } from "../../pipelines/images.js";
 import { reflowImage } from "../../pipelines/reflowImage.js";
 import type { TrainProgress } from "../../pipelines/loop.js";
@@ -66,7 +66,7 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
   const out = flags.out ?? join("outputs", "reflow", defaultImageOut(teacher.config.dataset).split(/[\\/]/).pop() ?? "images");
   if (flags.out === undefined) assertWritableDir(out);
   const progress = reflowProgress(flags.pairs);
-  await reflowImage({
+  const result = await reflowImage({
     teacher,
     teacherPath: flags.teacher,
     out,
@@ -84,9 +84,14 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
     force: flags.force,
     ...progress,
   }).finally(() => progress.stop());
+  if (result.stopped) {
+    // Ctrl-C: main exits 130.
+    process.stdout.write(`stopped early at step ${result.step}; checkpoint ${join(out, "ckpt.safetensors")}; continue with --resume\n`);
+    return;
+  }
   const student = await loadImageModel(out, "reflow");
   const r = await sampleImages(student, { perClass: 8, nfe: 1, solver: "euler", guidance: flags.guidance, seed: flags.seed + 1, runtime: "onnx", frames: 2, out });
-  for (const f of r.files) process.stdout.write(`wrote ${f} (Euler, NFE 1)\n`);
+  for (const f of r.files) process.stdout.write(`wrote ${f} (euler, NFE ${r.nfe})\n`);
 }
 
 export function registerReflowCommands(program: Command): void {
@@ -108,7 +113,8 @@ export function registerReflowCommands(program: Command): void {
     .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)", outDir)
     .option("--resume", "continue the student checkpoint in --out", false)
     .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
-    .action(async (flags: ReflowFlags) => {
+    .action(async (flags: ReflowFlags, cmd: Command) => {
+      checkNfeFlags(cmd, flags.pairSolver, [flags.pairNfe], "pairNfe");
       const { config } = await loadCheckpoint(flags.teacher);
       if (config.kind === "image") return reflowImageCommand(flags);
       if (config.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${config.kind}'`);
@@ -135,11 +141,16 @@ export function registerReflowCommands(program: Command): void {
         force: flags.force,
         ...progress,
       }).finally(() => progress.stop());
+      if (result.stopped) {
+        // Ctrl-C: main exits 130.
+        process.stdout.write(`stopped early at step ${result.step}; checkpoint ${join(out, "ckpt.safetensors")}; continue with --resume\n`);
+        return;
+      }
       process.stdout.write(`reflow trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint ${join(out, "ckpt.safetensors")}\n`);
       const loaded = await loadToy2d(out);
       const rendered = await renderToy2d(loaded, { out, solver: "euler", nfe: 1, n: 4000, seed: flags.seed + 12345, frames: 21, losses: result.losses });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
-      process.stdout.write(`quality (euler, NFE 1): ${rendered.summary}\n`);
+      process.stdout.write(`quality (euler, NFE ${rendered.nfe}): ${rendered.summary}\n`);
     });
 
   program
@@ -153,7 +164,8 @@ export function registerReflowCommands(program: Command): void {
     .option("--n <n>", "samples per model (at least 2)", sampleCount, 4000)
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 3)
     .option("--out <dir>", "output folder (default outputs/comparisons)", outDir)
-    .action(async (flags: { dataset?: string; ckpts?: string[]; names?: string[]; nfe: number[]; solver: SolverName; n: number; seed: number; out?: string }) => {
+    .action(async (flags: { dataset?: string; ckpts?: string[]; names?: string[]; nfe: number[]; solver: SolverName; n: number; seed: number; out?: string }, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, flags.nfe);
       const out = flags.out ?? join("outputs", "comparisons");
       if (flags.out === undefined) assertWritableDir(out);
       let paths: string[];

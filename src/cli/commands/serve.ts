@@ -6,6 +6,7 @@ import { readFile, realpath, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
 import { Command } from "commander";
 import { UserError } from "../../core/errors.js";
+import { clearStopRequest, whenStopRequested } from "../../core/interrupt.js";
 import { buildWeb, type WebBuildResult } from "../../web/build.js";
 import { port } from "../options.js";
 
@@ -151,14 +152,15 @@ export function registerServeCommand(program: Command): void {
       process.stdout.write(`built the playground into ${built.outDir} (${built.files.length} files, ${Math.round(built.ms)} ms)\n`);
       if (!server) return;
       process.stdout.write(`playground at ${server.url} (Ctrl-C to stop)\n`);
-      await new Promise<void>((done) => {
-        const stop = () => {
-          process.off("SIGINT", stop);
-          process.off("SIGTERM", stop);
-          void server.close().then(done);
-        };
-        process.on("SIGINT", stop);
-        process.on("SIGTERM", stop);
+      // Ctrl-C arrives through the CLI's one handler (src/cli/interrupt.ts); it is how serve ends, so exit 0.
+      let onTerm = () => {};
+      const terminated = new Promise<void>((done) => {
+        onTerm = done;
+        process.once("SIGTERM", onTerm);
       });
+      await Promise.race([whenStopRequested(), terminated]);
+      process.off("SIGTERM", onTerm);
+      await server.close();
+      clearStopRequest();
     });
 }

@@ -9,8 +9,7 @@ import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { checkSample2dMemory, checkTrain2dMemory, loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
 import { createProgress, formatSeconds } from "../progress.js";
-import { stopOnSigint } from "../interrupt.js";
-import { assertWritableDir, fraction, frameCount, nonNegativeInt, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
+import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 
 interface Train2dFlags {
   dataset: ToyDatasetName;
@@ -59,7 +58,8 @@ export function registerToy2dCommands(program: Command): void {
     .addOption(new Option("--solver <name>", "ODE solver for sampling").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations for sampling", positiveInt, 100)
     .option("--frames <n>", "GIF frames from t=0 to t=1 (2 to 1000)", frameCount, 41)
-    .action(async (flags: Train2dFlags) => {
+    .action(async (flags: Train2dFlags, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const dataset = flags.dataset;
       const out = flags.out ?? join("outputs", "cfm", dataset);
       // Everything that could fail after training is checked before it starts.
@@ -68,7 +68,6 @@ export function registerToy2dCommands(program: Command): void {
       checkTrain2dMemory(model, flags.batchSize);
       checkSample2dMemory(model, flags.n);
       const progress = createProgress("train2d", flags.steps);
-      const stop = stopOnSigint();
       const started = Date.now();
       const result = await trainToy2d({
         dataset,
@@ -89,11 +88,7 @@ export function registerToy2dCommands(program: Command): void {
         onProgress: (p) => {
           progress.update(p.step, { loss: p.smoothLoss.toFixed(4) });
         },
-        shouldStop: () => stop.requested(),
-      }).finally(() => {
-        progress.stop();
-        stop.dispose();
-      });
+      }).finally(() => progress.stop());
       const secs = (Date.now() - started) / 1000;
       const trained = result.step - result.startStep;
       process.stdout.write(
@@ -102,8 +97,8 @@ export function registerToy2dCommands(program: Command): void {
           : `trained ${trained} steps in ${formatSeconds(secs)} (${(trained / secs).toFixed(1)} steps/s); checkpoint ${join(out, "ckpt.safetensors")}\n`,
       );
       if (result.stopped) {
+        // Ctrl-C: main exits 130.
         process.stdout.write(`stopped early at step ${result.step}; continue with --resume\n`);
-        process.exitCode = 130;
         return;
       }
       const loaded = await loadToy2d(out);
@@ -117,7 +112,7 @@ export function registerToy2dCommands(program: Command): void {
         losses: result.losses,
       });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
-      process.stdout.write(`quality (${flags.solver}, NFE ${flags.nfe}, n=${flags.n}): ${rendered.summary}\n`);
+      process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}, n=${flags.n}): ${rendered.summary}\n`);
     });
 
   program
@@ -130,12 +125,13 @@ export function registerToy2dCommands(program: Command): void {
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
     .option("--frames <n>", "GIF frames (2 to 1000)", frameCount, 41)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
-    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string }) => {
+    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string }, cmd: Command) => {
+      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const loaded = await loadToy2d(flags.ckpt);
       const out = flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
       if (flags.out === undefined) assertWritableDir(out);
       const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
-      process.stdout.write(`quality (${flags.solver}, NFE ${flags.nfe}, n=${flags.n}): ${rendered.summary}\n`);
+      process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}, n=${flags.n}): ${rendered.summary}\n`);
     });
 }
