@@ -1,7 +1,7 @@
 // The training loop every pipeline shares: step until done, watch for divergence, report
 // progress, checkpoint periodically and at the end, and stop cleanly when asked.
 import { UserError } from "../core/errors.js";
-import type { FlowBatch, FlowTrainer } from "../core/train.js";
+import type { FlowBatch, Trainer } from "../core/train.js";
 
 export interface TrainProgress {
   step: number;
@@ -12,7 +12,7 @@ export interface TrainProgress {
 }
 
 export interface LoopOptions {
-  trainer: FlowTrainer;
+  trainer: Trainer;
   steps: number;
   /** Batch for the step about to be taken (trainer.stepCount steps are done). */
   nextBatch: (stepsDone: number) => FlowBatch;

@@ -7,7 +7,7 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
-import { FlowTrainer } from "../core/train.js";
+import type { TrainerOptions } from "../core/train.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/schedulers.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { otCouple, type CouplingName } from "../core/coupling.js";
@@ -21,6 +21,7 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
 import { stateToTensors, tensorsToState } from "./state.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
+import { createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface Toy2dTrainConfig {
   dataset: ToyDatasetName;
@@ -58,6 +59,8 @@ export interface Toy2dTrainOptions extends Toy2dTrainConfig {
   onLog?: (line: string) => void;
   /** Polled between steps; when it returns true the run checkpoints and stops early. */
   shouldStop?: () => boolean;
+  /** What runs the training step (default ort); checkpoints are the same either way. */
+  backend?: TrainBackend;
 }
 
 export interface Toy2dTrainResult {
@@ -84,7 +87,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
   const adam = { ...DEFAULT_ADAM, lr: opts.lr };
 
   let initial: HostParams = initMlp(opts.model, new Rng(opts.seed));
-  let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
+  let resume: TrainerOptions["resume"];
   let losses: number[] = [];
   let runId: string = randomUUID();
   const ckptJson = join(opts.out, "ckpt.json");
@@ -102,7 +105,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
     log(`resuming from step ${prev.step} (${ckptJson})`);
   }
 
-  const trainer = new FlowTrainer({ model, params: initial, sampleShape: [opts.model.dim], adam, emaDecay: opts.emaDecay, resume });
+  const trainer = await createTrainer(opts.backend ?? DEFAULT_TRAIN_BACKEND, { model, params: initial, sampleShape: [opts.model.dim], adam, emaDecay: opts.emaDecay, resume });
   const save = async () => {
     const state = await trainer.hostState();
     const config: Toy2dCheckpointConfig = {

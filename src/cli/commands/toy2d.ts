@@ -8,6 +8,7 @@ import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
+import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { createProgress, formatSeconds } from "../progress.js";
 import { stopOnSigint } from "../interrupt.js";
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
@@ -32,6 +33,7 @@ interface Train2dFlags {
   solver: SolverName;
   nfe: number;
   frames: number;
+  backend: TrainBackend;
 }
 
 export function registerToy2dCommands(program: Command): void {
@@ -57,6 +59,7 @@ export function registerToy2dCommands(program: Command): void {
     .addOption(new Option("--solver <name>", "ODE solver for sampling").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations for sampling", positiveInt, 100)
     .option("--frames <n>", "GIF frames from t=0 to t=1", positiveInt, 41)
+    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND))
     .action(async (flags: Train2dFlags) => {
       const dataset = parseToyDataset(flags.dataset);
       const out = flags.out ?? join("outputs", "cfm", dataset);
@@ -78,6 +81,7 @@ export function registerToy2dCommands(program: Command): void {
         out,
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
+        backend: flags.backend,
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
           if (firstStep < 0) firstStep = p.step - 1;

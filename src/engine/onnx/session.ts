@@ -34,6 +34,8 @@ export async function createOrtSession(bytes: Uint8Array, opts: OrtSessionOption
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: "all",
+    // Errors only: its warnings (e.g. about unused inputs) are not the user's business.
+    logSeverityLevel: 3,
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
   });
 }

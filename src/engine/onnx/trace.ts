@@ -1,6 +1,6 @@
 // Trace a jax-js function with makeJaxpr and translate it to one ONNX graph. Inputs and outputs are
-// named by their path in the argument tree ("0.params.layers.0.weight") and outputs "out.<i>", unless
-// the caller passes names (in jax-js's flatten order).
+// named by their path in the argument tree ("0.params.layers.0.weight") and outputs by theirs in the
+// result ("out.1"), unless the caller passes names (in jax-js's flatten order).
 import { makeJaxpr, type Array } from "../index.js";
 import { jaxprToOnnx, type ConstValue, type JaxprLike, type OnnxGraph } from "./translate.js";
 
@@ -22,10 +22,24 @@ export function leafPaths(t: unknown, prefix = ""): string[] {
   return [prefix];
 }
 
+interface TreedefLike {
+  readonly nodeType: string;
+  readonly nodeMetadata: unknown;
+  readonly childTreedefs: TreedefLike[];
+}
+
+/** Leaf paths of a jax-js JsTreeDef (the structure makeJaxpr reports for a function's result). */
+export function treedefPaths(def: TreedefLike, prefix = ""): string[] {
+  const join = (k: string) => (prefix ? `${prefix}.${k}` : k);
+  if (def.nodeType === "Leaf") return [prefix];
+  const keys = def.nodeType === "Object" ? (def.nodeMetadata as string[]) : def.childTreedefs.map((_, i) => String(i));
+  return def.childTreedefs.flatMap((c, i) => treedefPaths(c, join(keys[i])));
+}
+
 export interface TraceOptions {
   /** Names of the input leaves (default: their paths in the argument list). */
   inputNames?: string[];
-  /** Names of the output leaves (default: their paths in the result). */
+  /** Names of the output leaves (default: "out." + their paths in the result). */
   outputNames?: string[];
   graphName?: string;
 }
@@ -44,7 +58,7 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
     if (inputNames.length + nConsts !== jaxpr.inBinders.length) {
       throw new Error(`traceToOnnx: ${inputNames.length} input names for ${jaxpr.inBinders.length - nConsts} input leaves`);
     }
-    const outputNames = opts.outputNames ?? jaxpr.outs.map((_, i) => `out.${i}`);
+    const outputNames = opts.outputNames ?? treedefPaths(traced.treedef, "out");
     const consts = new Map<number, ConstValue>();
     for (let i = 0; i < nConsts; i++) {
       const c = closed.consts[i] as unknown as Array;

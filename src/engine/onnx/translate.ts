@@ -511,6 +511,9 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     .filter((x) => !x.isConst)
     .map(({ name, shape, dtype }) => ({ name, shape, dtype }));
   stats.nodes = g.nodes.length;
+  // Constants the jaxpr closed over but no node reads (e.g. after simplify) are dropped.
+  const used = new Set(g.nodes.flatMap((n) => n.inputs));
+  g.initializers.splice(0, g.initializers.length, ...g.initializers.filter((t) => used.has(t.name)));
   const bytes = g.encode(
     inputs.map((x) => ({ name: x.name, elemType: elemType(x.dtype), dims: x.shape })),
     outputs.map((x) => ({ name: x.name, elemType: elemType(x.dtype), dims: x.shape })),
