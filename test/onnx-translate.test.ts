@@ -240,6 +240,25 @@ test("jaxpr->ONNX: conv (padding, strides, rhs dilation, lhs dilation) matches l
   assert.equal(stats.convTransposes, 2, "the two lhs-dilated convs run as ConvTranspose");
 });
 
+test("jaxpr->ONNX: a conv with a big kernel and a tiny output (a weight gradient) runs as one MatMul and agrees", async () => {
+  const { prims, stats } = await agree(
+    (x: Array, w: Array, w2: Array) => [
+      lax.convGeneralDilated(x.ref, w, [1, 1], [
+        [1, 0],
+        [0, 1],
+      ]),
+      lax.convGeneralDilated(x.slice([], [0, 3], [0, 16], [0, 16]), w2, [2, 2], [
+        [1, 0],
+        [0, 1],
+      ], { rhsDilation: [2, 2] }),
+    ],
+    [randn([2, 5, 16, 16]), randn([4, 5, 13, 13], 0.1), randn([4, 3, 8, 8], 0.1)],
+    2e-5,
+  );
+  assert.equal(prims.conv, 2);
+  assert.equal(stats.matmuls, 2, "both ran as MatMul");
+});
+
 test("jaxpr->ONNX: conv gradients (stride 1 and 2) become Conv / ConvTranspose and agree", async () => {
   const loss = (w: Array, x: Array) => {
     const h = lax.convGeneralDilated(x, w.ref, [2, 2], [

@@ -8,12 +8,13 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
-import { FlowTrainer, type VelocityModel } from "../core/train.js";
+import type { TrainerOptions, VelocityModel } from "../core/train.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/schedulers.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
 import { initUnet, unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import type { ImageLayout } from "../core/models/layers.js";
 import { loadImageDataset, type ImageDataset } from "../data/images.js";
 import { saveCheckpoint, loadCheckpoint, checkParams, type CheckpointConfig } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -22,6 +23,7 @@ import { encodeGif, imageGrid, linePlot } from "../viz/index.js";
 import { stateToTensors, tensorsToState } from "./state.js";
 import { stepRng } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
+import { createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface ImageTrainConfig {
   dataset: string;
@@ -48,8 +50,9 @@ export interface ImageCheckpointConfig extends CheckpointConfig {
   train: ImageTrainConfig;
 }
 
-export function unetModel(cfg: UnetConfig): VelocityModel {
-  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg) };
+/** The UNet as a VelocityModel; layout "nchw" for steps traced to onnxruntime (native Conv), see ImageLayout. */
+export function unetModel(cfg: UnetConfig, layout: ImageLayout = "hbwc"): VelocityModel {
+  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg, layout) };
 }
 
 /** Host init as HostParams (shape + data). */
@@ -77,6 +80,8 @@ export interface ImageTrainOptions extends ImageTrainConfig {
   initParams?: HostParams;
   /** Extra fields recorded in the checkpoint config (e.g. the reflow teacher). */
   extraConfig?: Record<string, unknown>;
+  /** What runs the training step (default ort); checkpoints are the same either way. */
+  backend?: TrainBackend;
 }
 
 export function defaultImageOut(dataset: string): string {
@@ -92,14 +97,16 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
   const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined }));
   const out = opts.out ?? defaultImageOut(opts.dataset);
   const cfg: UnetConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width } as UnetConfig;
-  const model = unetModel(cfg);
+  const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
+  // onnxruntime gets the engine's conv primitive (native Conv/ConvTranspose); jax-js on Wasm the row bands.
+  const model = unetModel(cfg, backend === "ort" ? "nchw" : "hbwc");
   const scheduler = getScheduler(opts.path);
   const sampleTimes = getTimeSampler(opts.timeSampler);
   const sampleShape = [data.height, data.width, data.channels];
   const per = data.height * data.width * data.channels;
 
   let initial = opts.initParams ?? initUnetParams(cfg, new Rng(opts.seed));
-  let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
+  let resume: TrainerOptions["resume"];
   let losses: number[] = [];
   let runId: string = randomUUID();
   if (opts.resume && existsSync(join(out, "ckpt.json"))) {
@@ -117,7 +124,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     runId = prev.runId ?? runId;
     log(`resuming from step ${prev.step} (${out})`);
   }
-  const trainer = new FlowTrainer({ model, params: initial, sampleShape, adam: { ...DEFAULT_ADAM, lr: opts.lr }, emaDecay: opts.emaDecay, resume });
+  const trainer = await createTrainer(backend, { model, params: initial, sampleShape, adam: { ...DEFAULT_ADAM, lr: opts.lr }, emaDecay: opts.emaDecay, resume });
   const train: ImageTrainConfig = {
     dataset: opts.dataset,
     steps: opts.steps,

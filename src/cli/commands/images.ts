@@ -8,6 +8,7 @@ import { UserError } from "../../core/errors.js";
 import { loadCheckpoint } from "../../io/checkpoint.js";
 import { exportOnnx, loadImageModel, sampleImages, trainImage } from "../../pipelines/images.js";
 import { loadToy2d } from "../../pipelines/toy2d.js";
+import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds } from "../progress.js";
@@ -50,6 +51,7 @@ interface TrainImageFlags {
   solver: SolverName;
   guidance: number;
   timeLimit?: number;
+  backend: TrainBackend;
 }
 
 export function registerImageCommands(program: Command): void {
@@ -77,6 +79,7 @@ export function registerImageCommands(program: Command): void {
     .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
     .addOption(new Option("--solver <name>", "ODE solver for the final samples").choices(SOLVERS).default("heun"))
     .option("--guidance <w>", "classifier-free guidance weight for the final samples", number, 2)
+    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND))
     .action(async (flags: TrainImageFlags) => {
       const progress = createProgress("train-image", flags.steps);
       const stop = stopOnSigint();
@@ -99,6 +102,7 @@ export function registerImageCommands(program: Command): void {
         out: flags.out,
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
+        backend: flags.backend,
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
           if (firstStep < 0) firstStep = p.step - 1;

@@ -48,6 +48,8 @@ export interface TranslateOptions {
   /** inBinder index -> constant data (those binders become initializers, not graph inputs). */
   consts?: Map<number, ConstValue>;
   graphName?: string;
+  /** Convolutions with a tiny output and a big kernel (weight gradients) as one MatMul (default true). */
+  convAsMatMul?: boolean;
 }
 
 export interface TranslateStats {
@@ -457,6 +459,31 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
         crop.map((i) => L.aval.shape[i + 2] - Math.max(0, -padding[i][1])),
       );
       const pads = [...padding.map(([l]) => Math.max(0, l)), ...padding.map(([, r]) => Math.max(0, r))];
+      const outSpatial = outShape.slice(2);
+      if (opts.convAsMatMul !== false && prod(outSpatial) <= 32 && prod(kernel) > 4 * prod(outSpatial)) {
+        // A weight gradient (kernel = activations, output = the small kernel): MLAS would run it as
+        // one skinny GEMM per "batch" item (M = Cout, N = outH * outW); gathering the few output
+        // windows and doing one [positions * batch, C * k] x [C * k, Cout] MatMul is far better shaped.
+        if (pads.some((v) => v > 0)) x = op1("Pad", [x, i64([0, 0, ...pads.slice(0, nsp), 0, 0, ...pads.slice(nsp)])], { mode: "constant" });
+        const [B, C] = L.aval.shape;
+        const O = Rh.aval.shape[0];
+        const ck = C * prod(kernel);
+        const windows: string[] = [];
+        const positions = outSpatial.reduce<number[][]>((acc, n) => acc.flatMap((pre) => range(n).map((i) => [...pre, i])), [[]]);
+        for (const pos of positions) {
+          const starts = pos.map((p, i) => p * strides[i]);
+          const ends = starts.map((s0, i) => s0 + (kernel[i] - 1) * rhsDilation[i] + 1);
+          const win = op1("Slice", [x, i64(starts), i64(ends), i64(range(nsp).map((i) => i + 2)), i64(rhsDilation)]);
+          windows.push(op1("Reshape", [win, i64([1, B, ck])]));
+        }
+        const stacked = windows.length > 1 ? op1("Concat", windows, { axis: 0 }) : windows[0];
+        const wt = op1("Transpose", [op1("Reshape", [w, i64([O, ck])])], { perm: [1, 0] });
+        stats.matmuls++;
+        const res = op1("MatMul", [stacked, wt]); // [P, B, O]
+        const o = op1("Reshape", [op1("Transpose", [res], { perm: [1, 2, 0] }), i64(outShape)]);
+        env.set(e.outBinders[0], { name: o, c: outShape.slice() });
+        return;
+      }
       const o = op1("Conv", [x, w], { kernel_shape: kernel, strides, dilations: rhsDilation, pads });
       env.set(e.outBinders[0], { name: o, c: outShape.slice() });
       return;
