@@ -3,7 +3,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { initEngine, jit, grad, lax, nn, np, tree, type Array } from "../src/engine/index.js";
+import { initEngine, jit, grad, jvp, lax, nn, np, tree, type Array } from "../src/engine/index.js";
+import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
+import { initUnet, unetApply, unetParamShapes, type UnetConfig } from "../src/core/models/unet.js";
 import { traceToOnnx, leafPaths, type TracedOnnx } from "../src/engine/onnx/trace.js";
 import { JAX_JS_VERSION } from "../src/engine/onnx/translate.js";
 import { createOrtSession, ort } from "../src/engine/onnx/session.js";
@@ -271,6 +273,37 @@ test("jaxpr->ONNX: conv gradients (stride 1 and 2) become Conv / ConvTranspose a
   const { prims, stats } = await agree((w: Array, x: Array) => grad(loss, { argnums: [0, 1] })(w, x) as unknown as Array[], [randn([4, 4, 3, 3], 0.3), randn([2, 4, 8, 8])], 1e-4);
   assert.ok(prims.conv >= 5, `forward + backward convs, got ${prims.conv}`);
   assert.ok(stats.convTransposes >= 1, "the input gradient of the stride-2 conv is a ConvTranspose");
+});
+
+test("jaxpr->ONNX: the likelihood's jvp through the velocity MLP and the UNet forward (sampling) agree", async () => {
+  await initEngine();
+  const cfg: MlpConfig = { dim: 2, hidden: 16, depth: 2, timeEmbDim: 8 };
+  const host = initMlp(cfg, new Rng(2));
+  const names = Object.keys(host);
+  const model = mlpModel(cfg);
+  const { prims } = await agree(
+    (x: Array, t: Array, e: Array, ...ws: Array[]) => {
+      const params = Object.fromEntries(names.map((n, i) => [n, ws[i]]));
+      const f = (xx: Array) => model.apply(tree.ref(params), xx, t.ref, null);
+      const [v, jv] = jvp(f, [x], [e]) as [Array, Array];
+      tree.dispose([params, t]);
+      return [v, jv];
+    },
+    [randn([6, 2]), np.array(Float32Array.of(0.1, 0.2, 0.3, 0.5, 0.7, 0.9)), randn([6, 2]), ...names.map((n) => np.array(host[n].data).reshape(host[n].shape))],
+    1e-4,
+  );
+  assert.ok(prims.sin && prims.cos && prims.dot);
+  const ucfg: UnetConfig = { channels: [8, 16], numClasses: 3, timeEmbDim: 8, groups: 4, inChannels: 1, height: 4, width: 6 };
+  const uhost = initUnet(ucfg, new Rng(3));
+  const unames = Object.keys(uhost);
+  const shapes = unetParamShapes(ucfg);
+  for (const layout of ["hbwc", "nchw"] as const) {
+    await agree(
+      (x: Array, t: Array, y: Array, ...ws: Array[]) => unetApply(Object.fromEntries(unames.map((n, i) => [n, ws[i]])), x, t, y, ucfg, layout),
+      [randn([2, 4, 6, 1]), np.array(Float32Array.of(0.2, 0.8)), np.array(Int32Array.of(1, 3), { dtype: np.int32 }), ...unames.map((n) => np.array(uhost[n].map((v) => v + 0.1)).reshape(shapes[n]))],
+      1e-4,
+    );
+  }
 });
 
 test("jaxpr->ONNX: an unknown primitive fails loudly, naming it and the jax-js version", async () => {

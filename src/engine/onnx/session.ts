@@ -8,9 +8,9 @@ export interface OrtSessionOptions {
 }
 
 /**
- * One intra-op thread by default: on this project's 2-core target machines, shared with other work,
- * 1 thread measured as fast as 2 on the MLP step and faster under contention (see the ort
- * backend notes in ../shared/ENGINE.md); FLOWMATCH_ORT_THREADS overrides it.
+ * One intra-op thread by default. Measured on a shared 2-core machine (interleaved blocks, load
+ * 14-16): the MLP training step ran equally fast on 1 and 2 threads (median 22.0 vs 21.6 ms), the
+ * UNet step faster on 1 (628 vs 907 ms). FLOWMATCH_ORT_THREADS overrides it.
  */
 export const DEFAULT_ORT_THREADS = 1;
 
