@@ -54,7 +54,7 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
   const traced = makeJaxpr(fn as (...a: unknown[]) => Tree)(...args);
   const closed = traced.jaxpr;
   try {
-    const jaxpr = closed.jaxpr.flatten().simplify() as unknown as JaxprLike;
+    const jaxpr: JaxprLike = closed.jaxpr.flatten().simplify();
     const inputNames = opts.inputNames ?? leafPaths(args);
     const nConsts = closed.consts.length;
     if (inputNames.length + nConsts !== jaxpr.inBinders.length) {

@@ -25,9 +25,8 @@ export interface AtomLike {
 export interface EqnLike {
   readonly primitive: string;
   readonly inputs: AtomLike[];
-  // Primitive params are untyped in jax-js (Record<string, any>); each case below reads its own.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  readonly params: Record<string, any>;
+  /** Primitive params (untyped in jax-js); each case below reads and casts its own. */
+  readonly params: Readonly<Record<string, unknown>>;
   readonly outBinders: AtomLike[];
 }
 export interface JaxprLike {
