@@ -81,11 +81,14 @@ test("a killed run leaves its last good checkpoint and --resume continues from i
     // The checkpoint on disk is loadable (never half-written).
     const sampled = run(["sample2d", "--ckpt", dir, "--n", "100", "--nfe", "4", "--frames", "2"]);
     assert.equal(sampled.code, 0, sampled.err);
-    const resumed = run(["train2d", "--dataset", "8gaussians", "--steps", String(saved.step + 10), "--resume", "--out", dir, ...TINY]);
+    const resumed = run(["train2d", "--dataset", "8gaussians", "--steps", String(saved.step + 50), "--resume", "--out", dir, ...TINY]);
     assert.equal(resumed.code, 0, resumed.err);
-    assert.match(resumed.err, new RegExp(`resuming from step ${saved.step}`));
+    // A kill between the weights' and the config's rename leaves the newer weights (which embed
+    // their config) and the older ckpt.json; loading takes the newer save.
+    const from = Number(/resuming from step (\d+)/.exec(resumed.err)?.[1]);
+    assert.ok(from === saved.step || from === saved.step + 25, `resumed from ${from}, checkpoint says ${saved.step}`);
     const after = JSON.parse(readFileSync(json, "utf8")) as { step: number };
-    assert.equal(after.step, saved.step + 10);
+    assert.equal(after.step, saved.step + 50);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -19,7 +19,33 @@ export interface FlowBatch {
   labels?: Int32Array;
 }
 
-type TrainState = { params: Params; m: Params; v: Params; ema: Params };
+/** Everything the optimizer carries between steps, as engine arrays. */
+export type TrainState = { params: Params; m: Params; v: Params; ema: Params };
+
+/** What the training loop and pipelines need from a trainer, whichever backend runs the step. */
+export interface Trainer {
+  /** Number of optimizer steps taken so far (continues across resume). */
+  readonly stepCount: number;
+  /** One optimizer step; resolves to the batch loss. `lr` overrides the configured rate (schedules). */
+  step(batch: FlowBatch, lr?: number): Promise<number>;
+  /** Copy the current weights (or their EMA) to the host. */
+  hostParams(which?: "params" | "ema"): Promise<HostParams>;
+  /** Everything needed to resume: weights, EMA and Adam moments. */
+  hostState(): Promise<{ params: HostParams; ema: HostParams; m: HostParams; v: HostParams }>;
+  dispose(): void;
+}
+
+/** The training step's signature: state and batch in, new state and the loss out. */
+export type TrainStepFn = (
+  state: TrainState,
+  x0: Array,
+  x1: Array,
+  t: Array,
+  coef: Array,
+  labels: Array,
+  stepSize: Array,
+  emaDecay: Array,
+) => [TrainState, Array];
 
 export interface TrainerOptions {
   model: VelocityModel;
@@ -51,18 +77,37 @@ export function cfmLoss(
   return np.mean(np.square(v.sub(target)));
 }
 
-export class FlowTrainer {
+/**
+ * The whole training step (loss, gradient, Adam, EMA) as one function of arrays: the jax backend
+ * jits it, the ort backend traces it into an ONNX graph. Learning rate (inside stepSize) and EMA
+ * decay are inputs, so schedules need no new compilation.
+ */
+export function trainStepFn(opts: Pick<TrainerOptions, "model" | "adam" | "sampleShape">): TrainStepFn {
+  const { model, adam } = opts;
+  // Labels always travel as an array (ignored by unconditional models) so one trace serves both.
+  const broadcast = [-1, ...opts.sampleShape.map(() => 1)];
+  return (state, x0, x1, t, coef, labels, stepSize, decay) => {
+    // coef is [n, 4] = (alpha, sigma, dAlpha, dSigma): one upload instead of four.
+    const [alpha, sigma, dAlpha, dSigma] = np.split(coef, 4, 1).map((c) => c.reshape(broadcast));
+    const lossOf = (p: Params) =>
+      cfmLoss(model, p, x0.ref, x1.ref, t.ref, alpha.ref, sigma.ref, dAlpha.ref, dSigma.ref, labels.ref);
+    const [loss, grads] = valueAndGrad(lossOf)(tree.ref(state.params));
+    tree.dispose([x0, x1, t, alpha, sigma, dAlpha, dSigma, labels]);
+    const { params, state: opt } = adamUpdate(adam, state.params, grads, { m: state.m, v: state.v }, stepSize);
+    const ema = emaUpdate(state.ema, params, decay);
+    return [{ params, m: opt.m, v: opt.v, ema }, loss];
+  };
+}
+
+/** Host scalars fed to the step numbered k (1-based): Adam's bias-corrected step size and the EMA decay. */
+export function stepScalars(opts: Pick<TrainerOptions, "adam" | "emaDecay">, k: number, lr?: number): { stepSize: number; emaDecay: number } {
+  return { stepSize: adamStepSize(opts.adam, k, lr), emaDecay: emaDecayAt(opts.emaDecay, k) };
+}
+
+/** The jax backend: the step jit-compiled by jax-js (Wasm in Node; Wasm or WebGPU in browsers). */
+export class FlowTrainer implements Trainer {
   private state: TrainState;
-  private readonly stepFn: (
-    state: TrainState,
-    x0: Array,
-    x1: Array,
-    t: Array,
-    coef: Array,
-    labels: Array,
-    stepSize: Array,
-    emaDecay: Array,
-  ) => [TrainState, Array];
+  private readonly stepFn: TrainStepFn;
   private readonly opts: TrainerOptions;
   /** Number of optimizer steps taken so far (continues across resume). */
   stepCount: number;
@@ -82,20 +127,7 @@ export class FlowTrainer {
       this.stepCount = 0;
     }
     this.state = { params, m: opt.m, v: opt.v, ema };
-    const { model, adam } = opts;
-    // Labels always travel as an array (ignored by unconditional models) so one trace serves both.
-    const broadcast = [-1, ...opts.sampleShape.map(() => 1)];
-    this.stepFn = jit((state: TrainState, x0, x1, t, coef, labels, stepSize, decay) => {
-      // coef is [n, 4] = (alpha, sigma, dAlpha, dSigma): one upload instead of four.
-      const [alpha, sigma, dAlpha, dSigma] = np.split(coef, 4, 1).map((c) => c.reshape(broadcast));
-      const lossOf = (p: Params) =>
-        cfmLoss(model, p, x0.ref, x1.ref, t.ref, alpha.ref, sigma.ref, dAlpha.ref, dSigma.ref, labels.ref);
-      const [loss, grads] = valueAndGrad(lossOf)(tree.ref(state.params));
-      tree.dispose([x0, x1, t, alpha, sigma, dAlpha, dSigma, labels]);
-      const { params, state: opt } = adamUpdate(adam, state.params, grads, { m: state.m, v: state.v }, stepSize);
-      const ema = emaUpdate(state.ema, params, decay);
-      return [{ params, m: opt.m, v: opt.v, ema }, loss] as [TrainState, Array];
-    }) as unknown as FlowTrainer["stepFn"];
+    this.stepFn = jit(trainStepFn(opts)) as unknown as TrainStepFn;
   }
 
   /** One optimizer step; resolves to the batch loss. `lr` overrides the configured rate (schedules). */
@@ -104,7 +136,8 @@ export class FlowTrainer {
     const full = [n, ...this.opts.sampleShape];
     const labels = np.array(batch.labels ?? new Int32Array(n), { dtype: np.int32 });
     this.stepCount += 1;
-    const stepSize = np.array(adamStepSize(this.opts.adam, this.stepCount, lr));
+    const scalars = stepScalars(this.opts, this.stepCount, lr);
+    const stepSize = np.array(scalars.stepSize);
     const [state, loss] = this.stepFn(
       this.state,
       fromHost(batch.x0, full),
@@ -113,7 +146,7 @@ export class FlowTrainer {
       fromHost(batch.coef, [n, 4]),
       labels,
       stepSize,
-      np.array(emaDecayAt(this.opts.emaDecay, this.stepCount)),
+      np.array(scalars.emaDecay),
     );
     this.state = state;
     return (await toHost(loss))[0];

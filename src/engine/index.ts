@@ -10,7 +10,7 @@ import * as jax from "@jax-js/jax";
 export { engineThreadCount } from "./threads.js";
 
 export const { numpy: np, nn, random, tree, lax } = jax;
-export const { jit, grad, valueAndGrad, vjp, jvp, vmap, init, defaultDevice, blockUntilReady } = jax;
+export const { jit, grad, valueAndGrad, vjp, jvp, vmap, init, defaultDevice, blockUntilReady, makeJaxpr } = jax;
 export type Array = jax.Array;
 export type Device = jax.Device;
 export type DType = jax.DType;

@@ -1,151 +1,15 @@
 // ONNX export of the velocity networks (opset 17) and an onnxruntime-node velocity runtime.
 // The graph is built by hand from the same parameter record the engine trains, so an exported
 // model reproduces unetApply / the MLP to float32 rounding.
-import protobuf from "protobufjs";
 import * as ort from "onnxruntime-node";
 import { UserError } from "../core/errors.js";
+import { GraphBuilder, ONNX_TYPE } from "../engine/onnx/proto.js";
 import { unetBlocks, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
 import { mlpLayerSizes, TIME_EMBED_SCALE, type MlpConfig } from "../core/models/mlp.js";
 import { sinusoidalFrequencies } from "../core/models/layers.js";
 
-// The subset of onnx/onnx.proto (field numbers as upstream) that the exporter writes.
-const ONNX_PROTO = `
-syntax = "proto3";
-package onnx;
-message AttributeProto {
-  enum AttributeType { UNDEFINED = 0; FLOAT = 1; INT = 2; STRING = 3; TENSOR = 4; GRAPH = 5; FLOATS = 6; INTS = 7; STRINGS = 8; }
-  string name = 1;
-  float f = 2;
-  int64 i = 3;
-  bytes s = 4;
-  TensorProto t = 5;
-  repeated float floats = 7;
-  repeated int64 ints = 8;
-  AttributeType type = 20;
-}
-message ValueInfoProto { string name = 1; TypeProto type = 2; }
-message NodeProto {
-  repeated string input = 1;
-  repeated string output = 2;
-  string name = 3;
-  string op_type = 4;
-  repeated AttributeProto attribute = 5;
-  string domain = 7;
-}
-message ModelProto {
-  int64 ir_version = 1;
-  string producer_name = 2;
-  string producer_version = 3;
-  string doc_string = 6;
-  GraphProto graph = 7;
-  repeated OperatorSetIdProto opset_import = 8;
-}
-message GraphProto {
-  repeated NodeProto node = 1;
-  string name = 2;
-  repeated TensorProto initializer = 5;
-  repeated ValueInfoProto input = 11;
-  repeated ValueInfoProto output = 12;
-}
-message TensorProto {
-  repeated int64 dims = 1;
-  int32 data_type = 2;
-  string name = 8;
-  bytes raw_data = 9;
-}
-message TensorShapeProto {
-  message Dimension { oneof value { int64 dim_value = 1; string dim_param = 2; } }
-  repeated Dimension dim = 1;
-}
-message TypeProto {
-  message Tensor { int32 elem_type = 1; TensorShapeProto shape = 2; }
-  oneof value { Tensor tensor_type = 1; }
-}
-message OperatorSetIdProto { string domain = 1; int64 version = 2; }
-`;
-
-const OPSET = 17;
-/** IR version 8 is the one that introduced opset 17. */
-const IR_VERSION = 8;
-const FLOAT = 1;
-const INT64 = 7;
-const ATTR = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7 } as const;
-
-let modelType: protobuf.Type | null = null;
-function onnxModelType(): protobuf.Type {
-  modelType ??= protobuf.parse(ONNX_PROTO, { keepCase: true }).root.lookupType("onnx.ModelProto");
-  return modelType;
-}
-
-type AttrValue = number | number[] | string | { float: number };
-interface NodeSpec {
-  op: string;
-  inputs: string[];
-  outputs: string[];
-  attrs?: Record<string, AttrValue>;
-}
-
-/** Accumulates nodes and initializers with unique intermediate names. */
-class GraphBuilder {
-  readonly nodes: NodeSpec[] = [];
-  readonly initializers: { name: string; dims: number[]; dataType: number; raw: Uint8Array }[] = [];
-  private counter = 0;
-
-  fresh(hint: string): string {
-    return `${hint}_${this.counter++}`;
-  }
-
-  op(op: string, inputs: string[], attrs?: Record<string, AttrValue>, hint = op.toLowerCase()): string {
-    const out = this.fresh(hint);
-    this.nodes.push({ op, inputs, outputs: [out], attrs });
-    return out;
-  }
-
-  floatConst(name: string, data: Float32Array, dims: number[]): string {
-    const raw = new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-    this.initializers.push({ name, dims, dataType: FLOAT, raw });
-    return name;
-  }
-
-  int64Const(name: string, values: number[]): string {
-    const data = BigInt64Array.from(values, (v) => BigInt(v));
-    this.initializers.push({ name, dims: [values.length], dataType: INT64, raw: new Uint8Array(data.buffer) });
-    return name;
-  }
-
-  encode(inputs: { name: string; elemType: number; dims: (number | string)[] }[], outputs: { name: string; dims: (number | string)[] }[], name: string): Uint8Array {
-    const valueInfo = (n: string, elemType: number, dims: (number | string)[]) => ({
-      name: n,
-      type: { tensor_type: { elem_type: elemType, shape: { dim: dims.map((d) => (typeof d === "string" ? { dim_param: d } : { dim_value: d })) } } },
-    });
-    const attribute = (key: string, v: AttrValue) => {
-      if (typeof v === "string") return { name: key, type: ATTR.STRING, s: new TextEncoder().encode(v) };
-      if (Array.isArray(v)) return { name: key, type: ATTR.INTS, ints: v };
-      if (typeof v === "object") return { name: key, type: ATTR.FLOAT, f: v.float };
-      return { name: key, type: ATTR.INT, i: v };
-    };
-    const Model = onnxModelType();
-    const message = Model.fromObject({
-      ir_version: IR_VERSION,
-      producer_name: "flowmatch",
-      opset_import: [{ domain: "", version: OPSET }],
-      graph: {
-        name,
-        node: this.nodes.map((n, i) => ({
-          name: `${n.op}_${i}`,
-          op_type: n.op,
-          input: n.inputs,
-          output: n.outputs,
-          attribute: Object.entries(n.attrs ?? {}).map(([k, v]) => attribute(k, v)),
-        })),
-        initializer: this.initializers.map((t) => ({ name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.raw })),
-        input: inputs.map((i) => valueInfo(i.name, i.elemType, i.dims)),
-        output: outputs.map((o) => valueInfo(o.name, FLOAT, o.dims)),
-      },
-    });
-    return Model.encode(message).finish();
-  }
-}
+const FLOAT = ONNX_TYPE.FLOAT;
+const INT64 = ONNX_TYPE.INT64;
 
 function need(params: Record<string, Float32Array>, name: string, size: number): Float32Array {
   const p = params[name];

@@ -6,13 +6,14 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
-import { FlowTrainer, type VelocityModel } from "../core/train.js";
+import type { TrainerOptions, VelocityModel } from "../core/train.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/schedulers.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
 import { initUnet, unetApply, unetParamCount, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
 import { assertEngineFits, unetForwardBytes, unetTrainBytes } from "../core/memory.js";
+import type { ImageLayout } from "../core/models/layers.js";
 import { loadImageDataset, type ImageDataset } from "../data/images.js";
 import { loadCheckpoint, checkParams, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -22,6 +23,7 @@ import { stateToTensors, tensorsToState } from "./state.js";
 import { stepRng } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
 import { checkRunFolder, openTrainingRun, reflowSetup } from "./run.js";
+import { createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface ImageTrainConfig {
   dataset: string;
@@ -48,8 +50,9 @@ export interface ImageCheckpointConfig extends CheckpointConfig {
   train: ImageTrainConfig;
 }
 
-export function unetModel(cfg: UnetConfig): VelocityModel {
-  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg) };
+/** The UNet as a VelocityModel; layout "nchw" for steps traced to onnxruntime (native Conv), see ImageLayout. */
+export function unetModel(cfg: UnetConfig, layout: ImageLayout = "hbwc"): VelocityModel {
+  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg, layout) };
 }
 
 /** Host init as HostParams (shape + data). */
@@ -84,6 +87,8 @@ export interface ImageTrainOptions extends ImageTrainConfig {
   extraConfig?: Record<string, unknown>;
   /** Images per class and guidance the caller will sample on the engine after training: checked for memory before training starts. */
   finalSamples?: { perClass: number; guidance: number };
+  /** What runs the training step (default ort); checkpoints are the same either way. */
+  backend?: TrainBackend;
 }
 
 export function defaultImageOut(dataset: string): string {
@@ -117,7 +122,9 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     "use a smaller --batch-size or --channels, or smaller images",
   );
   if (opts.finalSamples) checkImageSampleMemory(cfg, opts.finalSamples.perClass * cfg.numClasses, opts.finalSamples.guidance);
-  const model = unetModel(cfg);
+  const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
+  // onnxruntime gets the engine's conv primitive (native Conv/ConvTranspose); jax-js on Wasm the row bands.
+  const model = unetModel(cfg, backend === "ort" ? "nchw" : "hbwc");
   const scheduler = getScheduler(opts.path);
   const sampleTimes = getTimeSampler(opts.timeSampler);
   const sampleShape = [data.height, data.width, data.channels];
@@ -160,7 +167,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     shapes: unetParamShapes(cfg),
   });
   const losses = run.losses;
-  const trainer = new FlowTrainer({
+  const trainer = await createTrainer(backend, {
     model,
     params: run.resume?.params ?? opts.initParams ?? initUnetParams(cfg, new Rng(opts.seed)),
     sampleShape,

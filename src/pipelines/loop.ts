@@ -2,7 +2,7 @@
 // progress, checkpoint periodically and at the end, and stop cleanly when asked.
 import { UserError } from "../core/errors.js";
 import { pausePoint } from "../core/interrupt.js";
-import type { FlowBatch, FlowTrainer } from "../core/train.js";
+import type { FlowBatch, Trainer } from "../core/train.js";
 
 export interface TrainProgress {
   step: number;
@@ -13,7 +13,7 @@ export interface TrainProgress {
 }
 
 export interface LoopOptions {
-  trainer: FlowTrainer;
+  trainer: Trainer;
   steps: number;
   /** Batch for the step about to be taken (trainer.stepCount steps are done). */
   nextBatch: (stepsDone: number) => FlowBatch;

@@ -5,7 +5,7 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
-import { FlowTrainer } from "../core/train.js";
+import type { TrainerOptions } from "../core/train.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/schedulers.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { otCouple, type CouplingName } from "../core/coupling.js";
@@ -21,6 +21,7 @@ import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } f
 import { stateToTensors, tensorsToState } from "./state.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
 import { openTrainingRun, reflowSetup } from "./run.js";
+import { createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface Toy2dTrainConfig {
   dataset: ToyDatasetName;
@@ -60,6 +61,8 @@ export interface Toy2dTrainOptions extends Toy2dTrainConfig {
   onLog?: (line: string) => void;
   /** Polled between steps; when it returns true the run checkpoints and stops early. */
   shouldStop?: () => boolean;
+  /** What runs the training step (default ort); checkpoints are the same either way. */
+  backend?: TrainBackend;
 }
 
 export interface Toy2dTrainResult {
@@ -125,7 +128,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
     shapes: mlpParamShapes(opts.model),
   });
   const losses = run.losses;
-  const trainer = new FlowTrainer({
+  const trainer = await createTrainer(opts.backend ?? DEFAULT_TRAIN_BACKEND, {
     model,
     params: run.resume?.params ?? initMlp(opts.model, new Rng(opts.seed)),
     sampleShape: [opts.model.dim],

@@ -9,6 +9,7 @@ import { UserError } from "../../core/errors.js";
 import { checkpointFiles, loadCheckpoint } from "../../io/checkpoint.js";
 import { defaultImageOut, exportOnnx, loadImageModel, sampleImages, trainImage } from "../../pipelines/images.js";
 import { loadToy2d } from "../../pipelines/toy2d.js";
+import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds } from "../progress.js";
@@ -66,6 +67,7 @@ interface TrainImageFlags {
   solver: SolverName;
   guidance: number;
   timeLimit?: number;
+  backend: TrainBackend;
 }
 
 export function registerImageCommands(program: Command): void {
@@ -94,6 +96,7 @@ export function registerImageCommands(program: Command): void {
     .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
     .addOption(new Option("--solver <name>", "ODE solver for the final samples").choices(SOLVERS).default("heun"))
     .option("--guidance <w>", "classifier-free guidance weight for the final samples (-20 to 20)", guidance, 2)
+    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND))
     .action(async (flags: TrainImageFlags, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       if (flags.out === undefined) assertWritableDir(defaultImageOut(flags.dataset));
@@ -119,6 +122,7 @@ export function registerImageCommands(program: Command): void {
         resume: flags.resume,
         force: flags.force,
         finalSamples: { perClass: flags.perClass, guidance: flags.guidance },
+        backend: flags.backend,
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
           if (firstStep < 0) firstStep = p.step - 1;

@@ -8,6 +8,7 @@ import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { checkSample2dMemory, checkTrain2dMemory, loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
+import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { createProgress, formatSeconds } from "../progress.js";
 import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 
@@ -32,6 +33,7 @@ interface Train2dFlags {
   solver: SolverName;
   nfe: number;
   frames: number;
+  backend: TrainBackend;
 }
 
 export function registerToy2dCommands(program: Command): void {
@@ -58,6 +60,7 @@ export function registerToy2dCommands(program: Command): void {
     .addOption(new Option("--solver <name>", "ODE solver for sampling").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations for sampling", positiveInt, 100)
     .option("--frames <n>", "GIF frames from t=0 to t=1 (2 to 1000)", frameCount, 41)
+    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND))
     .action(async (flags: Train2dFlags, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const dataset = flags.dataset;
@@ -84,6 +87,7 @@ export function registerToy2dCommands(program: Command): void {
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,
         force: flags.force,
+        backend: flags.backend,
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
           progress.update(p.step, { loss: p.smoothLoss.toFixed(4) });

@@ -1,7 +1,7 @@
 // Shared network building blocks over flat parameter records (NHWC images, [in, out] dense weights).
 // Every function consumes its array arguments (jax-js ownership) and only borrows `params`
 // entries (it takes `.ref` of what it reads), so callers dispose the record once at the end.
-import { np, nn, type Array } from "../../engine/index.js";
+import { lax, np, nn, type Array } from "../../engine/index.js";
 import type { Rng } from "../rng.js";
 
 export type Params = Record<string, Array>;
@@ -34,6 +34,15 @@ export function silu(x: Array): Array {
   return nn.silu(x);
 }
 
+/**
+ * Where image activations live inside a network. "hbwc" (the default): [H, B, W, C] with
+ * convolutions as row-band matmuls, the fast form on jax-js Wasm. "nchw": [B, C, H, W] with the
+ * engine's own convolution primitive (lax.convGeneralDilated): slow on Wasm, but a traced step keeps
+ * it as one `conv` (and its gradients as convs), which onnxruntime runs as native Conv/ConvTranspose.
+ * Both compute the same function of the same weights.
+ */
+export type ImageLayout = "hbwc" | "nchw";
+
 // Image layers below use the [H, B, W, C] layout ("HBWC"): NHWC with height and batch swapped.
 // It makes the vertical taps of a 3x3 convolution contiguous row blocks, so a conv is one
 // 3-way concatenation of horizontal shifts plus three matmuls on row slices. On the Wasm backend
@@ -45,9 +54,10 @@ export function silu(x: Array): Array {
  * im2col matrix [k*k*Cin, Cout] in (ky, kx, cin) order (HWIO flattened), bias `${prefix}.bias` [Cout].
  * stride 2 keeps the even output rows and columns (PyTorch's stride-2, padding-1 conv for even sizes).
  */
-export function conv2d(params: Params, prefix: string, x: Array, opts: { kernel?: number; stride?: number } = {}): Array {
+export function conv2d(params: Params, prefix: string, x: Array, opts: { kernel?: number; stride?: number; layout?: ImageLayout } = {}): Array {
   const k = opts.kernel ?? 3;
   const stride = opts.stride ?? 1;
+  if (opts.layout === "nchw") return conv2dNchw(params, prefix, x, k, stride);
   const [h, b, w, c] = x.shape;
   const weight = params[`${prefix}.weight`].ref;
   const bias = params[`${prefix}.bias`].ref;
@@ -95,11 +105,42 @@ export function conv2d(params: Params, prefix: string, x: Array, opts: { kernel?
   return (out as Array).add(bias).reshape([ho, b, wo, cout]);
 }
 
+/** conv2d on [B, C, H, W] with lax.convGeneralDilated (same weights, same "same"/stride-2 semantics). */
+function conv2dNchw(params: Params, prefix: string, x: Array, k: number, stride: number): Array {
+  const c = x.shape[1];
+  const weight = params[`${prefix}.weight`].ref;
+  const bias = params[`${prefix}.bias`].ref;
+  const cout = weight.shape[1];
+  if (weight.shape[0] !== k * k * c) {
+    weight.dispose();
+    bias.dispose();
+    x.dispose();
+    throw new Error(`conv2d ${prefix}: weight rows ${weight.shape[0]} != ${k}*${k}*${c}`);
+  }
+  // im2col rows are (ky, kx, cin): HWIO -> OIHW.
+  const oihw = weight.reshape([k, k, c, cout]).transpose([3, 2, 0, 1]);
+  const p = (k - 1) >> 1;
+  const y = lax.convGeneralDilated(x, oihw, [stride, stride], [
+    [p, p],
+    [p, p],
+  ]);
+  return y.add(bias.reshape([1, cout, 1, 1]));
+}
+
 /**
  * Group normalisation on [H, B, W, C] with `${prefix}.weight` / `${prefix}.bias` [C] (scale, shift).
  * Statistics over (H, W, C/groups) per sample and group, eps 1e-5 as in PyTorch.
  */
-export function groupNorm(params: Params, prefix: string, x: Array, groups: number, eps = 1e-5): Array {
+export function groupNorm(params: Params, prefix: string, x: Array, groups: number, eps = 1e-5, layout: ImageLayout = "hbwc"): Array {
+  if (layout === "nchw") {
+    const [b, c, h, w] = x.shape;
+    const g = x.reshape([b, groups, c / groups, h, w]);
+    const mean = np.mean(g.ref, [2, 3, 4], { keepdims: true });
+    const centered = g.sub(mean);
+    const variance = np.mean(np.square(centered.ref), [2, 3, 4], { keepdims: true });
+    const normed = centered.mul(np.reciprocal(np.sqrt(variance.add(eps)))).reshape([b, c, h, w]);
+    return normed.mul(params[`${prefix}.weight`].ref.reshape([1, c, 1, 1])).add(params[`${prefix}.bias`].ref.reshape([1, c, 1, 1]));
+  }
   const [h, b, w, c] = x.shape;
   const g = x.reshape([h, b, w, groups, c / groups]);
   const mean = np.mean(g.ref, [0, 2, 4], { keepdims: true });
@@ -109,8 +150,12 @@ export function groupNorm(params: Params, prefix: string, x: Array, groups: numb
   return normed.mul(params[`${prefix}.weight`].ref).add(params[`${prefix}.bias`].ref);
 }
 
-/** Nearest-neighbour 2x upsampling on [H, B, W, C]. */
-export function upsample2x(x: Array): Array {
+/** Nearest-neighbour 2x upsampling on [H, B, W, C] (or [B, C, H, W]). */
+export function upsample2x(x: Array, layout: ImageLayout = "hbwc"): Array {
+  if (layout === "nchw") {
+    const [b, c, h, w] = x.shape;
+    return np.broadcastTo(x.reshape([b, c, h, 1, w, 1]), [b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w]);
+  }
   const [h, b, w, c] = x.shape;
   return np.broadcastTo(x.reshape([h, 1, b, w, 1, c]), [h, 2, b, w, 2, c]).reshape([2 * h, b, 2 * w, c]);
 }

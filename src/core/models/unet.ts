@@ -9,11 +9,12 @@
 //   out: GroupNorm, SiLU, 3x3 conv c0 -> inChannels (zero-initialised, so training starts at v = 0)
 // Res block: GN, SiLU, conv, + dense(silu(emb)), GN, SiLU, conv, + (1x1 conv) shortcut.
 // Conv weights are stored as im2col matrices [k*k*Cin, Cout] in (ky, kx, cin) order.
-// The interface is NHWC; inside, activations are [H, B, W, C] (faster convs, see layers.ts).
+// The interface is NHWC; inside, activations are [H, B, W, C] (faster convs on Wasm, see layers.ts),
+// or [B, C, H, W] with the engine's conv primitive when the step runs on onnxruntime.
 import { np, type Array } from "../../engine/index.js";
 import { UserError } from "../errors.js";
 import type { Rng } from "../rng.js";
-import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, sinusoidalEmbedding, upsample2x, type Params } from "./layers.js";
+import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, sinusoidalEmbedding, upsample2x, type ImageLayout, type Params } from "./layers.js";
 import { TIME_EMBED_SCALE } from "./mlp.js";
 
 export interface UnetConfig {
@@ -137,21 +138,22 @@ export function initUnet(cfg: UnetConfig, rng: Rng): Record<string, Float32Array
   return out;
 }
 
-function resBlock(params: Params, spec: ResBlockSpec, x: Array, embAct: Array, groups: number): Array {
+function resBlock(params: Params, spec: ResBlockSpec, x: Array, embAct: Array, groups: number, layout: ImageLayout): Array {
   const { prefix, cin, cout } = spec;
-  const b = x.shape[1];
-  let h = conv2d(params, `${prefix}.conv1`, silu(groupNorm(params, `${prefix}.norm1`, x.ref, groups)));
-  h = h.add(dense(params, `${prefix}.emb`, embAct).reshape([1, b, 1, cout]));
-  h = conv2d(params, `${prefix}.conv2`, silu(groupNorm(params, `${prefix}.norm2`, h, groups)));
-  const shortcut = cin === cout ? x : conv2d(params, `${prefix}.skip`, x, { kernel: 1 });
+  const b = x.shape[layout === "nchw" ? 0 : 1];
+  let h = conv2d(params, `${prefix}.conv1`, silu(groupNorm(params, `${prefix}.norm1`, x.ref, groups, undefined, layout)), { layout });
+  h = h.add(dense(params, `${prefix}.emb`, embAct).reshape(layout === "nchw" ? [b, cout, 1, 1] : [1, b, 1, cout]));
+  h = conv2d(params, `${prefix}.conv2`, silu(groupNorm(params, `${prefix}.norm2`, h, groups, undefined, layout)), { layout });
+  const shortcut = cin === cout ? x : conv2d(params, `${prefix}.skip`, x, { kernel: 1, layout });
   return h.add(shortcut);
 }
 
 /**
  * Velocity v(x, t, y). x: [B, H, W, C] float32, t: [B] in [0, 1], y: [B] int32 labels (numClasses =
- * null class). Consumes x, t, y and the params record (like every VelocityModel.apply).
+ * null class). Consumes x, t, y and the params record (like every VelocityModel.apply). `layout`
+ * picks the internal activation layout and convolution form (see ImageLayout); the result is the same.
  */
-export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: UnetConfig): Array {
+export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: UnetConfig, layout: ImageLayout = "hbwc"): Array {
   const { down, mid, up } = unetBlocks(cfg);
   const g = cfg.groups;
   let emb = dense(params, "time.0", sinusoidalEmbedding(t.mul(TIME_EMBED_SCALE), cfg.timeEmbDim));
@@ -159,23 +161,25 @@ export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: Une
   emb = emb.add(embeddingLookup(params, "class", y));
   const embAct = silu(emb);
 
-  // Layers run on [H, B, W, C] (see layers.ts); one transpose in, one out.
-  let h = conv2d(params, "stem", x.transpose([1, 0, 2, 3]));
+  // NHWC in and out; one transpose to the internal layout on entry, one back on exit.
+  const [toInner, toNhwc] = layout === "nchw" ? [[0, 3, 1, 2], [0, 2, 3, 1]] : [[1, 0, 2, 3], [1, 0, 2, 3]];
+  const channelAxis = layout === "nchw" ? 1 : 3;
+  let h = conv2d(params, "stem", x.transpose(toInner), { layout });
   const skips: Array[] = [];
   down.forEach((spec, i) => {
-    h = resBlock(params, spec, h, embAct.ref, g);
+    h = resBlock(params, spec, h, embAct.ref, g, layout);
     skips.push(h.ref);
-    h = conv2d(params, `down.${i}.downsample`, h, { stride: 2 });
+    h = conv2d(params, `down.${i}.downsample`, h, { stride: 2, layout });
   });
-  h = resBlock(params, mid, h, embAct.ref, g);
+  h = resBlock(params, mid, h, embAct.ref, g, layout);
   for (const spec of up) {
     const i = spec.level;
-    h = conv2d(params, `up.${i}.upsample`, upsample2x(h));
-    h = np.concatenate([h, skips[i]], 3);
-    h = resBlock(params, spec, h, embAct.ref, g);
+    h = conv2d(params, `up.${i}.upsample`, upsample2x(h, layout), { layout });
+    h = np.concatenate([h, skips[i]], channelAxis);
+    h = resBlock(params, spec, h, embAct.ref, g, layout);
   }
   embAct.dispose();
-  h = conv2d(params, "out.conv", silu(groupNorm(params, "out.norm", h, g)));
+  h = conv2d(params, "out.conv", silu(groupNorm(params, "out.norm", h, g, undefined, layout)), { layout });
   for (const p of Object.values(params)) p.dispose();
-  return h.transpose([1, 0, 2, 3]);
+  return h.transpose(toNhwc);
 }

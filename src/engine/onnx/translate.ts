@@ -1,0 +1,550 @@
+// jax-js Jaxpr -> ONNX graph (opset 18), so a traced function (e.g. the whole jitted training step)
+// runs on onnxruntime. Jaxprs and primitive params are jax-js internals: this file is written against
+// the exact pinned version (JAX_JS_VERSION) and throws naming the primitive for anything it does
+// not know, instead of guessing.
+//
+// Values are kept "compact": same rank as the jaxpr variable, with size 1 on axes that are only
+// broadcast. jax-js materialises broadcasts (`broadcast` eqns; the cotangent of a dense layer is
+// broadcast to [B, N, K] before `dot` = sum(x * y, -1)); ONNX's NumPy broadcasting does that for
+// free, and `dot` then sees which axes are real in which operand and becomes one MatMul
+// (batch = real in both, M = real only on the left, N = real only on the right). A value is
+// expanded to its full shape only where an op needs it (reshape that moves real axes, concat, pad).
+import { GraphBuilder, ONNX_TYPE, type AttrValue } from "./proto.js";
+
+/** The @jax-js/jax version this translator was written and tested against (package.json pins it). */
+export const JAX_JS_VERSION = "0.1.25";
+export const ONNX_OPSET = 18;
+
+// Structural views of jax-js's Var / Lit / JaxprEqn / Jaxpr (not exported by jax-js as types we can
+// construct; these are exactly the fields read here).
+export interface AtomLike {
+  readonly aval: { readonly shape: number[]; readonly dtype: string };
+  /** Present on literals only. */
+  readonly value?: number;
+}
+export interface EqnLike {
+  readonly primitive: string;
+  readonly inputs: AtomLike[];
+  /** Primitive params (untyped in jax-js); each case below reads and casts its own. */
+  readonly params: Readonly<Record<string, unknown>>;
+  readonly outBinders: AtomLike[];
+}
+export interface JaxprLike {
+  readonly inBinders: AtomLike[];
+  readonly eqns: EqnLike[];
+  readonly outs: AtomLike[];
+}
+
+/** A constant bound to an input binder (ClosedJaxpr consts): becomes an initializer. */
+export interface ConstValue {
+  data: ArrayBufferView;
+  dtype: string;
+}
+
+export interface TranslateOptions {
+  inputNames: string[];
+  outputNames: string[];
+  /** inBinder index -> constant data (those binders become initializers, not graph inputs). */
+  consts?: Map<number, ConstValue>;
+  graphName?: string;
+  /** Convolutions with a tiny output and a big kernel (weight gradients) as one MatMul (default true). */
+  convAsMatMul?: boolean;
+}
+
+export interface TranslateStats {
+  nodes: number;
+  matmuls: number;
+  convs: number;
+  /** Convolutions with lhs dilation (input gradients of strided convs). */
+  convTransposes: number;
+  expands: number;
+  /** Dots that contract over a broadcast axis (Mul + ReduceSum instead of MatMul). */
+  fallbackDots: number;
+}
+
+export interface OnnxGraph {
+  bytes: Uint8Array;
+  inputs: { name: string; shape: number[]; dtype: string }[];
+  outputs: { name: string; shape: number[]; dtype: string }[];
+  stats: TranslateStats;
+}
+
+const ELEM: Record<string, number> = {
+  float32: ONNX_TYPE.FLOAT,
+  float64: ONNX_TYPE.DOUBLE,
+  float16: ONNX_TYPE.FLOAT16,
+  int32: ONNX_TYPE.INT32,
+  uint32: ONNX_TYPE.UINT32,
+  bool: ONNX_TYPE.BOOL,
+};
+
+function elemType(dtype: string): number {
+  const t = ELEM[dtype];
+  if (t === undefined) throw new Error(`jaxpr->ONNX: dtype ${dtype} has no ONNX mapping (jax-js ${JAX_JS_VERSION})`);
+  return t;
+}
+
+function unsupported(what: string): Error {
+  return new Error(
+    `jaxpr->ONNX: ${what} is not supported by the translator (written for @jax-js/jax ${JAX_JS_VERSION}); ` +
+      `run this function with the jax backend (--backend jax) or add it to src/engine/onnx/translate.ts`,
+  );
+}
+
+const isLit = (a: AtomLike): boolean => a.value !== undefined && !("id" in a);
+const eqShape = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+const prod = (s: number[]) => s.reduce((x, y) => x * y, 1);
+const bcastShape = (...shapes: number[][]): number[] => {
+  const r = Math.max(...shapes.map((s) => s.length));
+  return Array.from({ length: r }, (_, i) => Math.max(...shapes.map((s) => s[s.length - r + i] ?? 1)));
+};
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+const UNARY: Record<string, string> = {
+  neg: "Neg",
+  reciprocal: "Reciprocal",
+  sqrt: "Sqrt",
+  exp: "Exp",
+  log: "Log",
+  sin: "Sin",
+  cos: "Cos",
+  asin: "Asin",
+  atan: "Atan",
+  floor: "Floor",
+  ceil: "Ceil",
+  erf: "Erf",
+  stop_gradient: "Identity",
+};
+const BINARY: Record<string, string> = { add: "Add", mul: "Mul", min: "Min", max: "Max", idiv: "Div" };
+const REDUCE: Record<string, string> = { Add: "ReduceSum", Max: "ReduceMax", Min: "ReduceMin", Mul: "ReduceProd" };
+
+/** ONNX value name and its compact shape. */
+interface Val {
+  name: string;
+  c: number[];
+}
+
+/** Translate a flattened jaxpr (`closed.jaxpr.flatten().simplify()`) into an ONNX model. */
+export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph {
+  const { inputNames, outputNames } = opts;
+  const consts = opts.consts ?? new Map<number, ConstValue>();
+  if (inputNames.length !== jaxpr.inBinders.length) throw new Error(`jaxpr->ONNX: ${inputNames.length} input names for ${jaxpr.inBinders.length} inputs`);
+  if (outputNames.length !== jaxpr.outs.length) throw new Error(`jaxpr->ONNX: ${outputNames.length} output names for ${jaxpr.outs.length} outputs`);
+  const g = new GraphBuilder();
+  const stats: TranslateStats = { nodes: 0, matmuls: 0, convs: 0, convTransposes: 0, expands: 0, fallbackDots: 0 };
+  const op1 = (o: string, inputs: string[], attrs?: Record<string, AttrValue>) => g.op(o, inputs, attrs);
+
+  // Constants (shape vectors, literals) are shared initializers.
+  const constCache = new Map<string, string>();
+  const i64 = (values: number[]): string => {
+    const key = `i64:${values.join(",")}`;
+    let n = constCache.get(key);
+    if (!n) {
+      n = g.int64Const(g.fresh("c_i64"), values);
+      constCache.set(key, n);
+    }
+    return n;
+  };
+  const scalar = (value: number, dtype: string, rank: number): string => {
+    const key = `s:${dtype}:${value}:${rank}`;
+    let n = constCache.get(key);
+    if (!n) {
+      let raw: Uint8Array;
+      if (dtype === "float32") raw = new Uint8Array(Float32Array.of(value).buffer);
+      else if (dtype === "float64") raw = new Uint8Array(Float64Array.of(value).buffer);
+      else if (dtype === "int32") raw = new Uint8Array(Int32Array.of(value).buffer);
+      else if (dtype === "uint32") raw = new Uint8Array(Uint32Array.of(value).buffer);
+      else if (dtype === "bool") raw = Uint8Array.of(value ? 1 : 0);
+      else throw unsupported(`a literal of dtype ${dtype}`);
+      n = g.rawConst(g.fresh("c_lit"), raw, new Array<number>(rank).fill(1), elemType(dtype));
+      constCache.set(key, n);
+    }
+    return n;
+  };
+
+  const env = new Map<AtomLike, Val>();
+  const full = new Map<AtomLike, string>();
+  // 2-D dots [M, N] = an @ bn; a transpose of one becomes bn^T @ an^T, which ORT folds into one
+  // FusedMatMul/Gemm (a Reshape between a Transpose and a MatMul blocks that fusion).
+  const dot2d = new Map<AtomLike, { an: string; bn: string }>();
+
+  /** An operand as `dtype`: jax-js leaves weakly typed literals (and only those) un-promoted, e.g. int32 == 2.0. */
+  const readAs = (a: AtomLike, dtype: string): Val => {
+    if (isLit(a)) return { name: scalar(a.value as number, dtype, a.aval.shape.length), c: a.aval.shape.map(() => 1) };
+    const v = read(a);
+    return a.aval.dtype === dtype ? v : { name: op1("Cast", [v.name], { to: elemType(dtype) }), c: v.c };
+  };
+  /** The dtype operands of an n-ary op share: that of the first non-literal operand. */
+  const operandDtype = (atoms: AtomLike[], fallback: string): string => atoms.find((x) => !isLit(x))?.aval.dtype ?? fallback;
+  const read = (a: AtomLike): Val => {
+    if (isLit(a)) return { name: scalar(a.value as number, a.aval.dtype, a.aval.shape.length), c: a.aval.shape.map(() => 1) };
+    const v = env.get(a);
+    if (!v) throw new Error("jaxpr->ONNX: variable used before it is defined (is the jaxpr flattened?)");
+    return v;
+  };
+  /** The value at its full jaxpr shape (Expand where it is compact). */
+  const readFull = (a: AtomLike): string => {
+    const v = read(a);
+    if (eqShape(v.c, a.aval.shape)) return v.name;
+    let n = full.get(a);
+    if (!n) {
+      stats.expands++;
+      n = op1("Expand", [v.name, i64(a.aval.shape)]);
+      full.set(a, n);
+    }
+    return n;
+  };
+  const reshape = (name: string, from: number[], to: number[]) => (eqShape(from, to) ? name : op1("Reshape", [name, i64(to)]));
+  const transpose = (name: string, perm: number[]) => (perm.every((p, i) => p === i) ? name : op1("Transpose", [name], { perm }));
+  const slice = (name: string, axes: number[], starts: number[], ends: number[]) =>
+    axes.length ? op1("Slice", [name, i64(starts), i64(ends), i64(axes)]) : name;
+
+  jaxpr.inBinders.forEach((v, i) => {
+    const c = consts.get(i);
+    if (c) g.rawConst(inputNames[i], new Uint8Array(c.data.buffer, c.data.byteOffset, c.data.byteLength), v.aval.shape, elemType(c.dtype));
+    env.set(v, { name: inputNames[i], c: v.aval.shape.slice() });
+  });
+
+  for (const e of jaxpr.eqns) {
+    const out = e.outBinders;
+    const outShape = out[0]?.aval.shape ?? [];
+    const set = (i: number, name: string, c: number[]) => env.set(out[i], { name, c });
+    const p = e.primitive;
+    if (p in UNARY) {
+      const a = read(e.inputs[0]);
+      set(0, op1(UNARY[p], [a.name]), a.c);
+    } else if (p in BINARY || p === "mod") {
+      const dtIn = operandDtype(e.inputs, out[0].aval.dtype);
+      const [a, b] = e.inputs.map((x) => readAs(x, dtIn));
+      const dt = out[0].aval.dtype;
+      let o: string;
+      if (dt === "bool" && p === "add") o = op1("Or", [a.name, b.name]);
+      else if (dt === "bool" && p === "mul") o = op1("And", [a.name, b.name]);
+      else if (dt === "bool" && (p === "max" || p === "min")) o = op1(p === "max" ? "Or" : "And", [a.name, b.name]);
+      // jax-js mod takes the sign of the dividend (C-style): ONNX Mod with fmod = 1.
+      else if (p === "mod") o = op1("Mod", [a.name, b.name], { fmod: 1 });
+      else if (p === "idiv" && dt.startsWith("float")) throw unsupported("idiv on floats");
+      else o = op1(BINARY[p], [a.name, b.name]);
+      set(0, o, bcastShape(a.c, b.c));
+    } else if (p === "compare") {
+      const dtIn = operandDtype(e.inputs, "float32");
+      const [a, b] = e.inputs.map((x) => readAs(x, dtIn));
+      const opName = e.params.op as string;
+      const m: Record<string, string> = { less: "Less", equal: "Equal", less_equal: "LessOrEqual", not_equal: "Equal" };
+      if (!(opName in m)) throw unsupported(`compare op "${opName}"`);
+      let o = op1(m[opName], [a.name, b.name]);
+      if (opName === "not_equal") o = op1("Not", [o]);
+      set(0, o, bcastShape(a.c, b.c));
+    } else if (p === "where") {
+      const c = readAs(e.inputs[0], "bool");
+      const [a, b] = e.inputs.slice(1).map((x) => readAs(x, out[0].aval.dtype));
+      set(0, op1("Where", [c.name, a.name, b.name]), bcastShape(c.c, a.c, b.c));
+    } else if (p === "cast") {
+      const a = read(e.inputs[0]);
+      const to = e.params.dtype as string;
+      set(0, e.inputs[0].aval.dtype === to ? a.name : op1("Cast", [a.name], { to: elemType(to) }), a.c);
+    } else if (p === "transpose") {
+      const perm = e.params.perm as number[];
+      const src = dot2d.get(e.inputs[0]);
+      if (src && perm.length === 2 && perm[0] === 1) {
+        stats.matmuls++;
+        set(0, op1("MatMul", [transpose(src.bn, [1, 0]), transpose(src.an, [1, 0])]), outShape.slice());
+        continue;
+      }
+      const a = read(e.inputs[0]);
+      const c = perm.map((q) => a.c[q]);
+      // A transpose that only moves size-1 axes is a reshape (keeps MatMul/Transpose fusions possible).
+      const realOrder = perm.filter((q) => a.c[q] > 1);
+      if (realOrder.every((q, i) => i === 0 || q > realOrder[i - 1])) set(0, reshape(a.name, a.c, c), c);
+      else set(0, transpose(a.name, perm), c);
+    } else if (p === "broadcast") {
+      // params.shape = output shape, params.axis = new axes; size-1 input axes may also grow.
+      const a = read(e.inputs[0]);
+      const axis = e.params.axis as number[];
+      const shape = e.params.shape as number[];
+      const c: number[] = [];
+      let k = 0;
+      for (let i = 0; i < shape.length; i++) c.push(axis.includes(i) ? 1 : a.c[k++]);
+      set(0, axis.length ? reshape(a.name, a.c, c) : a.name, c);
+    } else if (p === "reshape") {
+      const shape = e.params.shape as number[];
+      const a = read(e.inputs[0]);
+      const inShape = e.inputs[0].aval.shape;
+      const nz = (s: number[]) => s.filter((d) => d !== 1);
+      const sameReal = eqShape(nz(inShape), nz(shape));
+      if (dot2d.has(e.inputs[0]) && shape.length === 2 && sameReal && shape.every((d) => d > 1)) {
+        set(0, reshape(a.name, a.c, shape), shape.slice());
+        dot2d.set(out[0], dot2d.get(e.inputs[0]) as { an: string; bn: string });
+      } else if (sameReal && !eqShape(a.c, inShape)) {
+        // Only size-1 axes come or go: stay compact.
+        const real = inShape.map((d, i) => [d, a.c[i]]).filter(([d]) => d !== 1).map(([, c]) => c);
+        let k = 0;
+        const c = shape.map((d) => (d === 1 ? 1 : real[k++]));
+        set(0, reshape(a.name, a.c, c), c);
+      } else {
+        set(0, reshape(readFull(e.inputs[0]), inShape, shape), shape.slice());
+      }
+    } else if (p === "reduce") {
+      lowerReduce(e);
+    } else if (p === "dot") {
+      lowerDot(e);
+    } else if (p === "conv") {
+      lowerConv(e);
+    } else if (p === "concatenate") {
+      set(0, op1("Concat", e.inputs.map(readFull), { axis: e.params.axis as number }), outShape.slice());
+    } else if (p === "split") {
+      const outs = g.opN("Split", [readFull(e.inputs[0]), i64(e.params.sizes as number[])], out.length, { axis: e.params.axis as number });
+      outs.forEach((n, i) => set(i, n, out[i].aval.shape.slice()));
+    } else if (p === "shrink") {
+      const a = read(e.inputs[0]);
+      const fullIn = e.inputs[0].aval.shape;
+      const sl = e.params.slice as [number, number][];
+      const axes: number[] = [];
+      const starts: number[] = [];
+      const ends: number[] = [];
+      const c = a.c.slice();
+      sl.forEach(([s, en], i) => {
+        if (a.c[i] === 1 && fullIn[i] !== 1) return; // a broadcast axis stays size 1
+        if (s === 0 && en === a.c[i]) return;
+        axes.push(i);
+        starts.push(s);
+        ends.push(en);
+        c[i] = en - s;
+      });
+      set(0, slice(a.name, axes, starts, ends), c);
+    } else if (p === "pad") {
+      const w = e.params.width as [number, number][];
+      let o = readFull(e.inputs[0]);
+      const pos = [...w.map(([l]) => Math.max(0, l)), ...w.map(([, r]) => Math.max(0, r))];
+      if (pos.some((x) => x > 0)) o = op1("Pad", [o, i64(pos)], { mode: "constant" });
+      // Negative widths crop.
+      const padded = e.inputs[0].aval.shape.map((d, i) => d + pos[i] + pos[i + w.length]);
+      const axes = w.map((_, i) => i).filter((i) => w[i][0] < 0 || w[i][1] < 0);
+      o = slice(o, axes, axes.map((i) => Math.max(0, -w[i][0])), axes.map((i) => padded[i] - Math.max(0, -w[i][1])));
+      set(0, o, outShape.slice());
+    } else if (p === "gather") {
+      lowerGather(e);
+    } else if (p === "flip") {
+      const axes = e.params.axis as number[];
+      const a = read(e.inputs[0]);
+      // Flipping a broadcast (compact size-1) axis changes nothing.
+      const real = axes.filter((ax) => a.c[ax] > 1);
+      const big = 2 ** 31;
+      const o = real.length ? op1("Slice", [a.name, i64(real.map(() => -1)), i64(real.map(() => -big)), i64(real), i64(real.map(() => -1))]) : a.name;
+      set(0, o, a.c.slice());
+    } else if (p === "jit") {
+      throw new Error("jaxpr->ONNX: nested jit found; call jaxpr.flatten() before translating");
+    } else {
+      throw unsupported(`primitive "${p}"`);
+    }
+  }
+
+  function lowerReduce(e: EqnLike) {
+    const a = read(e.inputs[0]);
+    const fullShape = e.inputs[0].aval.shape;
+    const axes = e.params.axis as number[];
+    const opName = e.params.op as string;
+    const dt = e.outBinders[0].aval.dtype;
+    if (!(opName in REDUCE)) throw unsupported(`reduce op "${opName}"`);
+    // Summing over a broadcast (compact size-1) axis multiplies by its size.
+    let factor = 1;
+    for (const ax of axes) if (a.c[ax] === 1 && fullShape[ax] !== 1) factor *= fullShape[ax];
+    const realAxes = axes.filter((ax) => a.c[ax] !== 1);
+    const c = a.c.filter((_, i) => !axes.includes(i));
+    let o = a.name;
+    if (realAxes.length) {
+      // ONNX reductions take no bool: any/all run on int32.
+      const isBool = dt === "bool";
+      if (isBool) o = op1("Cast", [o], { to: ONNX_TYPE.INT32 });
+      o = op1(REDUCE[opName], [o, i64(realAxes)], { keepdims: 0 });
+      if (isBool) o = op1("Cast", [o], { to: ONNX_TYPE.BOOL });
+    }
+    const afterReal = a.c.filter((_, i) => !realAxes.includes(i));
+    o = reshape(o, afterReal, c);
+    if (factor !== 1) {
+      if (opName === "Add") o = op1("Mul", [o, scalar(factor, dt, 0)]);
+      else if (opName === "Mul") o = op1("Pow", [o, scalar(factor, dt, 0)]);
+    }
+    env.set(e.outBinders[0], { name: o, c });
+  }
+
+  function lowerDot(e: EqnLike) {
+    const [A, B] = e.inputs;
+    const a = read(A);
+    const b = read(B);
+    const outShape = e.outBinders[0].aval.shape;
+    const R = Math.max(a.c.length, b.c.length);
+    const ca = [...new Array<number>(R - a.c.length).fill(1), ...a.c];
+    const cb = [...new Array<number>(R - b.c.length).fill(1), ...b.c];
+    const K = R - 1;
+    const fullK = Math.max(A.aval.shape[A.aval.shape.length - 1], B.aval.shape[B.aval.shape.length - 1]);
+    if (ca[K] !== fullK || cb[K] !== fullK) {
+      stats.fallbackDots++;
+      const m = op1("Mul", [readFull(A), readFull(B)]);
+      env.set(e.outBinders[0], { name: op1("ReduceSum", [m, i64([-1])], { keepdims: 0 }), c: outShape.slice() });
+      return;
+    }
+    const batch: number[] = [];
+    const M: number[] = [];
+    const N: number[] = [];
+    const free: number[] = [];
+    for (let i = 0; i < K; i++) {
+      if (ca[i] > 1 && cb[i] > 1) batch.push(i);
+      else if (ca[i] > 1) M.push(i);
+      else if (cb[i] > 1) N.push(i);
+      else free.push(i);
+    }
+    const sz = (s: number[], ax: number[]) => prod(ax.map((i) => s[i]));
+    const Bt = sz(ca, batch);
+    const Mt = sz(ca, M);
+    const Nt = sz(cb, N);
+    // Squeeze each operand to its real axes, then one transpose into [batch, M, K] / [batch, K, N].
+    const prep = (name: string, c: number[], cr: number[], target: number[], shape2: number[]) => {
+      const real = cr.map((_, i) => i).filter((i) => cr[i] > 1);
+      let n = reshape(name, c, real.map((i) => cr[i]));
+      const tgt = target.filter((i) => cr[i] > 1);
+      n = transpose(n, tgt.map((i) => real.indexOf(i)));
+      return reshape(n, tgt.map((i) => cr[i]), shape2);
+    };
+    const lhs3 = batch.length ? [Bt, Mt, fullK] : [Mt, fullK];
+    const rhs3 = batch.length ? [Bt, fullK, Nt] : [fullK, Nt];
+    const res3 = batch.length ? [Bt, Mt, Nt] : [Mt, Nt];
+    const an = prep(a.name, a.c, ca, [...batch, ...M, K], lhs3);
+    const bn = prep(b.name, b.c, cb, [...batch, K, ...N], rhs3);
+    stats.matmuls++;
+    let o = op1("MatMul", [an, bn]);
+    const order = [...batch, ...M, ...N];
+    const mid = order.map((i) => Math.max(ca[i], cb[i]));
+    o = reshape(o, res3, mid);
+    const sorted = order.slice().sort((x, y) => x - y);
+    o = transpose(o, sorted.map((i) => order.indexOf(i)));
+    const c = range(K).map((i) => (free.includes(i) ? 1 : Math.max(ca[i], cb[i])));
+    o = reshape(o, sorted.map((i) => c[i]), c);
+    // Output rank is max(rank a, rank b) - 1; drop leading compact axes the padding added.
+    const outC = c.slice(K - outShape.length);
+    o = reshape(o, c, outC);
+    env.set(e.outBinders[0], { name: o, c: outC });
+    if (!batch.length && M.length === 1 && N.length === 1 && !free.length && K === 2 && M[0] === 0 && outShape.length === 2) dot2d.set(e.outBinders[0], { an, bn });
+  }
+
+  // conv: lhs [N, Cin, ...spatial], rhs [Cout, Cin, ...kernel] (lax.conv_general_dilated order).
+  // lhs dilation (the input gradient of a strided conv) is a ConvTranspose with the kernel flipped
+  // and its channel axes swapped back.
+  function lowerConv(e: EqnLike) {
+    const { vmapDims, strides, padding, lhsDilation, rhsDilation } = e.params as {
+      vmapDims: number;
+      strides: number[];
+      padding: [number, number][];
+      lhsDilation: number[];
+      rhsDilation: number[];
+    };
+    if (vmapDims !== 0) throw unsupported(`conv with vmapDims ${vmapDims} (grouped or vmapped convolution)`);
+    const [L, Rh] = e.inputs;
+    if (L.aval.dtype !== "float32" && L.aval.dtype !== "float64") throw unsupported(`conv on ${L.aval.dtype}`);
+    const outShape = e.outBinders[0].aval.shape;
+    const nsp = strides.length;
+    const kernel = Rh.aval.shape.slice(2);
+    const lhsDil = lhsDilation.some((d) => d !== 1);
+    stats.convs++;
+    let x = readFull(L);
+    const w = readFull(Rh);
+    if (!lhsDil) {
+      // Negative padding crops the input first.
+      const crop = range(nsp).filter((i) => padding[i][0] < 0 || padding[i][1] < 0);
+      x = slice(
+        x,
+        crop.map((i) => i + 2),
+        crop.map((i) => Math.max(0, -padding[i][0])),
+        crop.map((i) => L.aval.shape[i + 2] - Math.max(0, -padding[i][1])),
+      );
+      const pads = [...padding.map(([l]) => Math.max(0, l)), ...padding.map(([, r]) => Math.max(0, r))];
+      const outSpatial = outShape.slice(2);
+      if (opts.convAsMatMul !== false && prod(outSpatial) <= 32 && prod(kernel) > 4 * prod(outSpatial)) {
+        // A weight gradient (kernel = activations, output = the small kernel): MLAS would run it as
+        // one skinny GEMM per "batch" item (M = Cout, N = outH * outW); gathering the few output
+        // windows and doing one [positions * batch, C * k] x [C * k, Cout] MatMul is far better shaped.
+        if (pads.some((v) => v > 0)) x = op1("Pad", [x, i64([0, 0, ...pads.slice(0, nsp), 0, 0, ...pads.slice(nsp)])], { mode: "constant" });
+        const [B, C] = L.aval.shape;
+        const O = Rh.aval.shape[0];
+        const ck = C * prod(kernel);
+        const windows: string[] = [];
+        const positions = outSpatial.reduce<number[][]>((acc, n) => acc.flatMap((pre) => range(n).map((i) => [...pre, i])), [[]]);
+        for (const pos of positions) {
+          const starts = pos.map((p, i) => p * strides[i]);
+          const ends = starts.map((s0, i) => s0 + (kernel[i] - 1) * rhsDilation[i] + 1);
+          const win = op1("Slice", [x, i64(starts), i64(ends), i64(range(nsp).map((i) => i + 2)), i64(rhsDilation)]);
+          windows.push(op1("Reshape", [win, i64([1, B, ck])]));
+        }
+        const stacked = windows.length > 1 ? op1("Concat", windows, { axis: 0 }) : windows[0];
+        const wt = op1("Transpose", [op1("Reshape", [w, i64([O, ck])])], { perm: [1, 0] });
+        stats.matmuls++;
+        const res = op1("MatMul", [stacked, wt]); // [P, B, O]
+        const o = op1("Reshape", [op1("Transpose", [res], { perm: [1, 2, 0] }), i64(outShape)]);
+        env.set(e.outBinders[0], { name: o, c: outShape.slice() });
+        return;
+      }
+      const o = op1("Conv", [x, w], { kernel_shape: kernel, strides, dilations: rhsDilation, pads });
+      env.set(e.outBinders[0], { name: o, c: outShape.slice() });
+      return;
+    }
+    if (strides.some((s) => s !== 1)) throw unsupported("conv with both lhs dilation and window strides");
+    // conv(dilate_s(x) padded (pl, pr), K) == ConvTranspose(x, W = swap01(flip(K)), strides s,
+    // pads kd - 1 - p) with kd the dilated kernel size; a negative ConvTranspose pad means the
+    // output extends into zeros (the kernel sees only padding there), added with Pad afterwards.
+    const kd = kernel.map((k, i) => (k - 1) * rhsDilation[i] + 1);
+    const tb = padding.map(([l], i) => kd[i] - 1 - l);
+    const te = padding.map(([, r], i) => kd[i] - 1 - r);
+    const big = 2 ** 31;
+    const spatial = range(nsp).map((i) => i + 2);
+    const flipped = op1("Slice", [w, i64(spatial.map(() => -1)), i64(spatial.map(() => -big)), i64(spatial), i64(spatial.map(() => -1))]);
+    const wt = op1("Transpose", [flipped], { perm: [1, 0, ...spatial] });
+    const pads = [...tb.map((v) => Math.max(0, v)), ...te.map((v) => Math.max(0, v))];
+    stats.convTransposes++;
+    let o = op1("ConvTranspose", [x, wt], { kernel_shape: kernel, strides: lhsDilation, dilations: rhsDilation, pads });
+    const extra = [0, 0, ...tb.map((v) => Math.max(0, -v)), 0, 0, ...te.map((v) => Math.max(0, -v))];
+    if (extra.some((v) => v > 0)) o = op1("Pad", [o, i64(extra)], { mode: "constant" });
+    env.set(e.outBinders[0], { name: o, c: outShape.slice() });
+  }
+
+  // gather(x, idx...) with params.axis (the indexed axes of x) and params.outDim (where the
+  // broadcast index dims go). One index array is ONNX Gather (+ a transpose when outDim moves).
+  function lowerGather(e: EqnLike) {
+    const axis = e.params.axis as number[];
+    const outDim = e.params.outDim as number;
+    if (axis.length !== 1 || e.inputs.length !== 2) throw unsupported(`gather with ${axis.length} index arrays`);
+    const ax = axis[0];
+    const data = readFull(e.inputs[0]);
+    const idx = readFull(e.inputs[1]);
+    let o = op1("Gather", [data, idx], { axis: ax });
+    const ir = e.inputs[1].aval.shape.length;
+    const rank = e.outBinders[0].aval.shape.length;
+    if (outDim !== ax) {
+      // Gather put the index dims at [ax, ax + ir); move them to [outDim, outDim + ir).
+      const rest = range(rank).filter((i) => i < ax || i >= ax + ir);
+      const idxDims = range(ir).map((i) => ax + i);
+      const perm = [...rest.slice(0, outDim), ...idxDims, ...rest.slice(outDim)];
+      o = transpose(o, perm);
+    }
+    env.set(e.outBinders[0], { name: o, c: e.outBinders[0].aval.shape.slice() });
+  }
+
+  const outputs = jaxpr.outs.map((a, i) => {
+    g.nodes.push({ op: "Identity", inputs: [readFull(a)], outputs: [outputNames[i]] });
+    return { name: outputNames[i], shape: a.aval.shape.slice(), dtype: a.aval.dtype };
+  });
+  const inputs = jaxpr.inBinders
+    .map((v, i) => ({ name: inputNames[i], shape: v.aval.shape.slice(), dtype: v.aval.dtype, isConst: consts.has(i) }))
+    .filter((x) => !x.isConst)
+    .map(({ name, shape, dtype }) => ({ name, shape, dtype }));
+  stats.nodes = g.nodes.length;
+  // Constants the jaxpr closed over but no node reads (e.g. after simplify) are dropped.
+  const used = new Set(g.nodes.flatMap((n) => n.inputs));
+  g.initializers.splice(0, g.initializers.length, ...g.initializers.filter((t) => used.has(t.name)));
+  const bytes = g.encode(
+    inputs.map((x) => ({ name: x.name, elemType: elemType(x.dtype), dims: x.shape })),
+    outputs.map((x) => ({ name: x.name, elemType: elemType(x.dtype), dims: x.shape })),
+    opts.graphName ?? "flowmatch_traced",
+    ONNX_OPSET,
+  );
+  return { bytes, inputs, outputs, stats };
+}
