@@ -56,20 +56,21 @@ function batchPool(w: Workload, rng: Rng): FlowBatch[] {
 async function setup(w: Workload, params: HostParams, backend: Backend, threads: number | null): Promise<Runner> {
   const rng = new Rng(1);
   if (w.kind === "train-mlp" || w.kind === "train-unet") {
-    if (backend !== "jax") throw new Error(`training backend "${backend}" is not available in this build`);
     const { initEngine } = await import("../src/engine/index.js");
-    const { FlowTrainer } = await import("../src/core/train.js");
+    const { createTrainer } = await import("../src/pipelines/trainers.js");
     const { DEFAULT_ADAM } = await import("../src/core/optim.js");
     const { mlpModel } = await import("../src/core/models/mlp.js");
     const { unetModel } = await import("../src/pipelines/images.js");
     await initEngine();
-    const model = isMlp(w) ? mlpModel(w.model) : unetModel(w.model);
-    const trainer = new FlowTrainer({ model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 });
+    // The ort backend traces the UNet with native convolutions (NCHW), as train-image does.
+    const model = isMlp(w) ? mlpModel(w.model) : unetModel(w.model, backend === "ort" ? "nchw" : "hbwc");
+    const ortThreads = threads ?? 2; // trainers.ts's default
+    const trainer = await createTrainer(backend, { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, { threads: ortThreads });
     const pool = batchPool(w, rng);
     let i = 0;
     return {
       params: count(params),
-      threads: await jaxThreads(),
+      threads: backend === "ort" ? `onnxruntime intra-op ${ortThreads}` : await jaxThreads(),
       async iterate() {
         const loss = await trainer.step(pool[i++ % pool.length]);
         if (!Number.isFinite(loss)) throw new Error(`loss became ${loss}`);

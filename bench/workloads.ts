@@ -12,11 +12,8 @@ import type { HostTensor } from "../src/io/safetensors.js";
 export type Backend = "jax" | "ort";
 export const BACKENDS: readonly Backend[] = ["jax", "ort"];
 
-/**
- * Backends that train. Add "ort" here once FlowTrainer takes `backend: "ort"` (and pass it through
- * in worker.ts's makeTrainer); every training workload then runs it too.
- */
-export const TRAIN_BACKENDS: readonly Backend[] = ["jax"];
+/** Backends that train (src/pipelines/trainers.ts): every training workload runs each. */
+export const TRAIN_BACKENDS: readonly Backend[] = ["jax", "ort"];
 
 interface Base {
   /** Short id for --only (a prefix before "-" selects a group: "mlp", "unet"). */

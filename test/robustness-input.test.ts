@@ -19,7 +19,7 @@ function temp(): string {
 }
 
 const TINY_2D = ["--steps", "5", "--hidden", "16", "--depth", "1", "--batch-size", "32", "--nfe", "4"];
-const TINY_UNET = ["--steps", "1", "--channels", "8,8", "--groups", "4", "--time-emb-dim", "8", "--batch-size", "4", "--per-class", "1", "--nfe", "1"];
+const TINY_UNET = ["--steps", "1", "--channels", "8,8", "--groups", "4", "--time-emb-dim", "8", "--batch-size", "4", "--per-class", "1", "--nfe", "1", "--solver", "euler"];
 
 /** One line of error, no stack trace, and no sign that a training step ran or a checkpoint was written. */
 function assertFailedFast(r: CliResult, code: number, message: RegExp, out?: string): void {
