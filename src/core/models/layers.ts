@@ -30,8 +30,22 @@ export function dense(params: Params, prefix: string, x: Array): Array {
   return np.dot(x, params[`${prefix}.weight`].ref).add(params[`${prefix}.bias`].ref);
 }
 
+/**
+ * Logistic sigmoid 1 / (1 + e^-x), evaluated through e = e^-|x| in (0, 1]: value and gradient are
+ * finite for every finite x, with float32 relative accuracy on both tails. jax-js's nn.sigmoid
+ * computes 1 / (1 + e^-x), whose gradient is 0 * inf = NaN once e^-x overflows (x below about -88.7).
+ * Built from compare, where, exp, add and divide, which every backend and the ONNX tracer handle.
+ */
+export function sigmoid(x: Array): Array {
+  const negative = np.less(x.ref, 0);
+  // The sign is a constant of the branch, so autodiff sees d/dx e^{-s x} = -s e: no abs() kink at 0.
+  const e = np.exp(x.mul(np.where(negative.ref, 1, -1)));
+  return np.where(negative, e.ref, 1).div(e.add(1));
+}
+
+/** SiLU (swish) x * sigmoid(x) on the stable sigmoid above; the only SiLU the models use. */
 export function silu(x: Array): Array {
-  return nn.silu(x);
+  return x.ref.mul(sigmoid(x));
 }
 
 // Image layers below use the [H, B, W, C] layout ("HBWC"): NHWC with height and batch swapped.
