@@ -101,6 +101,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
   let initial = opts.initParams ?? initUnetParams(cfg, new Rng(opts.seed));
   let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
   let losses: number[] = [];
+  let skipped: number[] = [];
   let runId: string = randomUUID();
   if (opts.resume && existsSync(join(out, "ckpt.json"))) {
     const { config, tensors } = await loadCheckpoint(out, { kind: "image", command: "train-image --resume" });
@@ -112,7 +113,8 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     const state = tensorsToState(tensors, out);
     if (!state.m || !state.v) throw new UserError(`${out} has no optimizer state, so it cannot be resumed; train without --resume`);
     initial = state.params;
-    resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step };
+    skipped = state.skipped ?? [];
+    resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step, skipped: skipped.length };
     losses = state.losses ?? [];
     runId = prev.runId ?? runId;
     log(`resuming from step ${prev.step} (${out})`);
@@ -144,7 +146,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
       train,
       ...opts.extraConfig,
     };
-    await saveCheckpoint(out, { config, tensors: stateToTensors({ ...(await trainer.hostState()), losses }) });
+    await saveCheckpoint(out, { config, tensors: stateToTensors({ ...(await trainer.hostState()), losses, skipped }) });
   };
 
   const n = opts.batchSize;
@@ -156,10 +158,12 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
       trainer,
       steps: opts.steps,
       losses,
+      skipped,
       lr: opts.lr,
       save,
       checkpointEvery: opts.checkpointEvery,
       onProgress: opts.onProgress,
+      onLog: log,
       shouldStop: opts.shouldStop,
       nextBatch: (k) => {
         // Epoch-wise shuffles derived from (seed, epoch): a resumed run sees the same batches.

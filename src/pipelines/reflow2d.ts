@@ -111,6 +111,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   });
   const sampleTimes = getTimeSampler(opts.timeSampler);
   const losses: number[] = [];
+  const skipped: number[] = [];
   const n = opts.batchSize;
   const x0 = new Float32Array(n * dim);
   const x1 = new Float32Array(n * dim);
@@ -119,8 +120,10 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
       trainer,
       steps: opts.steps,
       losses,
+      skipped,
       lr: opts.lr,
       onProgress: opts.onProgress,
+      onLog: opts.onLog,
       nextBatch: (done) => {
         const rng = stepRng(opts.seed, done);
         for (let i = 0; i < n; i++) {
@@ -157,7 +160,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
       },
       reflow: { teacher: opts.teacherPath, teacherStep: opts.teacher.config.step, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, warmStart: opts.warmStart },
     };
-    await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses }) });
+    await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses, skipped }) });
   } finally {
     trainer.dispose();
   }

@@ -86,6 +86,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
   let initial: HostParams = initMlp(opts.model, new Rng(opts.seed));
   let resume: ConstructorParameters<typeof FlowTrainer>[0]["resume"];
   let losses: number[] = [];
+  let skipped: number[] = [];
   let runId: string = randomUUID();
   const ckptJson = join(opts.out, "ckpt.json");
   if (opts.resume && existsSync(ckptJson)) {
@@ -96,7 +97,8 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
     const state = tensorsToState(tensors, ckptJson);
     if (!state.m || !state.v) throw new UserError(`${ckptJson} has no optimizer state, so it cannot be resumed; train without --resume`);
     initial = state.params;
-    resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step };
+    skipped = state.skipped ?? [];
+    resume = { ema: state.ema, m: state.m, v: state.v, step: prev.step, skipped: skipped.length };
     losses = state.losses ?? [];
     runId = typeof prev.runId === "string" ? prev.runId : runId;
     log(`resuming from step ${prev.step} (${ckptJson})`);
@@ -116,7 +118,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
       path: opts.path,
       train: pick(opts),
     };
-    await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses }) });
+    await saveCheckpoint(opts.out, { config, tensors: stateToTensors({ ...state, losses, skipped }) });
   };
 
   let stopped = false;
@@ -126,10 +128,12 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
       trainer,
       steps: opts.steps,
       losses,
+      skipped,
       lr: opts.lr,
       save,
       checkpointEvery: opts.checkpointEvery,
       onProgress: opts.onProgress,
+      onLog: log,
       shouldStop: opts.shouldStop,
       nextBatch: (done) => {
         const rng = stepRng(opts.seed, done);

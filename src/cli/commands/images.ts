@@ -10,7 +10,7 @@ import { exportOnnx, loadImageModel, sampleImages, trainImage } from "../../pipe
 import { loadToy2d } from "../../pipelines/toy2d.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
-import { createProgress, formatSeconds } from "../progress.js";
+import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { stopOnSigint } from "../interrupt.js";
 import { fraction, nonNegativeInt, number, positiveInt, positiveNumber } from "../options.js";
 
@@ -103,7 +103,7 @@ export function registerImageCommands(program: Command): void {
         onProgress: (p) => {
           if (firstStep < 0) firstStep = p.step - 1;
           const imgPerSec = ((p.step - firstStep) * flags.batchSize) / Math.max((Date.now() - started) / 1000, 1e-3);
-          progress.update(p.step, { loss: p.smoothLoss.toFixed(4), "img/s": imgPerSec.toFixed(1) });
+          progress.update(p.step, { loss: p.smoothLoss.toFixed(4), "img/s": imgPerSec.toFixed(1), ...skippedField(p) });
         },
         shouldStop: () => {
           timeUp = Date.now() > deadline;

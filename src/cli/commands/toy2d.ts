@@ -8,7 +8,7 @@ import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
-import { createProgress, formatSeconds } from "../progress.js";
+import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { stopOnSigint } from "../interrupt.js";
 import { fraction, nonNegativeInt, positiveInt, positiveNumber } from "../options.js";
 
@@ -81,7 +81,7 @@ export function registerToy2dCommands(program: Command): void {
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
           if (firstStep < 0) firstStep = p.step - 1;
-          progress.update(p.step, { loss: p.smoothLoss.toFixed(4) });
+          progress.update(p.step, { loss: p.smoothLoss.toFixed(4), ...skippedField(p) });
         },
         shouldStop: () => stop.requested(),
       }).finally(() => {
