@@ -19,7 +19,11 @@ const closed = {
   silu: { value: (x: number) => x * sig(x), grad: (x: number) => sig(x) * (1 + x * sig(-x)) },
 };
 
-async function check(dtype: DType, rel: number, abs: number, label: string): Promise<void> {
+// Below x = -88 the sigmoid is capped at 1 / (1 + e^88) = 6.1e-39, so results there may differ from the
+// closed form by 6.1e-39 (sigmoid, gradients) or 6.1e-39 |x| (silu): the absolute tail of the tolerance.
+const tail = (x: number) => 1e-38 * Math.max(1, Math.abs(x));
+
+async function check(dtype: DType, rel: number, label: string): Promise<void> {
   for (const [name, f] of [["sigmoid", sigmoid], ["silu", silu]] as const) {
     const x = np.array(POINTS, { dtype });
     const value = await f(x.ref).data();
@@ -30,7 +34,7 @@ async function check(dtype: DType, rel: number, abs: number, label: string): Pro
         ["gradient", g[i], closed[name].grad(p)],
       ] as const) {
         assert.ok(Number.isFinite(got), `${label} ${name} ${what} at ${p} is ${got}`);
-        assert.ok(Math.abs(got - want) <= rel * Math.abs(want) + abs, `${label} ${name} ${what} at ${p}: ${got} vs ${want}`);
+        assert.ok(Math.abs(got - want) <= rel * Math.abs(want) + tail(p), `${label} ${name} ${what} at ${p}: ${got} vs ${want}`);
       }
     });
   }
@@ -38,8 +42,7 @@ async function check(dtype: DType, rel: number, abs: number, label: string): Pro
 
 test("sigmoid and SiLU: value and gradient match closed forms at 0, ±10, ±88.7, ±89, ±100, ±1e4 (float32, wasm)", async () => {
   await initEngine();
-  // float32 resolves 1e-7 relative; the tails below ~1e-38 (denormals, which exp flushes to 0) absolutely.
-  await check(np.float32, 1e-6, 1e-36, "wasm float32");
+  await check(np.float32, 1e-6, "wasm float32");
 });
 
 test("sigmoid and SiLU: value and gradient match closed forms in float64 (cpu device)", async () => {
@@ -47,8 +50,8 @@ test("sigmoid and SiLU: value and gradient match closed forms in float64 (cpu de
   const previous = defaultDevice();
   defaultDevice("cpu");
   try {
-    await check(np.float64, 1e-12, 1e-300, "cpu float64");
-    await check(np.float32, 1e-6, 1e-36, "cpu float32");
+    await check(np.float64, 1e-12, "cpu float64");
+    await check(np.float32, 1e-6, "cpu float32");
   } finally {
     defaultDevice(previous);
   }
