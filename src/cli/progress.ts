@@ -60,3 +60,8 @@ export function formatSeconds(s: number): string {
   if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
+
+/** "skipped N" for the progress line once a training step was skipped (non-finite loss or gradient). */
+export function skippedField(p: { skipped: number }): Record<string, string> {
+  return p.skipped > 0 ? { skipped: String(p.skipped) } : {};
+}

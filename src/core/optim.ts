@@ -35,9 +35,20 @@ export function adamStepSize(cfg: AdamConfig, k: number, lr = cfg.lr): number {
   return (lr * Math.sqrt(1 - Math.pow(cfg.beta2, k))) / (1 - Math.pow(cfg.beta1, k));
 }
 
+/** sqrt of the sum of squares of every gradient (scalar array); reads grads through .ref. */
+export function globalNorm(grads: Params): Array {
+  let sq: Array | null = null;
+  for (const g of Object.values(grads)) {
+    const s = np.sum(np.square(g.ref));
+    sq = sq === null ? s : sq.add(s);
+  }
+  return np.sqrt(sq ?? np.zeros([]));
+}
+
 /**
  * One Adam update. Consumes params, grads and state; `stepSize` is a scalar array from adamStepSize.
- * Gradient clipping by global norm happens here because it needs every gradient at once.
+ * Gradient clipping by global norm happens here because it needs every gradient at once; pass
+ * `norm` (globalNorm(grads), consumed) when the caller has it already.
  */
 export function adamUpdate(
   cfg: AdamConfig,
@@ -45,17 +56,15 @@ export function adamUpdate(
   grads: Params,
   state: AdamState,
   stepSize: Array,
+  norm?: Array,
 ): { params: Params; state: AdamState } {
   const names = Object.keys(params);
   let scale: Array | null = null;
   if (cfg.clipNorm > 0) {
-    let sq: Array | null = null;
-    for (const name of names) {
-      const s = np.sum(np.square(grads[name].ref));
-      sq = sq === null ? s : sq.add(s);
-    }
-    const norm = np.sqrt(sq as Array);
-    scale = np.minimum(np.divide(cfg.clipNorm, norm.add(1e-6)), 1);
+    const n = norm ?? globalNorm(grads);
+    scale = np.minimum(np.divide(cfg.clipNorm, n.add(1e-6)), 1);
+  } else {
+    norm?.dispose();
   }
   const out: Params = {};
   const m: Params = {};

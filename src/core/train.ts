@@ -1,8 +1,10 @@
 // The flow-matching training step: sample a point on the probability path, regress the model's
 // velocity onto the conditional target, update with Adam and refresh the EMA weights — all inside
 // one jit-compiled function (outside jit the engine leaks memory and runs 2-3x slower).
+// A step whose loss or gradient norm is not finite is skipped: weights, Adam moments, EMA and the
+// update count stay as they were, so one bad batch cannot poison the run.
 import { jit, np, tree, valueAndGrad, fromHost, toHost, type Array } from "../engine/index.js";
-import { adamStepSize, adamUpdate, emaDecayAt, emaUpdate, initAdamState, type AdamConfig, type AdamState, type HostParams, type Params } from "./optim.js";
+import { adamStepSize, adamUpdate, emaDecayAt, emaUpdate, globalNorm, initAdamState, type AdamConfig, type AdamState, type HostParams, type Params } from "./optim.js";
 
 /** A velocity network v(x, t[, y]). `apply` consumes its arguments (jax-js ownership). */
 export interface VelocityModel {
@@ -24,9 +26,16 @@ export type TrainState = { params: Params; m: Params; v: Params; ema: Params };
 
 /** What the training loop and pipelines need from a trainer, whichever backend runs the step. */
 export interface Trainer {
-  /** Number of optimizer steps taken so far (continues across resume). */
+  /** Steps taken so far, one batch each, applied or skipped (continues across resume). */
   readonly stepCount: number;
-  /** One optimizer step; resolves to the batch loss. `lr` overrides the configured rate (schedules). */
+  /** Steps skipped because their loss or gradient was not finite (continues across resume). */
+  readonly skippedSteps: number;
+  /** The outcome of the last step() call (null before the first). */
+  readonly lastStep: StepOutcome | null;
+  /**
+   * One optimizer step; resolves to the batch loss. `lr` overrides the configured rate (schedules).
+   * If the loss or the gradient norm is not finite the update is dropped (see lastStep.applied).
+   */
   step(batch: FlowBatch, lr?: number): Promise<number>;
   /** Copy the current weights (or their EMA) to the host. */
   hostParams(which?: "params" | "ema"): Promise<HostParams>;
@@ -35,7 +44,7 @@ export interface Trainer {
   dispose(): void;
 }
 
-/** The training step's signature: state and batch in, new state and the loss out. */
+/** The training step's signature: state and batch in, new state and [loss, gradient norm] out. */
 export type TrainStepFn = (
   state: TrainState,
   x0: Array,
@@ -47,6 +56,15 @@ export type TrainStepFn = (
   emaDecay: Array,
 ) => [TrainState, Array];
 
+/** What the last call of FlowTrainer.step did. */
+export interface StepOutcome {
+  loss: number;
+  /** Global L2 norm of the gradient, before clipping. */
+  gradNorm: number;
+  /** False when the loss or the gradient norm was not finite: nothing was updated. */
+  applied: boolean;
+}
+
 export interface TrainerOptions {
   model: VelocityModel;
   params: HostParams;
@@ -54,8 +72,8 @@ export interface TrainerOptions {
   sampleShape: number[];
   adam: AdamConfig;
   emaDecay: number;
-  /** Resume from a previous run: EMA weights, Adam moments and the step count. */
-  resume?: { ema: HostParams; m: HostParams; v: HostParams; step: number };
+  /** Resume from a previous run: EMA weights, Adam moments, the step count and how many steps were skipped. */
+  resume?: { ema: HostParams; m: HostParams; v: HostParams; step: number; skipped?: number };
 }
 
 /** CFM mean-squared error for one batch; consumes everything. Exposed for tests and reflow. */
@@ -93,9 +111,11 @@ export function trainStepFn(opts: Pick<TrainerOptions, "model" | "adam" | "sampl
       cfmLoss(model, p, x0.ref, x1.ref, t.ref, alpha.ref, sigma.ref, dAlpha.ref, dSigma.ref, labels.ref);
     const [loss, grads] = valueAndGrad(lossOf)(tree.ref(state.params));
     tree.dispose([x0, x1, t, alpha, sigma, dAlpha, dSigma, labels]);
-    const { params, state: opt } = adamUpdate(adam, state.params, grads, { m: state.m, v: state.v }, stepSize);
+    const norm = globalNorm(grads);
+    const { params, state: opt } = adamUpdate(adam, state.params, grads, { m: state.m, v: state.v }, stepSize, norm.ref);
     const ema = emaUpdate(state.ema, params, decay);
-    return [{ params, m: opt.m, v: opt.v, ema }, loss];
+    // [loss, gradient norm]: one download tells the host whether to keep the new state.
+    return [{ params, m: opt.m, v: opt.v, ema }, np.stack([loss, norm])];
   };
 }
 
@@ -109,8 +129,12 @@ export class FlowTrainer implements Trainer {
   private state: TrainState;
   private readonly stepFn: TrainStepFn;
   private readonly opts: TrainerOptions;
-  /** Number of optimizer steps taken so far (continues across resume). */
+  /** Steps taken so far, one batch each, applied or skipped (continues across resume). */
   stepCount: number;
+  /** Steps skipped because their loss or gradient was not finite (continues across resume). */
+  skippedSteps: number;
+  /** The outcome of the last step() call (null before the first). */
+  lastStep: StepOutcome | null = null;
 
   constructor(opts: TrainerOptions) {
     this.opts = opts;
@@ -121,25 +145,34 @@ export class FlowTrainer implements Trainer {
       opt = { m: toEngine(opts.resume.m), v: toEngine(opts.resume.v) };
       ema = toEngine(opts.resume.ema);
       this.stepCount = opts.resume.step;
+      this.skippedSteps = opts.resume.skipped ?? 0;
     } else {
       opt = initAdamState(params);
       ema = toEngine(opts.params);
       this.stepCount = 0;
+      this.skippedSteps = 0;
     }
     this.state = { params, m: opt.m, v: opt.v, ema };
     this.stepFn = jit(trainStepFn(opts)) as unknown as TrainStepFn;
   }
 
-  /** One optimizer step; resolves to the batch loss. `lr` overrides the configured rate (schedules). */
+  /**
+   * One optimizer step; resolves to the batch loss. `lr` overrides the configured rate (schedules).
+   * If the loss or the gradient norm is not finite the update is dropped (see lastStep.applied).
+   */
   async step(batch: FlowBatch, lr?: number): Promise<number> {
     const n = batch.t.length;
     const full = [n, ...this.opts.sampleShape];
     const labels = np.array(batch.labels ?? new Int32Array(n), { dtype: np.int32 });
     this.stepCount += 1;
-    const scalars = stepScalars(this.opts, this.stepCount, lr);
+    // Adam's bias correction and the EMA warm-up count applied updates only.
+    const k = this.stepCount - this.skippedSteps;
+    const scalars = stepScalars(this.opts, k, lr);
     const stepSize = np.array(scalars.stepSize);
-    const [state, loss] = this.stepFn(
-      this.state,
+    // The old state stays alive (refs) until the host knows whether the new one is finite.
+    const old = this.state;
+    const [state, stats] = this.stepFn(
+      tree.ref(old),
       fromHost(batch.x0, full),
       fromHost(batch.x1, full),
       fromHost(batch.t, [n]),
@@ -148,8 +181,17 @@ export class FlowTrainer implements Trainer {
       stepSize,
       np.array(scalars.emaDecay),
     );
-    this.state = state;
-    return (await toHost(loss))[0];
+    const [loss, gradNorm] = await toHost(stats);
+    const applied = Number.isFinite(loss) && Number.isFinite(gradNorm);
+    if (applied) {
+      tree.dispose(old);
+      this.state = state;
+    } else {
+      tree.dispose(state);
+      this.skippedSteps += 1;
+    }
+    this.lastStep = { loss, gradNorm, applied };
+    return loss;
   }
 
   /** Copy the current weights (or their EMA) to the host. */

@@ -44,9 +44,26 @@ function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-/** Write the weights, then the config that names their hash; each file atomically. */
+/** "name[i] = value" for the first NaN or infinity in float tensors, or null when all are finite. */
+export function firstNonFinite(tensors: Record<string, HostTensor>): string | null {
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!(t.data instanceof Float32Array || t.data instanceof Float64Array)) continue;
+    const d = t.data;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) return `${name}[${i}] = ${d[i]}`;
+  }
+  return null;
+}
+
+/**
+ * Write the weights, then the config that names their hash; each file atomically. A checkpoint
+ * holding a NaN or an infinity is refused, so the previous one on disk stays the last good one.
+ */
 export async function saveCheckpoint(dir: string, ckpt: Checkpoint): Promise<void> {
   const { config, tensors } = ckpt;
+  const bad = firstNonFinite(tensors);
+  if (bad !== null) {
+    throw new UserError(`not writing the step-${config.step} checkpoint to ${dir}: it holds a non-finite value (${bad}); the checkpoint already there is kept`);
+  }
   const embedded: CheckpointConfig = { ...config, format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION };
   delete embedded.weightsSha256;
   const bytes = encodeSafetensors(tensors, {

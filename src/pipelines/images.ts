@@ -167,6 +167,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     shapes: unetParamShapes(cfg),
   });
   const losses = run.losses;
+  const skipped = run.skipped;
   const trainer = await createTrainer(backend, {
     model,
     params: run.resume?.params ?? opts.initParams ?? initUnetParams(cfg, new Rng(opts.seed)),
@@ -175,7 +176,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
     emaDecay: opts.emaDecay,
     resume: run.resume,
   });
-  const save = async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses }));
+  const save = async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses, skipped }));
 
   const n = opts.batchSize;
   const x1 = new Float32Array(n * per);
@@ -186,10 +187,12 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
       trainer,
       steps: opts.steps,
       losses,
+      skipped,
       lr: opts.lr,
       save,
       checkpointEvery: opts.checkpointEvery,
       onProgress: opts.onProgress,
+      onLog: log,
       shouldStop: opts.shouldStop,
       nextBatch: (k) => {
         // Epoch-wise shuffles derived from (seed, epoch): a resumed run sees the same batches.

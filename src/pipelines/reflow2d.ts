@@ -162,6 +162,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   });
   const sampleTimes = getTimeSampler(opts.timeSampler);
   const losses = run.losses;
+  const skipped = run.skipped;
   const n = opts.batchSize;
   const x0 = new Float32Array(n * dim);
   const x1 = new Float32Array(n * dim);
@@ -171,11 +172,13 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
       trainer,
       steps: opts.steps,
       losses,
+      skipped,
       lr: opts.lr,
       // Periodic checkpoints, so a killed reflow continues with --resume.
-      save: async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses })),
+      save: async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses, skipped })),
       checkpointEvery: opts.checkpointEvery ?? Math.max(1, Math.floor(opts.steps / 4)),
       onProgress: opts.onProgress,
+      onLog: opts.onLog,
       nextBatch: (done) => {
         const rng = stepRng(opts.seed, done);
         for (let i = 0; i < n; i++) {

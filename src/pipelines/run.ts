@@ -62,9 +62,11 @@ export interface TrainingRun {
   /** The step training starts from: the checkpoint's step when resuming, else 0. */
   startStep: number;
   /** Trainer state to continue from; absent for a fresh run. */
-  resume?: { params: HostParams; ema: HostParams; m: HostParams; v: HostParams; step: number };
+  resume?: { params: HostParams; ema: HostParams; m: HostParams; v: HostParams; step: number; skipped: number };
   /** Loss of every step so far (appended to by the training loop). */
   losses: number[];
+  /** Numbers of the steps skipped for a non-finite loss or gradient (resumed runs: the earlier ones too). */
+  skipped: number[];
   /** Writes `config` (its runId and segments filled in); a no-op when nothing was trained since the start. */
   save(config: CheckpointConfig, tensors: Record<string, HostTensor>): Promise<void>;
 }
@@ -77,6 +79,7 @@ export async function openTrainingRun(o: OpenRunOptions): Promise<TrainingRun> {
   let earlier: TrainSegment[] = [];
   let resume: TrainingRun["resume"];
   let losses: number[] = [];
+  let skipped: number[] = [];
   if (present && o.force) log(`replacing the checkpoint in ${o.out} (--force)`);
   if (present && o.resume) {
     const { config, tensors, recovered } = await loadCheckpoint(o.out, { kind: o.kind, command: `${o.command} --resume` });
@@ -86,7 +89,8 @@ export async function openTrainingRun(o: OpenRunOptions): Promise<TrainingRun> {
     checkParams(o.shapes, tensors, source);
     const state = tensorsToState(tensors, source);
     if (!state.m || !state.v) throw new UserError(`${source} has no optimizer state, so it cannot be resumed; pass --force to train from scratch there`);
-    resume = { params: state.params, ema: state.ema, m: state.m, v: state.v, step: config.step };
+    skipped = state.skipped ?? [];
+    resume = { params: state.params, ema: state.ema, m: state.m, v: state.v, step: config.step, skipped: skipped.length };
     losses = state.losses ?? [];
     runId = typeof config.runId === "string" ? config.runId : runId;
     startStep = config.step;
@@ -98,6 +102,7 @@ export async function openTrainingRun(o: OpenRunOptions): Promise<TrainingRun> {
     startStep,
     resume,
     losses,
+    skipped,
     async save(config, tensors) {
       if (config.step === startStep) return;
       const train = isRecord(config.train) ? config.train : {};

@@ -1,6 +1,7 @@
 // Mapping between trainer state (weights, EMA, Adam moments) and checkpoint tensors.
 // Layout in ckpt.safetensors: "<name>" weights, "ema.<name>", "opt.m.<name>", "opt.v.<name>", and
-// the per-step training loss as "log.loss" (kept out of the JSON config, which stays small).
+// the per-step training loss as "log.loss" (kept out of the JSON config, which stays small), and the
+// numbers of steps skipped for a non-finite loss or gradient as "log.skipped" (I32).
 import type { HostTensor } from "../io/safetensors.js";
 import type { HostParams } from "../core/optim.js";
 import { UserError } from "../core/errors.js";
@@ -10,8 +11,10 @@ export interface TrainerHostState {
   ema: HostParams;
   m?: HostParams;
   v?: HostParams;
-  /** Training loss per step so far. */
+  /** Training loss of every applied step so far. */
   losses?: number[];
+  /** Steps skipped because their loss or gradient was not finite. */
+  skipped?: number[];
 }
 
 export function stateToTensors(state: TrainerHostState): Record<string, HostTensor> {
@@ -25,6 +28,7 @@ export function stateToTensors(state: TrainerHostState): Record<string, HostTens
   put("opt.m.", state.m);
   put("opt.v.", state.v);
   if (state.losses && state.losses.length > 0) out["log.loss"] = { dtype: "F32", shape: [state.losses.length], data: Float32Array.from(state.losses) };
+  if (state.skipped && state.skipped.length > 0) out["log.skipped"] = { dtype: "I32", shape: [state.skipped.length], data: Int32Array.from(state.skipped) };
   return out;
 }
 
@@ -32,9 +36,14 @@ export function stateToTensors(state: TrainerHostState): Record<string, HostTens
 export function tensorsToState(tensors: Record<string, HostTensor>, source: string): TrainerHostState {
   const groups: Record<"params" | "ema" | "m" | "v", HostParams> = { params: {}, ema: {}, m: {}, v: {} };
   let losses: number[] | undefined;
+  let skipped: number[] | undefined;
   for (const [key, t] of Object.entries(tensors)) {
     if (key === "log.loss" && t.data instanceof Float32Array) {
       losses = Array.from(t.data);
+      continue;
+    }
+    if (key === "log.skipped" && t.data instanceof Int32Array) {
+      skipped = Array.from(t.data);
       continue;
     }
     if (!(t.data instanceof Float32Array)) throw new UserError(`${source}: tensor "${key}" is ${t.dtype}, expected F32 weights`);
@@ -50,5 +59,6 @@ export function tensorsToState(tensors: Record<string, HostTensor>, source: stri
     ema: Object.keys(groups.ema).length > 0 ? groups.ema : groups.params,
     ...(hasOpt ? { m: groups.m, v: groups.v } : {}),
     ...(losses ? { losses } : {}),
+    ...(skipped ? { skipped } : {}),
   };
 }

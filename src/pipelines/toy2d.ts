@@ -128,6 +128,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
     shapes: mlpParamShapes(opts.model),
   });
   const losses = run.losses;
+  const skipped = run.skipped;
   const trainer = await createTrainer(opts.backend ?? DEFAULT_TRAIN_BACKEND, {
     model,
     params: run.resume?.params ?? initMlp(opts.model, new Rng(opts.seed)),
@@ -136,7 +137,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
     emaDecay: opts.emaDecay,
     resume: run.resume,
   });
-  const save = async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses }));
+  const save = async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses, skipped }));
 
   let stopped = false;
   try {
@@ -145,10 +146,12 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
       trainer,
       steps: opts.steps,
       losses,
+      skipped,
       lr: opts.lr,
       save,
       checkpointEvery: opts.checkpointEvery,
       onProgress: opts.onProgress,
+      onLog: log,
       shouldStop: opts.shouldStop,
       nextBatch: (done) => {
         const rng = stepRng(opts.seed, done);

@@ -6,7 +6,7 @@ import { np, type Array } from "../engine/index.js";
 import { traceToOnnx } from "../engine/onnx/trace.js";
 import { createOrtSession, ort } from "../engine/onnx/session.js";
 import { UserError } from "../core/errors.js";
-import { FlowTrainer, stepScalars, trainStepFn, type FlowBatch, type Trainer, type TrainerOptions, type TrainState } from "../core/train.js";
+import { FlowTrainer, stepScalars, trainStepFn, type FlowBatch, type StepOutcome, type Trainer, type TrainerOptions, type TrainState } from "../core/train.js";
 import type { HostParams } from "../core/optim.js";
 
 export const TRAIN_BACKENDS = ["ort", "jax"] as const;
@@ -32,7 +32,8 @@ interface StepGraph {
   session: ort.InferenceSession;
   /** Graph input names of x0, x1, t, coef, labels, stepSize, emaDecay. */
   batchInputs: string[];
-  loss: string;
+  /** Output name of [loss, gradient norm]. */
+  stats: string;
   /** Output name for each state input name. */
   stateOut: Map<string, string>;
 }
@@ -40,6 +41,8 @@ interface StepGraph {
 /** The ort backend: trainStepFn traced once per batch size and run on onnxruntime-node. */
 export class OrtTrainer implements Trainer {
   stepCount: number;
+  skippedSteps: number;
+  lastStep: StepOutcome | null = null;
   private state = new Map<string, ort.Tensor>();
   private readonly graphs = new Map<number, Promise<StepGraph>>();
   private readonly shapes: Record<string, number[]>;
@@ -65,6 +68,7 @@ export class OrtTrainer implements Trainer {
       }
     }
     this.stepCount = r ? r.step : 0;
+    this.skippedSteps = r?.skipped ?? 0;
   }
 
   static async create(opts: TrainerOptions, backend: BackendOptions = {}): Promise<OrtTrainer> {
@@ -105,16 +109,17 @@ export class OrtTrainer implements Trainer {
     }
     const batchInputs = ["1", "2", "3", "4", "5", "6", "7"];
     for (const b of batchInputs) if (!inputNames.has(b)) throw new Error(`ort backend: traced step has no input ${b}`);
-    if (!outputNames.has("out.1")) throw new Error("ort backend: traced step has no loss output");
+    if (!outputNames.has("out.1")) throw new Error("ort backend: traced step has no [loss, gradient norm] output");
     const session = await createOrtSession(traced.bytes, { threads: this.backend.threads });
-    return { session, batchInputs, loss: "out.1", stateOut };
+    return { session, batchInputs, stats: "out.1", stateOut };
   }
 
   async step(batch: FlowBatch, lr?: number): Promise<number> {
     const n = batch.t.length;
     const g = await this.graph(n);
     const full = [n, ...this.opts.sampleShape];
-    const k = this.stepCount + 1;
+    // Adam's bias correction and the EMA warm-up count applied updates only (as FlowTrainer).
+    const k = this.stepCount + 1 - this.skippedSteps;
     const { stepSize, emaDecay } = stepScalars(this.opts, k, lr);
     const feeds: Record<string, ort.Tensor> = Object.fromEntries(this.state);
     const values = [
@@ -128,9 +133,14 @@ export class OrtTrainer implements Trainer {
     ];
     g.batchInputs.forEach((name, i) => (feeds[name] = values[i]));
     const res = await g.session.run(feeds);
-    for (const [key, out] of g.stateOut) this.state.set(key, res[out]);
-    this.stepCount = k;
-    return (res[g.loss].data as Float32Array)[0];
+    const [loss, gradNorm] = res[g.stats].data as Float32Array;
+    // A non-finite loss or gradient leaves the state as it was (the outputs are dropped).
+    const applied = Number.isFinite(loss) && Number.isFinite(gradNorm);
+    if (applied) for (const [key, out] of g.stateOut) this.state.set(key, res[out]);
+    else this.skippedSteps += 1;
+    this.stepCount += 1;
+    this.lastStep = { loss, gradNorm, applied };
+    return loss;
   }
 
   async hostParams(which: "params" | "ema" = "params"): Promise<HostParams> {

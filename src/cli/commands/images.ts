@@ -12,7 +12,7 @@ import { loadToy2d } from "../../pipelines/toy2d.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
-import { createProgress, formatSeconds } from "../progress.js";
+import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { stopRequested } from "../../core/interrupt.js";
 import { assertWritableDir, checkNfeFlags, fraction, frameCount, guidance, imageDataset, nonNegativeInt, outDir, positiveInt, positiveNumber, seed } from "../options.js";
 
@@ -127,7 +127,7 @@ export function registerImageCommands(program: Command): void {
         onProgress: (p) => {
           if (firstStep < 0) firstStep = p.step - 1;
           const imgPerSec = ((p.step - firstStep) * flags.batchSize) / Math.max((Date.now() - started) / 1000, 1e-3);
-          progress.update(p.step, { loss: p.smoothLoss.toFixed(4), "img/s": imgPerSec.toFixed(1) });
+          progress.update(p.step, { loss: p.smoothLoss.toFixed(4), "img/s": imgPerSec.toFixed(1), ...skippedField(p) });
         },
         shouldStop: () => {
           timeUp = Date.now() > deadline;

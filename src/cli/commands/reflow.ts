@@ -8,7 +8,7 @@ import { loadCheckpoint } from "../../io/checkpoint.js";
 import { checkSample2dMemory, loadToy2d, renderToy2d } from "../../pipelines/toy2d.js";
 import { reflow2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
-import { createProgress, formatSeconds } from "../progress.js";
+import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { assertWritableDir, checkNfeFlags, fraction, guidance, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 import { defaultImageOut, loadImageModel, sampleImages } from "../../pipelines/images.js";
 import { reflowImage } from "../../pipelines/reflowImage.js";
@@ -52,7 +52,7 @@ function reflowProgress(pairs: number) {
         pairBar.stop();
         bar = createProgress("reflow ", p.steps);
       }
-      bar.update(p.step, { loss: p.smoothLoss.toFixed(4) });
+      bar.update(p.step, { loss: p.smoothLoss.toFixed(4), ...skippedField(p) });
     },
     stop() {
       pairBar.stop();

@@ -9,7 +9,7 @@ import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { checkSample2dMemory, checkTrain2dMemory, loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
-import { createProgress, formatSeconds } from "../progress.js";
+import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 
 interface Train2dFlags {
@@ -90,7 +90,7 @@ export function registerToy2dCommands(program: Command): void {
         backend: flags.backend,
         onLog: (line) => process.stderr.write(line + "\n"),
         onProgress: (p) => {
-          progress.update(p.step, { loss: p.smoothLoss.toFixed(4) });
+          progress.update(p.step, { loss: p.smoothLoss.toFixed(4), ...skippedField(p) });
         },
       }).finally(() => progress.stop());
       const secs = (Date.now() - started) / 1000;

@@ -1,6 +1,7 @@
 // The 2-D velocity network: an MLP on [x, embed(t)] with SiLU activations.
 // Layer i has "layers.i.weight" [in, out] and "layers.i.bias" [out]; the last layer is linear.
-import { np, nn, type Array } from "../../engine/index.js";
+import { np, type Array } from "../../engine/index.js";
+import { silu } from "./layers.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
 import type { VelocityModel } from "../train.js";
@@ -68,7 +69,7 @@ export function mlpModel(cfg: MlpConfig): VelocityModel {
       let h = np.concatenate([x, tFeat], 1);
       for (let i = 0; i < layers; i++) {
         h = np.dot(h, params[`layers.${i}.weight`].ref).add(params[`layers.${i}.bias`].ref);
-        if (i + 1 < layers) h = nn.silu(h);
+        if (i + 1 < layers) h = silu(h);
       }
       for (const p of Object.values(params)) p.dispose();
       return h;
