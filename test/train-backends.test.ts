@@ -139,3 +139,32 @@ test("CLI: train2d --backend ort and --backend jax both train; a checkpoint from
   assert.equal(bad.code, 2);
   assert.match(bad.err, /--backend.*torch.*ort, jax|ort, jax/);
 });
+
+test("both backends skip a non-finite step alike: state untouched, counted, and the run goes on as if the batch never came", async () => {
+  await initEngine();
+  const good = batches(6, 48, 7);
+  const bad = { ...good[3], x1: good[3].x1.slice() };
+  bad.x1[5] = NaN;
+  const clean = await run("jax", options(), good.slice(0, 5));
+  for (const backend of ["ort", "jax"] as const) {
+    const trainer = await createTrainer(backend, options());
+    try {
+      for (const b of good.slice(0, 3)) await trainer.step(b);
+      const before = await trainer.hostState();
+      const loss = await trainer.step(bad);
+      assert.ok(!Number.isFinite(loss), `${backend}: the poisoned batch's loss is ${loss}`);
+      assert.deepEqual(trainer.lastStep && { applied: trainer.lastStep.applied }, { applied: false }, backend);
+      assert.equal(trainer.skippedSteps, 1, backend);
+      assert.equal(trainer.stepCount, 4, backend);
+      const after = await trainer.hostState();
+      for (const g of ["params", "ema", "m", "v"] as const) assert.equal(relDiff(after[g], before[g]), 0, `${backend}: ${g} changed on a skipped step`);
+      // Adam's bias correction and the EMA warm-up count applied updates, so the next two steps match
+      // a run that never saw the bad batch.
+      for (const b of good.slice(3, 5)) await trainer.step(b);
+      await assertSameState(trainer, clean.trainer, 1e-4);
+    } finally {
+      trainer.dispose();
+    }
+  }
+  clean.trainer.dispose();
+});

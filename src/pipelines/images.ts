@@ -23,7 +23,7 @@ import { stateToTensors, tensorsToState } from "./state.js";
 import { stepRng } from "./toy2d.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
 import { checkRunFolder, openTrainingRun, reflowSetup } from "./run.js";
-import { createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
+import { assertTrainingFits, createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface ImageTrainConfig {
   dataset: string;
@@ -116,13 +116,14 @@ export async function trainImage(opts: ImageTrainOptions): Promise<{ out: string
   await initEngine();
   const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log }));
   const cfg: UnetConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width } as UnetConfig;
-  assertEngineFits(
+  const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
+  assertTrainingFits(
+    backend,
     unetTrainBytes(cfg, opts.batchSize),
     `training a UNet of ${unetParamCount(cfg).toLocaleString("en-US")} parameters on ${data.height}x${data.width} images in batches of ${opts.batchSize}`,
     "use a smaller --batch-size or --channels, or smaller images",
   );
   if (opts.finalSamples) checkImageSampleMemory(cfg, opts.finalSamples.perClass * cfg.numClasses, opts.finalSamples.guidance);
-  const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
   // onnxruntime gets the engine's conv primitive (native Conv/ConvTranspose); jax-js on Wasm the row bands.
   const model = unetModel(cfg, backend === "ort" ? "nchw" : "hbwc");
   const scheduler = getScheduler(opts.path);

@@ -79,7 +79,8 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
-  checkTrain2dMemory(opts.teacher.config.model, opts.batchSize);
+  // 2-D reflow trains on jax-js (FlowTrainer).
+  checkTrain2dMemory(opts.teacher.config.model, opts.batchSize, "jax");
   const log = opts.onLog ?? (() => {});
   await initEngine();
   const { model: mlp, dataset } = opts.teacher.config;

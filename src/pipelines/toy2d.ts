@@ -21,7 +21,7 @@ import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } f
 import { stateToTensors, tensorsToState } from "./state.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
 import { openTrainingRun, reflowSetup } from "./run.js";
-import { createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
+import { assertTrainingFits, createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface Toy2dTrainConfig {
   dataset: ToyDatasetName;
@@ -80,8 +80,9 @@ export function stepRng(seed: number, step: number): Rng {
 }
 
 /** Refuses, before any allocation, a model and batch whose training step cannot fit in the engine. */
-export function checkTrain2dMemory(model: MlpConfig, batchSize: number): void {
-  assertEngineFits(
+export function checkTrain2dMemory(model: MlpConfig, batchSize: number, backend: TrainBackend = DEFAULT_TRAIN_BACKEND): void {
+  assertTrainingFits(
+    backend,
     mlpTrainBytes(model, batchSize),
     `training an MLP of ${mlpParamCount(model).toLocaleString("en-US")} parameters (hidden ${model.hidden}, depth ${model.depth}) on batches of ${batchSize}`,
     "use a smaller --hidden, --depth or --batch-size",
@@ -97,7 +98,7 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UserError(`--batch-size must be a positive integer, got ${opts.batchSize}`);
   if (!(opts.lr > 0)) throw new UserError(`--lr must be positive, got ${opts.lr}`);
-  checkTrain2dMemory(opts.model, opts.batchSize);
+  checkTrain2dMemory(opts.model, opts.batchSize, opts.backend);
   await initEngine();
   const log = opts.onLog ?? (() => {});
   const model = mlpModel(opts.model);

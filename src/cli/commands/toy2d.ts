@@ -68,7 +68,7 @@ export function registerToy2dCommands(program: Command): void {
       // Everything that could fail after training is checked before it starts.
       if (flags.out === undefined) assertWritableDir(out);
       const model = { dim: 2, hidden: flags.hidden, depth: flags.depth, timeEmbDim: flags.timeEmbDim };
-      checkTrain2dMemory(model, flags.batchSize);
+      checkTrain2dMemory(model, flags.batchSize, flags.backend);
       checkSample2dMemory(model, flags.n);
       const progress = createProgress("train2d", flags.steps);
       const started = Date.now();
