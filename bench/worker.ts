@@ -62,10 +62,10 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
     const { mlpModel } = await import("../src/core/models/mlp.js");
     const { unetModel } = await import("../src/pipelines/images.js");
     await initEngine();
-    // The ort backend traces the UNet with native convolutions (NCHW), as train-image does.
+    // The ort backend traces the UNet with native convolutions (NCHW) and no memory pattern, as train-image does.
     const model = isMlp(w) ? mlpModel(w.model) : unetModel(w.model, backend === "ort" ? "nchw" : "hbwc");
     const ortThreads = threads ?? 2; // trainers.ts's default
-    const trainer = await createTrainer(backend, { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, { threads: ortThreads });
+    const trainer = await createTrainer(backend, { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, { threads: ortThreads, memPattern: isMlp(w) });
     const pool = batchPool(w, rng);
     let i = 0;
     return {

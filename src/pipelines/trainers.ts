@@ -38,6 +38,8 @@ export function assertTrainingFits(backend: TrainBackend, engineBytes: number, w
 export interface BackendOptions {
   /** onnxruntime intra-op threads (ort backend). */
   threads?: number;
+  /** onnxruntime's memory pattern (ort backend; see OrtSessionOptions.memPattern). Default on. */
+  memPattern?: boolean;
 }
 
 export async function createTrainer(backend: TrainBackend, opts: TrainerOptions, b: BackendOptions = {}): Promise<Trainer> {
@@ -131,7 +133,7 @@ export class OrtTrainer implements Trainer {
     const batchInputs = ["1", "2", "3", "4", "5", "6", "7"];
     for (const b of batchInputs) if (!inputNames.has(b)) throw new Error(`ort backend: traced step has no input ${b}`);
     if (!outputNames.has("out.1")) throw new Error("ort backend: traced step has no [loss, gradient norm] output");
-    const session = await createOrtSession(traced.bytes, { threads: this.backend.threads });
+    const session = await createOrtSession(traced.bytes, { threads: this.backend.threads, memPattern: this.backend.memPattern });
     return { session, batchInputs, stats: "out.1", stateOut };
   }
 

@@ -5,6 +5,12 @@ import * as ort from "onnxruntime-node";
 export interface OrtSessionOptions {
   /** Intra-op threads (default 2; see DEFAULT_ORT_THREADS). */
   threads?: number;
+  /**
+   * onnxruntime's memory pattern: it plans one block for all intermediates of a run. Off trades
+   * speed for memory; measured on the UNet training step (batch 32, 2 threads, quiet machine):
+   * peak RSS 1037 -> 645 MiB and +3% time (32,64,64), 607 -> 418 MiB and +17% time (16,32,32).
+   */
+  memPattern?: boolean;
 }
 
 /**
@@ -38,6 +44,7 @@ export async function createOrtSession(bytes: Uint8Array, opts: OrtSessionOption
     graphOptimizationLevel: "all",
     // Errors only: its warnings (e.g. about unused inputs) are not the user's business.
     logSeverityLevel: 3,
+    enableMemPattern: opts.memPattern ?? true,
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
   });
 }
