@@ -48,24 +48,3 @@ export function f32(tensors: Record<string, HostTensor>, name: string, path: str
   if (!(data instanceof Float32Array)) throw new UserError(`${path}: tensor "${name}" must be F32; delete ${path} and run again to regenerate the pairs`);
   return data;
 }
-
-/**
- * `reflow --resume` continues a student only if it is the same reflow run: same teacher (run and
- * step), pairs and training seed. `want` is the record the run writes as config.reflow.
- */
-export async function assertResumableReflow(out: string, want: Record<string, unknown>): Promise<void> {
-  const path = join(out, "ckpt.json");
-  if (!existsSync(path)) throw new UserError(`--resume: ${out} holds no reflow checkpoint (${path} is missing); run without --resume to start one`);
-  let prev: unknown;
-  try {
-    prev = (JSON.parse(await readFile(path, "utf8")) as { reflow?: unknown }).reflow;
-  } catch {
-    throw new UserError(`--resume: ${path} is not valid JSON; run without --resume and a new --out`);
-  }
-  if (typeof prev !== "object" || prev === null) throw new UserError(`--resume: ${out} holds a checkpoint that is not a reflow student; pass the reflow's --out`);
-  const record = prev as Record<string, unknown>;
-  const diffs = Object.entries(want)
-    .filter(([k, v]) => k !== "teacher" && JSON.stringify(record[k]) !== JSON.stringify(v))
-    .map(([k, v]) => `${k} ${JSON.stringify(record[k])} (now ${JSON.stringify(v)})`);
-  if (diffs.length > 0) throw new UserError(`cannot resume: ${out} was distilled with ${diffs.join(", ")}; pass the same teacher and flags or another --out`);
-}

@@ -5,11 +5,12 @@ import { join } from "node:path";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { odeint, type SolverName } from "../core/solvers.js";
-import { assertResumableReflow, cachedPairs, f32 } from "./pairsCache.js";
+import { cachedPairs, f32 } from "./pairsCache.js";
 import type { ImageDataset } from "../data/images.js";
 import { imageField, trainImage, type LoadedImage } from "./images.js";
 import type { TrainProgress } from "./loop.js";
-import { checkRunFolder } from "./run.js";
+import { checkRunFolder, reflowSetup } from "./run.js";
+import { assertSameSetup, loadCheckpoint } from "../io/checkpoint.js";
 
 export interface ImagePairs {
   x0: Float32Array;
@@ -71,17 +72,20 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
   const cfg = opts.teacher.config.model;
   const reflowRecord = {
     teacher: opts.teacherPath,
-    teacherRun: String(opts.teacher.config.runId),
+    teacherRun: opts.teacher.config.runId,
     teacherStep: opts.teacher.config.step,
+    seed: opts.seed,
     pairs: opts.pairs,
     pairSolver: opts.pairSolver,
     pairNfe: opts.pairNfe,
     guidance: opts.guidance,
     warmStart: opts.warmStart,
-    seed: opts.seed,
   };
-  // Check a resume before the expensive pairs.
-  if (opts.resume) await assertResumableReflow(opts.out, reflowRecord);
+  // Check a resume before the expensive pairs, with the same settings trainImage's run compares.
+  if (opts.resume) {
+    const { config } = await loadCheckpoint(opts.out, { kind: "image", command: "reflow --resume" });
+    assertSameSetup(reflowSetup(config), reflowSetup({ ...config, reflow: reflowRecord }), opts.out);
+  }
   const pairsPath = join(opts.out, "pairs.safetensors");
   const meta = { teacherRun: String(opts.teacher.config.runId), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe), guidance: String(opts.guidance) };
   const shape = [opts.pairs, cfg.height, cfg.width, cfg.inChannels];
@@ -131,7 +135,7 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
     command: "reflow",
     onLog: opts.onLog,
     onProgress: opts.onProgress,
-    extraConfig: { reflow: { teacher: opts.teacherPath, teacherRun: opts.teacher.config.runId, teacherStep: opts.teacher.config.step, seed: opts.seed, pairs: opts.pairs, pairSolver: opts.pairSolver, pairNfe: opts.pairNfe, guidance: opts.guidance, warmStart: opts.warmStart } },
+    extraConfig: { reflow: reflowRecord },
   });
   return { out: result.out, losses: result.losses, stopped: result.stopped, step: result.step };
 }
