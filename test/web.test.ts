@@ -229,7 +229,7 @@ test("bad files get a clear message on the page", async () => {
 
   // Weights of one run with the config of another: the recorded sha256 gives it away.
   await page.setInputFiles("#ckpt-input", [fileOf("ckpt.safetensors", await readFile(join(other, "ckpt.safetensors"))), fileOf("ckpt.json", json, "application/json")]);
-  assert.match(await errorBanner(), /does not belong to "ckpt\.json"/);
+  assert.match(await errorBanner(), /do not belong to this config "ckpt\.json"/);
   await dismissError();
 
   // A hand-edited config whose model no longer fits the weights.

@@ -1,4 +1,5 @@
-// File formats and persistence: atomic writes, safetensors, checkpoints.
+// File formats and persistence: atomic writes, safetensors, checkpoints (checkpointFormat.ts is the
+// bytes-only part the browser uses too).
 export { writeFileAtomic, writeFileAtomicSync } from "./atomic.js";
 export { encodeSafetensors, decodeSafetensors, DTYPE_ITEMSIZE, type Dtype, type HostTensor, type HostTensorData } from "./safetensors.js";
 export {
@@ -12,3 +13,4 @@ export {
   type Checkpoint,
   type CheckpointConfig,
 } from "./checkpoint.js";
+export { parseCheckpoint, parseCheckpointConfig, encodeCheckpoint, TENSOR_PREFIX, LOSS_LOG, SKIPPED_LOG, type CheckpointSource } from "./checkpointFormat.js";

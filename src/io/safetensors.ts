@@ -3,7 +3,6 @@
 // The header maps tensor names to {dtype, shape, data_offsets: [begin, end]} (offsets relative to the
 // start of the data section) plus an optional "__metadata__" string-to-string map.
 // No maintained npm package covers this (the `safetensors` package is a stub), and the format is tiny.
-import { endianness } from "node:os";
 import { UserError } from "../core/errors.js";
 
 export type Dtype = "F32" | "F64" | "I32" | "U8" | "I64";
@@ -27,10 +26,11 @@ const METADATA_KEY = "__metadata__";
 const MAX_HEADER_BYTES = 100_000_000;
 const HEADER_ALIGN = 8;
 
-// Typed arrays use the host byte order; safetensors is little-endian. Every Node target is LE,
-// so we check once rather than byte-swapping.
+// Typed arrays use the host byte order; safetensors is little-endian. Every Node target and browser
+// is LE, so we check rather than byte-swapping (with typed arrays, not node:os: the page uses this too).
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 function assertLittleEndianHost(): void {
-  if (endianness() !== "LE") throw new Error("safetensors I/O needs a little-endian host");
+  if (!LITTLE_ENDIAN_HOST) throw new Error("safetensors I/O needs a little-endian host");
 }
 
 function isDtype(s: string): s is Dtype {

@@ -1,6 +1,6 @@
 // Bundles the playground (src/web) into static files: index.html, styles.css, main.js (page) and
-// worker.js (engine, training, sampling). Node-only modules the core imports are swapped for
-// browser stand-ins here, so the page runs the same library code as the CLI.
+// worker.js (engine, training, sampling). The page runs the same library code as the CLI; only the
+// engine's thread adapter is swapped for the browser's.
 import { lstat, mkdir, readFile, readdir, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,22 +37,17 @@ export interface WebBuildResult {
   ms: number;
 }
 
-/** Browser stand-ins for the Node built-ins reachable from the core library. */
-const browserShims: esbuild.Plugin = {
-  name: "flowmatch-browser-shims",
+/**
+ * The engine's Node worker_threads adapter is swapped for the browser's Workers. Nothing else is
+ * stubbed: the page must not reach file-system code (checkpoints come to it as bytes, see
+ * io/checkpointFormat.ts), and with platform "browser" esbuild fails the build on any node: import.
+ */
+const browserThreads: esbuild.Plugin = {
+  name: "flowmatch-browser-threads",
   setup(build) {
-    // The engine's Node worker_threads adapter: browsers have real Workers.
     build.onResolve({ filter: /[\\/]threads\.js$/ }, (args) =>
       args.importer.includes(`${join("src", "engine")}`) ? { path: join(WEB_SRC, "browserThreads.ts") } : undefined,
     );
-    build.onResolve({ filter: /^node:/ }, (args) => ({ path: args.path, namespace: "node-shim" }));
-    build.onLoad({ filter: /.*/, namespace: "node-shim" }, (args) => {
-      // safetensors checks the host byte order; every browser engine is little-endian.
-      if (args.path === "node:os") return { contents: 'export function endianness() { return "LE"; }\nexport default { endianness };', loader: "js" };
-      // File and hash helpers of the checkpoint module (loadCheckpoint/saveCheckpoint) are never
-      // called in the page; it reads dropped files itself. An empty module keeps the import valid.
-      return { contents: "module.exports = {};", loader: "js" };
-    });
   },
 };
 
@@ -113,7 +108,7 @@ export async function buildWeb(opts: WebBuildOptions): Promise<WebBuildResult> {
     sourcemap: opts.sourcemap ?? true,
     write: false,
     logLevel: "silent",
-    plugins: [browserShims],
+    plugins: [browserThreads],
   });
   const outputs = new Map<string, Uint8Array>();
   for (const file of result.outputFiles) outputs.set(relative(outDir, file.path), file.contents);

@@ -1,10 +1,12 @@
 // Reads a checkpoint the CLI wrote (ckpt.safetensors + ckpt.json) from files a person picked or
-// dropped in the page. The Node loader (src/io/checkpoint.ts) reads paths; this one gets bytes and
-// applies the same checks: file types, corrupt safetensors, config format, and the recorded sha256
-// that ties a config to its weights. Every problem is a UserError the page shows as is.
+// dropped in the page. The Node loader (src/io/checkpoint.ts) reads paths; both hand the bytes to
+// parseCheckpoint (src/io/checkpointFormat.ts), so the page applies the CLI's rules: corrupt
+// safetensors, config format, kind, the recorded sha256 that ties a config to its weights, and which
+// interrupted saves may be recovered. This module only sorts the picked files into the pair. Every
+// problem is a UserError the page shows as is.
 import { UserError } from "../core/errors.js";
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, type CheckpointConfig } from "../io/checkpoint.js";
-import { decodeSafetensors, type HostTensor } from "../io/safetensors.js";
+import { parseCheckpoint, type CheckpointConfig, type CheckpointSource } from "../io/checkpointFormat.js";
+import type { HostTensor } from "../io/safetensors.js";
 import type { LoadedFile } from "./protocol.js";
 
 export interface PickedCheckpoint {
@@ -41,67 +43,18 @@ function pairUp(files: LoadedFile[]): { weights: LoadedFile; config: LoadedFile 
   return { weights: weights[0], config: configs[0] ?? null };
 }
 
-function parseConfig(raw: unknown, source: string): CheckpointConfig {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new UserError(`${source} is not a JSON object; ${PAIR_HINT}`);
-  const cfg = raw as Record<string, unknown>;
-  if (cfg.format !== CHECKPOINT_FORMAT) {
-    throw new UserError(`${source} is not a flowmatch checkpoint config (its "format" is ${JSON.stringify(cfg.format)}, expected "${CHECKPOINT_FORMAT}"); ${PAIR_HINT}`);
-  }
-  if (cfg.version !== CHECKPOINT_VERSION) {
-    throw new UserError(`${source} has checkpoint version ${JSON.stringify(cfg.version)}; this page reads version ${CHECKPOINT_VERSION}`);
-  }
-  if (typeof cfg.kind !== "string") throw new UserError(`${source} has no model "kind"; re-run training to write it again`);
-  if (typeof cfg.step !== "number" || !Number.isInteger(cfg.step) || cfg.step < 0) throw new UserError(`${source} has no valid "step"; re-run training to write it again`);
-  return cfg as CheckpointConfig;
-}
-
-function parseJson(text: string, source: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new UserError(`${source} is not valid JSON (${err instanceof Error ? err.message : String(err)}); ${PAIR_HINT}`);
-  }
-}
-
-async function sha256Hex(bytes: ArrayBuffer): Promise<string | null> {
-  // crypto.subtle exists only in secure contexts (https or localhost); elsewhere the check is skipped.
-  const subtle = globalThis.crypto?.subtle;
-  if (!subtle) return null;
-  const digest = new Uint8Array(await subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function decodeWeights(weights: LoadedFile): ReturnType<typeof decodeSafetensors> {
-  try {
-    return decodeSafetensors(new Uint8Array(weights.bytes), `"${weights.name}"`);
-  } catch (err) {
-    // The decoder's advice names the CLI flag; on the page the fix is picking another file.
-    if (err instanceof UserError) throw new UserError(err.message.replace(/, or pass a valid --ckpt$/, ", or choose another checkpoint"));
-    throw err;
-  }
-}
-
 export async function readCheckpointFiles(files: LoadedFile[]): Promise<PickedCheckpoint> {
   if (files.length === 0) throw new UserError(`no files were given; ${PAIR_HINT}`);
-  const { weights, config: configFile } = pairUp(files);
-  const { tensors, metadata } = decodeWeights(weights);
-  const embedded = metadata.config === undefined ? null : parseConfig(parseJson(metadata.config, `the config inside "${weights.name}"`), `the config inside "${weights.name}"`);
-  if (configFile === null) {
-    if (!embedded) throw new UserError(`"${weights.name}" carries no model config; also choose the ckpt.json saved with it`);
-    return { config: embedded, tensors, weightsName: weights.name, configName: `${weights.name} (embedded config)` };
-  }
-  const text = new TextDecoder().decode(configFile.bytes);
-  const config = parseConfig(parseJson(text, `"${configFile.name}"`), `"${configFile.name}"`);
-  if (typeof config.weightsSha256 === "string") {
-    const actual = await sha256Hex(weights.bytes);
-    if (actual !== null && actual !== config.weightsSha256) {
-      // A save interrupted between its two files leaves newer weights of the same run: use them.
-      const sameRun = embedded !== null && embedded.runId === config.runId && embedded.kind === config.kind && embedded.step >= config.step;
-      if (sameRun && embedded) return { config: embedded, tensors, weightsName: weights.name, configName: `${weights.name} (embedded config)` };
-      throw new UserError(
-        `"${weights.name}" does not belong to "${configFile.name}" (its sha256 ${actual.slice(0, 12)}… differs from the recorded ${config.weightsSha256.slice(0, 12)}…): the two files come from different runs or saves; choose the pair that was saved together`,
-      );
-    }
-  }
-  return { config, tensors, weightsName: weights.name, configName: configFile.name };
+  const { weights, config } = pairUp(files);
+  const source: CheckpointSource = {
+    weights: `"${weights.name}"`,
+    config: config === null ? `ckpt.json` : `"${config.name}"`,
+    rewrite: "re-run training to write it again, or choose another checkpoint",
+    missingConfig: "also choose the ckpt.json saved with it",
+    mixedUp: "the two files come from different runs or saves; choose the pair that was saved together",
+  };
+  const configText = config === null ? null : new TextDecoder().decode(config.bytes);
+  const ckpt = await parseCheckpoint({ weights: new Uint8Array(weights.bytes), configText }, source);
+  const embedded = config === null || ckpt.newerThanConfig === true;
+  return { config: ckpt.config, tensors: ckpt.tensors, weightsName: weights.name, configName: embedded ? `${weights.name} (embedded config)` : config.name };
 }

@@ -13,7 +13,7 @@ import { unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet
 import { modelField } from "../core/field.js";
 import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
 import { sampleToy, toyBounds, TOY_DATASETS, type ToyDatasetName } from "../data/toy2d.js";
-import { checkParams } from "../io/checkpoint.js";
+import { checkParams } from "../io/checkpointFormat.js";
 import { tensorsToState } from "../pipelines/state.js";
 import { readCheckpointFiles } from "./checkpointFiles.js";
 import {
