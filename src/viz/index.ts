@@ -1,4 +1,5 @@
-// Pictures: a small RGBA raster, PNG/GIF codecs and the plots flowmatch draws. No engine imports.
+// Pictures: a small RGBA raster, PNG/GIF codecs and the plots flowmatch draws, one module per plot
+// kind; scale.ts holds the tick/bounds/grid helpers the browser playground shares. No engine imports.
 export {
   Raster,
   PALETTE,
@@ -16,27 +17,10 @@ export {
 } from "./raster.js";
 export { encodePng, decodePng, decodePngGray, type RgbaImage } from "./png.js";
 export { encodeGif, type GifOptions } from "./gif.js";
-export {
-  scatterPlot,
-  scatterPanelRect,
-  vectorFieldFrame,
-  vectorFieldGrid,
-  linePlot,
-  movingAverage,
-  imageGrid,
-  imageGridCell,
-  heatmap,
-  viridis,
-  sideBySide,
-  labelled,
-  autoBounds,
-  niceTicks,
-  formatNumber,
-  type Bounds,
-  type ScatterPanel,
-  type ScatterOptions,
-  type VectorFieldOptions,
-  type LineSeries,
-  type LinePlotOptions,
-  type ImageGridOptions,
-} from "./plots.js";
+export { niceTicks, formatNumber, autoBounds, vectorFieldGrid, type Bounds } from "./scale.js";
+export { scatterPlot, scatterPanelRect, type ScatterPanel, type ScatterOptions } from "./scatter.js";
+export { vectorFieldFrame, type VectorFieldOptions } from "./vectorField.js";
+export { linePlot, movingAverage, type LineSeries, type LinePlotOptions } from "./linePlot.js";
+export { imageGrid, imageGridCell, type ImageGridOptions } from "./imageGrid.js";
+export { heatmap, viridis } from "./heatmap.js";
+export { sideBySide, labelled } from "./compose.js";

@@ -1,6 +1,7 @@
 // Canvas pictures for the playground: the flow plot (data, velocity arrows, particles), the loss
 // curve and the image grid. Pure drawing; the numbers come from the worker.
-import { FIELD_GRID_N, fieldGrid, type Bounds, type FlowSnapshot } from "./protocol.js";
+import { formatNumber, niceTicks, vectorFieldGrid } from "../viz/scale.js";
+import { FIELD_GRID_N, type Bounds, type FlowSnapshot } from "./protocol.js";
 
 const COLORS = {
   plotBg: "#fbfcfe",
@@ -30,25 +31,6 @@ export function fitCanvas(canvas: HTMLCanvasElement, cssHeight?: number): { ctx:
   if (!ctx) throw new Error("this browser cannot draw on a 2-D canvas");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   return { ctx, w, h };
-}
-
-/** About `target` round tick values (1, 2, 5 x 10^k steps) inside [lo, hi]. */
-export function niceTicks(lo: number, hi: number, target = 5): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / target;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const norm = raw / mag;
-  const step = (norm < 1.5 ? 1 : norm < 3.5 ? 2 : norm < 7.5 ? 5 : 10) * mag;
-  const ticks: number[] = [];
-  for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + step * 1e-9; i++) ticks.push(parseFloat((i * step).toPrecision(12)));
-  return ticks;
-}
-
-function tickLabel(v: number): string {
-  if (v === 0) return "0";
-  const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(0);
-  return String(parseFloat(v.toPrecision(4)));
 }
 
 const MARGIN = { left: 30, right: 8, top: 8, bottom: 22 };
@@ -151,7 +133,7 @@ export class FlowView {
       ctx.stroke();
       ctx.textAlign = "center";
       ctx.textBaseline = "top";
-      ctx.fillText(tickLabel(x), px, g.y0 + g.size + 5);
+      ctx.fillText(formatNumber(x), px, g.y0 + g.size + 5);
     }
     for (const y of niceTicks(ymin, ymax, 8)) {
       const py = Math.round(g.py(y)) + 0.5;
@@ -162,7 +144,7 @@ export class FlowView {
       ctx.stroke();
       ctx.textAlign = "right";
       ctx.textBaseline = "middle";
-      ctx.fillText(tickLabel(y), g.x0 - 5, py);
+      ctx.fillText(formatNumber(y), g.x0 - 5, py);
     }
     ctx.strokeStyle = COLORS.axis;
     ctx.strokeRect(g.x0 + 0.5, g.y0 + 0.5, g.size - 1, g.size - 1);
@@ -191,7 +173,7 @@ export class FlowView {
         if (Number.isFinite(m) && m > maxMag) maxMag = m;
       }
     }
-    const grid = fieldGrid(snap.bounds, FIELD_GRID_N);
+    const grid = vectorFieldGrid(snap.bounds, FIELD_GRID_N);
     const cell = g.size / FIELD_GRID_N;
     ctx.lineWidth = 1.3;
     ctx.lineCap = "round";
@@ -274,13 +256,13 @@ export function drawLoss(canvas: HTMLCanvasElement, losses: number[], emptyText 
     ctx.fillStyle = COLORS.label;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    ctx.fillText(tickLabel(y), left - 5, yy);
+    ctx.fillText(formatNumber(y), left - 5, yy);
   }
   for (const x of niceTicks(1, xMax, 5)) {
     ctx.fillStyle = COLORS.label;
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    ctx.fillText(tickLabel(x), px(x - 1), top + ph + 5);
+    ctx.fillText(formatNumber(x), px(x - 1), top + ph + 5);
   }
   const line = (values: number[], color: string, width: number) => {
     ctx.strokeStyle = color;

@@ -4,8 +4,9 @@ import type { PathName } from "../core/schedulers.js";
 import type { SolverName } from "../core/solvers.js";
 import type { ToyDatasetName } from "../data/toy2d.js";
 
-/** [xmin, xmax, ymin, ymax] in data units. */
-export type Bounds = [number, number, number, number];
+import type { Bounds } from "../viz/scale.js";
+
+export type { Bounds };
 
 /** "custom" trains on the points drawn with the mouse. */
 export type PlaygroundDataset = ToyDatasetName | "custom";
@@ -59,7 +60,7 @@ export interface FlowSnapshot {
   times: number[];
   /** Particle positions per frame, [n, 2] flattened. */
   frames: Float32Array[];
-  /** Velocity on fieldGrid(bounds, FIELD_GRID_N) at each frame's time, [N*N, 2] flattened. */
+  /** Velocity on vectorFieldGrid(bounds, FIELD_GRID_N) (viz/scale.ts) at each frame's time, [N*N, 2] flattened. */
   fields: Float32Array[];
   /** What produced it, e.g. "rk4, NFE 20". */
   label: string;
@@ -79,16 +80,3 @@ export type FromWorker =
   | { type: "imagesDone"; seconds: number; nfe: number; cancelled: boolean }
   /** `title` names what failed ("Could not load the checkpoint"), `message` the problem and the fix. */
   | { type: "error"; title: string; message: string };
-
-/** Grid points for the velocity arrows: row-major from the top-left, [N*N, 2] flattened. */
-export function fieldGrid(bounds: Bounds, n: number): Float32Array {
-  const out = new Float32Array(n * n * 2);
-  for (let row = 0; row < n; row++) {
-    for (let col = 0; col < n; col++) {
-      const k = row * n + col;
-      out[2 * k] = bounds[0] + ((col + 0.5) / n) * (bounds[1] - bounds[0]);
-      out[2 * k + 1] = bounds[3] - ((row + 0.5) / n) * (bounds[3] - bounds[2]);
-    }
-  }
-  return out;
-}

@@ -15,11 +15,11 @@ import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
 import { sampleToy, toyBounds, TOY_DATASETS, type ToyDatasetName } from "../data/toy2d.js";
 import { checkParams } from "../io/checkpointFormat.js";
 import { tensorsToState } from "../pipelines/state.js";
+import { vectorFieldGrid } from "../viz/scale.js";
 import { readCheckpointFiles } from "./checkpointFiles.js";
 import {
   CUSTOM_BOUNDS,
   FIELD_GRID_N,
-  fieldGrid,
   type Bounds,
   type FlowSnapshot,
   type FromWorker,
@@ -252,7 +252,7 @@ async function snapshot(model: Model2d, sample: SampleSettings): Promise<FlowSna
       },
     });
     const keep = pickFrames(times.length, MAX_FRAMES);
-    const grid = fieldGrid(model.bounds, FIELD_GRID_N);
+    const grid = vectorFieldGrid(model.bounds, FIELD_GRID_N);
     const fields: Float32Array[] = [];
     for (const i of keep) fields.push(await f.field(grid, times[i]));
     const steps = times.length - 1;
