@@ -4,8 +4,6 @@ import { UserError } from "../src/core/errors.js";
 import {
   Raster,
   autoBounds,
-  decodePng,
-  decodePngGray,
   encodeGif,
   encodePng,
   formatNumber,
@@ -24,6 +22,7 @@ import {
   vectorFieldGrid,
   type RGBA,
 } from "../src/viz/index.js";
+import { decodePng, decodePngGray } from "../src/data/png.js";
 
 // ---- a tiny GIF reader (block walker + LZW decoder) so the tests check what a viewer would show ----
 

@@ -6,7 +6,7 @@ import { createRequire } from "node:module";
 import { dirname, join, sep } from "node:path";
 import { UserError } from "../core/errors.js";
 import type { Rng } from "../core/rng.js";
-import { decodePngGray } from "../viz/png.js";
+import { decodePngGray } from "./png.js";
 import { parseIdx } from "./idx.js";
 import { didYouMean } from "../core/names.js";
 

@@ -15,7 +15,7 @@ export {
   type TextOptions,
   type ArrowOptions,
 } from "./raster.js";
-export { encodePng, decodePng, decodePngGray, type RgbaImage } from "./png.js";
+export { encodePng, type RgbaImage } from "./png.js";
 export { encodeGif, type GifOptions } from "./gif.js";
 export { niceTicks, formatNumber, autoBounds, vectorFieldGrid, type Bounds } from "./scale.js";
 export { scatterPlot, scatterPanelRect, type ScatterPanel, type ScatterOptions } from "./scatter.js";
