@@ -17,10 +17,10 @@ export {
 } from "./raster.js";
 export { encodePng, type RgbaImage } from "./png.js";
 export { encodeGif, type GifOptions } from "./gif.js";
-export { niceTicks, formatNumber, autoBounds, vectorFieldGrid, type Bounds } from "./scale.js";
+export { niceTicks, formatNumber, autoBounds, vectorFieldGrid, movingAverage, type Bounds } from "./scale.js";
 export { scatterPlot, scatterPanelRect, type ScatterPanel, type ScatterOptions } from "./scatter.js";
 export { vectorFieldFrame, type VectorFieldOptions } from "./vectorField.js";
-export { linePlot, movingAverage, type LineSeries, type LinePlotOptions } from "./linePlot.js";
+export { linePlot, type LineSeries, type LinePlotOptions } from "./linePlot.js";
 export { imageGrid, imageGridCell, type ImageGridOptions } from "./imageGrid.js";
 export { heatmap, viridis } from "./heatmap.js";
 export { sideBySide, labelled } from "./compose.js";

@@ -1,6 +1,6 @@
 // Loss curves: raw values faint, a moving average on top, legend, optional log y.
 import { AXIS_GREY, GRID_GREY, INK, PALETTE, Raster, WHITE, mixColor, textWidth, withAlpha, type RGBA } from "./raster.js";
-import { formatNumber, niceTicks, quantile } from "./scale.js";
+import { formatNumber, movingAverage, niceTicks, quantile } from "./scale.js";
 import { LABEL_GREY, Axes, drawTitle } from "./axes.js";
 
 export interface LineSeries {
@@ -20,23 +20,6 @@ export interface LinePlotOptions {
   xStep?: number;
   xOffset?: number;
   xLabel?: string;
-}
-
-/** Centred moving average with the window shrinking at the ends; non-finite values are skipped. */
-export function movingAverage(values: readonly number[], window: number): number[] {
-  const half = Math.floor(Math.max(1, window) / 2);
-  const sum = new Float64Array(values.length + 1);
-  const count = new Float64Array(values.length + 1);
-  for (let i = 0; i < values.length; i++) {
-    const ok = Number.isFinite(values[i]);
-    sum[i + 1] = sum[i] + (ok ? values[i] : 0);
-    count[i + 1] = count[i] + (ok ? 1 : 0);
-  }
-  return values.map((_, i) => {
-    const a = Math.max(0, i - half), b = Math.min(values.length, i + half + 1);
-    const c = count[b] - count[a];
-    return c > 0 ? (sum[b] - sum[a]) / c : NaN;
-  });
 }
 
 /** Loss curves: raw values drawn faint, a moving average on top, legend, ticks, optional log y. */

@@ -1,6 +1,6 @@
-// Scales shared by every plot, here and in the browser playground: tick values and labels, bounds
-// around point clouds, and the vector-field grid. Plain numbers only (no raster), so the page's
-// canvas drawing can use them without pulling in the PNG codec.
+// Numbers shared by every plot, here and in the browser playground: tick values and labels, bounds
+// around point clouds, quantiles, the vector-field grid and loss smoothing. Plain numbers only (no
+// raster), so the page's canvas drawing can use them without pulling in the PNG codec.
 
 /** [xmin, xmax, ymin, ymax] in data units. */
 export type Bounds = [number, number, number, number];
@@ -75,4 +75,21 @@ export function vectorFieldGrid(bounds: Bounds, gridN: number): Float32Array {
     }
   }
   return out;
+}
+
+/** Centred moving average with the window shrinking at the ends; non-finite values are skipped. */
+export function movingAverage(values: readonly number[], window: number): number[] {
+  const half = Math.floor(Math.max(1, window) / 2);
+  const sum = new Float64Array(values.length + 1);
+  const count = new Float64Array(values.length + 1);
+  for (let i = 0; i < values.length; i++) {
+    const ok = Number.isFinite(values[i]);
+    sum[i + 1] = sum[i] + (ok ? values[i] : 0);
+    count[i + 1] = count[i] + (ok ? 1 : 0);
+  }
+  return values.map((_, i) => {
+    const a = Math.max(0, i - half), b = Math.min(values.length, i + half + 1);
+    const c = count[b] - count[a];
+    return c > 0 ? (sum[b] - sum[a]) / c : NaN;
+  });
 }

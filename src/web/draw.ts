@@ -1,6 +1,6 @@
 // Canvas pictures for the playground: the flow plot (data, velocity arrows, particles), the loss
 // curve and the image grid. Pure drawing; the numbers come from the worker.
-import { formatNumber, niceTicks, vectorFieldGrid } from "../viz/scale.js";
+import { formatNumber, movingAverage, niceTicks, quantile, vectorFieldGrid } from "../viz/scale.js";
 import { FIELD_GRID_N, type Bounds, type FlowSnapshot } from "./protocol.js";
 
 const COLORS = {
@@ -238,10 +238,10 @@ export function drawLoss(canvas: HTMLCanvasElement, losses: number[], emptyText 
     ctx.fillText(emptyText, left + pw / 2, top + ph / 2);
     return;
   }
-  const smooth = runningMean(losses, Math.max(1, Math.round(losses.length / 40)));
+  const smooth = movingAverage(losses, Math.max(1, Math.round(losses.length / 40)));
   const finite = losses.filter(Number.isFinite);
   // Scale to the smoothed curve so one noisy early batch does not flatten the rest.
-  const yMax = Math.max(1e-6, ...smooth.filter(Number.isFinite), finite.length ? quantile(finite, 0.98) : 1) * 1.05;
+  const yMax = Math.max(1e-6, ...smooth.filter(Number.isFinite), finite.length ? quantile(Float64Array.from(finite).sort(), 0.98) : 1) * 1.05;
   const xMax = Math.max(2, losses.length);
   const px = (i: number) => left + (i / (xMax - 1)) * pw;
   const py = (v: number) => top + ph - (Math.min(v, yMax) / yMax) * ph;
@@ -276,23 +276,6 @@ export function drawLoss(canvas: HTMLCanvasElement, losses: number[], emptyText 
   ctx.strokeStyle = COLORS.axis;
   ctx.lineWidth = 1;
   ctx.strokeRect(left + 0.5, top + 0.5, pw - 1, ph - 1);
-}
-
-/** Trailing mean over `window` values (shorter at the start). */
-export function runningMean(values: number[], window: number): number[] {
-  const out: number[] = [];
-  let sum = 0;
-  for (let i = 0; i < values.length; i++) {
-    sum += values[i];
-    if (i >= window) sum -= values[i - window];
-    out.push(sum / Math.min(i + 1, window));
-  }
-  return out;
-}
-
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * (sorted.length - 1)))];
 }
 
 /** Images [n, h, w, c] with values in [-1, 1] as a grid with labels under each tile. */

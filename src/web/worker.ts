@@ -14,6 +14,7 @@ import { modelField } from "../core/field.js";
 import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
 import { sampleToy, toyBounds, TOY_DATASETS, type ToyDatasetName } from "../data/toy2d.js";
 import { checkParams } from "../io/checkpointFormat.js";
+import { runTrainingLoop, type LoopOptions } from "../pipelines/loop.js";
 import { tensorsToState } from "../pipelines/state.js";
 import { vectorFieldGrid } from "../viz/scale.js";
 import { readCheckpointFiles } from "./checkpointFiles.js";
@@ -58,6 +59,9 @@ interface TrainingRun {
   settings: TrainSettings;
   custom: Float32Array | null;
   rng: Rng;
+  /** Losses of the applied steps and the numbers of skipped steps, as the CLI's loop keeps them. */
+  losses: number[];
+  skipped: number[];
 }
 
 interface ImageModel {
@@ -166,7 +170,7 @@ async function train(settings: TrainSettings, custom: Float32Array | null): Prom
       adam: { ...DEFAULT_ADAM, lr: settings.lr },
       emaDecay: 0.999,
     });
-    run = { key, trainer, scheduler: getScheduler(settings.path), settings, custom, rng: new Rng(settings.seed + 1) };
+    run = { key, trainer, scheduler: getScheduler(settings.path), settings, custom, rng: new Rng(settings.seed + 1), losses: [], skipped: [] };
     const current = run;
     const bounds = settings.dataset === "custom" ? CUSTOM_BOUNDS : toyBounds(settings.dataset);
     // Live pictures use the raw weights: early in a run the EMA still lags far behind.
@@ -184,46 +188,65 @@ async function train(settings: TrainSettings, custom: Float32Array | null): Prom
   }
 }
 
+/**
+ * Trains with the CLI's loop (pipelines/loop.ts: a step with a non-finite loss or gradient is
+ * skipped, 20 in a row stop the run), in stretches between pictures: the loop ends a stretch when a
+ * snapshot is due or the page asked to stop, and yields to the event loop on its own in between.
+ */
 async function trainLoop(r: TrainingRun, model: Model2d, settings: TrainSettings): Promise<void> {
   const total = r.trainer.stepCount + settings.steps;
-  let pending: number[] = [];
+  let posted = r.losses.length;
   let trainMs = 0;
   let trainSteps = 0;
+  let stepStarted = 0;
   let lastPost = performance.now();
   let lastSnapshot = lastPost;
   let snapshotEveryMs = 1000;
   const rate = () => (trainMs > 0 ? (1000 * trainSteps) / trainMs : 0);
   const flush = () => {
-    post({ type: "progress", step: r.trainer.stepCount, total, losses: pending, stepsPerSecond: rate() });
-    pending = [];
+    post({ type: "progress", step: r.trainer.stepCount, total, losses: r.losses.slice(posted), stepsPerSecond: rate() });
+    posted = r.losses.length;
   };
-  for (let i = 0; i < settings.steps && !stopRequested; i++) {
-    const started = performance.now();
-    const loss = await r.trainer.step(nextBatch(r));
-    const now = performance.now();
-    // The first step compiles the jitted program; it would drag the average down for short runs.
-    if (r.trainer.stepCount > 1) {
-      trainMs += now - started;
-      trainSteps++;
-    }
-    model.step = r.trainer.stepCount;
-    pending.push(loss);
-    if (!Number.isFinite(loss)) {
-      flush();
-      throw new UserError(`training diverged at step ${r.trainer.stepCount} (loss is ${loss}); lower the learning rate and press Reset, then Train`);
-    }
-    if (now - lastPost > 150) {
-      flush();
-      lastPost = now;
-      await nextTask();
-    }
-    if (now - lastSnapshot > snapshotEveryMs) {
+  const loop: LoopOptions = {
+    trainer: r.trainer,
+    steps: total,
+    losses: r.losses,
+    skipped: r.skipped,
+    lr: settings.lr,
+    nextBatch: () => {
+      stepStarted = performance.now();
+      return nextBatch(r);
+    },
+    onProgress: (p) => {
+      const now = performance.now();
+      // The first step compiles the jitted program; it would drag the average down for short runs.
+      if (p.step > 1) {
+        trainMs += now - stepStarted;
+        trainSteps++;
+      }
+      model.step = p.step;
+      if (now - lastPost > 150) {
+        flush();
+        lastPost = now;
+      }
+    },
+    shouldStop: () => stopRequested || performance.now() - lastSnapshot > snapshotEveryMs,
+  };
+  try {
+    while (r.trainer.stepCount < total && !stopRequested) {
+      await runTrainingLoop(loop);
+      if (r.trainer.stepCount >= total || stopRequested) break;
       const snap = await snapshot(model, sampleSettings);
       post(snap);
       // Keep pictures to about a fifth of the time, so training still gets most of it.
       snapshotEveryMs = Math.max(1000, 4 * snap.ms);
       lastSnapshot = performance.now();
     }
+  } catch (err) {
+    flush();
+    // The loop's advice names the CLI flag; on the page it is the "Learning rate" control.
+    if (err instanceof UserError) throw new UserError(err.message.replace(/lower --lr \(now ([^)]*)\)/, "lower the learning rate (now $1), press Reset, then Train"));
+    throw err;
   }
   flush();
   post(await snapshot(model, sampleSettings));
