@@ -12,7 +12,8 @@ import assert from "node:assert/strict";
  * so no build is needed. The compiled package (bin/flowmatch.js -> dist) is tested by
  * test/package.test.ts.
  */
-export const CLI_ARGS: readonly string[] = ["--import", "tsx", join(import.meta.dirname, "..", "..", "src", "cli", "bin.ts")];
+// tsx by its resolved URL: `--import tsx` would resolve from the child's cwd, often a temp folder.
+export const CLI_ARGS: readonly string[] = ["--import", import.meta.resolve("tsx"), join(import.meta.dirname, "..", "..", "src", "cli", "bin.ts")];
 
 export interface CliResult {
   code: number | null;
