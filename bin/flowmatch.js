@@ -7,6 +7,8 @@ const entry = new URL("../dist/cli/bin.js", import.meta.url);
 if (existsSync(entry)) {
   await import(entry.href);
 } else {
-  process.stderr.write("error: flowmatch is not built (no dist/cli/bin.js); run npm run build, or npm run dev -- <command> to run the sources\n");
+  process.stderr.write(
+    "error: flowmatch is not built (no dist/cli/bin.js); run npm run build, or npm run dev -- <command> to run the sources\n",
+  );
   process.exitCode = 1;
 }

@@ -46,14 +46,39 @@ export { otCouple, otAssignment, COUPLINGS, type CouplingName } from "./core/cou
 // Models: the 2-D MLP and the image UNet, with their parameters on the host.
 export { DEFAULT_ADAM, type AdamConfig, type HostParams, type HostArray, type Params } from "./core/optim.js";
 export { DEFAULT_MLP, initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "./core/models/mlp.js";
-export { DEFAULT_UNET, checkUnetConfig, initUnet, unetApply, unetParamCount, unetParamShapes, type UnetConfig } from "./core/models/unet.js";
+export {
+  DEFAULT_UNET,
+  checkUnetConfig,
+  initUnet,
+  unetApply,
+  unetParamCount,
+  unetParamShapes,
+  type UnetConfig,
+} from "./core/models/unet.js";
 export type { ImageLayout } from "./core/models/layers.js";
 // TODO(lead): unetModel/initUnetParams live in the image pipeline; re-point here when they move to core/models.
 export { unetModel, initUnetParams } from "./pipelines/images.js";
 // Training and sampling.
-export { FlowTrainer, cfmLoss, type VelocityModel, type FlowBatch, type Trainer, type TrainerOptions, type StepOutcome } from "./core/train.js";
+export {
+  FlowTrainer,
+  cfmLoss,
+  type VelocityModel,
+  type FlowBatch,
+  type Trainer,
+  type TrainerOptions,
+  type StepOutcome,
+} from "./core/train.js";
 export { modelField, type ModelFieldOptions, type DisposableField } from "./core/field.js";
-export { odeint, SOLVERS, EVALS_PER_STEP, parseSolver, type SolverName, type VelocityField, type OdeOptions, type OdeResult } from "./core/solvers.js";
+export {
+  odeint,
+  SOLVERS,
+  EVALS_PER_STEP,
+  parseSolver,
+  type SolverName,
+  type VelocityField,
+  type OdeOptions,
+  type OdeResult,
+} from "./core/solvers.js";
 // Likelihoods (continuous change of variables, exact or Hutchinson divergence).
 export {
   logLikelihood,

@@ -59,7 +59,17 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
     assert.equal(packed.code, 0, `npm pack failed:\n${packed.err}`);
     const info = JSON.parse(packed.out.slice(packed.out.indexOf("["))) as { filename: string; files: { path: string }[] }[];
     const files = info[0].files.map((f) => f.path);
-    for (const f of ["bin/flowmatch.js", "dist/index.js", "dist/index.d.ts", "dist/index.js.map", "dist/onnx.js", "dist/cli/bin.js", "dist/playground/main.js", "dist/playground/index.html", "package.json"]) {
+    for (const f of [
+      "bin/flowmatch.js",
+      "dist/index.js",
+      "dist/index.d.ts",
+      "dist/index.js.map",
+      "dist/onnx.js",
+      "dist/cli/bin.js",
+      "dist/playground/main.js",
+      "dist/playground/index.html",
+      "package.json",
+    ]) {
       assert.ok(files.includes(f), `the tarball lacks ${f}`);
     }
     const extra = files.filter((f) => !/^(dist\/|bin\/flowmatch\.js$|package\.json$|README\.md$|LICENSE)/.test(f));
@@ -70,11 +80,17 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
     const app = join(work, "app");
     mkdirSync(app);
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "app", version: "1.0.0", private: true, type: "module" }));
-    const installed = sh("npm", ["install", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund", join(work, info[0].filename)], app, 300_000);
+    const installed = sh(
+      "npm",
+      ["install", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund", join(work, info[0].filename)],
+      app,
+      300_000,
+    );
     assert.equal(installed.code, 0, `npm install of the tarball failed:\n${installed.err}`);
     const modules = readdirSync(join(app, "node_modules"));
     assert.ok(modules.includes("flowmatch"));
-    for (const dev of ["tsx", "typescript", "esbuild", "typedoc", "@biomejs"]) assert.ok(!modules.includes(dev), `${dev} was installed with the package: it must be a dev dependency`);
+    for (const dev of ["tsx", "typescript", "esbuild", "typedoc", "@biomejs"])
+      assert.ok(!modules.includes(dev), `${dev} was installed with the package: it must be a dev dependency`);
 
     const help = sh("npx", ["--no-install", "flowmatch", "--help"], app);
     assert.equal(help.code, 0, help.err);
@@ -91,15 +107,28 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
     // The playground ships prebuilt: serve copies it, no bundler needed.
     const web = sh("npx", ["--no-install", "flowmatch", "serve", "--build-only", "--out", "web"], app);
     assert.equal(web.code, 0, web.err);
-    for (const f of ["index.html", "main.js", "worker.js", "styles.css"]) assert.ok(existsSync(join(app, "web", f)), `serve --build-only did not write ${f}`);
+    for (const f of ["index.html", "main.js", "worker.js", "styles.css"])
+      assert.ok(existsSync(join(app, "web", f)), `serve --build-only did not write ${f}`);
 
     writeFileSync(join(app, "use.mjs"), LIBRARY_USE);
     const used = sh(process.execPath, ["use.mjs"], app);
     assert.equal(used.code, 0, `the library script failed:\n${used.err}`);
-    const r = JSON.parse(used.out.trim().split("\n").at(-1) ?? "") as { steps: number; losses: number[]; n: number; nfe: number; evaluations: number; finite: boolean; logp: number[]; v: number[] };
+    const r = JSON.parse(used.out.trim().split("\n").at(-1) ?? "") as {
+      steps: number;
+      losses: number[];
+      n: number;
+      nfe: number;
+      evaluations: number;
+      finite: boolean;
+      logp: number[];
+      v: number[];
+    };
     assert.equal(r.steps, 5);
     assert.equal(r.losses.length, 5);
-    assert.ok(r.losses.every((l) => Number.isFinite(l) && l > 0), `losses ${r.losses}`);
+    assert.ok(
+      r.losses.every((l) => Number.isFinite(l) && l > 0),
+      `losses ${r.losses}`,
+    );
     assert.equal(r.n, 200);
     assert.equal(r.nfe, 4, "Euler with NFE 4 makes 4 evaluations");
     assert.equal(r.evaluations, 4);
