@@ -6,11 +6,10 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, existsSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-
-const BIN = join(import.meta.dirname, "..", "bin", "flowmatch.js");
+import { CLI_ARGS } from "./helpers/cli.js";
 
 function run(args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync(process.execPath, [...CLI_ARGS, ...args], { encoding: "utf8", timeout: 120_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -66,7 +65,7 @@ test("missing, corrupt and mismatched checkpoints give clear errors", () => {
 test("a killed run leaves its last good checkpoint and --resume continues from it", async () => {
   const dir = mkdtempSync(join(tmpdir(), "fm-cli-kill-"));
   try {
-    const child = spawn(process.execPath, [BIN, "train2d", "--dataset", "8gaussians", "--steps", "100000", "--checkpoint-every", "25", "--out", dir, ...TINY], {
+    const child = spawn(process.execPath, [...CLI_ARGS, "train2d", "--dataset", "8gaussians", "--steps", "100000", "--checkpoint-every", "25", "--out", dir, ...TINY], {
       stdio: "ignore",
     });
     const json = join(dir, "ckpt.json");

@@ -7,11 +7,10 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync, existsSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PNG } from "pngjs";
-
-const BIN = join(import.meta.dirname, "..", "bin", "flowmatch.js");
+import { CLI_ARGS } from "./helpers/cli.js";
 
 function run(args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 180_000 });
+  const r = spawnSync(process.execPath, [...CLI_ARGS, ...args], { encoding: "utf8", timeout: 180_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 

@@ -19,8 +19,10 @@ export type FieldWithDivergence = (x: Float32Array, t: number) => Promise<{ v: F
 /** Hutchinson probes: Rademacher (+-1, lower variance) or standard Gaussian. */
 export type ProbeKind = "rademacher" | "gaussian";
 
+/** How the divergence is computed: exactly (one jvp per dimension) or by Hutchinson probes with a seed. */
 export type DivergenceMode = "exact" | { hutchinson: number; seed: number; probe?: ProbeKind };
 
+/** Options of logLikelihoodWith: the sample shape and the ODE solve (Dopri5 with rtol = atol = 1e-5 unless set). */
 export interface LogLikelihoodOptions {
   /** Shape of one sample, e.g. [2] or [28, 28, 1]. */
   sampleShape: number[];
@@ -32,6 +34,7 @@ export interface LogLikelihoodOptions {
   estimates?: number;
 }
 
+/** Per-sample log-likelihoods and their parts, and the evaluations made. */
 export interface LogLikelihoodResult {
   /** log p1(x) per sample, in nats. */
   logp: Float64Array;
@@ -111,7 +114,13 @@ export function modelDivergenceField(
   model: VelocityModel,
   host: HostParams,
   opts: { sampleShape: number[]; divergence: DivergenceMode; labels?: Int32Array },
-): { field: FieldWithDivergence; estimates: number; dispose: () => void } {
+): {
+  field: FieldWithDivergence;
+  /** K, the divergence estimates per sample the field returns (1 exact, probes for Hutchinson). */
+  estimates: number;
+  /** Frees the engine copy of the weights. */
+  dispose: () => void;
+} {
   const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
   const mode = opts.divergence;
   if (mode !== "exact" && !(Number.isInteger(mode.hutchinson) && mode.hutchinson >= 1)) {
@@ -180,6 +189,7 @@ export function modelDivergenceField(
   };
 }
 
+/** Options of logLikelihood: the ODE solve plus the divergence mode and class labels. */
 export interface ModelLogLikelihoodOptions extends Omit<LogLikelihoodOptions, "estimates"> {
   /** "exact" (one jvp per dimension; for low-dimensional data) or Hutchinson probes (images). */
   divergence: DivergenceMode;

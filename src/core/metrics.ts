@@ -311,6 +311,7 @@ export function histogramTV(x: Float32Array, density: KnownDensity2d): number {
   return tv / 2;
 }
 
+/** Sample quality of a generated set against fresh data, each figure with its noise floor (see qualityReport). */
 export interface QualityReport {
   /** Sliced W2 and MMD^2 between the generated set and a fresh data set of n points. */
   sw2: number;

@@ -2,24 +2,33 @@
 // over parameter records so they trace into the jitted training step.
 import { np, type Array } from "../engine/index.js";
 
+/** Model parameters on the engine, by dotted name (e.g. "layers.0.weight"). */
 export type Params = Record<string, Array>;
 /** A float32 tensor on the host: row-major data with its shape. */
 export interface HostArray {
   shape: number[];
   data: Float32Array;
 }
+/** Model parameters on the host, by dotted name: the form checkpoints and ONNX export take. */
 export type HostParams = Record<string, HostArray>;
 
+/** Adam settings. */
 export interface AdamConfig {
+  /** Learning rate. */
   lr: number;
+  /** Decay of the first-moment average. */
   beta1: number;
+  /** Decay of the second-moment average. */
   beta2: number;
+  /** Added to the root of the second moment. */
   eps: number;
+  /** Decoupled weight decay (AdamW): each step also subtracts lr * weightDecay * p (0 = off). */
   weightDecay: number;
   /** Clip the global gradient norm to this value (0 = off). */
   clipNorm: number;
 }
 
+/** lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay, gradient norm clipped to 1. */
 export const DEFAULT_ADAM: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, clipNorm: 1 };
 
 export interface AdamState {

@@ -13,6 +13,7 @@ export type VelocityField = (x: Float32Array, t: number) => Float32Array | Promi
 export type SolverName = "euler" | "midpoint" | "heun" | "rk4" | "dopri5";
 export const SOLVERS: readonly SolverName[] = ["euler", "midpoint", "heun", "rk4", "dopri5"];
 
+/** A solver name from user input; throws a UserError listing the solvers for an unknown one. */
 export function parseSolver(name: string): SolverName {
   const found = SOLVERS.find((s) => s === name);
   if (found) return found;
@@ -76,7 +77,9 @@ export function stepsForNfe(solver: SolverName, nfe: number, flag = "--nfe"): nu
   throw new UserError(`${solver} makes ${per} network evaluations per step, so it cannot spend ${flag} ${nfe}; use ${options.join(" or ")}`);
 }
 
+/** How odeint integrates: the solver, the time span, the step budget or tolerances, and what to record. */
 export interface OdeOptions {
+  /** Fixed-step euler, midpoint, heun, rk4, or adaptive dopri5. */
   solver: SolverName;
   /** Start time (default 0). t1 < t0 integrates backwards, e.g. data -> noise for likelihoods. */
   t0?: number;
@@ -104,8 +107,11 @@ export interface OdeOptions {
   onStep?: (t: number, x: Float32Array) => void;
 }
 
+/** The state at t1, the recorded states, and the evaluations and steps made. */
 export interface OdeResult {
+  /** The state at t1, the same layout as x0. */
   x: Float32Array;
+  /** The states at opts.saveAt times, in the order given. */
   trajectory?: { t: number[]; xs: Float32Array[] };
   /** Velocity field evaluations actually made (counted at the field). */
   nfe: number;
@@ -115,6 +121,10 @@ export interface OdeResult {
   rejected?: number;
 }
 
+/**
+ * Integrates dx/dt = field(x, t) from t0 to t1 (default 0 -> 1, noise to data) for a flattened
+ * batch x0. NFE is counted at the field: `nfe` is the number of evaluations made.
+ */
 export async function odeint(field: VelocityField, x0: Float32Array, opts: OdeOptions): Promise<OdeResult> {
   const t0 = opts.t0 ?? 0;
   const t1 = opts.t1 ?? 1;

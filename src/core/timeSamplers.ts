@@ -4,9 +4,12 @@
 import { UserError } from "./errors.js";
 import type { Rng } from "./rng.js";
 
+/** The time distributions getTimeSampler knows. */
 export type TimeSamplerName = "uniform" | "logit-normal" | "u-shaped";
+/** Every TimeSamplerName, in the order the CLI lists them. */
 export const TIME_SAMPLERS: readonly TimeSamplerName[] = ["uniform", "logit-normal", "u-shaped"];
 
+/** Parameters of the time distributions (defaults: mean 0, std 1, a 0.5). */
 export interface TimeSamplerOptions {
   /** logit-normal location and scale. */
   mean?: number;
@@ -15,8 +18,10 @@ export interface TimeSamplerOptions {
   a?: number;
 }
 
+/** Draws n training times in [0, 1] from the seeded generator. */
 export type TimeSampler = (n: number, rng: Rng) => Float32Array;
 
+/** The sampler for a name (see TIME_SAMPLERS); throws a UserError naming the choices for an unknown one. */
 export function getTimeSampler(name: string, opts: TimeSamplerOptions = {}): TimeSampler {
   switch (name) {
     case "uniform":

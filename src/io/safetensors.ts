@@ -5,9 +5,12 @@
 // No maintained npm package covers this (the `safetensors` package is a stub), and the format is tiny.
 import { UserError } from "../core/errors.js";
 
+/** The safetensors element types flowmatch reads and writes. */
 export type Dtype = "F32" | "F64" | "I32" | "U8" | "I64";
+/** Typed-array storage for each Dtype (I64 as BigInt64Array). */
 export type HostTensorData = Float32Array | Float64Array | Int32Array | Uint8Array | BigInt64Array;
 
+/** One tensor on the host: dtype, shape and row-major little-endian data. */
 export interface HostTensor {
   dtype: Dtype;
   shape: number[];

@@ -1,15 +1,20 @@
 // Bundles the playground (src/web) into static files: index.html, styles.css, main.js (page) and
 // worker.js (engine, training, sampling). The page runs the same library code as the CLI; only the
 // engine's thread adapter is swapped for the browser's.
+// The installed package has no sources to bundle: its build (npm run build) bundles the playground
+// once into dist/playground, and buildWeb copies those files. esbuild is only a dev dependency.
+import { existsSync } from "node:fs";
 import { lstat, mkdir, readFile, readdir, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as esbuild from "esbuild";
+import type * as esbuild from "esbuild";
 import { UserError } from "../core/errors.js";
 import { writeFileAtomic } from "../io/atomic.js";
 
 const WEB_SRC = dirname(fileURLToPath(import.meta.url));
 const STATIC_FILES = ["index.html", "styles.css"];
+/** The playground bundled by the package build, next to the compiled modules (dist/playground). */
+const PREBUILT_DIR = join(WEB_SRC, "..", "playground");
 
 /**
  * Marks a folder as a playground build and lists the files the build wrote: a later build replaces
@@ -63,14 +68,14 @@ function isPlainName(name: unknown): name is string {
 async function previousBuild(outDir: string, shown: string): Promise<Set<string>> {
   const info = await stat(outDir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT") return undefined;
-    if (err.code === "ENOTDIR") throw new UserError(`--out ${shown} is inside a file, not a folder; pass a folder path, e.g. --out dist/web`);
+    if (err.code === "ENOTDIR") throw new UserError(`--out ${shown} is inside a file, not a folder; pass a folder path, e.g. --out outputs/playground`);
     throw err;
   });
   if (!info) {
     if (await lstat(outDir).catch(() => undefined)) throw new UserError(`--out ${shown} is a broken symlink; remove it or pass another folder with --out`);
     return new Set();
   }
-  if (!info.isDirectory()) throw new UserError(`--out ${shown} is a file, not a folder; pass a new or empty folder, e.g. --out dist/web`);
+  if (!info.isDirectory()) throw new UserError(`--out ${shown} is a file, not a folder; pass a new or empty folder, e.g. --out outputs/playground`);
   const entries = (await readdir(outDir)).filter((name) => name !== BUILD_MANIFEST);
   let manifest: unknown;
   try {
@@ -92,11 +97,23 @@ async function writeManifest(outDir: string, files: Iterable<string>): Promise<v
   await writeFileAtomic(join(outDir, BUILD_MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
 }
 
-export async function buildWeb(opts: WebBuildOptions): Promise<WebBuildResult> {
-  const started = performance.now();
-  const outDir = resolve(opts.outDir);
-  const previous = await previousBuild(outDir, opts.outDir);
-  // Bundle in memory first: a failed build writes nothing.
+/** The files of the prebuilt playground (those its manifest lists), or undefined when there is none. */
+async function prebuiltFiles(): Promise<Map<string, Uint8Array> | undefined> {
+  let manifest: Partial<BuildManifest>;
+  try {
+    manifest = JSON.parse(await readFile(join(PREBUILT_DIR, BUILD_MANIFEST), "utf8")) as Partial<BuildManifest>;
+  } catch {
+    return undefined;
+  }
+  if (manifest.format !== MANIFEST_FORMAT || !Array.isArray(manifest.files)) return undefined;
+  const files = new Map<string, Uint8Array>();
+  for (const name of manifest.files.filter(isPlainName)) files.set(name, await readFile(join(PREBUILT_DIR, name)));
+  return files;
+}
+
+/** Bundles src/web with esbuild, in memory (a checkout run from its sources). */
+async function bundleFiles(outDir: string, opts: WebBuildOptions): Promise<Map<string, Uint8Array>> {
+  const esbuild = await import("esbuild");
   const result = await esbuild.build({
     entryPoints: { main: join(WEB_SRC, "main.ts"), worker: join(WEB_SRC, "worker.ts") },
     outdir: outDir,
@@ -113,6 +130,17 @@ export async function buildWeb(opts: WebBuildOptions): Promise<WebBuildResult> {
   const outputs = new Map<string, Uint8Array>();
   for (const file of result.outputFiles) outputs.set(relative(outDir, file.path), file.contents);
   for (const name of STATIC_FILES) outputs.set(name, await readFile(join(WEB_SRC, name)));
+  return outputs;
+}
+
+export async function buildWeb(opts: WebBuildOptions): Promise<WebBuildResult> {
+  const started = performance.now();
+  const outDir = resolve(opts.outDir);
+  const previous = await previousBuild(outDir, opts.outDir);
+  // Bundle in memory first: a failed build writes nothing. Sources next to this module (a checkout)
+  // are bundled; the compiled package copies its prebuilt bundle.
+  const outputs = existsSync(join(WEB_SRC, "main.ts")) ? await bundleFiles(outDir, opts) : await prebuiltFiles();
+  if (!outputs) throw new Error(`the playground bundle is missing from this installation (${PREBUILT_DIR}); reinstall flowmatch, or in a checkout run npm run build`);
   for (const name of outputs.keys()) {
     if (!isPlainName(name)) throw new Error(`playground build produced ${name}, outside a flat folder`);
     // A file the previous build did not write is the user's, even if its name matches ours.

@@ -7,7 +7,13 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import assert from "node:assert/strict";
 
-export const BIN = join(import.meta.dirname, "..", "..", "bin", "flowmatch.js");
+/**
+ * How the tests start the CLI: from the TypeScript sources through tsx (`node ...CLI_ARGS ...args`),
+ * so no build is needed. The compiled package (bin/flowmatch.js -> dist) is tested by
+ * test/package.test.ts.
+ */
+// tsx by its resolved URL: `--import tsx` would resolve from the child's cwd, often a temp folder.
+export const CLI_ARGS: readonly string[] = ["--import", import.meta.resolve("tsx"), join(import.meta.dirname, "..", "..", "src", "cli", "bin.ts")];
 
 export interface CliResult {
   code: number | null;
@@ -18,7 +24,7 @@ export interface CliResult {
 
 /** Runs `flowmatch ...args` to completion with the same Node binary as the test. */
 export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): CliResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
+  const r = spawnSync(process.execPath, [...CLI_ARGS, ...args], {
     encoding: "utf8",
     cwd: opts.cwd,
     env: opts.env ?? process.env,
@@ -29,7 +35,7 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
 
 /** Starts `flowmatch ...args` without waiting; for tests that signal or kill it mid-run. */
 export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-  return spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+  return spawn(process.execPath, [...CLI_ARGS, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
 }
 
 /** A fresh temporary folder for one test. */

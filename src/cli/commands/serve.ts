@@ -137,7 +137,7 @@ export function registerServeCommand(program: Command): void {
     .description("build the browser playground (train and sample 2-D flows, view checkpoints) and serve it")
     .option("--port <n>", "port to listen on (0 picks a free one)", port, 8080)
     .option("--host <address>", "address to listen on (0.0.0.0 for every interface)", "127.0.0.1")
-    .option("--out <dir>", "where the static files are built: a new or empty folder, or an earlier build (only its files are replaced)", "dist/web")
+    .option("--out <dir>", "where the static files are built: a new or empty folder, or an earlier build (only its files are replaced)", "outputs/playground")
     .option("--build-only", "build the static files and exit (serve them with any server that sends COOP/COEP headers)", false)
     .action(async (flags: ServeFlags) => {
       // Take the port first: a busy port is refused before anything is written.
