@@ -11,6 +11,10 @@ import { CUSTOM_BOUNDS, type Bounds, type FlowSnapshot, type FromWorker, type Lo
 export interface PlaygroundState {
   ready: boolean;
   device: string;
+  /** The WebGPU adapter the engine runs on (null on Wasm). */
+  adapter: string | null;
+  /** Why the engine left WebGPU for Wasm, if it did. */
+  engineFallback: string | null;
   threads: number;
   crossOriginIsolated: boolean;
   status: "starting" | "idle" | "training" | "done" | "loading" | "generating" | "error";
@@ -52,6 +56,8 @@ function el<T extends HTMLElement>(id: string): T {
 const state: PlaygroundState = {
   ready: false,
   device: "",
+  adapter: null,
+  engineFallback: null,
   threads: 0,
   crossOriginIsolated: false,
   status: "starting",
@@ -250,10 +256,18 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       state.device = msg.device;
       state.threads = msg.threads;
       state.crossOriginIsolated = msg.isolated;
-      ui.badge.textContent = msg.device === "webgpu" ? "engine: WebGPU" : `engine: Wasm · ${msg.threads} thread${msg.threads === 1 ? "" : "s"}`;
+      state.adapter = msg.adapter;
+      ui.badge.textContent = msg.device === "webgpu" ? `engine: WebGPU · ${msg.adapter ?? "unknown adapter"}` : `engine: Wasm · ${msg.threads} thread${msg.threads === 1 ? "" : "s"}`;
       ui.badge.classList.add("ok");
       setStatus("idle");
       redrawFlow();
+      break;
+    case "engineFallback":
+      // Once per session (the worker never returns to WebGPU); a run on WebGPU starts over on Wasm.
+      state.engineFallback = msg.message;
+      state.losses = [];
+      state.step = 0;
+      showError("WebGPU failed", msg.message);
       break;
     case "progress":
       state.step = msg.step;
