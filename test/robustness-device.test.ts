@@ -35,6 +35,9 @@ test("--device with a command or backend it cannot drive is refused before any w
   const ort = runCli(["train2d", ...TINY, "--out", dir, "--backend", "ort", "--device", "webgpu"]);
   assert.equal(ort.code, 1);
   assert.match(ort.err, /^error: --device webgpu runs jax-js, but --backend ort trains on onnxruntime's CPU: use --backend jax, or drop --device$/m);
+  const onnx = runCli(["sample-image", "--ckpt", join(dir, "none"), "--runtime", "onnx", "--device", "wasm"]);
+  assert.equal(onnx.code, 1);
+  assert.match(onnx.err, /^error: --device wasm runs jax-js, but --runtime onnx samples on onnxruntime's CPU: use --runtime engine, or drop --device$/m);
   const serve = runCli(["serve", "--build-only", "--out", join(dir, "web"), "--device", "webgpu"]);
   assert.equal(serve.code, 1);
   assert.match(serve.err, /--device does not apply to serve.*\?device=webgpu/);

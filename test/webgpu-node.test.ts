@@ -10,6 +10,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { decodeSafetensors } from "../src/io/safetensors.js";
 import { runCli, tempDir } from "./helpers/cli.js";
+import { writeImageCheckpoint } from "./helpers/playground.js";
 
 const CHROMIUM_LIB = "/usr/lib/chromium";
 const SWIFTSHADER_ICD = join(CHROMIUM_LIB, "vk_swiftshader_icd.json");
@@ -75,4 +76,14 @@ test("--device webgpu trains and samples like Wasm (same seed) on a WebGPU adapt
     if (/seconds|time|perSecond/i.test(k)) continue; // wall-clock figures differ by design
     assert.ok(Math.abs((ng.get(k) ?? NaN) - v) <= 1e-3 * Math.max(1, Math.abs(v)), `${k}: webgpu ${ng.get(k)} vs wasm ${v}`);
   }
+});
+
+test("--device means jax-js: sample-image leaves its onnxruntime default for the engine", async () => {
+  const root = tempDir("fm-device-img-");
+  await writeImageCheckpoint(root);
+  const r = runCli(["sample-image", "--ckpt", root, "--per-class", "1", "--nfe", "2", "--solver", "euler", "--frames", "2", "--out", join(root, "out"), "--device", "wasm"]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /sampled 3 images with euler NFE 2 on engine/);
+  const plain = runCli(["sample-image", "--ckpt", root, "--per-class", "1", "--nfe", "2", "--solver", "euler", "--frames", "2", "--out", join(root, "out2")]);
+  assert.match(plain.out, /on onnx/, "without --device the default stays onnxruntime");
 });

@@ -1,5 +1,5 @@
-// `--device wasm|webgpu`: where jax-js runs the tensors of a command (training with --backend jax,
-// sampling, likelihoods). WebGPU on Node comes from the `webgpu` package (Dawn); the choice is made
+// `--device wasm|webgpu`: where jax-js runs the tensors of a command (training, sampling,
+// likelihoods); it implies jax-js over onnxruntime for commands that default to onnxruntime. WebGPU on Node comes from the `webgpu` package (Dawn); the choice is made
 // once, before the command runs, and the library's own initEngine() calls keep it.
 import { Option, type Command } from "commander";
 import { UserError } from "../core/errors.js";
@@ -7,6 +7,12 @@ import { describeAdapter, initEngine, webgpuAdapterInfo } from "../engine/index.
 
 export const DEVICES = ["wasm", "webgpu"] as const;
 type DeviceName = (typeof DEVICES)[number];
+
+/** Flags whose default runs onnxruntime instead of jax-js: [flag, onnxruntime value, jax-js value, what it runs]. */
+const ONNX_CHOICES = [
+  ["backend", "ort", "jax", "trains"],
+  ["runtime", "onnx", "engine", "samples"],
+] as const;
 
 /** Commands that compute nothing with the engine, so a device would be a silent no-op. */
 const NO_ENGINE = new Set(["serve", "export"]);
@@ -25,10 +31,14 @@ export function registerDeviceOption(program: Command): void {
           : `--device does not apply to ${action.name()}, which runs no tensor computations: drop --device`,
       );
     }
-    // Training defaults to onnxruntime, which has no WebGPU path here: --device webgpu means jax-js.
-    if (device === "webgpu" && action.getOptionValue("backend") === "ort") {
-      if (action.getOptionValueSource("backend") === "cli") throw new UserError("--device webgpu runs jax-js, but --backend ort trains on onnxruntime's CPU: use --backend jax, or drop --device");
-      action.setOptionValueWithSource("backend", "jax", "implied");
+    // Training and image sampling default to onnxruntime (CPU), where a jax-js device would be
+    // ignored: asking for a device means running them on jax-js.
+    for (const [flag, ortValue, engineValue, what] of ONNX_CHOICES) {
+      if (action.getOptionValue(flag) !== ortValue) continue;
+      if (action.getOptionValueSource(flag) === "cli") {
+        throw new UserError(`--device ${device} runs jax-js, but --${flag} ${ortValue} ${what} on onnxruntime's CPU: use --${flag} ${engineValue}, or drop --device`);
+      }
+      action.setOptionValueWithSource(flag, engineValue, "implied");
     }
     await startDevice(device);
   });
