@@ -9,12 +9,14 @@ import { registerReflowCommands } from "./commands/reflow.js";
 import { registerImageCommands } from "./commands/images.js";
 import { registerLoglikCommand } from "./commands/loglik.js";
 import { registerServeCommand } from "./commands/serve.js";
+import { registerDeviceOption } from "./device.js";
 
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
     .description("Flow matching in TypeScript: train, sample and inspect velocity fields that carry noise to data")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
+  registerDeviceOption(program);
   registerToy2dCommands(program);
   registerReflowCommands(program);
   registerImageCommands(program);

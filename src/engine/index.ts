@@ -8,6 +8,7 @@ import "./threads.js";
 import * as jax from "@jax-js/jax";
 
 export { engineThreadCount } from "./threads.js";
+export { webgpuAdapterInfo, describeAdapter, type AdapterInfo } from "./adapterInfo.js";
 
 export const { numpy: np, nn, random, tree, lax } = jax;
 export const { jit, vjp, jvp, vmap, init, defaultDevice, blockUntilReady, makeJaxpr } = jax;
@@ -18,18 +19,41 @@ export type Array = jax.Array;
 export type Device = jax.Device;
 export type DType = jax.DType;
 
-let ready: Promise<void> | null = null;
+/** Devices started successfully (or starting); a failed start is removed so it can be retried. */
+const starts = new Map<Device, Promise<void>>();
+let current: Device | null = null;
 
-/** Initialise the engine once (Wasm on Node, WebGPU in browsers when asked and available). */
-export function initEngine(device: Device = "wasm"): Promise<void> {
-  ready ??= (async () => {
-    const devices = await jax.init(device);
-    if (!devices.includes(device)) {
-      throw new Error(`engine device "${device}" is not available here (have: ${devices.join(", ") || "none"})`);
-    }
-    jax.defaultDevice(device);
-  })();
-  return ready;
+/**
+ * Start the engine on a device and make it the default (Wasm unless asked; WebGPU in browsers that
+ * have it, and on Node once src/engine/webgpuNode.ts has provided navigator.gpu). A call without a
+ * device keeps the device already started, so library code can call `initEngine()` freely after a
+ * CLI or page picked one. A failed start is not remembered: the caller can retry or pick another.
+ */
+export async function initEngine(device?: Device): Promise<void> {
+  const want = device ?? current ?? "wasm";
+  let start = starts.get(want);
+  if (!start) {
+    start = (async () => {
+      const devices = await jax.init(want);
+      if (!devices.includes(want)) {
+        throw new Error(
+          want === "webgpu"
+            ? "WebGPU is not available here: no GPU adapter was found (a WebGPU-capable browser or, on Node, a Vulkan/Metal/D3D12 driver Dawn can use)"
+            : `engine device "${want}" is not available here (have: ${devices.join(", ") || "none"})`,
+        );
+      }
+    })();
+    starts.set(want, start);
+    start.catch(() => starts.delete(want));
+  }
+  await start;
+  jax.defaultDevice(want);
+  current = want;
+}
+
+/** The device initEngine last started (null before the first start). */
+export function engineDevice(): Device | null {
+  return current;
 }
 
 /** Copy an engine array to a host Float32Array, consuming the array. */

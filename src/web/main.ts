@@ -67,10 +67,18 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       state.device = msg.device;
       state.threads = msg.threads;
       state.crossOriginIsolated = msg.isolated;
-      ui.badge.textContent = msg.device === "webgpu" ? "engine: WebGPU" : `engine: Wasm · ${msg.threads} thread${msg.threads === 1 ? "" : "s"}`;
+      state.adapter = msg.adapter;
+      ui.badge.textContent = msg.device === "webgpu" ? `engine: WebGPU · ${msg.adapter ?? "unknown adapter"}` : `engine: Wasm · ${msg.threads} thread${msg.threads === 1 ? "" : "s"}`;
       ui.badge.classList.add("ok");
       setStatus("idle");
       flow.redraw();
+      break;
+    case "engineFallback":
+      // Once per session (the worker never returns to WebGPU); a run on WebGPU starts over on Wasm.
+      state.engineFallback = msg.message;
+      state.losses = [];
+      state.step = 0;
+      showError("WebGPU failed", msg.message);
       break;
     case "progress":
       state.step = msg.step;

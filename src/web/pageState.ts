@@ -6,6 +6,10 @@ import { drawLoss } from "./draw.js";
 export interface PlaygroundState {
   ready: boolean;
   device: string;
+  /** The WebGPU adapter the engine runs on (null on Wasm). */
+  adapter: string | null;
+  /** Why the engine left WebGPU for Wasm, if it did. */
+  engineFallback: string | null;
   threads: number;
   crossOriginIsolated: boolean;
   status: "starting" | "idle" | "training" | "done" | "loading" | "generating" | "error";
@@ -41,6 +45,8 @@ function el<T extends HTMLElement>(id: string): T {
 export const state: PlaygroundState = {
   ready: false,
   device: "",
+  adapter: null,
+  engineFallback: null,
   threads: 0,
   crossOriginIsolated: false,
   status: "starting",

@@ -69,7 +69,10 @@ export interface FlowSnapshot {
 }
 
 export type FromWorker =
-  | { type: "ready"; device: string; threads: number; isolated: boolean }
+  /** adapter: the WebGPU adapter, described (null on Wasm). */
+  | { type: "ready"; device: string; threads: number; isolated: boolean; adapter: string | null }
+  /** WebGPU failed to start or in a kernel; the engine now runs on Wasm (sent once, before "ready"). */
+  | { type: "engineFallback"; message: string }
   | { type: "progress"; step: number; total: number; losses: number[]; stepsPerSecond: number }
   | FlowSnapshot
   | { type: "trainDone"; step: number; stopped: boolean; stepsPerSecond: number }

@@ -1,7 +1,6 @@
 // The playground's compute worker (a module Web Worker): it owns the engine and runs training,
 // sampling, checkpoint decoding and image generation with the core library, posting losses,
 // particle trajectories, field grids and image steps back to the page (protocol.ts).
-import { init, initEngine, engineThreadCount } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
@@ -18,6 +17,7 @@ import { runTrainingLoop, type LoopOptions } from "../pipelines/loop.js";
 import { tensorsToState } from "../pipelines/state.js";
 import { vectorFieldGrid } from "../viz/scale.js";
 import { readCheckpointFiles } from "./checkpointFiles.js";
+import { fallBackToWasm, startWebEngine, webEngineDevice, type EngineStarted } from "./engineDevice.js";
 import {
   CUSTOM_BOUNDS,
   FIELD_GRID_N,
@@ -80,16 +80,24 @@ let cancelImages = false;
 let queue: Promise<void> = Promise.resolve();
 
 function enqueue(task: () => Promise<void>, title: string): void {
-  queue = queue.then(task).catch((err: unknown) => reportError(title, err));
+  queue = queue
+    .then(task)
+    .catch(async (err: unknown) => {
+      // A failure on WebGPU that is not the user's input is the driver's or a kernel's: say so once,
+      // move to Wasm and redo the task there (a training run on WebGPU arrays starts over).
+      if (webEngineDevice() !== "webgpu" || err instanceof UserError || err instanceof Cancelled) throw err;
+      if (run) {
+        stopTraining();
+        model2d = null;
+      }
+      announceEngine(await fallBackToWasm(err));
+      await task();
+    })
+    .catch((err: unknown) => reportError(title, err));
 }
 
-/** The device the engine runs on, once started. */
-let engineDevice: "wasm" | "webgpu" | null = null;
-
 function reportError(title: string, err: unknown): void {
-  let message = err instanceof UserError ? err.message : `${err instanceof Error ? err.message : String(err)} (this looks like a bug; please report it)`;
-  // WebGPU support varies by browser and driver; Wasm is the dependable fallback.
-  if (engineDevice === "webgpu" && !(err instanceof UserError)) message += "; to run on Wasm instead, open the page with ?device=wasm";
+  const message = err instanceof UserError ? err.message : `${err instanceof Error ? err.message : String(err)} (this looks like a bug; please report it)`;
   post({ type: "error", title, message });
 }
 
@@ -99,18 +107,13 @@ class Cancelled extends Error {}
 const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 async function startEngine(device: "auto" | "wasm" | "webgpu"): Promise<void> {
-  // Probe WebGPU with init() first: initEngine caches its result, so a failed WebGPU attempt could
-  // not fall back to Wasm afterwards.
-  let chosen: "wasm" | "webgpu" = "wasm";
-  if (device !== "wasm") {
-    const available = await init("webgpu").catch(() => [] as string[]);
-    if (available.includes("webgpu")) chosen = "webgpu";
-    else if (device === "webgpu") throw new UserError("WebGPU is not available in this browser; open the page without ?device=webgpu to use Wasm");
-  }
-  await initEngine(chosen);
-  engineDevice = chosen;
+  announceEngine(await startWebEngine(device));
+}
+
+function announceEngine(e: EngineStarted): void {
+  if (e.fallback) post({ type: "engineFallback", message: `${e.fallback}; continuing on Wasm` });
   const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
-  post({ type: "ready", device: chosen, threads: chosen === "wasm" ? engineThreadCount() : 1, isolated });
+  post({ type: "ready", device: e.device, threads: e.threads, isolated, adapter: e.adapter });
 }
 
 function runKey(s: TrainSettings, custom: Float32Array | null): string {
