@@ -114,6 +114,46 @@ def ot_couple(x0, x1):
     return perm
 
 
+def coefficient_tensors(path, t, ndim, device="cpu"):
+    """alpha, sigma, dAlpha, dSigma as float32 tensors broadcasting over samples of `ndim` - 1 dimensions."""
+    shape = (-1,) + (1,) * (ndim - 1)
+    return tuple(torch.from_numpy(np.asarray(c, dtype=np.float64).astype(np.float32).reshape(shape)).to(device) for c in path_coefficients(path, t))
+
+
+# --- the step (src/core/train.ts trainStepFn, optim.ts adamUpdate / emaUpdate) ---
+
+
+def cfm_loss(net, x0, x1, t, y, coef):
+    """Mean squared error between v(x_t, t, y) and the path's conditional velocity."""
+    a, s, da, ds = coef
+    return torch.mean((net(a * x1 + s * x0, t, y) - (da * x1 + ds * x0)) ** 2)
+
+
+def grad_norm(params):
+    """Global L2 norm of the gradients, before clipping."""
+    return torch.sqrt(sum(torch.sum(p.grad * p.grad) for p in params))
+
+
+@torch.no_grad()
+def apply_update(params, m, v, ema, k, lr, tr, norm):
+    """flowmatch's Adam step number k (1-based; the bias correction folded into the step size, eps added to
+    sqrt(v)) on gradients clipped to global norm clipNorm, then the EMA with warm-up."""
+    adam = tr["adam"]
+    b1, b2, eps, wd, clip = adam["beta1"], adam["beta2"], adam["eps"], adam["weightDecay"], adam["clipNorm"]
+    step_size = lr * math.sqrt(1 - b2**k) / (1 - b1**k)
+    decay = min(tr["emaDecay"], (1 + k) / (10 + k))
+    scale = min(clip / (norm + 1e-6), 1.0) if clip > 0 else 1.0
+    for p, mi, vi, e in zip(params, m, v, ema):
+        g = p.grad * scale
+        mi.mul_(b1).add_(g, alpha=1 - b1)
+        vi.mul_(b2).addcmul_(g, g, value=1 - b2)
+        upd = mi / (vi.sqrt() + eps) * step_size
+        if wd > 0:
+            upd = upd + p * (wd * tr["lr"])
+        p.sub_(upd)
+        e.add_((p - e) * (1 - decay))
+
+
 # --- checkpoints ---
 
 
@@ -141,6 +181,30 @@ def save(out, cfg, names, params, ema, m, v, losses, skipped):
     M.write_atomic(os.path.join(out, "config.json"), json.dumps(cfg, indent=2) + "\n")
 
 
+def load_run(source, device="cpu"):
+    """A package's config, network (raw weights), parameter names and tensors, EMA, Adam moments and logs."""
+    try:
+        cfg = M.read_config(source)
+        tensors, _ = M.read_safetensors(os.path.join(source, "weights.safetensors"))
+    except (OSError, ValueError) as e:
+        fail(f"cannot read the package in {source}: {e}; export it again with flowmatch export --format pytorch")
+    net = M.make_model(cfg["kind"], cfg["model"])
+    try:
+        net.load_state_dict(M.state_of(tensors, "params"), strict=True)
+    except RuntimeError as e:
+        fail(f"{source}/weights.safetensors does not fit the model in config.json: {str(e).splitlines()[0]}; export the run again")
+    net.to(device)
+    names = [n for n, _ in net.named_parameters()]
+    params = [p for _, p in net.named_parameters()]
+    get = lambda prefix, fallback: [torch.from_numpy(tensors[prefix + n]).to(device) if prefix + n in tensors else fallback(p) for n, p in zip(names, params)]
+    ema = get("ema.", lambda p: p.detach().clone())
+    m = get("opt.m.", torch.zeros_like)
+    v = get("opt.v.", torch.zeros_like)
+    losses = [float(x) for x in tensors.get("log.loss", [])]
+    skipped = [int(x) for x in tensors.get("log.skipped", [])]
+    return cfg, net, names, params, ema, m, v, losses, skipped
+
+
 def main():
     args = parse_args()
     distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -164,11 +228,7 @@ def main():
     if args.resume and not present:
         fail(f"--resume: {out} holds no checkpoint; run without --resume to start there from --from {args.source}")
     source = out if args.resume else args.source
-    try:
-        cfg = M.read_config(source)
-        tensors, _ = M.read_safetensors(os.path.join(source, "weights.safetensors"))
-    except (OSError, ValueError) as e:
-        fail(f"cannot read the package in {source}: {e}; export it again with flowmatch export --format pytorch")
+    cfg, net, names, params, ema, m, v, losses, skipped = load_run(source, device)
     if cfg.get("notContinuable"):
         fail(f"{source}: {cfg['notContinuable']}")
     tr = cfg["training"]
@@ -178,23 +238,7 @@ def main():
     if batch % world != 0:
         fail(f"global batch {batch} does not split over {world} processes; pass a --batch-size divisible by {world}")
     local_batch = batch // world
-    adam = tr["adam"]
-    b1, b2, eps, wd, clip = adam["beta1"], adam["beta2"], adam["eps"], adam["weightDecay"], adam["clipNorm"]
 
-    net = M.make_model(kind, cfg["model"])
-    try:
-        net.load_state_dict(M.state_of(tensors, "params"), strict=True)
-    except RuntimeError as e:
-        fail(f"{source}/weights.safetensors does not fit the model in config.json: {str(e).splitlines()[0]}; export the run again")
-    net.to(device)
-    names = [n for n, _ in net.named_parameters()]
-    params = [p for _, p in net.named_parameters()]
-    get = lambda prefix, fallback: [torch.from_numpy(tensors[prefix + n]).to(device) if prefix + n in tensors else fallback(p) for n, p in zip(names, params)]
-    ema = get("ema.", lambda p: p.detach().clone())
-    m = get("opt.m.", torch.zeros_like)
-    v = get("opt.v.", torch.zeros_like)
-    losses = [float(x) for x in tensors.get("log.loss", [])]
-    skipped = [int(x) for x in tensors.get("log.skipped", [])]
     step = start = int(cfg["step"])
     ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if use_cuda else None) if distributed else net
 
@@ -223,7 +267,7 @@ def main():
         print(f"continuing {kind} from step {start} ({source}) on {world} process(es), {device.type}, global batch {batch}", flush=True)
 
     seed = int(tr["seed"])
-    smooth, t0 = None, time.perf_counter()
+    smooth, t0 = (losses[-1] if losses else None), time.perf_counter()
     last_saved = start
     while step < args.steps:
         step += 1
@@ -237,12 +281,11 @@ def main():
         x0 = rng.standard_normal(x1.shape).astype(np.float32)
         if tr.get("coupling") == "ot":
             x1 = x1[ot_couple(x0, x1)]
-        bshape = (-1,) + (1,) * (x1.ndim - 1)
-        a, s, da, ds = (torch.from_numpy(c.astype(np.float32).reshape(bshape)).to(device) for c in path_coefficients(tr["path"], t))
+        a, s, da, ds = coefficient_tensors(tr["path"], t, x1.ndim, device)
         x0, x1 = torch.from_numpy(x0).to(device), torch.from_numpy(x1).to(device)
         tt = torch.from_numpy(t.astype(np.float32)).to(device)
         yy = y.to(device) if y is not None else None
-        loss = torch.mean((ddp(a * x1 + s * x0, tt, yy) - (da * x1 + ds * x0)) ** 2)
+        loss = cfm_loss(ddp, x0, x1, tt, yy, (a, s, da, ds))
         for p in params:
             p.grad = None
         loss.backward()  # DDP averages the gradients: the gradient of the global batch's mean loss
@@ -250,23 +293,11 @@ def main():
         if distributed:
             dist.all_reduce(global_loss)
             global_loss /= world
-        norm = torch.sqrt(sum(torch.sum(p.grad * p.grad) for p in params))
+        norm = grad_norm(params)
         lv, nv = float(global_loss), float(norm)
         if math.isfinite(lv) and math.isfinite(nv):
-            k = step - len(skipped)  # applied updates: Adam's bias correction and the EMA warm-up count these
-            step_size = lr * math.sqrt(1 - b2**k) / (1 - b1**k)
-            decay = min(tr["emaDecay"], (1 + k) / (10 + k))
-            scale = min(clip / (nv + 1e-6), 1.0) if clip > 0 else 1.0
-            with torch.no_grad():
-                for p, mi, vi, e in zip(params, m, v, ema):
-                    g = p.grad * scale
-                    mi.mul_(b1).add_(g, alpha=1 - b1)
-                    vi.mul_(b2).addcmul_(g, g, value=1 - b2)
-                    upd = mi / (vi.sqrt() + eps) * step_size
-                    if wd > 0:
-                        upd = upd + p * (wd * tr["lr"])
-                    p.sub_(upd)
-                    e.add_((p - e) * (1 - decay))
+            # Applied updates so far + 1: Adam's bias correction and the EMA warm-up count these.
+            apply_update(params, m, v, ema, step - len(skipped), lr, tr, nv)
             losses.append(lv)
             smooth = lv if smooth is None else 0.98 * smooth + 0.02 * lv
         else:
@@ -280,7 +311,9 @@ def main():
             if rank == 0:
                 last = earlier[-1] if earlier else None
                 seg = {"from": start, "to": step, "train": seg_train}
-                segments = earlier[:-1] + [{**last, "to": step}] if last and last.get("to") == start and last.get("train") == seg_train else earlier + [seg]
+                # Like run.ts: one segment per run of equal settings (the target step count aside).
+                same = lambda a, b: {k: x for k, x in (a or {}).items() if k != "steps"} == {k: x for k, x in b.items() if k != "steps"}
+                segments = earlier[:-1] + [{**seg, "from": last["from"]}] if last and last.get("to") == start and same(last.get("train"), seg_train) else earlier + [seg]
                 new_cfg = {**cfg, "step": step, "flowmatch": {**fm, "step": step, "segments": segments}}
                 if not os.path.isabs(data_file) and not args.data and os.path.realpath(source) != os.path.realpath(out):
                     new_cfg["data"] = {**cfg["data"], "file": os.path.abspath(data_path)}
