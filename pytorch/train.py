@@ -60,7 +60,7 @@ def parse_args():
     a = p.parse_args()
     if a.resume and a.force:
         fail("pass --resume to continue the checkpoint in --out or --force to replace it, not both")
-    for flag, v in (("--steps", a.steps), ("--checkpoint-every", a.checkpoint_every), ("--log-every", a.log_every), ("--batch-size", a.batch_size or 1)):
+    for flag, v in (("--steps", a.steps), ("--checkpoint-every", a.checkpoint_every), ("--log-every", a.log_every), ("--batch-size", 1 if a.batch_size is None else a.batch_size)):
         if v < 1:
             fail(f"{flag} must be a positive integer, got {v}")
     if a.lr is not None and not a.lr > 0:

@@ -183,9 +183,9 @@ export function registerImageCommands(program: Command): void {
     .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
     .option("--onnx <file>", "output .onnx file")
     .addOption(new Option("--format <name>", "onnx, or pytorch: a package that continues training under torchrun").choices(["onnx", "pytorch"]).default("onnx"));
-  addPytorchExportOptions(exportCommand).action(async (flags: PytorchExportFlags & { onnx?: string; format: "onnx" | "pytorch" }) => {
+  addPytorchExportOptions(exportCommand).action(async (flags: PytorchExportFlags & { onnx?: string; format: "onnx" | "pytorch" }, cmd: Command) => {
       if (flags.format === "pytorch") return runPytorchExport(flags);
-      if (flags.onnx === undefined) throw new UserError("pass --onnx <file> (or --format pytorch --out <dir>)");
+      if (flags.onnx === undefined) return cmd.error("error: required option '--onnx <file>' not specified (or pass --format pytorch --out <dir>)", { exitCode: 2 });
       const { weightsPath, configPath } = await checkpointFiles(flags.ckpt);
       assertNotInput(flags.onnx, [weightsPath, configPath]);
       const { config } = await loadCheckpoint(flags.ckpt);
