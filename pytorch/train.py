@@ -6,6 +6,9 @@
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv_endpoint HOST:29500 train.py ...  # several machines
     python3 train.py --steps 40000 --out run-torch                                 # one process, no torchrun
 
+(torch < 2.0 on Python 3.11, e.g. Debian's python3-torch 1.13, cannot parse torchrun's default
+--redirects/--tee "0": add `--redirects 1 --tee 1` after `torchrun`.)
+
 It trains exactly what flowmatch trains (src/core/train.ts, optim.ts, schedulers.ts, timeSamplers.ts):
 x_t = alpha_t x1 + sigma_t x0 on the run's path, target alpha'_t x1 + sigma'_t x0 (x1 - x0 on the
 straight path), mean squared error over the global batch, gradients clipped to global norm 1, flowmatch's

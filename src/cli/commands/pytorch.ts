@@ -24,7 +24,14 @@ export async function runPytorchExport(flags: PytorchExportFlags): Promise<void>
   assertWritableDir(flags.out);
   const { files, config } = await exportPytorch({ ckpt: flags.ckpt, out: flags.out, force: flags.force, dataSize: flags.dataSize, log: (l) => process.stderr.write(l + "\n") });
   for (const f of files) process.stdout.write(`wrote ${f}\n`);
-  process.stdout.write(`PyTorch package of a ${config.kind} at step ${config.step}; continue it with: cd ${flags.out} && torchrun --nproc_per_node 2 train.py --steps ${config.step + 1000} --out run\n`);
+  if (config.notContinuable) {
+    process.stdout.write(`PyTorch package of a ${config.kind} at step ${config.step}: model.py loads it, but train.py cannot continue it (${config.notContinuable})\n`);
+    return;
+  }
+  process.stdout.write(
+    `PyTorch package of a ${config.kind} at step ${config.step}; continue it with: cd ${flags.out} && torchrun --nproc_per_node 2 train.py --steps ${config.step + 1000} --out run\n` +
+      "(torch < 2.0 on Python 3.11, e.g. Debian's python3-torch 1.13: add --redirects 1 --tee 1 after torchrun)\n",
+  );
 }
 
 export function registerPytorchCommands(program: Command): void {
