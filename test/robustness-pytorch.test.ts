@@ -98,6 +98,11 @@ test("import takes a user's own state dict (DistributedDataParallel 'module.' na
   const r = runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", out]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /weights only/);
+  // New weights for the architecture, not a continuation of the package's run.
+  const cfg = (dir: string) => JSON.parse(readFileSync(join(dir, "ckpt.json"), "utf8")) as { step: number; runId: string; segments?: unknown };
+  assert.equal(cfg(out).step, 0);
+  assert.notEqual(cfg(out).runId, cfg(run).runId);
+  assert.equal(cfg(out).segments, undefined);
   // Back in flowmatch's layout, bit for bit the weights the package was exported from.
   const original = weights(run, "ckpt.safetensors");
   const imported = weights(out, "ckpt.safetensors");

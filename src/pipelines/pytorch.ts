@@ -272,19 +272,23 @@ export async function importPytorch(o: ImportPytorchOptions): Promise<{ config: 
   const convert = (p: HostParams, what: string) => paramsFromTorch(arch.kind, p, shapes, what === "" ? weightsPath : `${weightsPath} (${what})`, fix);
   const params = convert(groups.params, "");
   const hasEma = Object.keys(groups.ema).length > 0;
-  const hasOpt = Object.keys(groups.m).length > 0 && Object.keys(groups.v).length > 0;
+  // A package folder continues its run: same runId, its step, Adam state, losses and segments. A bare
+  // state dict is new weights for the architecture: step 0, a new runId, weights (and EMA) only.
+  const isPackage = fromIsDir && arch.fromPackage;
+  const hasOpt = isPackage && Object.keys(groups.m).length > 0 && Object.keys(groups.v).length > 0;
   const state: TrainerHostState = {
     params,
     ema: hasEma ? convert(groups.ema, "EMA, ema.*") : params,
     ...(hasOpt ? { m: convert(groups.m, "Adam first moments, opt.m.*"), v: convert(groups.v, "Adam second moments, opt.v.*") } : {}),
-    ...(losses ? { losses } : {}),
-    ...(skipped ? { skipped } : {}),
+    ...(isPackage && losses ? { losses } : {}),
+    ...(isPackage && skipped ? { skipped } : {}),
   };
-  // A package continues its run (same runId, its step, its segments); a bare state dict starts a new one.
-  const flowmatch: CheckpointConfig = { ...arch.flowmatch, kind: flowmatchKind(arch.kind), model: arch.model };
-  delete flowmatch.weightsSha256;
-  const config: CheckpointConfig = arch.fromPackage && fromIsDir ? { ...flowmatch, step: arch.step } : { ...flowmatch, runId: randomUUID(), step: hasOpt ? arch.step : 0, segments: [] };
-  if (!hasOpt && !(arch.fromPackage && fromIsDir)) delete config.segments;
+  const config: CheckpointConfig = { ...arch.flowmatch, kind: flowmatchKind(arch.kind), model: arch.model, step: isPackage ? arch.step : 0 };
+  delete config.weightsSha256;
+  if (!isPackage) {
+    config.runId = randomUUID();
+    delete config.segments;
+  }
   await saveCheckpoint(o.out, { config, tensors: stateToTensors(state) });
   return { config, step: config.step, hasOptimizer: hasOpt };
 }
