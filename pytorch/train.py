@@ -20,13 +20,14 @@ over the processes; batches are drawn from data.safetensors (or --data) with a s
 Checkpoints go to --out as a package of the same form (config.json, weights.safetensors, model.py,
 train.py), written by rank 0 atomically; `flowmatch import --from pytorch OUT --out DIR` brings them
 back, and `train.py --out OUT --resume` continues them. An --out that holds a checkpoint is refused
-without --resume (continue it) or --force (replace it).
+without --resume (continue it) or --force (replace it). Ctrl-C (or SIGTERM) finishes the step under
+way, saves and exits 130; --resume continues from there.
 """
 import argparse
 import json
 import math
 import os
-import shutil
+import signal
 import sys
 import time
 
@@ -208,8 +209,20 @@ def load_run(source, device="cpu"):
     return cfg, net, names, params, ema, m, v, losses, skipped
 
 
+stop_requested = False
+
+
+def request_stop(signum, frame):
+    """Ctrl-C / SIGTERM: finish the step, save, exit 130. Repeats are ignored: a Ctrl-C in a terminal
+    reaches every process directly and again as torchrun's SIGTERM, and the save must not be cut short."""
+    global stop_requested
+    stop_requested = True
+
+
 def main():
     args = parse_args()
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -272,6 +285,7 @@ def main():
     seed = int(tr["seed"])
     smooth, t0 = (losses[-1] if losses else None), time.perf_counter()
     last_saved = start
+    stopping = False
     while step < args.steps:
         step += 1
         rng = np.random.default_rng([seed, step, rank])  # distinct per step and process; reproducible on resume
@@ -292,10 +306,12 @@ def main():
         for p in params:
             p.grad = None
         loss.backward()  # DDP averages the gradients: the gradient of the global batch's mean loss
-        global_loss = loss.detach().clone()
+        # One all-reduce carries the loss and whether any process was asked to stop (Ctrl-C, SIGTERM),
+        # so every process stops after the same step.
+        stats = torch.stack([loss.detach(), torch.tensor(1.0 if stop_requested else 0.0, device=device)])
         if distributed:
-            dist.all_reduce(global_loss)
-            global_loss /= world
+            dist.all_reduce(stats)
+        global_loss, stopping = stats[0] / world, bool(stats[1] > 0)
         norm = grad_norm(params)
         lv, nv = float(global_loss), float(norm)
         if math.isfinite(lv) and math.isfinite(nv):
@@ -310,7 +326,7 @@ def main():
         if rank == 0 and (step % args.log_every == 0 or step == args.steps):
             rate = (step - start) / (time.perf_counter() - t0)
             print(f"step {step}/{args.steps} loss {lv:.4f} (smoothed {smooth if smooth is not None else float('nan'):.4f}) {rate:.1f} steps/s", flush=True)
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or step == args.steps or stopping:
             if rank == 0:
                 last = earlier[-1] if earlier else None
                 seg = {"from": start, "to": step, "train": seg_train}
@@ -326,10 +342,16 @@ def main():
                 last_saved = step
             if distributed:
                 dist.barrier()
+        if stopping:
+            break
     if rank == 0:
         print(f"trained {step - start} steps; checkpoint at step {last_saved} in {out}; bring it back with: flowmatch import --from pytorch {out} --out DIR", flush=True)
+        if stopping:
+            print(f"stopped early at step {step}; continue with --resume", flush=True)
     if distributed:
         dist.destroy_process_group()
+    if stopping:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

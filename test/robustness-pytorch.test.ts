@@ -2,7 +2,7 @@
 // state dict is refused with one line naming the file, the tensor and the fix, leaving no checkpoint.
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "../src/io/safetensors.js";
@@ -149,4 +149,29 @@ test("train.py refuses an --out holding a checkpoint without --resume, and --res
   assert.equal(r3.status, 1);
   assert.match(r3.stderr.trim(), /^error: --batch-size must be a positive integer, got 0$/);
   assertTreeKept(before, pkg);
+});
+
+test("Ctrl-C stops train.py after the step it is in: it saves, exits 130, and --resume continues from there", { skip: noTorch }, async () => {
+  const out = join(root, "interrupted");
+  const child = spawn(PYTHON, [join(pkg, "train.py"), "--steps", "1000000", "--out", out, "--log-every", "20"], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+      // Interrupt once training is under way (the first progress line).
+      if (/step \d+\/1000000/.test(stdout) && !child.killed) child.kill("SIGINT");
+    });
+    child.on("close", resolve);
+  });
+  assert.equal(code, 130, `${stdout}\n${stderr}`);
+  const stoppedAt = Number(/stopped early at step (\d+); continue with --resume/.exec(stdout)?.[1]);
+  assert.ok(stoppedAt > 20, stdout);
+  const saved = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as { step: number };
+  assert.equal(saved.step, stoppedAt);
+  const resumed = spawnSync(PYTHON, [join(pkg, "train.py"), "--steps", String(stoppedAt + 5), "--out", out, "--resume"], { encoding: "utf8" });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stdout, new RegExp(`continuing mlp from step ${stoppedAt} `));
+  assert.match(resumed.stdout, /trained 5 steps/);
 });
