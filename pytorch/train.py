@@ -153,7 +153,7 @@ def apply_update(params, m, v, ema, k, lr, tr, norm):
         vi.mul_(b2).addcmul_(g, g, value=1 - b2)
         upd = mi / (vi.sqrt() + eps) * step_size
         if wd > 0:
-            upd = upd + p * (wd * tr["lr"])
+            upd = upd + p * (wd * lr)
         p.sub_(upd)
         e.add_((p - e) * (1 - decay))
 

@@ -284,3 +284,32 @@ test("torchrun --nproc_per_node 2 (gloo, CPU) continues an exported 2-D run's lo
   assert.equal(resumed.code, 0, resumed.err);
   assert.match(resumed.out, /trained 10 steps/);
 });
+
+test("an image run continues in train.py (NCHW data, labels, label dropout) and comes back: it samples and resumes in flowmatch", { skip: noTorch }, () => {
+  const root = tempDir("fm-torch-img-");
+  const bars = join(root, "bars");
+  writeBars(bars, 32);
+  const flags = ["--dataset", `idx:${bars}`, "--batch-size", "8", "--channels", "8,16", "--groups", "4", "--time-emb-dim", "16", "--per-class", "1", "--nfe", "2"];
+  const run = join(root, "run");
+  const trained = runCli(["train-image", ...flags, "--steps", "10", "--out", run]);
+  assert.equal(trained.code, 0, trained.err);
+  const pkg = join(root, "pkg");
+  const exported = runCli(["export", "--format", "pytorch", "--ckpt", run, "--out", pkg]);
+  assert.equal(exported.code, 0, exported.err);
+  const data = decodeSafetensors(readFileSync(join(pkg, "data.safetensors"))).tensors;
+  assert.deepEqual([data.x.shape, data.y.shape, data.y.dtype], [[32, 1, 8, 8], [32], "I64"]);
+  const py = spawnSync(PYTHON, [join(pkg, "train.py"), "--steps", "20", "--out", join(root, "torch"), "--log-every", "5"], { encoding: "utf8", timeout: 120_000 });
+  assert.equal(py.status, 0, py.stderr);
+  assert.match(py.stdout, /continuing unet from step 10 .* global batch 8/);
+  const back = join(root, "back");
+  const imported = runCli(["import", "--from", "pytorch", join(root, "torch"), "--out", back]);
+  assert.equal(imported.code, 0, imported.err);
+  const losses = decodeSafetensors(readFileSync(join(back, "ckpt.safetensors"))).tensors["log.loss"].data as Float32Array;
+  assert.equal(losses.length, 20);
+  assert.ok(losses.every(Number.isFinite));
+  const sampled = runCli(["sample-image", "--ckpt", back, "--per-class", "1", "--nfe", "2"]);
+  assert.equal(sampled.code, 0, sampled.err);
+  assert.match(sampled.out, /sampled 4 images with heun NFE 2/);
+  const resumed = runCli(["train-image", ...flags, "--steps", "22", "--out", back, "--resume"]);
+  assert.equal(resumed.code, 0, resumed.err);
+});
