@@ -240,6 +240,8 @@ def read_config(folder):
         cfg = json.load(f)
     if cfg.get("format") != PACKAGE_FORMAT:
         raise ValueError(f"{folder}/config.json is not a flowmatch PyTorch package (format {cfg.get('format')!r})")
+    if cfg.get("version") != PACKAGE_VERSION:
+        raise ValueError(f"{folder}/config.json is package version {cfg.get('version')!r}; this model.py reads version {PACKAGE_VERSION}")
     return cfg
 
 
