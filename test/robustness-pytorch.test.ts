@@ -6,6 +6,8 @@ import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "../src/io/safetensors.js";
+import { UserError } from "../src/core/errors.js";
+import { importPytorch } from "../src/pipelines/pytorch.js";
 import { assertTreeKept, runCli, snapshotTree, tempDir } from "./helpers/cli.js";
 
 const PYTHON = process.env.FLOWMATCH_PYTHON ?? "/usr/bin/python3";
@@ -70,18 +72,24 @@ test("import refuses a truncated weights file, naming it, and writes no checkpoi
   assert.equal(existsSync(join(out, "ckpt.json")), false);
 });
 
-test("import refuses a mismatched state dict, naming the tensor, its shape and the fix", () => {
+test("import refuses a mismatched state dict, naming the tensor, its shape and the fix", async () => {
   const cases: [string, (t: Record<string, HostTensor>) => void, RegExp][] = [
     ["wrong-shape", (t) => (t["layers.1.weight"] = { dtype: "F32", shape: [8, 16], data: new Float32Array(128) }), /tensor "layers\.1\.weight" is \[8, 16\] but the model needs \[16, 16\]; pass the state dict of the model in .*, or --config with the architecture/],
+    ["nan", (t) => ((t["layers.0.bias"].data as Float32Array)[5] = NaN), /tensor layers\.0\.bias\[5\] = NaN is not finite; the weights are corrupt or training diverged/],
     ["missing", (t) => delete t["layers.2.bias"], /tensor "layers\.2\.bias" is missing \(the model needs \[2\]\)/],
     ["extra", (t) => (t["layers.3.weight"] = { dtype: "F32", shape: [2, 2], data: new Float32Array(4) }), /tensor "layers\.3\.weight" \[2, 2\] is not a parameter of this model/],
-    ["nan", (t) => ((t["layers.0.bias"].data as Float32Array)[5] = NaN), /tensor layers\.0\.bias\[5\] = NaN is not finite; the weights are corrupt or training diverged/],
     ["f64", (t) => (t["layers.0.bias"] = { dtype: "F64", shape: [16], data: new Float64Array(16) }), /tensor "layers\.0\.bias" is F64; flowmatch models are float32: save the state dict with \.float\(\)/],
   ];
-  for (const [name, edit, pattern] of cases) {
+  for (const [i, [name, edit, pattern]] of cases.entries()) {
     const file = stateDict(`${name}.safetensors`, edit);
     const out = join(root, `from-${name}`);
-    assertOneLineError(runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", out]), pattern);
+    if (i < 2) {
+      // As a user meets it: exit 1, one line, no checkpoint.
+      assertOneLineError(runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", out]), pattern);
+    } else {
+      // The same refusal, without a process per case (the CLI prints the message as it is).
+      await assert.rejects(importPytorch({ from: file, config: pkg, out }), (err: unknown) => err instanceof UserError && !err.message.includes("\n") && pattern.test(err.message));
+    }
     assert.equal(existsSync(join(out, "ckpt.json")), false, `${name}: a checkpoint was written`);
   }
 });
