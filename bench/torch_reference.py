@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch replicas of flowmatch's own models and training step: the reference side of `npm run bench`.
 
-The replicas mirror src/core/models/mlp.ts and unet.ts layer for layer, with PyTorch's usual
-NCHW modules, and their state_dict keys equal flowmatch's parameter names, so flowmatch weights
-(safetensors, written by bench/run.ts or the parity test) load one-to-one after a layout change:
-dense [in, out] -> Linear [out, in]; conv im2col [k*k*Cin, Cout] in (ky, kx, cin) order -> [Cout, Cin, k, k].
+The replicas are pytorch/model.py (the modules `flowmatch export --format pytorch` ships), which mirror
+src/core/models/mlp.ts and unet.ts layer for layer in PyTorch's NCHW layout; their state_dict keys equal
+flowmatch's parameter names, so flowmatch weights (safetensors, written by bench/run.ts or the parity
+test) load one-to-one after a layout change (model.load_flowmatch_params).
 
 The training step is what a PyTorch user would write for flowmatch's recipe (src/core/train.ts,
 optim.ts): straight path x_t = t x1 + (1 - t) x0, target x1 - x0, mean squared error, global-norm
@@ -49,154 +49,25 @@ def _torch():
     return np, torch, nn, F
 
 
-TIME_EMBED_SCALE = 1000.0  # src/core/models/mlp.ts
+def _model():
+    """pytorch/model.py: the one home of flowmatch's PyTorch models (also shipped by `flowmatch export --format pytorch`)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pytorch"))
+    import model
 
-
-def build_models():
-    np, torch, nn, F = _torch()
-
-    def frequencies(dim):
-        # Same float64 -> float32 rounding as sinusoidalFrequencies() in layers.ts.
-        half = dim // 2
-        return torch.tensor([math.exp(-math.log(10000) * k / half) for k in range(half)], dtype=torch.float32)
-
-    def sinusoidal(t, freqs):
-        args = (t * TIME_EMBED_SCALE).reshape(-1, 1) * freqs.reshape(1, -1)
-        return torch.cat([torch.sin(args), torch.cos(args)], 1)
-
-    class Mlp(nn.Module):
-        """concat([x, sinusoidal(1000 t)]) (raw t when timeEmbDim = 0) -> Linear/SiLU stack, last layer linear."""
-
-        def __init__(self, dim, hidden, depth, timeEmbDim):
-            super().__init__()
-            self.timeEmbDim = timeEmbDim
-            sizes = [dim + (timeEmbDim if timeEmbDim > 0 else 1)] + [hidden] * depth + [dim]
-            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-            if timeEmbDim > 0:
-                self.register_buffer("freqs", frequencies(timeEmbDim), persistent=False)
-
-        def forward(self, x, t, y=None):
-            tf = sinusoidal(t, self.freqs) if self.timeEmbDim > 0 else t.reshape(-1, 1)
-            h = torch.cat([x, tf], 1)
-            for i, layer in enumerate(self.layers):
-                h = layer(h)
-                if i + 1 < len(self.layers):
-                    h = F.silu(h)
-            return h
-
-    class ResBlock(nn.Module):
-        """GN, SiLU, conv, + Linear(silu(emb)), GN, SiLU, conv, + (1x1 conv) shortcut."""
-
-        def __init__(self, cin, cout, emb, groups):
-            super().__init__()
-            self.norm1 = nn.GroupNorm(groups, cin, eps=1e-5)
-            self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-            self.emb = nn.Linear(emb, cout)
-            self.norm2 = nn.GroupNorm(groups, cout, eps=1e-5)
-            self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-            self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
-
-        def forward(self, x, emb_act):
-            h = self.conv1(F.silu(self.norm1(x)))
-            h = h + self.emb(emb_act)[:, :, None, None]
-            h = self.conv2(F.silu(self.norm2(h)))
-            return h + (x if self.skip is None else self.skip(x))
-
-    class Down(nn.Module):
-        def __init__(self, cin, cout, emb, groups):
-            super().__init__()
-            self.res = ResBlock(cin, cout, emb, groups)
-            self.downsample = nn.Conv2d(cout, cout, 3, stride=2, padding=1)
-
-    class Up(nn.Module):
-        def __init__(self, cin, cout, emb, groups):
-            super().__init__()
-            self.upsample = nn.Conv2d(cin, cout, 3, padding=1)
-            self.res = ResBlock(2 * cout, cout, emb, groups)
-
-    class Mid(nn.Module):
-        def __init__(self, cin, cout, emb, groups):
-            super().__init__()
-            self.res = ResBlock(cin, cout, emb, groups)
-
-    class Unet(nn.Module):
-        """src/core/models/unet.ts: stem, (res block, skip, stride-2 conv) per level, mid block,
-        (nearest 2x, conv, concat skip, res block) per level, GN/SiLU/conv out. NCHW."""
-
-        def __init__(self, channels, numClasses, timeEmbDim, groups, inChannels, height, width):
-            super().__init__()
-            ch, E, L = channels, timeEmbDim, len(channels)
-            self.register_buffer("freqs", frequencies(E), persistent=False)
-            self.time = nn.ModuleList([nn.Linear(E, E), nn.Linear(E, E)])
-            self.add_module("class", nn.Embedding(numClasses + 1, E))  # flowmatch's name: class.weight
-            self.stem = nn.Conv2d(inChannels, ch[0], 3, padding=1)
-            self.down = nn.ModuleList(Down(ch[0] if i == 0 else ch[i - 1], ch[i], E, groups) for i in range(L - 1))
-            self.mid = Mid(ch[L - 2], ch[L - 1], E, groups)
-            # up[i] works at level i; they run from the coarsest level (L - 2) to 0.
-            self.up = nn.ModuleList(Up(ch[i + 1], ch[i], E, groups) for i in range(L - 1))
-            self.out = nn.Module()
-            self.out.norm = nn.GroupNorm(groups, ch[0], eps=1e-5)
-            self.out.conv = nn.Conv2d(ch[0], inChannels, 3, padding=1)
-
-        def forward(self, x, t, y):
-            emb = self.time[1](F.silu(self.time[0](sinusoidal(t, self.freqs))))
-            emb_act = F.silu(emb + getattr(self, "class")(y))
-            h = self.stem(x)
-            skips = []
-            for block in self.down:
-                h = block.res(h, emb_act)
-                skips.append(h)
-                h = block.downsample(h)
-            h = self.mid.res(h, emb_act)
-            for i in reversed(range(len(self.up))):
-                h = self.up[i].upsample(F.interpolate(h, scale_factor=2, mode="nearest"))
-                h = self.up[i].res(torch.cat([h, skips[i]], 1), emb_act)
-            return self.out.conv(F.silu(self.out.norm(h)))
-
-    return Mlp, Unet
+    return model
 
 
 def make_model(kind, cfg):
-    Mlp, Unet = build_models()
-    return Mlp(**cfg) if kind == "mlp" else Unet(**cfg)
+    return _model().make_model(kind, cfg)
 
 
 def read_safetensors(path):
-    """numpy reader for the safetensors layout: u64 LE header size, JSON header, raw LE tensors."""
-    np, *_ = _torch()
-    with open(path, "rb") as f:
-        data = f.read()
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + n])
-    meta = header.pop("__metadata__", {})
-    dtypes = {"F32": np.float32, "F64": np.float64, "I32": np.int32, "I64": np.int64, "U8": np.uint8}
-    out = {}
-    for name, spec in header.items():
-        begin, end = spec["data_offsets"]
-        dt = np.dtype(dtypes[spec["dtype"]])
-        arr = np.frombuffer(data, dtype=dt, count=(end - begin) // dt.itemsize, offset=8 + n + begin)
-        out[name] = arr.reshape(spec["shape"]).copy()
-    return out, meta
+    return _model().read_safetensors(path)
 
 
 def load_flowmatch_params(model, tensors, prefix=""):
-    """Copy flowmatch parameters (its layouts) into the replica; the key sets must be equal."""
-    np, torch, nn, F = _torch()
-    ours = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    theirs = dict(model.named_parameters())
-    if set(ours) != set(theirs):
-        raise ValueError(f"parameter names differ: only flowmatch {sorted(set(ours) - set(theirs))}, only replica {sorted(set(theirs) - set(ours))}")
-    with torch.no_grad():
-        for name, p in theirs.items():
-            w = ours[name]
-            if p.dim() == 4:  # conv: [k*k*cin, cout] (ky, kx, cin) -> [cout, cin, ky, kx]
-                cout, cin, k, _ = p.shape
-                w = w.reshape(k, k, cin, cout).transpose(3, 2, 0, 1)
-            elif p.dim() == 2 and name != "class.weight":  # dense [in, out] -> Linear [out, in]
-                w = w.T
-            if tuple(w.shape) != tuple(p.shape):
-                raise ValueError(f"{name}: flowmatch shape {w.shape} does not fit replica shape {tuple(p.shape)}")
-            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+    """Copy flowmatch parameters (its own layouts) into the replica; the key sets must be equal."""
+    _model().load_flowmatch_params(model, tensors, prefix)
 
 
 def param_count(model):

@@ -10,6 +10,7 @@ import { registerImageCommands } from "./commands/images.js";
 import { registerLoglikCommand } from "./commands/loglik.js";
 import { registerServeCommand } from "./commands/serve.js";
 import { registerDeviceOption } from "./device.js";
+import { registerPytorchCommands } from "./commands/pytorch.js";
 
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerImageCommands(program);
   registerLoglikCommand(program);
   registerServeCommand(program);
+  registerPytorchCommands(program);
   return program;
 }
 

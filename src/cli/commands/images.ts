@@ -14,6 +14,7 @@ import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { stopRequested } from "../../core/interrupt.js";
+import { addPytorchExportOptions, runPytorchExport, type PytorchExportFlags } from "./pytorch.js";
 import { assertWritableDir, checkNfeFlags, fraction, frameCount, guidance, imageDataset, nonNegativeInt, outDir, positiveInt, positiveNumber, seed } from "../options.js";
 
 /** The file's real path, or (not there yet) its real folder's plus its name. */
@@ -176,12 +177,15 @@ export function registerImageCommands(program: Command): void {
       for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
     });
 
-  program
+  const exportCommand = program
     .command("export")
-    .description("export a checkpoint's velocity network (EMA weights) as ONNX")
+    .description("export a checkpoint's velocity network (EMA weights) as ONNX, or the whole run as a PyTorch package (--format pytorch)")
     .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
-    .requiredOption("--onnx <file>", "output .onnx file")
-    .action(async (flags: { ckpt: string; onnx: string }) => {
+    .option("--onnx <file>", "output .onnx file")
+    .addOption(new Option("--format <name>", "onnx, or pytorch: a package that continues training under torchrun").choices(["onnx", "pytorch"]).default("onnx"));
+  addPytorchExportOptions(exportCommand).action(async (flags: PytorchExportFlags & { onnx?: string; format: "onnx" | "pytorch" }, cmd: Command) => {
+      if (flags.format === "pytorch") return runPytorchExport(flags);
+      if (flags.onnx === undefined) return cmd.error("error: required option '--onnx <file>' not specified (or pass --format pytorch --out <dir>)", { exitCode: 2 });
       const { weightsPath, configPath } = await checkpointFiles(flags.ckpt);
       assertNotInput(flags.onnx, [weightsPath, configPath]);
       const { config } = await loadCheckpoint(flags.ckpt);
