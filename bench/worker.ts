@@ -11,7 +11,7 @@ import { decodeSafetensors } from "../src/io/safetensors.js";
 import type { HostParams } from "../src/core/optim.js";
 import type { FlowBatch } from "../src/core/train.js";
 import { Rng } from "../src/core/rng.js";
-import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
+import { getScheduler, pathCoefficients } from "../src/core/paths.js";
 import { isMlp, sampleShape, type Backend, type Workload } from "./workloads.js";
 import { PROTOCOL_PREFIX } from "./protocol.js";
 

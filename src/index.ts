@@ -4,7 +4,7 @@
 export { initEngine, toHost, fromHost } from "./engine/index.js";
 export { Rng } from "./core/rng.js";
 export { UserError } from "./core/errors.js";
-export { getScheduler, straightScheduler, cosineScheduler, vpScheduler, pathCoefficients, samplePath, PATHS, type PathName, type Scheduler } from "./core/schedulers.js";
+export { getScheduler, straightScheduler, cosineScheduler, vpScheduler, pathCoefficients, samplePath, PATHS, type PathName, type Scheduler } from "./core/paths.js";
 export { getTimeSampler, TIME_SAMPLERS, type TimeSamplerName } from "./core/timeSamplers.js";
 export { DEFAULT_ADAM, type AdamConfig, type HostParams, type HostArray, type Params } from "./core/optim.js";
 export { FlowTrainer, cfmLoss, type VelocityModel, type FlowBatch } from "./core/train.js";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { initEngine, np, fromHost, toHost, type Array } from "../src/engine/index.js";
 import { Rng } from "../src/core/rng.js";
 import { cfmLoss, toEngine, type VelocityModel } from "../src/core/train.js";
-import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
+import { getScheduler, pathCoefficients } from "../src/core/paths.js";
 import { DEFAULT_MLP, initMlp, mlpModel } from "../src/core/models/mlp.js";
 import { initUnetParams, unetModel } from "../src/pipelines/images.js";
 import type { UnetConfig } from "../src/core/models/unet.js";

@@ -11,7 +11,7 @@ import { FlowTrainer, type FlowBatch, type VelocityModel } from "../src/core/tra
 import { DEFAULT_ADAM, type HostParams } from "../src/core/optim.js";
 import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
 import { silu } from "../src/core/models/layers.js";
-import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
+import { getScheduler, pathCoefficients } from "../src/core/paths.js";
 import { sampleToy } from "../src/data/toy2d.js";
 import { runTrainingLoop, MAX_CONSECUTIVE_SKIPS } from "../src/pipelines/loop.js";
 import { stateToTensors, tensorsToState } from "../src/pipelines/state.js";

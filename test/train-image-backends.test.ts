@@ -10,7 +10,7 @@ import { traceToOnnx } from "../src/engine/onnx/trace.js";
 import { Rng } from "../src/core/rng.js";
 import { DEFAULT_ADAM, type HostParams } from "../src/core/optim.js";
 import { unetApply, type UnetConfig } from "../src/core/models/unet.js";
-import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
+import { getScheduler, pathCoefficients } from "../src/core/paths.js";
 import { trainStepFn, type FlowBatch, type TrainerOptions } from "../src/core/train.js";
 import { createTrainer } from "../src/pipelines/trainers.js";
 import { initUnetParams, trainImage, unetModel, type ImageTrainOptions } from "../src/pipelines/images.js";

@@ -7,7 +7,7 @@ import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
 import type { TrainerOptions, VelocityModel } from "../core/train.js";
-import { getScheduler, pathCoefficients, type PathName } from "../core/schedulers.js";
+import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";

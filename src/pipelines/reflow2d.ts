@@ -8,7 +8,7 @@ import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM } from "../core/optim.js";
 import { FlowTrainer } from "../core/train.js";
-import { pathCoefficients, straightScheduler } from "../core/schedulers.js";
+import { pathCoefficients, straightScheduler } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { initMlp, mlpModel, mlpParamShapes } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";

@@ -6,7 +6,7 @@ import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
 import type { TrainerOptions } from "../core/train.js";
-import { getScheduler, pathCoefficients, type PathName } from "../core/schedulers.js";
+import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { otCouple, type CouplingName } from "../core/coupling.js";
 import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";

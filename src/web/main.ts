@@ -1,7 +1,7 @@
 // The playground page: controls, canvases and the conversation with the compute worker. Nothing
 // heavy runs here; the worker (worker.ts) trains and samples and this script draws what it sends.
 import { Rng } from "../core/rng.js";
-import type { PathName } from "../core/schedulers.js";
+import type { PathName } from "../core/paths.js";
 import type { SolverName } from "../core/solvers.js";
 import { sampleToy, toyBounds, type ToyDatasetName } from "../data/toy2d.js";
 import { drawImages, drawLoss, FlowView, runningMean } from "./draw.js";

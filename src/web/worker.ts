@@ -6,7 +6,7 @@ import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
 import { FlowTrainer, type FlowBatch, type VelocityModel } from "../core/train.js";
-import { getScheduler, pathCoefficients, type Scheduler } from "../core/schedulers.js";
+import { getScheduler, pathCoefficients, type Scheduler } from "../core/paths.js";
 import { getTimeSampler } from "../core/timeSamplers.js";
 import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
 import { unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";

@@ -2,7 +2,7 @@
 import { existsSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { PATHS, type PathName } from "../../core/schedulers.js";
+import { PATHS, type PathName } from "../../core/paths.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { UserError } from "../../core/errors.js";

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { Command, Option } from "commander";
 import { TOY_DATASETS, type ToyDatasetName } from "../../data/toy2d.js";
-import { PATHS, type PathName } from "../../core/schedulers.js";
+import { PATHS, type PathName } from "../../core/paths.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
