@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { Rng } from "../src/core/rng.js";
 import { modelField } from "../src/core/field.js";
 import { loadCheckpoint } from "../src/io/checkpoint.js";
-import { trainImage, loadImageModel, sampleImages, unetModel, type ImageTrainOptions } from "../src/pipelines/images.js";
+import { trainImage, loadImageModel, sampleImages, type ImageTrainOptions } from "../src/pipelines/images.js";
+import { unetModel } from "../src/core/models/unet.js";
 import type { ImageDataset } from "../src/data/images.js";
 
 /** Class k: a bright horizontal bar at row 2k (+ noise); values in [-1, 1]. */

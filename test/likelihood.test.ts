@@ -11,7 +11,7 @@ import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
 import { modelField } from "../src/core/field.js";
 import { logLikelihood, logLikelihoodWith, modelDivergenceField, gaussianLogDensity, bitsPerDim, type FieldWithDivergence, type ProbeKind } from "../src/core/likelihood.js";
 import { trainToy2d, loadToy2d } from "../src/pipelines/toy2d.js";
-import { initUnetParams, unetModel } from "../src/pipelines/images.js";
+import { initUnetParams, unetModel } from "../src/core/models/unet.js";
 import { dequantizeImages, logLikelihood2d } from "../src/pipelines/loglik.js";
 
 // Straight path N(0, I) -> N(mu, diag s^2): v = mu + c_t (x - t mu), c_t = (t s^2 - (1 - t)) / sigma_t^2.

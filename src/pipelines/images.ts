@@ -6,14 +6,12 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
-import type { TrainerOptions, VelocityModel } from "../core/train.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
-import { modelField } from "../core/field.js";
+import { labelledField, modelField } from "../core/field.js";
 import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
-import { initUnet, unetApply, unetParamCount, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { initUnetParams, unetModel, unetParamCount, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
 import { assertEngineFits, unetForwardBytes, unetTrainBytes } from "../core/memory.js";
-import type { ImageLayout } from "../core/models/layers.js";
 import { loadImageDataset, type ImageDataset } from "../data/images.js";
 import { loadCheckpoint, checkParams, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -48,20 +46,6 @@ export interface ImageCheckpointConfig extends CheckpointConfig {
   model: UnetConfig;
   path: PathName;
   train: ImageTrainConfig;
-}
-
-/** The UNet as a VelocityModel; layout "nchw" for steps traced to onnxruntime (native Conv), see ImageLayout. */
-export function unetModel(cfg: UnetConfig, layout: ImageLayout = "hbwc"): VelocityModel {
-  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg, layout) };
-}
-
-/** Host init as HostParams (shape + data). */
-export function initUnetParams(cfg: UnetConfig, rng: Rng): HostParams {
-  const shapes = unetParamShapes(cfg);
-  const data = initUnet(cfg, rng);
-  const out: HostParams = {};
-  for (const [name, shape] of Object.entries(shapes)) out[name] = { shape, data: data[name] };
-  return out;
 }
 
 export interface ImageTrainOptions extends ImageTrainConfig {
@@ -298,23 +282,10 @@ export async function imageField(loaded: LoadedImage, labels: Int32Array, guidan
   const data: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
   const session = await createOnnxField(exportUnetOnnx(data, cfg), {});
-  const n = labels.length;
-  const per = cfg.height * cfg.width * cfg.inChannels;
-  const yCond = BigInt64Array.from(labels, (l) => BigInt(l));
-  const yBoth = new BigInt64Array(2 * n);
-  yBoth.set(yCond);
-  yBoth.fill(BigInt(cfg.numClasses), n);
-  const guided = guidance !== 1;
-  const field: VelocityField = async (x, t) => {
-    if (!guided) return session.run(x, new Float32Array(n).fill(t), yCond, [n, cfg.height, cfg.width, cfg.inChannels]);
-    const xx = new Float32Array(2 * x.length);
-    xx.set(x);
-    xx.set(x, x.length);
-    const v = await session.run(xx, new Float32Array(2 * n).fill(t), yBoth, [2 * n, cfg.height, cfg.width, cfg.inChannels]);
-    const out = new Float32Array(x.length);
-    for (let i = 0; i < n * per; i++) out[i] = v[n * per + i] + guidance * (v[i] - v[n * per + i]);
-    return out;
-  };
+  const field = labelledField(
+    (x, t, y) => session.run(x, new Float32Array(y.length).fill(t), BigInt64Array.from(y, (l) => BigInt(l)), [y.length, ...sampleShape]),
+    { sampleSize: cfg.height * cfg.width * cfg.inChannels, labels, guidance, nullLabel: cfg.numClasses },
+  );
   return { field, dispose: () => session.release() };
 }
 

@@ -10,7 +10,8 @@ import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { heatmap, scatterPlot, sideBySide, vectorFieldGrid } from "../viz/index.js";
 import { sampleToy2d, type Loaded2d } from "./toy2d.js";
-import { unetModel, type LoadedImage } from "./images.js";
+import type { LoadedImage } from "./images.js";
+import { unetModel } from "../core/models/unet.js";
 
 export interface LoglikOptions {
   solver?: SolverName;

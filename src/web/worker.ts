@@ -5,11 +5,11 @@ import { init, initEngine, engineThreadCount } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
-import { FlowTrainer, type FlowBatch, type VelocityModel } from "../core/train.js";
+import { FlowTrainer, type FlowBatch } from "../core/train.js";
 import { getScheduler, pathCoefficients, type Scheduler } from "../core/paths.js";
 import { getTimeSampler } from "../core/timeSamplers.js";
 import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
-import { unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { unetModel, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
 import { modelField } from "../core/field.js";
 import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
 import { sampleToy, toyBounds, TOY_DATASETS, type ToyDatasetName } from "../data/toy2d.js";
@@ -341,10 +341,6 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
 function stopTraining(): void {
   run?.trainer.dispose();
   run = null;
-}
-
-function unetModel(cfg: UnetConfig): VelocityModel {
-  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg) };
 }
 
 async function generateImages(msg: Extract<ToWorker, { type: "generateImages" }>): Promise<void> {
