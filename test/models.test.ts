@@ -76,3 +76,68 @@ test("labelledField: guidance is v_u + w (v_c - v_u) from one network call on bo
   assert.deepEqual(calls.map((c) => Array.from(c)), [[0, 2], [0, 0]]);
   assert.throws(() => labelledField(forward, { sampleSize: 2, labels, guidance: 2 }), /null label/);
 });
+
+// Checkpoints written by the code before issue 12 (test/fixtures/README.md) still load, and their
+// networks compute the velocities that code computed.
+test("loadModel reads checkpoints written before the layout change, with the same velocities", async () => {
+  const { initEngine } = await import("../src/engine/index.js");
+  const { loadModel } = await import("../src/pipelines/model.js");
+  const { modelField } = await import("../src/core/field.js");
+  const { readFileSync } = await import("node:fs");
+  await initEngine();
+  const expected = JSON.parse(readFileSync("test/fixtures/velocities-v1.json", "utf8"));
+  const a = await loadModel("test/fixtures/ckpt-2d-v1");
+  assert.equal(a.kind, "2d");
+  assert.equal(a.family, mlpFamily);
+  assert.deepEqual(a.model, { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 });
+  assert.equal(a.config.step, 3);
+  assert.equal(a.losses.length, 3);
+  const fa = modelField(a.family.model(a.model), a.ema, { sampleShape: [2] });
+  const va = await fa.field(new Rng(expected.mlp.seed).normals(6), expected.mlp.t);
+  fa.dispose();
+  for (let i = 0; i < 6; i++) assert.ok(Math.abs(va[i] - expected.mlp.v[i]) < 1e-6, `mlp v[${i}] ${va[i]} vs ${expected.mlp.v[i]}`);
+
+  const b = await loadModel("test/fixtures/ckpt-image-v1", { kind: "image", command: "test" });
+  assert.equal(b.family, unetFamily);
+  assert.deepEqual(b.model.channels, [4, 8]);
+  const fb = modelField(b.family.model(b.model), b.ema, { sampleShape: b.family.sampleShape(b.model), labels: Int32Array.of(0, 1), guidance: 2, nullLabel: b.family.nullLabel(b.model) ?? undefined });
+  const vb = await fb.field(new Rng(expected.unet.seed).normals(2 * 64), expected.unet.t);
+  fb.dispose();
+  for (let i = 0; i < 8; i++) assert.ok(Math.abs(vb[i] - expected.unet.first8[i]) < 1e-6, `unet v[${i}]`);
+  assert.ok(Math.abs(vb.reduce((s, v) => s + v, 0) - expected.unet.sum) < 1e-4);
+  // A command that takes one kind refuses the other, naming both.
+  await assert.rejects(loadModel("test/fixtures/ckpt-image-v1", { kind: "2d", command: "sample2d" }), (e: unknown) => e instanceof UserError && /'image' model; sample2d needs a '2d' model/.test(e.message));
+});
+
+test("a trainer returns the model it saved: the same config, weights and log loadModel reads back", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { trainToy2d } = await import("../src/pipelines/toy2d.js");
+  const { loadModel } = await import("../src/pipelines/model.js");
+  const dir = mkdtempSync(join(tmpdir(), "fm-models-"));
+  try {
+    const base = { dataset: "moons" as const, batchSize: 16, lr: 1e-3, seed: 4, path: "straight" as const, timeSampler: "uniform" as const, emaDecay: 0.9, coupling: "independent" as const, model: { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 }, out: dir, checkpointEvery: 2, backend: "jax" as const };
+    await trainToy2d({ ...base, steps: 3, resume: false });
+    const r = await trainToy2d({ ...base, steps: 5, resume: true });
+    assert.equal(r.startStep, 3);
+    assert.equal(r.step, 5);
+    const disk = await loadModel(dir, { kind: "2d" });
+    const { weightsSha256, ...stored } = disk.config;
+    assert.equal(typeof weightsSha256, "string");
+    assert.deepEqual(r.model.config, stored);
+    // Two segments with the same settings are one record of steps 0-5.
+    assert.deepEqual((r.model.config.segments as { from: number; to: number }[]).map((s) => [s.from, s.to]), [[0, 5]]);
+    assert.deepEqual(r.model.params, disk.params);
+    assert.deepEqual(r.model.ema, disk.ema);
+    assert.deepEqual(r.model.losses, disk.losses);
+    assert.equal(r.model.losses.length, 5);
+    // Nothing left to train: the returned model is the checkpoint's, and nothing is written.
+    const again = await trainToy2d({ ...base, steps: 5, resume: true });
+    assert.equal(again.step, 5);
+    assert.deepEqual(again.model.ema, disk.ema);
+    assert.deepEqual(again.model.config, stored);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -2,26 +2,24 @@
 // checkpoint it, sample it with any solver, and draw what it learned.
 import { join } from "node:path";
 import { initEngine } from "../engine/index.js";
-import { Rng } from "../core/rng.js";
+import { Rng, stepRng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
-import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
-import type { TrainerOptions } from "../core/train.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { otCouple, type CouplingName } from "../core/coupling.js";
-import { initMlp, mlpModel, mlpParamCount, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
+import { mlpFamily, mlpModel, mlpParamCount, type MlpConfig } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
 import { assertEngineFits, mlpForwardBytes, mlpTrainBytes } from "../core/memory.js";
 import { odeint, type SolverName } from "../core/solvers.js";
 import { qualityReport, formatQuality, type QualityReport } from "../core/metrics.js";
-import { parseToyDataset, sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
-import { loadCheckpoint, checkParams, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
+import { sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
+import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
-import { stateToTensors, tensorsToState } from "./state.js";
-import { runTrainingLoop, type TrainProgress } from "./loop.js";
+import type { TrainProgress } from "./loop.js";
 import { openTrainingRun, reflowSetup } from "./run.js";
-import { assertTrainingFits, createTrainer, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
+import type { Loaded2d } from "./model.js";
+import { assertTrainingFits, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface Toy2dTrainConfig {
   dataset: ToyDatasetName;
@@ -47,7 +45,7 @@ export interface Toy2dCheckpointConfig extends CheckpointConfig {
   train: Toy2dTrainConfig;
 }
 
-export type { TrainProgress };
+export type { TrainProgress, Loaded2d };
 
 export interface Toy2dTrainOptions extends Toy2dTrainConfig {
   out: string;
@@ -72,11 +70,8 @@ export interface Toy2dTrainResult {
   step: number;
   losses: number[];
   stopped: boolean;
-}
-
-/** Deterministic per-step randomness: a resumed run draws exactly the batches the original would. */
-export function stepRng(seed: number, step: number): Rng {
-  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
+  /** The trained model as saved (no need to read the checkpoint back). */
+  model: Loaded2d;
 }
 
 /** Refuses, before any allocation, a model and batch whose training step cannot fit in the engine. */
@@ -101,72 +96,49 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
   checkTrain2dMemory(opts.model, opts.batchSize, opts.backend);
   await initEngine();
   const log = opts.onLog ?? (() => {});
-  const model = mlpModel(opts.model);
   const scheduler = getScheduler(opts.path);
   const sampleTimes = getTimeSampler(opts.timeSampler);
-  const adam = { ...DEFAULT_ADAM, lr: opts.lr };
-
-  const configAt = (step: number, runId: string): Toy2dCheckpointConfig => ({
-    format: "flowmatch-checkpoint",
-    version: 1,
-    kind: "2d",
-    runId,
-    step,
-    dataset: opts.dataset,
-    model: opts.model,
-    path: opts.path,
-    train: pick(opts),
-  });
   const run = await openTrainingRun({
     out: opts.out,
     resume: opts.resume,
     force: opts.force,
     log,
-    kind: "2d",
     command: "train2d",
-    next: configAt(0, ""),
+    family: mlpFamily,
+    model: opts.model,
+    configAt: (step, runId): Toy2dCheckpointConfig => ({
+      format: "flowmatch-checkpoint",
+      version: 1,
+      kind: "2d",
+      runId,
+      step,
+      dataset: opts.dataset,
+      model: opts.model,
+      path: opts.path,
+      train: pick(opts),
+    }),
     identity: setup2d,
-    shapes: mlpParamShapes(opts.model),
   });
-  const losses = run.losses;
-  const skipped = run.skipped;
-  const trainer = await createTrainer(opts.backend ?? DEFAULT_TRAIN_BACKEND, {
-    model,
-    params: run.resume?.params ?? initMlp(opts.model, new Rng(opts.seed)),
-    sampleShape: [opts.model.dim],
-    adam,
+  const n = opts.batchSize;
+  const result = await run.train({
+    init: () => mlpFamily.init(opts.model, new Rng(opts.seed)),
+    backend: opts.backend ?? DEFAULT_TRAIN_BACKEND,
+    lr: opts.lr,
     emaDecay: opts.emaDecay,
-    resume: run.resume,
+    steps: opts.steps,
+    checkpointEvery: opts.checkpointEvery,
+    onProgress: opts.onProgress,
+    shouldStop: opts.shouldStop,
+    nextBatch: (done) => {
+      const rng = stepRng(opts.seed, done);
+      const t = sampleTimes(n, rng);
+      const x0 = rng.normals(n * opts.model.dim);
+      let x1 = sampleToy(opts.dataset, n, rng);
+      if (opts.coupling === "ot") x1 = otCouple(x0, x1, opts.model.dim).x1;
+      return { x0, x1, t, coef: pathCoefficients(scheduler, t) };
+    },
   });
-  const save = async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses, skipped }));
-
-  let stopped = false;
-  try {
-    const n = opts.batchSize;
-    ({ stopped } = await runTrainingLoop({
-      trainer,
-      steps: opts.steps,
-      losses,
-      skipped,
-      lr: opts.lr,
-      save,
-      checkpointEvery: opts.checkpointEvery,
-      onProgress: opts.onProgress,
-      onLog: log,
-      shouldStop: opts.shouldStop,
-      nextBatch: (done) => {
-        const rng = stepRng(opts.seed, done);
-        const t = sampleTimes(n, rng);
-        const x0 = rng.normals(n * opts.model.dim);
-        let x1 = sampleToy(opts.dataset, n, rng);
-        if (opts.coupling === "ot") x1 = otCouple(x0, x1, opts.model.dim).x1;
-        return { x0, x1, t, coef: pathCoefficients(scheduler, t) };
-      },
-    }));
-  } finally {
-    trainer.dispose();
-  }
-  return { checkpointDir: opts.out, startStep: run.startStep, step: trainer.stepCount, losses, stopped };
+  return { checkpointDir: opts.out, startStep: result.startStep, step: result.step, losses: result.losses, stopped: result.stopped, model: result.model };
 }
 
 function pick(o: Toy2dTrainConfig): Toy2dTrainConfig {
@@ -188,22 +160,6 @@ export function setup2d(config: CheckpointConfig): Setting[] {
     { flag: "--coupling", value: value(c.train?.coupling ?? "independent") },
     ...reflowSetup(config),
   ];
-}
-
-export interface Loaded2d {
-  config: Toy2dCheckpointConfig;
-  params: HostParams;
-  ema: HostParams;
-}
-
-export async function loadToy2d(path: string): Promise<Loaded2d> {
-  const { config, tensors } = await loadCheckpoint(path, { kind: "2d" });
-  const cfg = config as Toy2dCheckpointConfig;
-  if (!cfg.model || typeof cfg.model.hidden !== "number") throw new UserError(`${path}: checkpoint config has no valid "model" section`);
-  parseToyDataset(cfg.dataset);
-  checkParams(mlpParamShapes(cfg.model), tensors, path);
-  const state = tensorsToState(tensors, path);
-  return { config: cfg, params: state.params, ema: state.ema };
 }
 
 export interface SampleOptions {

@@ -9,7 +9,7 @@ import { FlowTrainer, type FlowBatch } from "../core/train.js";
 import { getScheduler, pathCoefficients, type Scheduler } from "../core/paths.js";
 import { getTimeSampler } from "../core/timeSamplers.js";
 import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
-import { unetModel, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { unetFamily, unetModel, type UnetConfig } from "../core/models/unet.js";
 import { modelField } from "../core/field.js";
 import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
 import { sampleToy, toyBounds, TOY_DATASETS, type ToyDatasetName } from "../data/toy2d.js";
@@ -311,14 +311,8 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
     return;
   }
   if (config.kind === "image") {
-    const cfg = config.model as UnetConfig;
-    let shapes: Record<string, number[]>;
-    try {
-      shapes = unetParamShapes(cfg);
-    } catch (err) {
-      throw new UserError(`"${configName}" has an invalid UNet config: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    checkParams(shapes, tensors, `"${weightsName}"`, mismatch);
+    const cfg = unetFamily.parseConfig(config.model, `"${configName}"`);
+    checkParams(unetFamily.paramShapes(cfg), tensors, `"${weightsName}"`, mismatch);
     const state = tensorsToState(tensors, `"${weightsName}"`);
     const classNames = Array.isArray(config.classNames) ? config.classNames.map(String) : Array.from({ length: cfg.numClasses }, (_, i) => String(i));
     stopTraining();
@@ -326,7 +320,7 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
     const dataset = typeof config.dataset === "string" ? config.dataset : "images";
     post({
       type: "checkpointImage",
-      summary: `${dataset} · UNet [${cfg.channels.join(", ")}] · ${cfg.numClasses} classes · ${cfg.height}×${cfg.width} · step ${config.step}`,
+      summary: `${dataset} · ${unetFamily.describe(cfg)} · step ${config.step}`,
       classNames,
       height: cfg.height,
       width: cfg.width,

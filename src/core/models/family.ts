@@ -16,6 +16,8 @@ export interface ModelFamily<C = unknown> {
   readonly kind: string;
   /** The network's name for messages ("MLP", "UNet"). */
   readonly name: string;
+  /** The architecture the CLI builds unless flags say otherwise (what the data decides is left out). */
+  readonly defaults: Partial<C>;
   /**
    * Checks a model config (ckpt.json "model", or one built from flags) and returns it typed; throws
    * UserError naming `source` and what is wrong.

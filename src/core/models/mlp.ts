@@ -86,6 +86,7 @@ export function parseMlpConfig(raw: unknown, source: string): MlpConfig {
 export const mlpFamily: ModelFamily<MlpConfig> = {
   kind: "2d",
   name: "MLP",
+  defaults: DEFAULT_MLP,
   parseConfig: parseMlpConfig,
   paramShapes: mlpParamShapes,
   paramCount: mlpParamCount,

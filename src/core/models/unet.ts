@@ -32,9 +32,10 @@ export interface UnetConfig {
   width: number;
 }
 
+/** The architecture train-image builds unless told otherwise (the data gives classes, channels and size). */
 export const DEFAULT_UNET: Omit<UnetConfig, "numClasses" | "inChannels" | "height" | "width"> = {
   channels: [32, 64, 64],
-  timeEmbDim: 128,
+  timeEmbDim: 64,
   groups: 8,
 };
 
@@ -227,6 +228,7 @@ export function parseUnetConfig(raw: unknown, source: string): UnetConfig {
 export const unetFamily: ModelFamily<UnetConfig> = {
   kind: "image",
   name: "UNet",
+  defaults: DEFAULT_UNET,
   parseConfig: parseUnetConfig,
   paramShapes: unetParamShapes,
   paramCount: unetParamCount,
