@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { trainToy2d, sampleToy2d, evaluateToy2d } from "../src/pipelines/toy2d.js";
+import { trainToy2d } from "../src/pipelines/toy2d.js";
+import { sampleToy2d, evaluateToy2d } from "../src/pipelines/toy2dSampling.js";
 import { loadModel } from "../src/pipelines/model.js";
 import { DEFAULT_MLP } from "../src/core/models/mlp.js";
 

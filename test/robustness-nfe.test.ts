@@ -9,7 +9,7 @@ import { modelField } from "../src/core/field.js";
 import { mlpModel } from "../src/core/models/mlp.js";
 import { odeint, type VelocityField } from "../src/core/solvers.js";
 import { UserError } from "../src/core/errors.js";
-import { evaluateToy2d } from "../src/pipelines/toy2d.js";
+import { evaluateToy2d } from "../src/pipelines/toy2dSampling.js";
 import { loadModel } from "../src/pipelines/model.js";
 import { compare2d } from "../src/pipelines/compare2d.js";
 import { assertTreeKept, runCli, snapshotTree, tempDir } from "./helpers/cli.js";

@@ -16,12 +16,9 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { linePlot } from "../viz/index.js";
 import type { TrainProgress } from "./loop.js";
 import { checkRunFolder, openTrainingRun, reflowSetup, type RunResult } from "./run.js";
-import type { LoadedImage } from "./model.js";
 import { imageBatches } from "./imageBatches.js";
 import { checkImageSampleMemory } from "./imageSampling.js";
 import { assertTrainingFits, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
-
-export type { LoadedImage };
 
 export interface ImageTrainConfig {
   dataset: string;

@@ -8,7 +8,7 @@ import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
 import { FlowTrainer, type FlowBatch } from "../core/train.js";
 import { getScheduler, pathCoefficients, type Scheduler } from "../core/paths.js";
 import { getTimeSampler } from "../core/timeSamplers.js";
-import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
+import { initMlp, mlpFamily, mlpModel, type MlpConfig } from "../core/models/mlp.js";
 import { unetFamily, unetModel, type UnetConfig } from "../core/models/unet.js";
 import { modelField } from "../core/field.js";
 import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
@@ -271,15 +271,8 @@ async function snapshot(model: Model2d, sample: SampleSettings): Promise<FlowSna
   }
 }
 
-function describeMlp(cfg: MlpConfig): string {
-  return `MLP ${cfg.depth}×${cfg.hidden}`;
-}
-
 function readMlpConfig(raw: unknown, source: string): MlpConfig {
-  const m = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
-  const num = (k: string) => (typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= 0 ? (m[k] as number) : NaN);
-  const cfg = { dim: num("dim"), hidden: num("hidden"), depth: num("depth"), timeEmbDim: num("timeEmbDim") };
-  if (Object.values(cfg).some((v) => Number.isNaN(v))) throw new UserError(`${source} has no valid "model" section (dim, hidden, depth, timeEmbDim); re-run training to write it again`);
+  const cfg = mlpFamily.parseConfig(raw, source);
   if (cfg.dim !== 2) throw new UserError(`${source} is a ${cfg.dim}-D model; the playground draws 2-D models only`);
   return cfg;
 }
@@ -290,7 +283,7 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
   const mismatch = `"${configName}" (its "model" section) does not match the weights in "${weightsName}"; choose the ckpt.json saved with these weights`;
   if (config.kind === "2d") {
     const cfg = readMlpConfig(config.model, `"${configName}"`);
-    checkParams(mlpParamShapes(cfg), tensors, `"${weightsName}"`, mismatch);
+    checkParams(mlpFamily.paramShapes(cfg), tensors, `"${weightsName}"`, mismatch);
     const state = tensorsToState(tensors, `"${weightsName}"`);
     const dataset = typeof config.dataset === "string" ? config.dataset : "unknown";
     const bounds = (TOY_DATASETS as readonly string[]).includes(dataset) ? toyBounds(dataset as ToyDatasetName) : CUSTOM_BOUNDS;
@@ -301,7 +294,7 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
     const path = typeof config.path === "string" ? config.path : "straight";
     post({
       type: "checkpoint2d",
-      summary: `2-D model · ${dataset} · ${path} path · ${describeMlp(cfg)} · step ${config.step}`,
+      summary: `2-D model · ${dataset} · ${path} path · ${mlpFamily.describe(cfg)} · step ${config.step}`,
       dataset,
       bounds,
       losses: state.losses ?? [],

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { UserError } from "../../core/errors.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
-import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2d.js";
+import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
 import { loadModel, type LoadedImage } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { reflow2d } from "../../pipelines/reflow2d.js";

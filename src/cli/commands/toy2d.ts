@@ -7,7 +7,8 @@ import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js"
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
-import { checkSample2dMemory, checkTrain2dMemory, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
+import { checkTrain2dMemory, trainToy2d } from "../../pipelines/toy2d.js";
+import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
 import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";

@@ -94,5 +94,5 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
   model: (cfg) => mlpModel(cfg),
   sampleShape: (cfg) => [cfg.dim],
   nullLabel: () => null,
-  describe: (cfg) => `MLP ${cfg.depth}×${cfg.hidden}, time embedding ${cfg.timeEmbDim === 0 ? "raw t" : cfg.timeEmbDim}`,
+  describe: (cfg) => `MLP ${cfg.depth}×${cfg.hidden}`,
 };
