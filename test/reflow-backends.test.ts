@@ -2,12 +2,13 @@
 // the same pairs, batches and warm start give the same losses on jax-js and onnxruntime.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { trainToy2d } from "../src/pipelines/toy2d.js";
 import { reflow2d } from "../src/pipelines/reflow2d.js";
 import { loadModel } from "../src/pipelines/model.js";
+import { assertTreeKept, runCli, snapshotTree, tempDir } from "./helpers/cli.js";
 
 test("2-D reflow on ort and on jax: same losses to 1e-4 from the same pairs, and each returns the model it saved", async () => {
   const dir = mkdtempSync(join(tmpdir(), "fm-reflow-backends-"));
@@ -35,4 +36,24 @@ test("2-D reflow on ort and on jax: same losses to 1e-4 from the same pairs, and
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("CLI: reflow --backend jax, then --resume on ort continues the same run; the teacher is untouched; --backend torch exits 2", () => {
+  const dir = tempDir();
+  const teacher = "test/fixtures/ckpt-2d-v1";
+  const before = snapshotTree(teacher);
+  const out = join(dir, "reflow");
+  const common = ["reflow", "--teacher", teacher, "--out", out, "--pairs", "64", "--batch-size", "32", "--pair-nfe", "4"];
+  const a = runCli([...common, "--steps", "4", "--backend", "jax"]);
+  assert.equal(a.code, 0, a.err);
+  const b = runCli([...common, "--steps", "6", "--backend", "ort", "--resume"]);
+  assert.equal(b.code, 0, b.err);
+  assert.match(b.err, /resuming from step 4/);
+  assert.equal(JSON.parse(readFileSync(join(out, "ckpt.json"), "utf8")).step, 6);
+  assert.match(b.out, /reflow trained in .*checkpoint/);
+  assertTreeKept(before, teacher);
+  const bad = runCli([...common, "--steps", "6", "--backend", "torch", "--force"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /--backend.*torch/);
+  rmSync(dir, { recursive: true, force: true });
 });
