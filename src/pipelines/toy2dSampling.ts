@@ -12,7 +12,7 @@ import { qualityReport, formatQuality, type QualityReport } from "../core/metric
 import { sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
-import type { Loaded2d } from "./model.js";
+import { weightsOf, type Loaded2d } from "./model.js";
 
 /** Refuses, before any allocation, a sample set too large for one forward pass in the engine. */
 export function checkSample2dMemory(model: MlpConfig, n: number): void {
@@ -34,7 +34,7 @@ export async function sampleToy2d(loaded: Loaded2d, opts: SampleOptions) {
   await initEngine();
   if (!Number.isInteger(opts.n) || opts.n < 1) throw new UserError(`--n must be a positive integer, got ${opts.n}`);
   checkSample2dMemory(loaded.config.model, opts.n);
-  const f = modelField(mlpModel(loaded.config.model), opts.weights === "ema" ? loaded.ema : loaded.params, {
+  const f = modelField(mlpModel(loaded.config.model), weightsOf(loaded, opts.weights), {
     sampleShape: [loaded.config.model.dim],
   });
   try {
