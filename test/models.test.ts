@@ -9,6 +9,8 @@ import { initMlp, mlpFamily, mlpParamCount, type MlpConfig } from "../src/core/m
 import { initUnetParams, unetFamily, unetParamCount, type UnetConfig } from "../src/core/models/unet.js";
 import { labelledField } from "../src/core/field.js";
 
+const FIXTURES = `${import.meta.dirname}/fixtures`;
+
 const mlp: MlpConfig = { dim: 2, hidden: 8, depth: 2, timeEmbDim: 4 };
 const unet: UnetConfig = { channels: [4, 8], numClasses: 3, timeEmbDim: 4, groups: 4, inChannels: 1, height: 8, width: 8 };
 
@@ -85,8 +87,8 @@ test("loadModel reads checkpoints written before the layout change, with the sam
   const { modelField } = await import("../src/core/field.js");
   const { readFileSync } = await import("node:fs");
   await initEngine();
-  const expected = JSON.parse(readFileSync("test/fixtures/velocities-v1.json", "utf8"));
-  const a = await loadModel("test/fixtures/ckpt-2d-v1");
+  const expected = JSON.parse(readFileSync(FIXTURES + "/velocities-v1.json", "utf8"));
+  const a = await loadModel(FIXTURES + "/ckpt-2d-v1");
   assert.equal(a.kind, "2d");
   assert.equal(a.family, mlpFamily);
   assert.deepEqual(a.model, { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 });
@@ -97,7 +99,7 @@ test("loadModel reads checkpoints written before the layout change, with the sam
   fa.dispose();
   for (let i = 0; i < 6; i++) assert.ok(Math.abs(va[i] - expected.mlp.v[i]) < 1e-6, `mlp v[${i}] ${va[i]} vs ${expected.mlp.v[i]}`);
 
-  const b = await loadModel("test/fixtures/ckpt-image-v1", { kind: "image", command: "test" });
+  const b = await loadModel(FIXTURES + "/ckpt-image-v1", { kind: "image", command: "test" });
   assert.equal(b.family, unetFamily);
   assert.deepEqual(b.model.channels, [4, 8]);
   const fb = modelField(b.family.model(b.model), b.ema, { sampleShape: b.family.sampleShape(b.model), labels: Int32Array.of(0, 1), guidance: 2, nullLabel: b.family.nullLabel(b.model) ?? undefined });
@@ -106,7 +108,7 @@ test("loadModel reads checkpoints written before the layout change, with the sam
   for (let i = 0; i < 8; i++) assert.ok(Math.abs(vb[i] - expected.unet.first8[i]) < 1e-6, `unet v[${i}]`);
   assert.ok(Math.abs(vb.reduce((s, v) => s + v, 0) - expected.unet.sum) < 1e-4);
   // A command that takes one kind refuses the other, naming both.
-  await assert.rejects(loadModel("test/fixtures/ckpt-image-v1", { kind: "2d", command: "sample2d" }), (e: unknown) => e instanceof UserError && /'image' model; sample2d needs a '2d' model/.test(e.message));
+  await assert.rejects(loadModel(FIXTURES + "/ckpt-image-v1", { kind: "2d", command: "sample2d" }), (e: unknown) => e instanceof UserError && /'image' model; sample2d needs a '2d' model/.test(e.message));
 });
 
 test("a trainer returns the model it saved: the same config, weights and log loadModel reads back", async () => {

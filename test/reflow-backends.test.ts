@@ -10,6 +10,8 @@ import { reflow2d } from "../src/pipelines/reflow2d.js";
 import { loadModel } from "../src/pipelines/model.js";
 import { assertTreeKept, runCli, snapshotTree, tempDir } from "./helpers/cli.js";
 
+const FIXTURES = join(import.meta.dirname, "fixtures");
+
 test("2-D reflow on ort and on jax: same losses to 1e-4 from the same pairs, and each returns the model it saved", async () => {
   const dir = mkdtempSync(join(tmpdir(), "fm-reflow-backends-"));
   try {
@@ -40,7 +42,7 @@ test("2-D reflow on ort and on jax: same losses to 1e-4 from the same pairs, and
 
 test("CLI: reflow --backend jax, then --resume on ort continues the same run; the teacher is untouched; --backend torch exits 2", () => {
   const dir = tempDir();
-  const teacher = "test/fixtures/ckpt-2d-v1";
+  const teacher = FIXTURES + "/ckpt-2d-v1";
   const before = snapshotTree(teacher);
   const out = join(dir, "reflow");
   const common = ["reflow", "--teacher", teacher, "--out", out, "--pairs", "64", "--batch-size", "32", "--pair-nfe", "4"];
