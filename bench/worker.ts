@@ -11,7 +11,7 @@ import { decodeSafetensors } from "../src/io/safetensors.js";
 import type { HostParams } from "../src/core/optim.js";
 import type { FlowBatch } from "../src/core/train.js";
 import { Rng } from "../src/core/rng.js";
-import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
+import { getScheduler, pathCoefficients } from "../src/core/paths.js";
 import { isMlp, sampleShape, type Backend, type Workload } from "./workloads.js";
 import { PROTOCOL_PREFIX } from "./protocol.js";
 
@@ -60,7 +60,7 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
     const { createTrainer } = await import("../src/pipelines/trainers.js");
     const { DEFAULT_ADAM } = await import("../src/core/optim.js");
     const { mlpModel } = await import("../src/core/models/mlp.js");
-    const { unetModel } = await import("../src/pipelines/images.js");
+    const { unetModel } = await import("../src/core/models/unet.js");
     await initEngine();
     // The ort backend traces the UNet with native convolutions (NCHW) and no memory pattern, as train-image does.
     const model = isMlp(w) ? mlpModel(w.model) : unetModel(w.model, backend === "ort" ? "nchw" : "hbwc");
@@ -122,7 +122,7 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
   if (backend === "jax") {
     const { initEngine, jit, fromHost, toHost, np, tree } = await import("../src/engine/index.js");
     const { toEngine } = await import("../src/core/train.js");
-    const { unetModel } = await import("../src/pipelines/images.js");
+    const { unetModel } = await import("../src/core/models/unet.js");
     await initEngine();
     const model = unetModel(w.model);
     const p = toEngine(params);

@@ -3,8 +3,7 @@
 // Host-only: nothing here touches the engine, so the driver stays light.
 import { Rng } from "../src/core/rng.js";
 import { DEFAULT_MLP, initMlp, mlpParamShapes, type MlpConfig } from "../src/core/models/mlp.js";
-import { unetParamShapes, type UnetConfig } from "../src/core/models/unet.js";
-import { initUnetParams } from "../src/pipelines/images.js";
+import { initUnetParams, unetParamShapes, type UnetConfig } from "../src/core/models/unet.js";
 import type { HostParams } from "../src/core/optim.js";
 import type { HostTensor } from "../src/io/safetensors.js";
 

@@ -40,7 +40,7 @@ export {
   type PathName,
   type PathCoefficients,
   type Scheduler,
-} from "./core/schedulers.js";
+} from "./core/paths.js";
 export { getTimeSampler, TIME_SAMPLERS, type TimeSamplerName, type TimeSampler, type TimeSamplerOptions } from "./core/timeSamplers.js";
 export { otCouple, otAssignment, COUPLINGS, type CouplingName } from "./core/coupling.js";
 // Models: the 2-D MLP and the image UNet, with their parameters on the host.
@@ -53,16 +53,17 @@ export {
   unetApply,
   unetParamCount,
   unetParamShapes,
+  unetModel,
+  initUnetParams,
   type UnetConfig,
 } from "./core/models/unet.js";
+export type { VelocityModel, ModelFamily } from "./core/models/family.js";
+export { modelFamily, registerModelFamily } from "./core/models/registry.js";
 export type { ImageLayout } from "./core/models/layers.js";
-// TODO(lead): unetModel/initUnetParams live in the image pipeline; re-point here when they move to core/models.
-export { unetModel, initUnetParams } from "./pipelines/images.js";
 // Training and sampling.
 export {
   FlowTrainer,
   cfmLoss,
-  type VelocityModel,
   type FlowBatch,
   type Trainer,
   type TrainerOptions,

@@ -9,7 +9,10 @@ import { join } from "node:path";
 import { Rng } from "../src/core/rng.js";
 import { modelField } from "../src/core/field.js";
 import { loadCheckpoint } from "../src/io/checkpoint.js";
-import { trainImage, loadImageModel, sampleImages, unetModel, type ImageTrainOptions } from "../src/pipelines/images.js";
+import { trainImage, type ImageTrainOptions } from "../src/pipelines/images.js";
+import { sampleImages } from "../src/pipelines/imageSampling.js";
+import { loadModel } from "../src/pipelines/model.js";
+import { unetModel } from "../src/core/models/unet.js";
 import type { ImageDataset } from "../src/data/images.js";
 
 /** Class k: a bright horizontal bar at row 2k (+ noise); values in [-1, 1]. */
@@ -75,7 +78,7 @@ test("guidance w = 0 equals the unconditional field; ONNX sampling agrees with t
   const dir = mkdtempSync(join(tmpdir(), "fm-img-"));
   try {
     await trainImage(base(dir, 30));
-    const loaded = await loadImageModel(dir);
+    const loaded = await loadModel(dir, { kind: "image" });
     const cfg = loaded.config.model;
     const n = 4;
     const x = new Rng(9).normals(n * 64);
@@ -112,7 +115,7 @@ test("image reflow: teacher pairs are stored and the student is straighter at NF
   const dir = mkdtempSync(join(tmpdir(), "fm-img-reflow-"));
   try {
     await trainImage(base(join(dir, "teacher"), 60));
-    const teacher = await loadImageModel(join(dir, "teacher"));
+    const teacher = await loadModel(join(dir, "teacher"), { kind: "image" });
     const { reflowImage } = await import("../src/pipelines/reflowImage.js");
     await reflowImage({
       teacher,
@@ -130,7 +133,7 @@ test("image reflow: teacher pairs are stored and the student is straighter at NF
       guidance: 1,
     });
     assert.ok(existsSync(join(dir, "reflow", "pairs.safetensors")));
-    const student = await loadImageModel(join(dir, "reflow"));
+    const student = await loadModel(join(dir, "reflow"), { kind: "image" });
     assert.equal((student.config as { reflow?: { pairs: number } }).reflow?.pairs, 64);
     // Both models from the same noise: one Euler step vs an accurate solve of the teacher.
     const opts = { perClass: 4, solver: "euler" as const, guidance: 1, seed: 11, frames: 2, runtime: "onnx" as const };

@@ -10,8 +10,9 @@ import { Rng } from "../src/core/rng.js";
 import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
 import { modelField } from "../src/core/field.js";
 import { logLikelihood, logLikelihoodWith, modelDivergenceField, gaussianLogDensity, bitsPerDim, type FieldWithDivergence, type ProbeKind } from "../src/core/likelihood.js";
-import { trainToy2d, loadToy2d } from "../src/pipelines/toy2d.js";
-import { initUnetParams, unetModel } from "../src/pipelines/images.js";
+import { trainToy2d } from "../src/pipelines/toy2d.js";
+import { loadModel } from "../src/pipelines/model.js";
+import { initUnetParams, unetModel } from "../src/core/models/unet.js";
 import { dequantizeImages, logLikelihood2d } from "../src/pipelines/loglik.js";
 
 // Straight path N(0, I) -> N(mu, diag s^2): v = mu + c_t (x - t mu), c_t = (t s^2 - (1 - t)) / sigma_t^2.
@@ -166,7 +167,7 @@ test("a trained checkerboard model gives held-out data clearly higher likelihood
       checkpointEvery: 100000,
       resume: false,
     });
-    const loaded = await loadToy2d(dir);
+    const loaded = await loadModel(dir, { kind: "2d" });
     const rng = new Rng(77);
     const on = new Float32Array(400);
     const off = new Float32Array(400);

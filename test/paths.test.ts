@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { getScheduler, PATHS, samplePath, straightScheduler } from "../src/core/schedulers.js";
+import { getScheduler, PATHS, samplePath, straightScheduler } from "../src/core/paths.js";
 import { getTimeSampler } from "../src/core/timeSamplers.js";
 import { Rng } from "../src/core/rng.js";
 import { UserError } from "../src/core/errors.js";

@@ -10,17 +10,17 @@ import { initEngine, fromHost, np, toHost } from "../src/engine/index.js";
 import { Rng } from "../src/core/rng.js";
 import { DEFAULT_ADAM, type HostParams } from "../src/core/optim.js";
 import { cfmLoss, FlowTrainer, toEngine } from "../src/core/train.js";
-import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
+import { getScheduler, pathCoefficients } from "../src/core/paths.js";
 import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../src/core/models/mlp.js";
 import type { UnetConfig } from "../src/core/models/unet.js";
-import { initUnetParams, unetModel } from "../src/pipelines/images.js";
+import { initUnetParams, unetModel } from "../src/core/models/unet.js";
 import { encodeIdx } from "../src/data/idx.js";
 import { loadCheckpoint, saveCheckpoint, type CheckpointConfig } from "../src/io/checkpoint.js";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "../src/io/safetensors.js";
 import { fromTorchTensor, paramsToTorch, toTorchTensor, torchShape } from "../src/io/pytorch/layout.js";
 import { stateToTensors, tensorsToState } from "../src/pipelines/state.js";
 import { exportPytorch } from "../src/pipelines/pytorch.js";
-import { loadToy2d } from "../src/pipelines/toy2d.js";
+import { loadModel } from "../src/pipelines/model.js";
 import { sampleToy } from "../src/data/toy2d.js";
 import { runCli, tempDir } from "./helpers/cli.js";
 
@@ -221,14 +221,14 @@ open("after.safetensors", "wb").write(M.encode_safetensors(out))`,
 /** Straight-path CFM loss of a 2-D checkpoint's raw weights on one fixed batch of moons (the same for every call). */
 async function fixedBatchLoss(dir: string): Promise<number> {
   await initEngine();
-  const loaded = await loadToy2d(dir);
+  const loaded = await loadModel(dir, { kind: "2d" });
   const n = 8192;
   const rng = new Rng(99);
   const x1 = sampleToy("moons", n, rng);
   const x0 = rng.normals(2 * n);
   const tt = rng.uniforms(n);
   const col = (f: (t: number) => number) => fromHost(Float32Array.from(tt, f), [n, 1]);
-  const loss = cfmLoss(mlpModel(loaded.config.model), toEngine(loaded.params), fromHost(x0, [n, 2]), fromHost(x1, [n, 2]), fromHost(tt, [n]), col((t) => t), col((t) => 1 - t), col(() => 1), col(() => -1), null);
+  const loss = cfmLoss(mlpModel(loaded.model), toEngine(loaded.params), fromHost(x0, [n, 2]), fromHost(x1, [n, 2]), fromHost(tt, [n]), col((t) => t), col((t) => 1 - t), col(() => 1), col(() => -1), null);
   return (await toHost(loss))[0];
 }
 

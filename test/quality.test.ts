@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { trainToy2d, loadToy2d, sampleToy2d, evaluateToy2d } from "../src/pipelines/toy2d.js";
+import { trainToy2d } from "../src/pipelines/toy2d.js";
+import { sampleToy2d, evaluateToy2d } from "../src/pipelines/toy2dSampling.js";
+import { loadModel } from "../src/pipelines/model.js";
 import { DEFAULT_MLP } from "../src/core/models/mlp.js";
 
 const FULL = process.env.FLOWMATCH_FULL_TESTS === "1";
@@ -29,7 +31,7 @@ async function trainAndMeasure(steps: number) {
       checkpointEvery: 100000,
       resume: false,
     });
-    const loaded = await loadToy2d(dir);
+    const loaded = await loadModel(dir, { kind: "2d" });
     const { x } = await sampleToy2d(loaded, { n: 4000, solver: "rk4", nfe: 100, seed: 12345, weights: "ema" });
     return await evaluateToy2d("checkerboard", x);
   } finally {

@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { trainToy2d, loadToy2d } from "../src/pipelines/toy2d.js";
+import { trainToy2d } from "../src/pipelines/toy2d.js";
+import { loadModel } from "../src/pipelines/model.js";
 import { reflow2d } from "../src/pipelines/reflow2d.js";
 import { compare2d } from "../src/pipelines/compare2d.js";
 
@@ -29,7 +30,7 @@ test("reflow beats its teacher at NFE 1 and straightens the paths (checkerboard)
       checkpointEvery: 10000,
       resume: false,
     });
-    const teacher = await loadToy2d(teacherDir);
+    const teacher = await loadModel(teacherDir, { kind: "2d" });
     const reflowDir = join(dir, "reflow");
     await reflow2d({
       teacher,
@@ -47,7 +48,7 @@ test("reflow beats its teacher at NFE 1 and straightens the paths (checkerboard)
       pairNfe: 40,
     });
     assert.ok(existsSync(join(reflowDir, "pairs.safetensors")), "teacher pairs are stored");
-    const student = await loadToy2d(reflowDir);
+    const student = await loadModel(reflowDir, { kind: "2d" });
     const result = await compare2d(
       [
         { name: "CFM", loaded: teacher },

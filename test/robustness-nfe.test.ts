@@ -9,7 +9,8 @@ import { modelField } from "../src/core/field.js";
 import { mlpModel } from "../src/core/models/mlp.js";
 import { odeint, type VelocityField } from "../src/core/solvers.js";
 import { UserError } from "../src/core/errors.js";
-import { evaluateToy2d, loadToy2d } from "../src/pipelines/toy2d.js";
+import { evaluateToy2d } from "../src/pipelines/toy2dSampling.js";
+import { loadModel } from "../src/pipelines/model.js";
 import { compare2d } from "../src/pipelines/compare2d.js";
 import { assertTreeKept, runCli, snapshotTree, tempDir } from "./helpers/cli.js";
 
@@ -54,7 +55,7 @@ test("sample2d --nfe 1 makes one evaluation whatever --frames is, and says so", 
     assert.deepEqual([m41.nfe, m41.steps], [1, 1]);
 
     // The samples are one Euler step from the seeded noise: x0 + v(x0, 0), one network call.
-    const loaded = await loadToy2d(ckpt);
+    const loaded = await loadModel(ckpt, { kind: "2d" });
     const f = modelField(mlpModel(loaded.config.model), loaded.ema, { sampleShape: [2] });
     try {
       const x0 = new Rng(7).normals(600);
@@ -110,7 +111,7 @@ test("a budget the solver cannot spend exactly exits 2 naming the nearest ones, 
 test("compare's table reports the evaluations each solve made", async () => {
   const dir = tempDir();
   try {
-    const loaded = await loadToy2d(ckpt);
+    const loaded = await loadModel(ckpt, { kind: "2d" });
     const models = [
       { name: "A", loaded },
       { name: "B", loaded },

@@ -9,7 +9,7 @@ import { initEngine } from "../src/engine/index.js";
 import { Rng } from "../src/core/rng.js";
 import { DEFAULT_ADAM, type HostParams } from "../src/core/optim.js";
 import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
-import { getScheduler, pathCoefficients } from "../src/core/schedulers.js";
+import { getScheduler, pathCoefficients } from "../src/core/paths.js";
 import { sampleToy } from "../src/data/toy2d.js";
 import type { FlowBatch, Trainer, TrainerOptions } from "../src/core/train.js";
 import { createTrainer, type TrainBackend } from "../src/pipelines/trainers.js";

@@ -7,7 +7,7 @@ import { Rng } from "../src/core/rng.js";
 import { FlowTrainer } from "../src/core/train.js";
 import { DEFAULT_ADAM } from "../src/core/optim.js";
 import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
-import { getScheduler, pathCoefficients, samplePath } from "../src/core/schedulers.js";
+import { getScheduler, pathCoefficients, samplePath } from "../src/core/paths.js";
 import { getTimeSampler } from "../src/core/timeSamplers.js";
 import { modelField } from "../src/core/field.js";
 import { odeint } from "../src/core/solvers.js";

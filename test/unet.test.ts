@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { init, initEngine, defaultDevice, jit, lax, np, valueAndGrad, fromHost, toHost, type Array } from "../src/engine/index.js";
 import { Rng } from "../src/core/rng.js";
 import { UserError } from "../src/core/errors.js";
-import { conv2d, type Params } from "../src/core/models/layers.js";
+import { conv2d } from "../src/core/models/layers.js";
+import type { Params } from "../src/core/optim.js";
 import { initUnet, unetApply, unetParamCount, unetParamShapes, type UnetConfig } from "../src/core/models/unet.js";
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

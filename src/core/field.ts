@@ -2,9 +2,9 @@
 // and classifier-free guidance: v = v_uncond + w (v_cond - v_uncond) (Ho & Salimans 2022).
 import { jit, np, tree, fromHost, toHost, type Array } from "../engine/index.js";
 import type { HostParams, Params } from "./optim.js";
-import { toEngine, type VelocityModel } from "./train.js";
-
-export type VelocityField = (x: Float32Array, t: number) => Float32Array | Promise<Float32Array>;
+import { toEngine } from "./train.js";
+import type { VelocityModel } from "./models/family.js";
+import type { VelocityField } from "./solvers.js";
 
 export interface ModelFieldOptions {
   /** Shape of one sample, e.g. [2] or [28, 28, 1]. */
@@ -24,33 +24,29 @@ export interface DisposableField {
   dispose(): void;
 }
 
-export function modelField(model: VelocityModel, host: HostParams, opts: ModelFieldOptions): DisposableField {
-  const params = toEngine(host);
-  const forward = jit((p: Params, x: Array, t: Array, y: Array) => model.apply(p, x, t, y));
-  const per = opts.sampleShape.reduce((a, b) => a * b, 1);
+/** One network pass over a batch of n samples with their labels, on any runtime (engine, onnxruntime). */
+export type LabelledForward = (x: Float32Array, t: number, labels: Int32Array) => Promise<Float32Array>;
+
+/**
+ * The velocity field of a (conditional) network: with guidance w != 1, classifier-free guidance
+ * v = v_uncond + w (v_cond - v_uncond), the conditional and unconditional halves in one batch so an
+ * evaluation is one network call. Without labels every sample gets label 0 (ignored by unconditional models).
+ */
+export function labelledField(forward: LabelledForward, opts: { sampleSize: number; labels?: Int32Array; guidance?: number; nullLabel?: number }): VelocityField {
   const guided = opts.guidance !== undefined && opts.guidance !== 1 && opts.labels !== undefined;
   if (guided && opts.nullLabel === undefined) throw new Error("guidance needs the model's null label");
-  let count = 0;
-  const field: VelocityField = async (x, t) => {
-    const n = x.length / per;
-    count++;
-    if (!guided) {
-      const y = opts.labels ?? new Int32Array(n);
-      const v = forward(tree.ref(params), fromHost(x, [n, ...opts.sampleShape]), np.full([n], t), np.array(y, { dtype: np.int32 }));
-      return toHost(v);
-    }
-    // Conditional and unconditional halves in one batch: one network call per evaluation.
-    const labels = opts.labels as Int32Array;
+  if (!guided) return (x, t) => forward(x, t, opts.labels ?? new Int32Array(x.length / opts.sampleSize));
+  const labels = opts.labels as Int32Array;
+  const w = opts.guidance as number;
+  const n = labels.length;
+  const yy = new Int32Array(2 * n);
+  yy.set(labels);
+  yy.fill(opts.nullLabel as number, n);
+  return async (x, t) => {
     const xx = new Float32Array(2 * x.length);
     xx.set(x);
     xx.set(x, x.length);
-    const yy = new Int32Array(2 * n);
-    yy.set(labels);
-    yy.fill(opts.nullLabel as number, n);
-    const v = await toHost(
-      forward(tree.ref(params), fromHost(xx, [2 * n, ...opts.sampleShape]), np.full([2 * n], t), np.array(yy, { dtype: np.int32 })),
-    );
-    const w = opts.guidance as number;
+    const v = await forward(xx, t, yy);
     const out = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) {
       const vc = v[i];
@@ -58,6 +54,24 @@ export function modelField(model: VelocityModel, host: HostParams, opts: ModelFi
       out[i] = vu + w * (vc - vu);
     }
     return out;
+  };
+}
+
+export function modelField(model: VelocityModel, host: HostParams, opts: ModelFieldOptions): DisposableField {
+  const params = toEngine(host);
+  const forward = jit((p: Params, x: Array, t: Array, y: Array) => model.apply(p, x, t, y));
+  const per = opts.sampleShape.reduce((a, b) => a * b, 1);
+  const net = labelledField(
+    (x, t, y) => {
+      const n = y.length;
+      return toHost(forward(tree.ref(params), fromHost(x, [n, ...opts.sampleShape]), np.full([n], t), np.array(y, { dtype: np.int32 })));
+    },
+    { sampleSize: per, labels: opts.labels, guidance: opts.guidance, nullLabel: opts.nullLabel },
+  );
+  let count = 0;
+  const field: VelocityField = (x, t) => {
+    count++;
+    return net(x, t);
   };
   return {
     field,

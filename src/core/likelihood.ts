@@ -6,7 +6,8 @@ import { Rng } from "./rng.js";
 import { UserError } from "./errors.js";
 import { odeint, type SolverName, type VelocityField } from "./solvers.js";
 import type { HostParams, Params } from "./optim.js";
-import { toEngine, type VelocityModel } from "./train.js";
+import { toEngine } from "./train.js";
+import type { VelocityModel } from "./models/family.js";
 
 /**
  * Velocity and divergence of a batch of n samples: `v` has x's length; `div` holds K estimates of

@@ -5,7 +5,7 @@
 // jax-js 0.1.25, Node 20; see each function) and rounded down, so the estimates err low: a setup they
 // refuse cannot fit, and a borderline one they pass is caught as a last resort by the CLI.
 import { UserError } from "./errors.js";
-import { mlpLayerSizes, type MlpConfig } from "./models/mlp.js";
+import { mlpLayerSizes, mlpParamCount, type MlpConfig } from "./models/mlp.js";
 import { unetBlocks, unetParamCount, type UnetConfig } from "./models/unet.js";
 
 /** The engine's Wasm heap limit (memory32). */
@@ -16,13 +16,6 @@ export function formatBytes(bytes: number): string {
   if (bytes >= 1024 ** 4) return `${(bytes / 1024 ** 4).toFixed(1)} TiB`;
   if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
   return `${Math.ceil(bytes / 1024 ** 2)} MiB`;
-}
-
-export function mlpParamCount(cfg: MlpConfig): number {
-  const s = mlpLayerSizes(cfg);
-  let p = 0;
-  for (let i = 0; i + 1 < s.length; i++) p += s[i] * s[i + 1] + s[i + 1];
-  return p;
 }
 
 /**

@@ -116,6 +116,11 @@ export class Rng {
   }
 }
 
+/** Deterministic per-step randomness for training batches: a resumed run draws exactly the batches the original would. */
+export function stepRng(seed: number, step: number): Rng {
+  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

@@ -5,11 +5,7 @@
 // update count stay as they were, so one bad batch cannot poison the run.
 import { jit, np, tree, valueAndGrad, fromHost, toHost, type Array } from "../engine/index.js";
 import { adamStepSize, adamUpdate, emaDecayAt, emaUpdate, globalNorm, initAdamState, type AdamConfig, type AdamState, type HostParams, type Params } from "./optim.js";
-
-/** A velocity network v(x, t[, y]). `apply` consumes its arguments (jax-js ownership). */
-export interface VelocityModel {
-  apply(params: Params, x: Array, t: Array, labels: Array | null): Array;
-}
+import type { VelocityModel } from "./models/family.js";
 
 /** A training batch on the host: noise x0, data x1, times t, path coefficients, optional labels. */
 export interface FlowBatch {

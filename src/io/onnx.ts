@@ -5,8 +5,8 @@ import * as ort from "onnxruntime-node";
 import { UserError } from "../core/errors.js";
 import { GraphBuilder, ONNX_TYPE } from "../engine/onnx/proto.js";
 import { unetBlocks, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
-import { mlpLayerSizes, TIME_EMBED_SCALE, type MlpConfig } from "../core/models/mlp.js";
-import { sinusoidalFrequencies } from "../core/models/layers.js";
+import { mlpLayerSizes, type MlpConfig } from "../core/models/mlp.js";
+import { sinusoidalFrequencies, TIME_EMBED_SCALE } from "../core/models/layers.js";
 
 const FLOAT = ONNX_TYPE.FLOAT;
 const INT64 = ONNX_TYPE.INT64;

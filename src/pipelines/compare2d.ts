@@ -11,7 +11,8 @@ import { qualityCells, type QualityReport } from "../core/metrics.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, scatterPlot, type Raster } from "../viz/index.js";
-import { evaluateToy2d, type Loaded2d } from "./toy2d.js";
+import { evaluateToy2d } from "./toy2dSampling.js";
+import type { Loaded2d } from "./model.js";
 
 export interface CompareRow {
   /** The budget asked for. */

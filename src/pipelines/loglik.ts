@@ -9,8 +9,9 @@ import type { SolverName } from "../core/solvers.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { heatmap, scatterPlot, sideBySide, vectorFieldGrid } from "../viz/index.js";
-import { sampleToy2d, type Loaded2d } from "./toy2d.js";
-import { unetModel, type LoadedImage } from "./images.js";
+import { sampleToy2d } from "./toy2dSampling.js";
+import type { Loaded2d, LoadedImage } from "./model.js";
+import { unetModel } from "../core/models/unet.js";
 
 export interface LoglikOptions {
   solver?: SolverName;

@@ -4,20 +4,19 @@
 // few-step sampling gets much better.
 import { join } from "node:path";
 import { initEngine } from "../engine/index.js";
-import { Rng } from "../core/rng.js";
+import { Rng, stepRng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
-import { DEFAULT_ADAM } from "../core/optim.js";
-import { FlowTrainer } from "../core/train.js";
-import { pathCoefficients, straightScheduler } from "../core/schedulers.js";
+import { pathCoefficients, straightScheduler } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
-import { initMlp, mlpModel, mlpParamShapes } from "../core/models/mlp.js";
+import { mlpFamily, mlpModel, type MlpConfig } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
 import { cachedPairs, f32 } from "./pairsCache.js";
-import { stateToTensors } from "./state.js";
-import { checkTrain2dMemory, setup2d, stepRng, type Loaded2d, type Toy2dCheckpointConfig } from "./toy2d.js";
-import { runTrainingLoop, type TrainProgress } from "./loop.js";
-import { openTrainingRun } from "./run.js";
+import { checkTrain2dMemory, setup2d, type Toy2dCheckpointConfig } from "./toy2d.js";
+import type { Loaded2d } from "./model.js";
+import type { TrainProgress } from "./loop.js";
+import { openTrainingRun, type RunResult } from "./run.js";
+import { DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface ReflowPairs {
   x0: Float32Array;
@@ -69,18 +68,23 @@ export interface Reflow2dOptions {
   force?: boolean;
   /** Checkpoint every this many steps (and at the end, or when stopped). Default: a quarter of the steps. */
   checkpointEvery?: number;
+  /** What runs the training step (default ort, as train2d); checkpoints are the same either way. */
+  backend?: TrainBackend;
+  /** Polled between steps; true checkpoints and stops early. Ctrl-C always does. */
+  shouldStop?: () => boolean;
   onLog?: (line: string) => void;
   onPairs?: (done: number, total: number) => void;
   onProgress?: (p: TrainProgress) => void;
 }
 
-export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: string; losses: number[]; stopped: boolean; step: number }> {
+/** Trains (or continues) the student; the result's `model` is what was saved. */
+export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCheckpointConfig, MlpConfig> & { checkpointDir: string }> {
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) {
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
-  // 2-D reflow trains on jax-js (FlowTrainer).
-  checkTrain2dMemory(opts.teacher.config.model, opts.batchSize, "jax");
+  const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
+  checkTrain2dMemory(opts.teacher.config.model, opts.batchSize, backend);
   const log = opts.onLog ?? (() => {});
   await initEngine();
   const { model: mlp, dataset } = opts.teacher.config;
@@ -124,11 +128,11 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
     resume: opts.resume ?? false,
     force: opts.force,
     log,
-    kind: "2d",
     command: "reflow",
-    next: configAt(0, ""),
+    family: mlpFamily,
+    model: mlp,
+    configAt,
     identity: setup2d,
-    shapes: mlpParamShapes(mlp),
   });
 
   // Pairs are the expensive part; keep them so a second run (or a crash) does not redo them.
@@ -153,47 +157,31 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<{ checkpointDir: 
   );
   const pairs: ReflowPairs = { x0: f32(stored, "x0", pairsPath), x1: f32(stored, "x1", pairsPath) };
 
-  const trainer = new FlowTrainer({
-    model: mlpModel(mlp),
-    params: run.resume?.params ?? (opts.warmStart ? opts.teacher.ema : initMlp(mlp, new Rng(opts.seed))),
-    sampleShape: [dim],
-    adam: { ...DEFAULT_ADAM, lr: opts.lr },
-    emaDecay: opts.emaDecay,
-    resume: run.resume,
-  });
   const sampleTimes = getTimeSampler(opts.timeSampler);
-  const losses = run.losses;
-  const skipped = run.skipped;
   const n = opts.batchSize;
   const x0 = new Float32Array(n * dim);
   const x1 = new Float32Array(n * dim);
-  let stopped = false;
-  try {
-    ({ stopped } = await runTrainingLoop({
-      trainer,
-      steps: opts.steps,
-      losses,
-      skipped,
-      lr: opts.lr,
-      // Periodic checkpoints, so a killed reflow continues with --resume.
-      save: async () => run.save(configAt(trainer.stepCount, run.runId), stateToTensors({ ...(await trainer.hostState()), losses, skipped })),
-      checkpointEvery: opts.checkpointEvery ?? Math.max(1, Math.floor(opts.steps / 4)),
-      onProgress: opts.onProgress,
-      onLog: opts.onLog,
-      nextBatch: (done) => {
-        const rng = stepRng(opts.seed, done);
-        for (let i = 0; i < n; i++) {
-          const k = rng.int(opts.pairs);
-          x0.set(pairs.x0.subarray(k * dim, (k + 1) * dim), i * dim);
-          x1.set(pairs.x1.subarray(k * dim, (k + 1) * dim), i * dim);
-        }
-        const t = sampleTimes(n, rng);
-        // Reflow always trains on straight lines between its pairs: target x1 - x0.
-        return { x0, x1, t, coef: pathCoefficients(straightScheduler, t) };
-      },
-    }));
-  } finally {
-    trainer.dispose();
-  }
-  return { checkpointDir: opts.out, losses, stopped, step: trainer.stepCount };
+  const result = await run.train({
+    init: () => (opts.warmStart ? opts.teacher.ema : mlpFamily.init(mlp, new Rng(opts.seed))),
+    backend,
+    lr: opts.lr,
+    emaDecay: opts.emaDecay,
+    steps: opts.steps,
+    // Periodic checkpoints, so a killed reflow continues with --resume.
+    checkpointEvery: opts.checkpointEvery ?? Math.max(1, Math.floor(opts.steps / 4)),
+    onProgress: opts.onProgress,
+    shouldStop: opts.shouldStop,
+    nextBatch: (done) => {
+      const rng = stepRng(opts.seed, done);
+      for (let i = 0; i < n; i++) {
+        const k = rng.int(opts.pairs);
+        x0.set(pairs.x0.subarray(k * dim, (k + 1) * dim), i * dim);
+        x1.set(pairs.x1.subarray(k * dim, (k + 1) * dim), i * dim);
+      }
+      const t = sampleTimes(n, rng);
+      // Reflow always trains on straight lines between its pairs: target x1 - x0.
+      return { x0, x1, t, coef: pathCoefficients(straightScheduler, t) };
+    },
+  });
+  return { ...result, checkpointDir: opts.out };
 }

@@ -7,9 +7,13 @@ import { UserError } from "../core/errors.js";
 import { odeint, type SolverName } from "../core/solvers.js";
 import { cachedPairs, f32 } from "./pairsCache.js";
 import type { ImageDataset } from "../data/images.js";
-import { imageField, trainImage, type LoadedImage } from "./images.js";
+import { trainImage, type ImageCheckpointConfig } from "./images.js";
+import { imageField } from "./imageSampling.js";
+import type { LoadedImage } from "./model.js";
+import type { UnetConfig } from "../core/models/unet.js";
 import type { TrainProgress } from "./loop.js";
-import { checkRunFolder, reflowSetup } from "./run.js";
+import { checkRunFolder, reflowSetup, type RunResult } from "./run.js";
+import type { TrainBackend } from "./trainers.js";
 import { assertSameSetup, loadCheckpoint } from "../io/checkpoint.js";
 
 export interface ImagePairs {
@@ -60,12 +64,15 @@ export interface ReflowImageOptions {
   resume?: boolean;
   /** Replace a student checkpoint already in out (otherwise refused). */
   force?: boolean;
+  /** What runs the training step (default ort); checkpoints are the same either way. */
+  backend?: TrainBackend;
   onLog?: (line: string) => void;
   onPairs?: (done: number, total: number) => void;
   onProgress?: (p: TrainProgress) => void;
 }
 
-export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: string; losses: number[]; stopped: boolean; step: number }> {
+/** Trains (or continues) the student; the result's `model` is what was saved. */
+export async function reflowImage(opts: ReflowImageOptions): Promise<RunResult<ImageCheckpointConfig, UnetConfig>> {
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) throw new UserError(`--pairs must be at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   // Refuse a wrong --resume/--force before the teacher spends minutes on pairs.
   checkRunFolder({ out: opts.out, resume: opts.resume ?? false, force: opts.force, log: opts.onLog });
@@ -133,9 +140,10 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<{ out: stri
     resume: opts.resume ?? false,
     force: opts.force,
     command: "reflow",
+    backend: opts.backend,
     onLog: opts.onLog,
     onProgress: opts.onProgress,
     extraConfig: { reflow: reflowRecord },
   });
-  return { out: result.out, losses: result.losses, stopped: result.stopped, step: result.step };
+  return result;
 }

@@ -1,15 +1,20 @@
-// Starting or continuing a training run in its output folder, the same way for every training
-// command: never replace a checkpoint unasked, continue only a checkpoint of the same setup, and
-// keep the settings every segment of steps was trained with, so a resume never loses that record.
+// A training run in its output folder, the same way for every trainer (train2d, train-image, both
+// reflows): never replace a checkpoint unasked, continue only a checkpoint of the same setup, keep
+// the settings every segment of steps was trained with (so a resume never loses that record), then
+// train with periodic checkpoints, stop cleanly on Ctrl-C and save at the end.
 import { existsSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { UserError } from "../core/errors.js";
-import type { HostParams } from "../core/optim.js";
+import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
+import type { FlowBatch } from "../core/train.js";
+import type { ModelFamily } from "../core/models/family.js";
 import { removeStaleTemps } from "../io/atomic.js";
 import { assertSameSetup, checkParams, loadCheckpoint, saveCheckpoint, CONFIG_FILE, WEIGHTS_FILE, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
-import type { HostTensor } from "../io/safetensors.js";
-import { tensorsToState } from "./state.js";
+import { stateToTensors, tensorsToState, type TrainerHostState } from "./state.js";
+import { runTrainingLoop, type TrainProgress } from "./loop.js";
+import { createTrainer, type BackendOptions, type TrainBackend } from "./trainers.js";
+import type { LoadedModel } from "./model.js";
 
 /** Steps [from, to) were trained with `train` (the command's training settings). */
 export interface TrainSegment {
@@ -45,19 +50,51 @@ export function checkRunFolder(o: RunFolderOptions): boolean {
   return present.length > 0;
 }
 
-export interface OpenRunOptions extends RunFolderOptions {
-  kind: string;
+export interface OpenRunOptions<C extends CheckpointConfig, M> extends RunFolderOptions {
   /** The command, for messages ("train2d"). */
   command: string;
-  /** The config this run would write (any step, any runId): compared with a stored one through `identity`. */
-  next: CheckpointConfig;
+  /** The network trained, and its config. */
+  family: ModelFamily<M>;
+  model: M;
+  /** The checkpoint config this run writes at `step` (segments are added on save). */
+  configAt: (step: number, runId: string) => C;
   /** The settings that define what a config's weights are; a resume must match every one. */
   identity: (config: CheckpointConfig) => Setting[];
-  /** Parameter shapes of this run's model. */
-  shapes: Record<string, number[]>;
 }
 
-export interface TrainingRun {
+/** How a run trains once open: weights to start from, backend, optimizer settings, batches. */
+export interface RunTrainOptions {
+  /** Weights of a fresh run (not called when resuming). */
+  init: () => HostParams;
+  /** What runs the training step; checkpoints are the same either way. */
+  backend: TrainBackend;
+  backendOptions?: BackendOptions;
+  lr: number;
+  emaDecay: number;
+  /** Train until this step count. */
+  steps: number;
+  /** Checkpoint every this many steps (and at the end, or when stopped). */
+  checkpointEvery: number;
+  /** Batch for the step about to be taken (`stepsDone` steps are done). */
+  nextBatch: (stepsDone: number) => FlowBatch;
+  onProgress?: (p: TrainProgress) => void;
+  onLog?: (line: string) => void;
+  /** Polled between steps; true checkpoints and stops early. Ctrl-C always does. */
+  shouldStop?: () => boolean;
+}
+
+export interface RunResult<C extends CheckpointConfig, M> {
+  out: string;
+  /** The step training started from (the checkpoint's when resuming). */
+  startStep: number;
+  step: number;
+  losses: number[];
+  stopped: boolean;
+  /** What was trained, as saved: the same as loadModel(out) would read back. */
+  model: LoadedModel<C, M>;
+}
+
+export interface TrainingRun<C extends CheckpointConfig = CheckpointConfig, M = unknown> {
   runId: string;
   /** The step training starts from: the checkpoint's step when resuming, else 0. */
   startStep: number;
@@ -67,11 +104,11 @@ export interface TrainingRun {
   losses: number[];
   /** Numbers of the steps skipped for a non-finite loss or gradient (resumed runs: the earlier ones too). */
   skipped: number[];
-  /** Writes `config` (its runId and segments filled in); a no-op when nothing was trained since the start. */
-  save(config: CheckpointConfig, tensors: Record<string, HostTensor>): Promise<void>;
+  /** Creates the trainer, trains to `steps` with periodic saves, saves at the end; returns the trained model. */
+  train(t: RunTrainOptions): Promise<RunResult<C, M>>;
 }
 
-export async function openTrainingRun(o: OpenRunOptions): Promise<TrainingRun> {
+export async function openTrainingRun<C extends CheckpointConfig, M>(o: OpenRunOptions<C, M>): Promise<TrainingRun<C, M>> {
   const log = o.log ?? (() => {});
   const present = checkRunFolder(o);
   let runId: string = randomUUID();
@@ -82,11 +119,11 @@ export async function openTrainingRun(o: OpenRunOptions): Promise<TrainingRun> {
   let skipped: number[] = [];
   if (present && o.force) log(`replacing the checkpoint in ${o.out} (--force)`);
   if (present && o.resume) {
-    const { config, tensors, recovered } = await loadCheckpoint(o.out, { kind: o.kind, command: `${o.command} --resume` });
+    const { config, tensors, recovered } = await loadCheckpoint(o.out, { kind: o.family.kind, command: `${o.command} --resume` });
     const source = join(o.out, recovered ? WEIGHTS_FILE : CONFIG_FILE);
     if (recovered) log(`${join(o.out, CONFIG_FILE)} is missing; continuing from the config embedded in ${source}`);
-    assertSameSetup(o.identity(config), o.identity(o.next), o.out);
-    checkParams(o.shapes, tensors, source);
+    assertSameSetup(o.identity(config), o.identity(o.configAt(0, "")), o.out);
+    checkParams(o.family.paramShapes(o.model), tensors, source);
     const state = tensorsToState(tensors, source);
     if (!state.m || !state.v) throw new UserError(`${source} has no optimizer state, so it cannot be resumed; pass --force to train from scratch there`);
     skipped = state.skipped ?? [];
@@ -97,23 +134,80 @@ export async function openTrainingRun(o: OpenRunOptions): Promise<TrainingRun> {
     earlier = storedSegments(config);
     log(`resuming from step ${config.step} (${source})`);
   }
-  return {
-    runId,
-    startStep,
-    resume,
-    losses,
-    skipped,
-    async save(config, tensors) {
-      if (config.step === startStep) return;
-      const train = isRecord(config.train) ? config.train : {};
-      const last = earlier.at(-1);
-      const segments =
-        last && last.to === startStep && sameSettings(last.train, train)
-          ? [...earlier.slice(0, -1), { from: last.from, to: config.step, train }]
-          : [...earlier, { from: startStep, to: config.step, train }];
-      await saveCheckpoint(o.out, { config: { ...config, runId, segments }, tensors });
-    },
+  /** The config saved at `step`: runId and the segments trained so far filled in. */
+  const configFor = (step: number): C => {
+    const config = o.configAt(step, runId);
+    const train = isRecord(config.train) ? config.train : {};
+    const last = earlier.at(-1);
+    const segments =
+      step === startStep
+        ? earlier
+        : last && last.to === startStep && sameSettings(last.train, train)
+          ? [...earlier.slice(0, -1), { from: last.from, to: step, train }]
+          : [...earlier, { from: startStep, to: step, train }];
+    // Through JSON, so it equals what a read of the saved file gives.
+    return JSON.parse(JSON.stringify({ ...config, runId, segments })) as C;
   };
+
+  async function train(t: RunTrainOptions): Promise<RunResult<C, M>> {
+    const trainer = await createTrainer(
+      t.backend,
+      {
+        // onnxruntime gets the engine's conv primitive (native Conv/ConvTranspose); jax-js on Wasm the row bands.
+        model: o.family.model(o.model, { layout: t.backend === "ort" ? "nchw" : "hbwc" }),
+        params: resume?.params ?? t.init(),
+        sampleShape: o.family.sampleShape(o.model),
+        adam: { ...DEFAULT_ADAM, lr: t.lr },
+        emaDecay: t.emaDecay,
+        resume,
+      },
+      t.backendOptions,
+    );
+    let saved: { step: number; state: TrainerHostState } | null = null;
+    const save = async () => {
+      const step = trainer.stepCount;
+      const state = await trainer.hostState();
+      saved = { step, state };
+      // Nothing trained since the start: the checkpoint on disk is this state already.
+      if (step !== startStep) await saveCheckpoint(o.out, { config: configFor(step), tensors: stateToTensors({ ...state, losses, skipped }) });
+    };
+    let stopped: boolean;
+    let last: { step: number; state: TrainerHostState };
+    try {
+      ({ stopped } = await runTrainingLoop({
+        trainer,
+        steps: t.steps,
+        losses,
+        skipped,
+        lr: t.lr,
+        save,
+        checkpointEvery: t.checkpointEvery,
+        onProgress: t.onProgress,
+        onLog: t.onLog ?? o.log,
+        shouldStop: t.shouldStop,
+        nextBatch: t.nextBatch,
+      }));
+      // The loop always ends with a save; its state is the trained model.
+      last = saved ?? { step: trainer.stepCount, state: await trainer.hostState() };
+    } finally {
+      trainer.dispose();
+    }
+    const config = configFor(last.step);
+    const model: LoadedModel<C, M> = {
+      kind: config.kind,
+      family: o.family,
+      config,
+      model: o.model,
+      params: last.state.params,
+      ema: last.state.ema,
+      losses,
+      skipped,
+      path: o.out,
+    };
+    return { out: o.out, startStep, step: last.step, losses, stopped, model };
+  }
+
+  return { runId, startStep, resume, losses, skipped, train };
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

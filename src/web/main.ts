@@ -3,7 +3,7 @@
 // the page knows, its elements, status and errors), flowPanel.ts (the 2-D flow view and drawing
 // data), checkpointViewer.ts (loading checkpoints, the image view); this file holds the training
 // controls and the conversation with the worker.
-import type { PathName } from "../core/schedulers.js";
+import type { PathName } from "../core/paths.js";
 import type { SolverName } from "../core/solvers.js";
 import { CheckpointViewer } from "./checkpointViewer.js";
 import { FlowPanel } from "./flowPanel.js";

@@ -1,6 +1,6 @@
 // Messages between the page (main.ts) and the compute worker (worker.ts). Everything heavy —
 // engine, training, sampling, checkpoint decoding — runs in the worker; the page only draws.
-import type { PathName } from "../core/schedulers.js";
+import type { PathName } from "../core/paths.js";
 import type { SolverName } from "../core/solvers.js";
 import type { ToyDatasetName } from "../data/toy2d.js";
 

@@ -4,11 +4,11 @@
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
-import { FlowTrainer, type FlowBatch, type VelocityModel } from "../core/train.js";
-import { getScheduler, pathCoefficients, type Scheduler } from "../core/schedulers.js";
+import { FlowTrainer, type FlowBatch } from "../core/train.js";
+import { getScheduler, pathCoefficients, type Scheduler } from "../core/paths.js";
 import { getTimeSampler } from "../core/timeSamplers.js";
-import { initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
-import { unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { initMlp, mlpFamily, mlpModel, type MlpConfig } from "../core/models/mlp.js";
+import { unetFamily, unetModel, type UnetConfig } from "../core/models/unet.js";
 import { modelField } from "../core/field.js";
 import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
 import { sampleToy, toyBounds, TOY_DATASETS, type ToyDatasetName } from "../data/toy2d.js";
@@ -297,15 +297,8 @@ async function snapshot(model: Model2d, sample: SampleSettings): Promise<FlowSna
   }
 }
 
-function describeMlp(cfg: MlpConfig): string {
-  return `MLP ${cfg.depth}×${cfg.hidden}`;
-}
-
 function readMlpConfig(raw: unknown, source: string): MlpConfig {
-  const m = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
-  const num = (k: string) => (typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= 0 ? (m[k] as number) : NaN);
-  const cfg = { dim: num("dim"), hidden: num("hidden"), depth: num("depth"), timeEmbDim: num("timeEmbDim") };
-  if (Object.values(cfg).some((v) => Number.isNaN(v))) throw new UserError(`${source} has no valid "model" section (dim, hidden, depth, timeEmbDim); re-run training to write it again`);
+  const cfg = mlpFamily.parseConfig(raw, source);
   if (cfg.dim !== 2) throw new UserError(`${source} is a ${cfg.dim}-D model; the playground draws 2-D models only`);
   return cfg;
 }
@@ -316,7 +309,7 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
   const mismatch = `"${configName}" (its "model" section) does not match the weights in "${weightsName}"; choose the ckpt.json saved with these weights`;
   if (config.kind === "2d") {
     const cfg = readMlpConfig(config.model, `"${configName}"`);
-    checkParams(mlpParamShapes(cfg), tensors, `"${weightsName}"`, mismatch);
+    checkParams(mlpFamily.paramShapes(cfg), tensors, `"${weightsName}"`, mismatch);
     const state = tensorsToState(tensors, `"${weightsName}"`);
     const dataset = typeof config.dataset === "string" ? config.dataset : "unknown";
     const bounds = (TOY_DATASETS as readonly string[]).includes(dataset) ? toyBounds(dataset as ToyDatasetName) : CUSTOM_BOUNDS;
@@ -327,7 +320,7 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
     const path = typeof config.path === "string" ? config.path : "straight";
     post({
       type: "checkpoint2d",
-      summary: `2-D model · ${dataset} · ${path} path · ${describeMlp(cfg)} · step ${config.step}`,
+      summary: `2-D model · ${dataset} · ${path} path · ${mlpFamily.describe(cfg)} · step ${config.step}`,
       dataset,
       bounds,
       losses: state.losses ?? [],
@@ -337,14 +330,8 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
     return;
   }
   if (config.kind === "image") {
-    const cfg = config.model as UnetConfig;
-    let shapes: Record<string, number[]>;
-    try {
-      shapes = unetParamShapes(cfg);
-    } catch (err) {
-      throw new UserError(`"${configName}" has an invalid UNet config: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    checkParams(shapes, tensors, `"${weightsName}"`, mismatch);
+    const cfg = unetFamily.parseConfig(config.model, `"${configName}"`);
+    checkParams(unetFamily.paramShapes(cfg), tensors, `"${weightsName}"`, mismatch);
     const state = tensorsToState(tensors, `"${weightsName}"`);
     const classNames = Array.isArray(config.classNames) ? config.classNames.map(String) : Array.from({ length: cfg.numClasses }, (_, i) => String(i));
     stopTraining();
@@ -352,7 +339,7 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
     const dataset = typeof config.dataset === "string" ? config.dataset : "images";
     post({
       type: "checkpointImage",
-      summary: `${dataset} · UNet [${cfg.channels.join(", ")}] · ${cfg.numClasses} classes · ${cfg.height}×${cfg.width} · step ${config.step}`,
+      summary: `${dataset} · ${unetFamily.describe(cfg)} · step ${config.step}`,
       classNames,
       height: cfg.height,
       width: cfg.width,
@@ -367,10 +354,6 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
 function stopTraining(): void {
   run?.trainer.dispose();
   run = null;
-}
-
-function unetModel(cfg: UnetConfig): VelocityModel {
-  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg) };
 }
 
 async function generateImages(msg: Extract<ToWorker, { type: "generateImages" }>): Promise<void> {

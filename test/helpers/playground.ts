@@ -6,7 +6,7 @@ import { initEngine } from "../../src/engine/index.js";
 import { Rng } from "../../src/core/rng.js";
 import { DEFAULT_ADAM } from "../../src/core/optim.js";
 import { FlowTrainer } from "../../src/core/train.js";
-import { pathCoefficients, straightScheduler } from "../../src/core/schedulers.js";
+import { pathCoefficients, straightScheduler } from "../../src/core/paths.js";
 import { initMlp, mlpModel, type MlpConfig } from "../../src/core/models/mlp.js";
 import { initUnet, unetParamShapes, type UnetConfig } from "../../src/core/models/unet.js";
 import { sampleToy } from "../../src/data/toy2d.js";

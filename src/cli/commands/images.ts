@@ -2,13 +2,15 @@
 import { existsSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { PATHS, type PathName } from "../../core/schedulers.js";
+import { PATHS, type PathName } from "../../core/paths.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { UserError } from "../../core/errors.js";
-import { checkpointFiles, loadCheckpoint } from "../../io/checkpoint.js";
-import { defaultImageOut, exportOnnx, loadImageModel, sampleImages, trainImage } from "../../pipelines/images.js";
-import { loadToy2d } from "../../pipelines/toy2d.js";
+import { checkpointFiles } from "../../io/checkpoint.js";
+import { defaultImageOut, trainImage } from "../../pipelines/images.js";
+import { exportOnnx, sampleImages } from "../../pipelines/imageSampling.js";
+import { loadModel } from "../../pipelines/model.js";
+import { DEFAULT_UNET } from "../../core/models/unet.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
@@ -79,9 +81,9 @@ export function registerImageCommands(program: Command): void {
     .option("--steps <n>", "training steps", positiveInt, 4000)
     .option("--batch-size <n>", "images per step", positiveInt, 32)
     .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
-    .option("--channels <list>", "UNet widths per resolution", intList, [32, 64, 64])
-    .option("--time-emb-dim <n>", "time/class embedding size", positiveInt, 64)
-    .option("--groups <n>", "GroupNorm groups", positiveInt, 8)
+    .option("--channels <list>", "UNet widths per resolution", intList, DEFAULT_UNET.channels)
+    .option("--time-emb-dim <n>", "time/class embedding size", positiveInt, DEFAULT_UNET.timeEmbDim)
+    .option("--groups <n>", "GroupNorm groups", positiveInt, DEFAULT_UNET.groups)
     .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
     .option("--label-dropout <p>", "probability of training a sample unconditionally (for guidance)", fraction, 0.1)
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
@@ -148,8 +150,7 @@ export function registerImageCommands(program: Command): void {
       } else if (result.stopped) {
         process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
       }
-      const loaded = await loadImageModel(result.out, "train-image");
-      const s = await sampleImages(loaded, { perClass: flags.perClass, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed + 1, runtime: "engine", frames: 11, out: result.out });
+      const s = await sampleImages(result.model, { perClass: flags.perClass, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed + 1, runtime: "engine", frames: 11, out: result.out });
       for (const f of s.files) process.stdout.write(`wrote ${f}\n`);
     });
 
@@ -168,7 +169,7 @@ export function registerImageCommands(program: Command): void {
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
     .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string }, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
-      const loaded = await loadImageModel(flags.ckpt, "sample-image");
+      const loaded = await loadModel(flags.ckpt, { kind: "image", command: "sample-image" });
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
       if (flags.out === undefined) assertWritableDir(out);
       const r = await sampleImages(loaded, { perClass: flags.perClass, classes: flags.class, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed, runtime: flags.runtime, frames: flags.frames, out });
@@ -188,16 +189,15 @@ export function registerImageCommands(program: Command): void {
       if (flags.onnx === undefined) return cmd.error("error: required option '--onnx <file>' not specified (or pass --format pytorch --out <dir>)", { exitCode: 2 });
       const { weightsPath, configPath } = await checkpointFiles(flags.ckpt);
       assertNotInput(flags.onnx, [weightsPath, configPath]);
-      const { config } = await loadCheckpoint(flags.ckpt);
-      if (config.kind === "image") {
-        await exportOnnx(await loadImageModel(flags.ckpt, "export"), flags.onnx);
-      } else if (config.kind === "2d") {
-        const loaded = await loadToy2d(flags.ckpt);
+      const loaded = await loadModel(flags.ckpt, { command: "export" });
+      if (loaded.kind === "image") {
+        await exportOnnx(loaded, flags.onnx);
+      } else if (loaded.kind === "2d") {
         const data: Record<string, Float32Array> = {};
         for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
         await writeFileAtomic(flags.onnx, exportMlpOnnx(data, loaded.config.model));
       } else {
-        throw new UserError(`cannot export a '${config.kind}' checkpoint; export supports '2d' and 'image' models`);
+        throw new UserError(`cannot export a '${(loaded as { kind: string }).kind}' checkpoint; export supports '2d' and 'image' models`);
       }
       process.stdout.write(`wrote ${flags.onnx}\n`);
     });

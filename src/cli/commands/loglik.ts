@@ -8,9 +8,7 @@ import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import type { ProbeKind } from "../../core/likelihood.js";
 import { sampleToy } from "../../data/toy2d.js";
 import { loadImageDataset } from "../../data/images.js";
-import { loadCheckpoint } from "../../io/checkpoint.js";
-import { loadToy2d } from "../../pipelines/toy2d.js";
-import { loadImageModel } from "../../pipelines/images.js";
+import { loadModel } from "../../pipelines/model.js";
 import { bitsPerDimImages, logLikelihood2d, renderDensity2d } from "../../pipelines/loglik.js";
 import { assertWritableDir, outDir, positiveInt, positiveNumber, sampleCount, seed } from "../options.js";
 
@@ -67,12 +65,11 @@ export function registerLoglikCommand(program: Command): void {
     .option("--no-density", "skip density.png (2-D models)")
     .option("--out <dir>", "where density.png goes (default: the checkpoint's folder)", outDir)
     .action(async (flags: LoglikFlags) => {
-      const { config } = await loadCheckpoint(flags.ckpt);
+      const loaded = await loadModel(flags.ckpt, { command: "loglik" });
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
-      if (flags.out === undefined && config.kind === "2d" && flags.density) assertWritableDir(out);
+      if (flags.out === undefined && loaded.kind === "2d" && flags.density) assertWritableDir(out);
       const opts = { solver: flags.solver, rtol: flags.rtol, atol: flags.atol };
-      if (config.kind === "2d") {
-        const loaded = await loadToy2d(flags.ckpt);
+      if (loaded.kind === "2d") {
         const x = flags.data === "fresh" ? sampleToy(loaded.config.dataset, flags.n, new Rng(flags.seed + 99991)) : await readCsv2d(flags.data);
         const r = await logLikelihood2d(loaded, x, opts);
         const n = x.length / 2;
@@ -80,8 +77,7 @@ export function registerLoglikCommand(program: Command): void {
           `log-likelihood of ${n} ${flags.data === "fresh" ? `fresh ${loaded.config.dataset}` : flags.data} points: ${r.mean.toFixed(4)} ± ${r.stderr.toFixed(4)} nats (exact divergence, ${flags.solver}, ${r.nfe} evaluations, ${r.seconds.toFixed(1)} s)\n`,
         );
         if (flags.density) process.stdout.write(`wrote ${await renderDensity2d(loaded, out, opts)}\n`);
-      } else if (config.kind === "image") {
-        const loaded = await loadImageModel(flags.ckpt, "loglik");
+      } else if (loaded.kind === "image") {
         if (flags.data !== "fresh") throw new UserError('image models take --data fresh (the dataset\'s test split); CSV input is for 2-D models');
         const ds = await loadImageDataset(loaded.config.dataset, { split: "test", limit: flags.n });
         const r = await bitsPerDimImages(loaded, ds.images, ds.labels, { ...opts, rtol: flags.rtol, atol: flags.atol, probes: flags.probes, probe: flags.probeKind, seed: flags.seed });
@@ -90,7 +86,7 @@ export function registerLoglikCommand(program: Command): void {
           `${ds.n} ${loaded.config.dataset} test images: ${r.bpd.toFixed(3)} ± ${r.bpdStderr.toFixed(3)} bits/dim${probeNote} (log p ${r.mean.toFixed(1)} nats; Hutchinson with ${flags.probes} ${flags.probeKind} probes; uniform dequantisation, x = 2(k+u)/256 - 1; ${r.nfe} evaluations, ${r.seconds.toFixed(1)} s)\n`,
         );
       } else {
-        throw new UserError(`loglik does not support '${config.kind}' checkpoints`);
+        throw new UserError(`loglik does not support '${(loaded as { kind: string }).kind}' checkpoints`);
       }
     });
 }

@@ -4,13 +4,15 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { UserError } from "../../core/errors.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
-import { loadCheckpoint } from "../../io/checkpoint.js";
-import { checkSample2dMemory, loadToy2d, renderToy2d } from "../../pipelines/toy2d.js";
+import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
+import { loadModel, type LoadedImage } from "../../pipelines/model.js";
+import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { reflow2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { assertWritableDir, checkNfeFlags, fraction, guidance, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
-import { defaultImageOut, loadImageModel, sampleImages } from "../../pipelines/images.js";
+import { defaultImageOut } from "../../pipelines/images.js";
+import { sampleImages } from "../../pipelines/imageSampling.js";
 import { reflowImage } from "../../pipelines/reflowImage.js";
 import type { TrainProgress } from "../../pipelines/loop.js";
 
@@ -38,6 +40,7 @@ interface ReflowFlags {
   out?: string;
   resume: boolean;
   force: boolean;
+  backend: TrainBackend;
 }
 
 /** Two progress bars in sequence: teacher pairs, then reflow training. */
@@ -61,8 +64,7 @@ function reflowProgress(pairs: number) {
   };
 }
 
-async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
-  const teacher = await loadImageModel(flags.teacher, "reflow");
+async function reflowImageCommand(flags: ReflowFlags, teacher: LoadedImage): Promise<void> {
   const out = flags.out ?? join("outputs", "reflow", defaultImageOut(teacher.config.dataset).split(/[\\/]/).pop() ?? "images");
   if (flags.out === undefined) assertWritableDir(out);
   const progress = reflowProgress(flags.pairs);
@@ -82,6 +84,7 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
     guidance: flags.guidance,
     resume: flags.resume,
     force: flags.force,
+    backend: flags.backend,
     ...progress,
   }).finally(() => progress.stop());
   if (result.stopped) {
@@ -89,8 +92,7 @@ async function reflowImageCommand(flags: ReflowFlags): Promise<void> {
     process.stdout.write(`stopped early at step ${result.step}; checkpoint ${join(out, "ckpt.safetensors")}; continue with --resume\n`);
     return;
   }
-  const student = await loadImageModel(out, "reflow");
-  const r = await sampleImages(student, { perClass: 8, nfe: 1, solver: "euler", guidance: flags.guidance, seed: flags.seed + 1, runtime: "onnx", frames: 2, out });
+  const r = await sampleImages(result.model, { perClass: 8, nfe: 1, solver: "euler", guidance: flags.guidance, seed: flags.seed + 1, runtime: "onnx", frames: 2, out });
   for (const f of r.files) process.stdout.write(`wrote ${f} (euler, NFE ${r.nfe})\n`);
 }
 
@@ -113,12 +115,12 @@ export function registerReflowCommands(program: Command): void {
     .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)", outDir)
     .option("--resume", "continue the student checkpoint in --out", false)
     .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
+    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND))
     .action(async (flags: ReflowFlags, cmd: Command) => {
       checkNfeFlags(cmd, flags.pairSolver, [flags.pairNfe], "pairNfe");
-      const { config } = await loadCheckpoint(flags.teacher);
-      if (config.kind === "image") return reflowImageCommand(flags);
-      if (config.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${config.kind}'`);
-      const teacher = await loadToy2d(flags.teacher);
+      const teacher = await loadModel(flags.teacher, { command: "reflow" });
+      if (teacher.kind === "image") return reflowImageCommand(flags, teacher);
+      if (teacher.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${(teacher as { kind: string }).kind}'`);
       const out = flags.out ?? join("outputs", "reflow", teacher.config.dataset);
       if (flags.out === undefined) assertWritableDir(out);
       const progress = reflowProgress(flags.pairs);
@@ -139,6 +141,7 @@ export function registerReflowCommands(program: Command): void {
         pairNfe: flags.pairNfe,
         resume: flags.resume,
         force: flags.force,
+        backend: flags.backend,
         ...progress,
       }).finally(() => progress.stop());
       if (result.stopped) {
@@ -147,8 +150,7 @@ export function registerReflowCommands(program: Command): void {
         return;
       }
       process.stdout.write(`reflow trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint ${join(out, "ckpt.safetensors")}\n`);
-      const loaded = await loadToy2d(out);
-      const rendered = await renderToy2d(loaded, { out, solver: "euler", nfe: 1, n: 4000, seed: flags.seed + 12345, frames: 21, losses: result.losses });
+      const rendered = await renderToy2d(result.model, { out, solver: "euler", nfe: 1, n: 4000, seed: flags.seed + 12345, frames: 21, losses: result.losses });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
       process.stdout.write(`quality (euler, NFE ${rendered.nfe}): ${rendered.summary}\n`);
     });
@@ -181,7 +183,7 @@ export function registerReflowCommands(program: Command): void {
       const names = flags.names ?? (paths.length === 2 ? ["CFM", "Reflow"] : paths.map((_, i) => `model${i + 1}`));
       if (names.length !== paths.length) throw new UserError(`--names has ${names.length} labels for ${paths.length} checkpoints`);
       const models = [];
-      for (let i = 0; i < paths.length; i++) models.push({ name: names[i], loaded: await loadToy2d(paths[i]) });
+      for (let i = 0; i < paths.length; i++) models.push({ name: names[i], loaded: await loadModel(paths[i], { kind: "2d", command: "compare" }) });
       for (const m of models) checkSample2dMemory(m.loaded.config.model, flags.n);
       const datasets = new Set(models.map((m) => m.loaded.config.dataset));
       if (datasets.size > 1) throw new UserError(`the checkpoints were trained on different datasets (${[...datasets].join(", ")}); compare models of one dataset`);

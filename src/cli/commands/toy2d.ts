@@ -2,12 +2,14 @@
 import { join } from "node:path";
 import { Command, Option } from "commander";
 import { TOY_DATASETS, type ToyDatasetName } from "../../data/toy2d.js";
-import { PATHS, type PathName } from "../../core/schedulers.js";
+import { PATHS, type PathName } from "../../core/paths.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
-import { checkSample2dMemory, checkTrain2dMemory, loadToy2d, renderToy2d, trainToy2d } from "../../pipelines/toy2d.js";
+import { checkTrain2dMemory, trainToy2d } from "../../pipelines/toy2d.js";
+import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
+import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
@@ -105,8 +107,7 @@ export function registerToy2dCommands(program: Command): void {
         process.stdout.write(`stopped early at step ${result.step}; continue with --resume\n`);
         return;
       }
-      const loaded = await loadToy2d(out);
-      const rendered = await renderToy2d(loaded, {
+      const rendered = await renderToy2d(result.model, {
         out,
         solver: flags.solver,
         nfe: flags.nfe,
@@ -131,7 +132,7 @@ export function registerToy2dCommands(program: Command): void {
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
     .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string }, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
-      const loaded = await loadToy2d(flags.ckpt);
+      const loaded = await loadModel(flags.ckpt, { kind: "2d", command: "sample2d" });
       const out = flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
       if (flags.out === undefined) assertWritableDir(out);
       const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames });

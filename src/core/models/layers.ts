@@ -3,21 +3,23 @@
 // entries (it takes `.ref` of what it reads), so callers dispose the record once at the end.
 import { lax, np, nn, type Array } from "../../engine/index.js";
 import type { Rng } from "../rng.js";
+import type { Params } from "../optim.js";
 
-export type Params = Record<string, Array>;
+/** t in [0, 1] is scaled up before the sinusoidal embedding so its frequencies span the unit interval. */
+export const TIME_EMBED_SCALE = 1000;
 
 /**
- * Transformer-style features [sin(t w_k), cos(t w_k)] with w_k = exp(-ln(10000) k / (dim/2)).
- * t: [B] -> [B, dim]. Callers scale t first if it lives in [0, 1] (see TIME_EMBED_SCALE in mlp.ts).
+ * The time features every model uses: transformer-style [sin(s w_k), cos(s w_k)] of
+ * s = TIME_EMBED_SCALE t, with w_k = exp(-ln(10000) k / (dim/2)). Consumes t ([B]); returns [B, dim].
  */
-export function sinusoidalEmbedding(t: Array, dim: number): Array {
+export function timeEmbedding(t: Array, dim: number): Array {
   const half = Math.floor(dim / 2);
   const freqs = sinusoidalFrequencies(dim);
-  const args = t.reshape([-1, 1]).mul(np.array(Array.from(freqs), { dtype: t.dtype }).reshape([1, half]));
+  const args = t.mul(TIME_EMBED_SCALE).reshape([-1, 1]).mul(np.array(Array.from(freqs), { dtype: t.dtype }).reshape([1, half]));
   return np.concatenate([np.sin(args.ref), np.cos(args)], 1);
 }
 
-/** The frequencies used by sinusoidalEmbedding (also needed by the ONNX exporter). */
+/** The frequencies used by timeEmbedding (also needed by the ONNX exporter). */
 export function sinusoidalFrequencies(dim: number): Float32Array {
   const half = Math.floor(dim / 2);
   const freqs = new Float32Array(half);

@@ -1,10 +1,11 @@
 // The 2-D velocity network: an MLP on [x, embed(t)] with SiLU activations.
 // Layer i has "layers.i.weight" [in, out] and "layers.i.bias" [out]; the last layer is linear.
 import { np, type Array } from "../../engine/index.js";
-import { silu } from "./layers.js";
+import { UserError } from "../errors.js";
+import { silu, timeEmbedding } from "./layers.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
-import type { VelocityModel } from "../train.js";
+import { paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
 
 export interface MlpConfig {
   /** Data dimension (2 for the toy sets). */
@@ -19,12 +20,13 @@ export interface MlpConfig {
 
 export const DEFAULT_MLP: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 32 };
 
-/** t in [0, 1] is scaled up before the sinusoidal embedding so its frequencies span the unit interval. */
-export const TIME_EMBED_SCALE = 1000;
-
 export function mlpLayerSizes(cfg: MlpConfig): number[] {
   const input = cfg.dim + (cfg.timeEmbDim > 0 ? cfg.timeEmbDim : 1);
   return [input, ...Array.from({ length: cfg.depth }, () => cfg.hidden), cfg.dim];
+}
+
+export function mlpParamCount(cfg: MlpConfig): number {
+  return paramCountOf(mlpParamShapes(cfg));
 }
 
 export function mlpParamShapes(cfg: MlpConfig): Record<string, number[]> {
@@ -51,15 +53,6 @@ export function initMlp(cfg: MlpConfig, rng: Rng): HostParams {
   return out;
 }
 
-/** Transformer-style sinusoidal features [sin(t w_k), cos(t w_k)], w_k = 10000^(-k/half). Consumes t ([B]). */
-export function timeEmbedding(t: Array, dim: number): Array {
-  const half = Math.floor(dim / 2);
-  const freqs = new Float32Array(half);
-  for (let k = 0; k < half; k++) freqs[k] = Math.exp((-Math.log(10000) * k) / half);
-  const args = t.mul(TIME_EMBED_SCALE).reshape([-1, 1]).mul(np.array([...freqs], { dtype: t.dtype }).reshape([1, half]));
-  return np.concatenate([np.sin(args.ref), np.cos(args)], 1);
-}
-
 export function mlpModel(cfg: MlpConfig): VelocityModel {
   const layers = mlpLayerSizes(cfg).length - 1;
   return {
@@ -76,3 +69,30 @@ export function mlpModel(cfg: MlpConfig): VelocityModel {
     },
   };
 }
+
+/** Throws UserError unless `raw` is a whole MLP config (dim, hidden, depth >= 1; timeEmbDim >= 0). */
+export function parseMlpConfig(raw: unknown, source: string): MlpConfig {
+  const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
+  const int = (k: keyof MlpConfig, min: number) => (typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN);
+  const cfg: MlpConfig = { dim: int("dim", 1), hidden: int("hidden", 1), depth: int("depth", 1), timeEmbDim: int("timeEmbDim", 0) };
+  const bad = Object.entries(cfg).filter(([, v]) => Number.isNaN(v)).map(([k]) => k);
+  if (bad.length > 0) {
+    throw new UserError(`${source}: checkpoint config has no valid "model" section (${bad.join(", ")} missing or not whole numbers); re-run training to write it again`);
+  }
+  return cfg;
+}
+
+/** The 2-D (and any low-dimensional) velocity MLP, saved as checkpoint kind "2d". */
+export const mlpFamily: ModelFamily<MlpConfig> = {
+  kind: "2d",
+  name: "MLP",
+  defaults: DEFAULT_MLP,
+  parseConfig: parseMlpConfig,
+  paramShapes: mlpParamShapes,
+  paramCount: mlpParamCount,
+  init: initMlp,
+  model: (cfg) => mlpModel(cfg),
+  sampleShape: (cfg) => [cfg.dim],
+  nullLabel: () => null,
+  describe: (cfg) => `MLP ${cfg.depth}×${cfg.hidden}`,
+};

@@ -14,8 +14,9 @@
 import { np, type Array } from "../../engine/index.js";
 import { UserError } from "../errors.js";
 import type { Rng } from "../rng.js";
-import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, sinusoidalEmbedding, upsample2x, type ImageLayout, type Params } from "./layers.js";
-import { TIME_EMBED_SCALE } from "./mlp.js";
+import type { HostParams, Params } from "../optim.js";
+import { paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
+import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, timeEmbedding, upsample2x, type ImageLayout } from "./layers.js";
 
 export interface UnetConfig {
   /** Channel width per resolution level, e.g. [32, 64, 64]; length - 1 downsamples. */
@@ -31,9 +32,10 @@ export interface UnetConfig {
   width: number;
 }
 
+/** The architecture train-image builds unless told otherwise (the data gives classes, channels and size). */
 export const DEFAULT_UNET: Omit<UnetConfig, "numClasses" | "inChannels" | "height" | "width"> = {
   channels: [32, 64, 64],
-  timeEmbDim: 128,
+  timeEmbDim: 64,
   groups: 8,
 };
 
@@ -118,7 +120,7 @@ export function unetParamShapes(cfg: UnetConfig): Record<string, number[]> {
 }
 
 export function unetParamCount(cfg: UnetConfig): number {
-  return Object.values(unetParamShapes(cfg)).reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
+  return paramCountOf(unetParamShapes(cfg));
 }
 
 /**
@@ -156,7 +158,7 @@ function resBlock(params: Params, spec: ResBlockSpec, x: Array, embAct: Array, g
 export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: UnetConfig, layout: ImageLayout = "hbwc"): Array {
   const { down, mid, up } = unetBlocks(cfg);
   const g = cfg.groups;
-  let emb = dense(params, "time.0", sinusoidalEmbedding(t.mul(TIME_EMBED_SCALE), cfg.timeEmbDim));
+  let emb = dense(params, "time.0", timeEmbedding(t, cfg.timeEmbDim));
   emb = dense(params, "time.1", silu(emb));
   emb = emb.add(embeddingLookup(params, "class", y));
   const embAct = silu(emb);
@@ -183,3 +185,57 @@ export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: Une
   for (const p of Object.values(params)) p.dispose();
   return h.transpose(toNhwc);
 }
+
+/** The UNet as a VelocityModel; layout "nchw" for steps traced to onnxruntime (native Conv), see ImageLayout. */
+export function unetModel(cfg: UnetConfig, layout: ImageLayout = "hbwc"): VelocityModel {
+  return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg, layout) };
+}
+
+/** Host init as HostParams (shape + data). */
+export function initUnetParams(cfg: UnetConfig, rng: Rng): HostParams {
+  const shapes = unetParamShapes(cfg);
+  const data = initUnet(cfg, rng);
+  const out: HostParams = {};
+  for (const [name, shape] of Object.entries(shapes)) out[name] = { shape, data: data[name] };
+  return out;
+}
+
+/** Throws UserError unless `raw` is a whole, buildable UNet config. */
+export function parseUnetConfig(raw: unknown, source: string): UnetConfig {
+  const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
+  const int = (k: string, min: number) => (typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN);
+  const channels = Array.isArray(m.channels) && m.channels.every((c) => typeof c === "number") ? (m.channels as number[]).slice() : [];
+  const cfg: UnetConfig = {
+    channels,
+    numClasses: int("numClasses", 1),
+    timeEmbDim: int("timeEmbDim", 2),
+    groups: int("groups", 1),
+    inChannels: int("inChannels", 1),
+    height: int("height", 1),
+    width: int("width", 1),
+  };
+  const bad = Object.entries(cfg).filter(([k, v]) => (k === "channels" ? channels.length === 0 : Number.isNaN(v))).map(([k]) => k);
+  if (bad.length > 0) throw new UserError(`${source}: checkpoint config has no valid UNet "model" section (${bad.join(", ")} missing or invalid); re-run training to write it again`);
+  try {
+    checkUnetConfig(cfg);
+  } catch (err) {
+    throw new UserError(`${source} has an invalid UNet config: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return cfg;
+}
+
+/** The class-conditional image UNet, saved as checkpoint kind "image". */
+export const unetFamily: ModelFamily<UnetConfig> = {
+  kind: "image",
+  name: "UNet",
+  defaults: DEFAULT_UNET,
+  parseConfig: parseUnetConfig,
+  paramShapes: unetParamShapes,
+  paramCount: unetParamCount,
+  init: initUnetParams,
+  model: (cfg, opts) => unetModel(cfg, opts?.layout),
+  sampleShape: (cfg) => [cfg.height, cfg.width, cfg.inChannels],
+  nullLabel: (cfg) => cfg.numClasses,
+  describe: (cfg) => `UNet [${cfg.channels.join(", ")}] · ${cfg.numClasses} classes · ${cfg.height}×${cfg.width}`,
+  mismatchHint: 'The checkpoint\'s UNet config (ckpt.json "model") does not match its weights; re-run training.',
+};

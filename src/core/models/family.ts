@@ -1,0 +1,44 @@
+// What flowmatch knows about one kind of network, in one place: its checkpoint kind, how its config
+// is checked, its parameter shapes, initialisation and forward pass. Pipelines, the CLI, checkpoint
+// loading and the browser ask the family (see registry.ts) instead of knowing each model.
+import type { Array } from "../../engine/index.js";
+import type { Rng } from "../rng.js";
+import type { HostParams, Params } from "../optim.js";
+import type { ImageLayout } from "./layers.js";
+
+/** A velocity network v(x, t[, y]). `apply` consumes its arguments (jax-js ownership). */
+export interface VelocityModel {
+  apply(params: Params, x: Array, t: Array, labels: Array | null): Array;
+}
+
+export interface ModelFamily<C = unknown> {
+  /** The checkpoint "kind" its models are saved as ("2d", "image"); commands refuse other kinds. */
+  readonly kind: string;
+  /** The network's name for messages ("MLP", "UNet"). */
+  readonly name: string;
+  /** The architecture the CLI builds unless flags say otherwise (what the data decides is left out). */
+  readonly defaults: Partial<C>;
+  /**
+   * Checks a model config (ckpt.json "model", or one built from flags) and returns it typed; throws
+   * UserError naming `source` and what is wrong.
+   */
+  parseConfig(raw: unknown, source: string): C;
+  paramShapes(cfg: C): Record<string, number[]>;
+  paramCount(cfg: C): number;
+  /** Fresh weights from the seeded Rng (the same on every device). */
+  init(cfg: C, rng: Rng): HostParams;
+  /** The forward pass; `layout` picks the internal image layout (ignored by non-image models). */
+  model(cfg: C, opts?: { layout?: ImageLayout }): VelocityModel;
+  /** Shape of one sample, e.g. [2] or [28, 28, 1]. */
+  sampleShape(cfg: C): number[];
+  /** The label meaning "no class" for classifier-free guidance, or null for unconditional models. */
+  nullLabel(cfg: C): number | null;
+  /** One short line describing the network, for printing. */
+  describe(cfg: C): string;
+  /** What to say when stored weights do not fit the stored config; undefined: checkParams's guess at the flags. */
+  readonly mismatchHint?: string;
+}
+
+export function paramCountOf(shapes: Record<string, number[]>): number {
+  return Object.values(shapes).reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
+}
