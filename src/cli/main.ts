@@ -9,6 +9,7 @@ import { registerReflowCommands } from "./commands/reflow.js";
 import { registerImageCommands } from "./commands/images.js";
 import { registerLoglikCommand } from "./commands/loglik.js";
 import { registerServeCommand } from "./commands/serve.js";
+import { registerDatasetsCommand } from "./commands/datasets.js";
 
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerImageCommands(program);
   registerLoglikCommand(program);
   registerServeCommand(program);
+  registerDatasetsCommand(program);
   return program;
 }
 

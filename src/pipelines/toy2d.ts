@@ -17,6 +17,7 @@ import { assertEngineFits, mlpForwardBytes, mlpParamCount, mlpTrainBytes } from 
 import { odeint, type SolverName } from "../core/solvers.js";
 import { qualityReport, formatQuality, type QualityReport } from "../core/metrics.js";
 import { parseToyDataset, sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
+import "../data/pictureFiles.js"; // image:PATH.png datasets read files (Node only)
 import { loadCheckpoint, checkParams, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
