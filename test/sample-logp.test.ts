@@ -45,8 +45,8 @@ test("under a model, the forward log-density of each sample matches its backward
   const params = initMlp(config, new Rng(3));
   const model = mlpModel(config);
   const x0 = new Rng(4).normals(2 * 64);
-  const fwd = await sampleWithLogDensity(model, params, x0, { sampleShape: [2], divergence: "exact", solver: "rk4", nfe: 200 });
-  const back = await logLikelihood(model, params, fwd.x, { sampleShape: [2], divergence: "exact", solver: "rk4", nfe: 200 });
+  const fwd = await sampleWithLogDensity(model, params, x0, { sampleShape: [2], divergence: "exact", solver: "rk4", nfe: 60 });
+  const back = await logLikelihood(model, params, fwd.x, { sampleShape: [2], divergence: "exact", solver: "rk4", nfe: 60 });
   for (let i = 0; i < 64; i++) {
     assert.ok(Math.abs(fwd.logp[i] - back.logp[i]) < 2e-3, `sample ${i}: forward ${fwd.logp[i]} vs backward ${back.logp[i]}`);
     assert.ok(Math.abs(back.x0[2 * i] - x0[2 * i]) < 1e-3, "the backward solve returns to the noise");
