@@ -11,6 +11,7 @@ import { registerLoglikCommand } from "./commands/loglik.js";
 import { registerServeCommand } from "./commands/serve.js";
 import { registerDeviceOption } from "./device.js";
 import { registerPytorchCommands } from "./commands/pytorch.js";
+import { registerDatasetsCommand } from "./commands/datasets.js";
 
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerLoglikCommand(program);
   registerServeCommand(program);
   registerPytorchCommands(program);
+  registerDatasetsCommand(program);
   return program;
 }
 

@@ -4,8 +4,8 @@
 import { munkres } from "munkres";
 import { UserError } from "./errors.js";
 
-export type CouplingName = "independent" | "ot";
-export const COUPLINGS: readonly CouplingName[] = ["independent", "ot"];
+export type CouplingName = "independent" | "ot" | "sinkhorn";
+export const COUPLINGS: readonly CouplingName[] = ["independent", "ot", "sinkhorn"];
 
 export function parseCoupling(name: string): CouplingName {
   if ((COUPLINGS as readonly string[]).includes(name)) return name as CouplingName;
@@ -46,4 +46,38 @@ export function otCouple(x0: Float32Array, x1: Float32Array, dim: number, labels
   const outLabels = new Int32Array(labels.length);
   for (let i = 0; i < perm.length; i++) outLabels[i] = labels[perm[i]];
   return { x1: out, labels: outLabels };
+}
+
+/**
+ * OT pairing within each class, for conditional models: the noise rows are split into groups as
+ * large as each class's share of the batch (noise rows are i.i.d., so any split is fair) and each
+ * group is matched to its class's data by exact OT. Returns x0 reordered so row i is the partner of
+ * data row i (x1 and labels keep their order). Pairing across classes would hand each class the
+ * noise nearest its data, so x0 given a label would no longer be N(0, I) and sampling a class from
+ * fresh noise would start off the training distribution.
+ */
+export function otCoupleByClass(x0: Float32Array, x1: Float32Array, dim: number, labels: Int32Array): { x0: Float32Array } {
+  const n = labels.length;
+  if (x0.length !== n * dim || x1.length !== n * dim) throw new Error(`class-aware OT needs ${n} rows of ${dim} in x0 and x1, got ${x0.length / dim} and ${x1.length / dim}`);
+  const byClass = new Map<number, number[]>();
+  for (let i = 0; i < n; i++) {
+    const rows = byClass.get(labels[i]) ?? [];
+    rows.push(i);
+    byClass.set(labels[i], rows);
+  }
+  const out = new Float32Array(x0.length);
+  let next = 0;
+  for (const rows of byClass.values()) {
+    const noise = new Float32Array(rows.length * dim);
+    const data = new Float32Array(rows.length * dim);
+    rows.forEach((r, k) => {
+      noise.set(x0.subarray((next + k) * dim, (next + k + 1) * dim), k * dim);
+      data.set(x1.subarray(r * dim, (r + 1) * dim), k * dim);
+    });
+    // perm pairs noise row k with data row perm[k].
+    const perm = otAssignment(noise, data, dim);
+    for (let k = 0; k < rows.length; k++) out.set(noise.subarray(k * dim, (k + 1) * dim), rows[perm[k]] * dim);
+    next += rows.length;
+  }
+  return { x0: out };
 }

@@ -65,10 +65,17 @@ export function gaussianLogDensity(x: Float32Array, dim: number): Float64Array {
 }
 
 /**
- * Integrate [x, L_1..L_K] from t = 1 to 0 with dx/dt = v and dL_k/dt = div_k v (K divergence
- * estimates per sample); log p1 = log p0(x0) + mean_k L_k(0).
+ * Integrate [x, L_1..L_K] from t0 to t1 with dx/dt = v and dL_k/dt = div_k v (K divergence
+ * estimates per sample): the end state, and per sample the mean over k of L_k(t1) with its
+ * standard error over the estimates (K >= 2).
  */
-export async function logLikelihoodWith(field: FieldWithDivergence, x: Float32Array, opts: LogLikelihoodOptions): Promise<LogLikelihoodResult> {
+async function integrateWithDivergence(
+  field: FieldWithDivergence,
+  x: Float32Array,
+  t0: number,
+  t1: number,
+  opts: LogLikelihoodOptions,
+): Promise<{ x: Float32Array; integral: Float64Array; stderr?: Float64Array; nfe: number }> {
   const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
   if (x.length % dim !== 0) throw new UserError(`data has ${x.length} values, not a whole number of samples of shape [${opts.sampleShape.join(", ")}]`);
   const n = x.length / dim;
@@ -83,24 +90,63 @@ export async function logLikelihoodWith(field: FieldWithDivergence, x: Float32Ar
     out.set(div, n * dim);
     return out;
   };
-  const r = await odeint(augmented, state, { solver: opts.solver ?? "dopri5", t0: 1, t1: 0, rtol: opts.rtol ?? 1e-5, atol: opts.atol ?? 1e-5, nfe: opts.nfe });
-  const x0 = r.x.slice(0, n * dim);
-  const logp0 = gaussianLogDensity(x0, dim);
+  const r = await odeint(augmented, state, { solver: opts.solver ?? "dopri5", t0, t1, rtol: opts.rtol ?? 1e-5, atol: opts.atol ?? 1e-5, nfe: opts.nfe });
   const acc = r.x.subarray(n * dim);
-  const deltaLogp = new Float64Array(n);
+  const integral = new Float64Array(n);
   const stderr = k >= 2 ? new Float64Array(n) : undefined;
   for (let i = 0; i < n; i++) {
     let mean = 0;
     for (let j = 0; j < k; j++) mean += acc[j * n + i] / k;
-    deltaLogp[i] = mean;
+    integral[i] = mean;
     if (stderr) {
       let ss = 0;
       for (let j = 0; j < k; j++) ss += (acc[j * n + i] - mean) ** 2;
       stderr[i] = Math.sqrt(ss / (k - 1) / k);
     }
   }
+  return { x: r.x.slice(0, n * dim), integral, stderr, nfe: r.nfe };
+}
+
+/**
+ * Integrate [x, L_1..L_K] from t = 1 to 0 with dx/dt = v and dL_k/dt = div_k v (K divergence
+ * estimates per sample); log p1 = log p0(x0) + mean_k L_k(0).
+ */
+export async function logLikelihoodWith(field: FieldWithDivergence, x: Float32Array, opts: LogLikelihoodOptions): Promise<LogLikelihoodResult> {
+  const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
+  const r = await integrateWithDivergence(field, x, 1, 0, opts);
+  const logp0 = gaussianLogDensity(r.x, dim);
+  const logp = logp0.map((v, i) => v + r.integral[i]);
+  return { logp, logp0, deltaLogp: r.integral, x0: r.x, nfe: r.nfe, ...(r.stderr ? { stderr: r.stderr } : {}) };
+}
+
+export interface SampleWithLogDensityResult {
+  /** The samples x1 (the end of the forward solve). */
+  x: Float32Array;
+  /** log p1(x1) per sample, in nats, under the same solve that made it. */
+  logp: Float64Array;
+  /** log N(x0; 0, I) of the noise each sample started from. */
+  logp0: Float64Array;
+  /** -int_0^1 div v dt per sample. */
+  deltaLogp: Float64Array;
+  /** Evaluations made (each returns the velocity and the divergence together). */
+  nfe: number;
+  /** Standard error of log p over the K divergence estimates (only when K >= 2). */
+  stderr?: Float64Array;
+}
+
+/**
+ * Samples and their log-density in one forward pass (facebookresearch/flow_matching issue #62):
+ * integrate [x, L] from noise (t = 0) to data (t = 1) with dL/dt = div v, so
+ * log p1(x1) = log N(x0; 0, I) - L(1). Every evaluation yields the velocity and the divergence
+ * together: the samples cost the same evaluations as a plain solve with the same solver.
+ */
+export async function sampleWithLogDensityWith(field: FieldWithDivergence, x0: Float32Array, opts: LogLikelihoodOptions): Promise<SampleWithLogDensityResult> {
+  const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
+  const r = await integrateWithDivergence(field, x0, 0, 1, opts);
+  const logp0 = gaussianLogDensity(x0, dim);
+  const deltaLogp = r.integral.map((v) => -v);
   const logp = logp0.map((v, i) => v + deltaLogp[i]);
-  return { logp, logp0, deltaLogp, x0, nfe: r.nfe, ...(stderr ? { stderr } : {}) };
+  return { x: r.x, logp, logp0, deltaLogp, nfe: r.nfe, ...(r.stderr ? { stderr: r.stderr } : {}) };
 }
 
 /**
@@ -207,6 +253,16 @@ export async function logLikelihood(model: VelocityModel, params: HostParams, x:
   const f = modelDivergenceField(model, params, { sampleShape: opts.sampleShape, divergence: opts.divergence, labels: opts.labels });
   try {
     return await logLikelihoodWith(f.field, x, { ...opts, estimates: f.estimates });
+  } finally {
+    f.dispose();
+  }
+}
+
+/** sampleWithLogDensityWith for a model: its divergence exactly (low dimensions) or by Hutchinson probes. */
+export async function sampleWithLogDensity(model: VelocityModel, params: HostParams, x0: Float32Array, opts: ModelLogLikelihoodOptions): Promise<SampleWithLogDensityResult> {
+  const f = modelDivergenceField(model, params, { sampleShape: opts.sampleShape, divergence: opts.divergence, labels: opts.labels });
+  try {
+    return await sampleWithLogDensityWith(f.field, x0, { ...opts, estimates: f.estimates });
   } finally {
     f.dispose();
   }

@@ -10,8 +10,8 @@ import { throwIfStopped } from "./interrupt.js";
 /** A velocity field over a flattened batch; returns dx/dt with the same length as x. */
 export type VelocityField = (x: Float32Array, t: number) => Float32Array | Promise<Float32Array>;
 
-export type SolverName = "euler" | "midpoint" | "heun" | "rk4" | "dopri5";
-export const SOLVERS: readonly SolverName[] = ["euler", "midpoint", "heun", "rk4", "dopri5"];
+export type SolverName = "euler" | "midpoint" | "heun" | "rk4" | "dopri5" | "ab2";
+export const SOLVERS: readonly SolverName[] = ["euler", "midpoint", "heun", "rk4", "dopri5", "ab2"];
 
 /** A solver name from user input; throws a UserError listing the solvers for an unknown one. */
 export function parseSolver(name: string): SolverName {
@@ -29,7 +29,7 @@ interface Tableau {
   c: number[];
 }
 
-const TABLEAUS: Record<Exclude<SolverName, "dopri5">, Tableau> = {
+const TABLEAUS: Record<Exclude<SolverName, "dopri5" | "ab2">, Tableau> = {
   euler: { a: [[]], b: [1], c: [0] },
   midpoint: { a: [[], [0.5]], b: [0, 1], c: [0, 0.5] },
   heun: { a: [[], [1]], b: [0.5, 0.5], c: [0, 1] },
@@ -60,7 +60,7 @@ const DOPRI5: Tableau & { bHat: number[]; dense: number[] } = {
 const DOPRI5_ERR = DOPRI5.b.map((b, j) => b - DOPRI5.bHat[j]);
 
 /** Evaluations per step of each method (Dopri5 reuses its last stage: 6 per step after the first). */
-export const EVALS_PER_STEP: Record<SolverName, number> = { euler: 1, midpoint: 2, heun: 2, rk4: 4, dopri5: 6 };
+export const EVALS_PER_STEP: Record<SolverName, number> = { euler: 1, midpoint: 2, heun: 2, rk4: 4, ab2: 1, dopri5: 6 };
 
 /**
  * Steps a fixed-step solver takes to spend exactly `nfe` evaluations. A budget it cannot spend
@@ -89,6 +89,10 @@ export interface OdeOptions {
   nfe?: number;
   /** Fixed-step solvers: number of steps (takes precedence over nfe). */
   steps?: number;
+  /** Fixed-step solvers: where the steps fall (default "uniform"; see timeGrid). */
+  timeGrid?: TimeGridName;
+  /** Shift of the "shifted" grid (default 3). */
+  shift?: number;
   /** Dopri5 relative tolerance (default 1e-5). */
   rtol?: number;
   /** Dopri5 absolute tolerance (default 1e-5). */
@@ -130,13 +134,15 @@ export async function odeint(field: VelocityField, x0: Float32Array, opts: OdeOp
   const t1 = opts.t1 ?? 1;
   if (!Number.isFinite(t0) || !Number.isFinite(t1)) throw new UserError(`integration times must be finite, got ${t0} -> ${t1}`);
   const saves = new SaveTimes(opts.saveAt, t0, t1);
-  if (opts.solver !== "dopri5" && !TABLEAUS[opts.solver]) throw new UserError(`unknown solver "${String(opts.solver)}"; choose one of: ${SOLVERS.join(", ")}`);
+  if (opts.solver !== "dopri5" && opts.solver !== "ab2" && !TABLEAUS[opts.solver]) throw new UserError(`unknown solver "${String(opts.solver)}"; choose one of: ${SOLVERS.join(", ")}`);
   let steps = 0;
   if (opts.solver !== "dopri5") {
     if (opts.steps !== undefined) {
       if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
       steps = opts.steps;
     } else steps = stepsForNfe(opts.solver, opts.nfe ?? 100) as number;
+  } else if ((opts.timeGrid ?? "uniform") !== "uniform") {
+    throw new UserError(`dopri5 chooses its own steps, so a time grid ("${opts.timeGrid}") does not apply; use a fixed-step solver or the uniform grid`);
   }
   // The one place evaluations happen: count them here (the reported NFE is the number made) and
   // let the event loop run between them so Ctrl-C can stop a long solve.
@@ -146,10 +152,13 @@ export async function odeint(field: VelocityField, x0: Float32Array, opts: OdeOp
     nfe++;
     return field(x, t);
   };
-  const result =
-    opts.solver === "dopri5"
-      ? await dopri5(counted, x0, t0, t1, saves, opts)
-      : await fixedStep(counted, x0, t0, t1, steps, TABLEAUS[opts.solver], saves, opts.onStep);
+  let result: Omit<OdeResult, "nfe">;
+  if (opts.solver === "dopri5") result = await dopri5(counted, x0, t0, t1, saves, opts);
+  else {
+    const grid = timeGrid(opts.timeGrid ?? "uniform", steps, t0, t1, { shift: opts.shift });
+    const tab = opts.solver === "ab2" ? null : TABLEAUS[opts.solver];
+    result = await fixedStep(tab ? rkStepper(counted, tab) : ab2Stepper(counted), x0, grid, saves, opts.onStep);
+  }
   return { ...result, nfe };
 }
 
@@ -247,22 +256,46 @@ async function rkStep(
   return { ks, x: combine(x, h, tab.b, ks) };
 }
 
+/** One step of a fixed-step method from (t, x) with step h; steps come in order along the grid. */
+type Stepper = (t: number, x: Float64Array, h: number) => Promise<Float64Array>;
+
+function rkStepper(field: VelocityField, tab: Tableau): Stepper {
+  return async (t, x, h) => (await rkStep(field, tab, t, x, h)).x;
+}
+
+/**
+ * Adams-Bashforth 2 on the velocity with variable steps: one evaluation per step, reusing the
+ * previous step's velocity, x_{n+1} = x_n + h_n ((1 + r) v_n - r v_{n-1}), r = h_n / (2 h_{n-1})
+ * (Hairer, Norsett & Wanner I, III.5). The first step has no history and is an Euler step; its
+ * O(h^2) local error keeps the method second-order overall.
+ */
+function ab2Stepper(field: VelocityField): Stepper {
+  let prev: Float32Array | null = null;
+  let hPrev = 0;
+  return async (t, x, h) => {
+    const v = await evaluate(field, x, t);
+    const r = prev ? h / (2 * hPrev) : 0;
+    const next = prev ? combine(x, h, [1 + r, -r], [v, prev]) : combine(x, h, [1], [v]);
+    prev = v;
+    hPrev = h;
+    return next;
+  };
+}
+
 async function fixedStep(
-  field: VelocityField,
+  step: Stepper,
   x0: Float32Array,
-  t0: number,
-  t1: number,
-  steps: number,
-  tab: Tableau,
+  grid: number[],
   saves: SaveTimes,
   onStep?: (t: number, x: Float32Array) => void,
 ): Promise<Omit<OdeResult, "nfe">> {
   let x: Float64Array = Float64Array.from(x0);
-  let t = t0;
-  saves.recordAt(t0, x);
+  let t = grid[0];
+  const steps = grid.length - 1;
+  saves.recordAt(t, x);
   for (let s = 1; s <= steps; s++) {
-    const tNext = s === steps ? t1 : t0 + ((t1 - t0) * s) / steps;
-    const xNext = (await rkStep(field, tab, t, x, tNext - t)).x;
+    const tNext = grid[s];
+    const xNext = await step(t, x, tNext - t);
     // Save times inside this step: linear between its two grid states.
     while (saves.pending && (saves.upcoming - tNext) * saves.dir < -saves.eps) {
       const w = (saves.upcoming - t) / (tNext - t);
@@ -371,4 +404,65 @@ function denseOutput(x: Float64Array, xNew: Float64Array, ks: Float32Array[], h:
     out[i] = x[i] + theta * (dx + rest * (bspl + theta * (r4 + rest * r5)));
   }
   return out;
+}
+
+export type TimeGridName = "uniform" | "shifted" | "edm";
+export const TIME_GRIDS: readonly TimeGridName[] = ["uniform", "shifted", "edm"];
+
+export function parseTimeGrid(name: string): TimeGridName {
+  const found = TIME_GRIDS.find((g) => g === name);
+  if (found) return found;
+  throw new UserError(`unknown time grid "${name}"; choose one of: ${TIME_GRIDS.join(", ")}`);
+}
+
+// EDM's sigma schedule (Karras et al. 2022, eq. 5): sigma_max 80, sigma_min 0.002, rho 7.
+const EDM = { sigmaMax: 80, sigmaMin: 0.002, rho: 7 };
+
+/**
+ * Where a grid puts flow time tau in [0, 1] (0 = noise, 1 = data) for a uniform u in [0, 1].
+ * - shifted: the resolution shift of Esser et al. 2024 (SD3) on sigma = 1 - tau,
+ *   sigma' = s sigma / (1 + (s - 1) sigma): s > 1 puts more steps near the noise.
+ * - edm: Karras' rho = 7 spacing of sigma_EDM = (1 - tau) / tau (the straight path's noise-to-signal
+ *   ratio), rescaled so the ends are exactly 0 and 1: small steps at both ends, large in the middle.
+ */
+function gridWarp(name: TimeGridName, shift: number): (u: number) => number {
+  switch (name) {
+    case "uniform":
+      return (u) => u;
+    case "shifted":
+      return (u) => {
+        const sigma = 1 - u;
+        return 1 - (shift * sigma) / (1 + (shift - 1) * sigma);
+      };
+    case "edm": {
+      const a = EDM.sigmaMax ** (1 / EDM.rho);
+      const b = EDM.sigmaMin ** (1 / EDM.rho);
+      const tau = (u: number) => 1 / (1 + (a + u * (b - a)) ** EDM.rho);
+      const lo = tau(0);
+      const hi = tau(1);
+      return (u) => (tau(u) - lo) / (hi - lo);
+    }
+  }
+}
+
+/**
+ * The steps + 1 times a fixed-step solve visits from t0 to t1 (either direction). A non-uniform
+ * grid is laid out in flow time, so integrating backwards (data -> noise) visits the same points as
+ * forwards. The ends are exactly t0 and t1.
+ */
+export function timeGrid(name: TimeGridName, steps: number, t0 = 0, t1 = 1, opts: { shift?: number } = {}): number[] {
+  if (!Number.isInteger(steps) || steps < 1) throw new UserError(`--steps must be a positive integer, got ${steps}`);
+  if (!TIME_GRIDS.includes(name)) parseTimeGrid(String(name));
+  const shift = opts.shift ?? 3;
+  if (!(shift > 0 && Number.isFinite(shift))) throw new UserError(`--shift must be a positive number, got ${shift}`);
+  const grid = [t0];
+  const warp = gridWarp(name, shift);
+  const forward = t1 >= t0;
+  for (let s = 1; s < steps; s++) {
+    // Uniform keeps the exact arithmetic the solvers always used.
+    const u = name === "uniform" ? s / steps : forward ? warp(s / steps) : 1 - warp(1 - s / steps);
+    grid.push(name === "uniform" ? t0 + ((t1 - t0) * s) / steps : t0 + (t1 - t0) * u);
+  }
+  grid.push(t1);
+  return grid;
 }

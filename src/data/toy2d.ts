@@ -6,17 +6,29 @@ import { UserError } from "../core/errors.js";
 import type { Rng } from "../core/rng.js";
 import type { KnownDensity2d } from "../core/metrics.js";
 import { didYouMean } from "../core/names.js";
+import { checkTextSpec, imageBitmap, sampleBitmap, sampleMixture, textBitmap } from "./pictures.js";
 
-export const TOY_DATASETS = ["checkerboard", "moons", "8gaussians", "circles", "spirals", "swissroll"] as const;
-export type ToyDatasetName = (typeof TOY_DATASETS)[number];
+export const TOY_DATASETS = ["checkerboard", "moons", "8gaussians", "circles", "spirals", "swissroll", "mixture"] as const;
+/** Picture-shaped sets (src/data/pictures.ts): points where a PNG is dark, or on a word. */
+export type PictureDatasetName = `image:${string}` | `text:${string}`;
+export type ToyDatasetName = (typeof TOY_DATASETS)[number] | PictureDatasetName;
+/** How the picture-shaped names are written, for listings and messages. */
+export const PICTURE_DATASET_FORMS = ["image:PATH.png", "text:WORD"] as const;
 
 /** The dataset named by `name` (case and surrounding spaces ignored); a UserError lists the valid names and suggests the closest. */
 export function parseToyDataset(name: string): ToyDatasetName {
+  // Picture sets keep their case (paths, words); the file is read when the points are first drawn.
+  if (name.startsWith("text:")) return `text:${checkTextSpec(name.slice(5))}`;
+  if (name.startsWith("image:")) {
+    const path = name.slice(6);
+    if (!/\.png$/i.test(path)) throw new UserError(`image:${path} must name a .png file, e.g. image:logo.png`);
+    return `image:${path}`;
+  }
   const wanted = name.trim().toLowerCase();
   const exact = TOY_DATASETS.find((d) => d === wanted);
   if (exact !== undefined) return exact;
   const hint = didYouMean(wanted, TOY_DATASETS);
-  throw new UserError(`unknown dataset "${name}"${hint}; choose one of: ${TOY_DATASETS.join(", ")}`);
+  throw new UserError(`unknown dataset "${name}"${hint}; choose one of: ${[...TOY_DATASETS, ...PICTURE_DATASET_FORMS].join(", ")}`);
 }
 
 /** Plot bounds [xmin, xmax, ymin, ymax] that frame each dataset and its noise (> 99.9% of points). */
@@ -30,6 +42,9 @@ export function toyBounds(name: ToyDatasetName): [number, number, number, number
     case "moons":
     case "circles":
       return [-3.5, 3.5, -3.5, 3.5];
+    default:
+      // mixture and the pictures (fitted into [-4, 4]^2).
+      return [-4.5, 4.5, -4.5, 4.5];
   }
 }
 
@@ -51,6 +66,8 @@ const EIGHT_GAUSSIAN_CENTRES = Array.from({ length: 8 }, (_, k) => [Math.cos((k 
  *   even rows are one arm, odd rows the point-reflected other.
  * - swissroll: sklearn make_swiss_roll with noise 1.0, projected onto (x, z) and divided by 5 as in
  *   FFJORD.
+ * - mixture: 5 Gaussians of different weights and shapes (src/data/pictures.ts).
+ * - image:PATH.png / text:WORD: density proportional to the picture's darkness (src/data/pictures.ts).
  */
 export function sampleToy(name: ToyDatasetName, n: number, rng: Rng): Float32Array {
   if (!Number.isInteger(n) || n < 0) throw new UserError(`number of samples must be a non-negative integer, got ${n}`);
@@ -107,7 +124,11 @@ export function sampleToy(name: ToyDatasetName, n: number, rng: Rng): Float32Arr
         out[2 * i + 1] = (t * Math.sin(t) + rng.normal()) / 5;
       }
       break;
+    case "mixture":
+      return sampleMixture(n, rng);
     default:
+      if (name.startsWith("text:")) return sampleBitmap(textBitmap(name.slice(5)), n, rng);
+      if (name.startsWith("image:")) return sampleBitmap(imageBitmap(name.slice(6)), n, rng);
       // Reached only when a caller bypasses the type (e.g. a name read from JSON): normalise or throw.
       return sampleToy(parseToyDataset(String(name)), n, rng);
   }

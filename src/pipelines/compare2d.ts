@@ -6,7 +6,7 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { mlpModel } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
-import { odeint, stepsForNfe, type SolverName } from "../core/solvers.js";
+import { odeint, stepsForNfe, timeGrid, type SolverName, type TimeGridName } from "../core/solvers.js";
 import { qualityCells, type QualityReport } from "../core/metrics.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -68,7 +68,7 @@ function nfeCell(made: number[]): string {
 
 export async function compare2d(
   models: { name: string; loaded: Loaded2d }[],
-  opts: { nfes: number[]; n: number; seed: number; out: string; solver?: SolverName; gifParticles?: number; onLog?: (line: string) => void },
+  opts: { nfes: number[]; n: number; seed: number; out: string; solver?: SolverName; timeGrid?: TimeGridName; shift?: number; gifParticles?: number; onLog?: (line: string) => void },
 ): Promise<CompareResult> {
   await initEngine();
   const dataset = models[0].loaded.config.dataset;
@@ -89,8 +89,9 @@ export async function compare2d(
       for (const f of fields) {
         // The GIF shows the states at the solver's own steps (dopri5: start and end).
         const steps = stepsForNfe(solver, nfe);
-        const saveAt = steps ? Array.from({ length: steps + 1 }, (_, k) => k / steps) : [0, 1];
-        const r = await odeint(f.field, x0, { solver, nfe, saveAt });
+        const grid = opts.timeGrid ?? "uniform";
+        const saveAt = steps ? timeGrid(grid, steps, 0, 1, { shift: opts.shift }) : [0, 1];
+        const r = await odeint(f.field, x0, { solver, nfe, saveAt, timeGrid: grid, shift: opts.shift });
         quality.push(await evaluateToy2d(dataset, r.x));
         made.push(r.nfe);
         perModel.push(r.trajectory?.xs ?? [x0, r.x]);
@@ -147,7 +148,7 @@ export async function compare2d(
   const markdown = [
     `# ${names.join(" vs ")} on ${dataset}`,
     "",
-    `Same ${opts.n} noise samples, ${solver} solver, each model's samples against ${opts.n} fresh data points.`,
+    `Same ${opts.n} noise samples, ${solver} solver${(opts.timeGrid ?? "uniform") === "uniform" ? "" : ` on the ${opts.timeGrid} time grid`}, each model's samples against ${opts.n} fresh data points.`,
     "",
     header,
     sep,

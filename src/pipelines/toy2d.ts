@@ -11,6 +11,9 @@ import { mlpTrainBytes } from "../core/memory.js";
 import { sampleToy, type ToyDatasetName } from "../data/toy2d.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import type { TrainProgress } from "./loop.js";
+import { sinkhornCouple } from "../core/sinkhorn.js";
+import { bridgeBatch, checkBridgeSigma } from "../core/bridges.js";
+import "../data/pictureFiles.js"; // image:PATH.png datasets read files (Node only)
 import { openTrainingRun, reflowSetup } from "./run.js";
 import type { Loaded2d } from "./model.js";
 import { assertTrainingFits, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
@@ -27,6 +30,10 @@ export interface Toy2dTrainConfig {
   model: MlpConfig;
   /** How noise and data are paired in a batch: independently, or by minibatch optimal transport. */
   coupling: CouplingName;
+  /** Entropic regularisation of the sinkhorn coupling (squared-distance units). */
+  reg?: number;
+  /** Brownian-bridge noise sigma sqrt(t (1 - t)) on the straight path (Schrodinger-bridge CFM); 0 = none. */
+  bridgeSigma?: number;
 }
 
 export interface Toy2dCheckpointConfig extends CheckpointConfig {
@@ -82,6 +89,10 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UserError(`--batch-size must be a positive integer, got ${opts.batchSize}`);
   if (!(opts.lr > 0)) throw new UserError(`--lr must be positive, got ${opts.lr}`);
+  const bridgeSigma = checkBridgeSigma(opts.bridgeSigma ?? 0);
+  if (bridgeSigma > 0 && opts.path !== "straight") throw new UserError(`--bridge-sigma adds Brownian-bridge noise to the straight path; use --path straight (got ${opts.path})`);
+  if (opts.coupling === "sinkhorn" && !(opts.reg !== undefined && opts.reg > 0)) throw new UserError("--coupling sinkhorn needs --reg EPS, a positive entropic regularisation (e.g. 0.1)");
+  if (opts.coupling !== "sinkhorn" && opts.reg !== undefined) throw new UserError(`--reg applies to --coupling sinkhorn only (got --coupling ${opts.coupling})`);
   checkTrain2dMemory(opts.model, opts.batchSize, opts.backend);
   await initEngine();
   const log = opts.onLog ?? (() => {});
@@ -121,9 +132,11 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
     nextBatch: (done) => {
       const rng = stepRng(opts.seed, done);
       const t = sampleTimes(n, rng);
-      const x0 = rng.normals(n * opts.model.dim);
+      let x0 = rng.normals(n * opts.model.dim);
       let x1 = sampleToy(opts.dataset, n, rng);
       if (opts.coupling === "ot") x1 = otCouple(x0, x1, opts.model.dim).x1;
+      if (opts.coupling === "sinkhorn") ({ x0, x1 } = sinkhornCouple(x0, x1, opts.model.dim, rng, { reg: opts.reg as number }));
+      if (bridgeSigma > 0) return bridgeBatch(x0, x1, t, bridgeSigma, rng);
       return { x0, x1, t, coef: pathCoefficients(scheduler, t) };
     },
   });
@@ -131,8 +144,8 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
 }
 
 function pick(o: Toy2dTrainConfig): Toy2dTrainConfig {
-  const { dataset, steps, batchSize, lr, seed, path, timeSampler, emaDecay, model, coupling } = o;
-  return { dataset, steps, batchSize, lr, seed, path, timeSampler, emaDecay, model, coupling };
+  const { dataset, steps, batchSize, lr, seed, path, timeSampler, emaDecay, model, coupling, reg, bridgeSigma } = o;
+  return { dataset, steps, batchSize, lr, seed, path, timeSampler, emaDecay, model, coupling, ...(reg === undefined ? {} : { reg }), ...(bridgeSigma ? { bridgeSigma } : {}) };
 }
 
 /** What a 2-D checkpoint's weights are: a resume must match every one of these (see openTrainingRun). */
@@ -147,6 +160,8 @@ export function setup2d(config: CheckpointConfig): Setting[] {
     { flag: "--time-emb-dim", value: value(c.model?.timeEmbDim) },
     // Minibatch OT changes the regression target (which noise goes to which point), not just how it is fitted.
     { flag: "--coupling", value: value(c.train?.coupling ?? "independent") },
+    { flag: "--reg", value: value(c.train?.reg ?? null) },
+    { flag: "--bridge-sigma", value: value(c.train?.bridgeSigma ?? 0) },
     ...reflowSetup(config),
   ];
 }

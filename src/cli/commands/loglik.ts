@@ -9,7 +9,7 @@ import type { ProbeKind } from "../../core/likelihood.js";
 import { sampleToy } from "../../data/toy2d.js";
 import { loadImageDataset } from "../../data/images.js";
 import { loadModel } from "../../pipelines/model.js";
-import { bitsPerDimImages, logLikelihood2d, renderDensity2d } from "../../pipelines/loglik.js";
+import { bitsPerDimImages, logLikelihood2d, renderDensity2d, sampleWithLogDensity2d } from "../../pipelines/loglik.js";
 import { assertWritableDir, outDir, positiveInt, positiveNumber, sampleCount, seed } from "../options.js";
 
 /** Rows of "x,y" (a header line and blank lines are skipped). */
@@ -47,6 +47,7 @@ interface LoglikFlags {
   seed: number;
   out?: string;
   density: boolean;
+  sample: boolean;
 }
 
 export function registerLoglikCommand(program: Command): void {
@@ -63,12 +64,23 @@ export function registerLoglikCommand(program: Command): void {
     .addOption(new Option("--probe-kind <kind>", "Hutchinson probe distribution").choices(["rademacher", "gaussian"]).default("rademacher"))
     .option("--seed <n>", "seed for fresh data and probes (0 to 2^32-1)", seed, 0)
     .option("--no-density", "skip density.png (2-D models)")
+    .option("--sample", "draw --n new samples with their log-density in one forward pass; writes samples_logp.csv (x,y,logp) to --out (2-D models)", false)
     .option("--out <dir>", "where density.png goes (default: the checkpoint's folder)", outDir)
     .action(async (flags: LoglikFlags) => {
       const loaded = await loadModel(flags.ckpt, { command: "loglik" });
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
       if (flags.out === undefined && loaded.kind === "2d" && flags.density) assertWritableDir(out);
       const opts = { solver: flags.solver, rtol: flags.rtol, atol: flags.atol };
+      if (flags.sample) {
+        if (loaded.kind !== "2d") throw new UserError("--sample is for 2-D models (their divergence is exact); image models take --data fresh");
+        if (flags.data !== "fresh") throw new UserError("--sample draws new points from the model; drop --data (or drop --sample to score your points)");
+        if (flags.out === undefined) assertWritableDir(out);
+        const r = await sampleWithLogDensity2d(loaded, { ...opts, n: flags.n, seed: flags.seed, out });
+        process.stdout.write(
+          `${flags.n} samples with their log-density in one pass: mean log p ${r.mean.toFixed(4)} ± ${r.stderr.toFixed(4)} nats (exact divergence, ${flags.solver}, ${r.nfe} evaluations, ${r.seconds.toFixed(1)} s)\nwrote ${r.file}\n`,
+        );
+        return;
+      }
       if (loaded.kind === "2d") {
         const x = flags.data === "fresh" ? sampleToy(loaded.config.dataset, flags.n, new Rng(flags.seed + 99991)) : await readCsv2d(flags.data);
         const r = await logLikelihood2d(loaded, x, opts);

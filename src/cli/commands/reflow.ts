@@ -2,15 +2,16 @@
 import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { UserError } from "../../core/errors.js";
-import { SOLVERS, type SolverName } from "../../core/solvers.js";
+import { parseSolver, parseTimeGrid, SOLVERS, TIME_GRIDS, type SolverName, type TimeGridName } from "../../core/solvers.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
 import { loadModel, type LoadedImage } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { reflow2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
+import { checkSolverBudgets, compareSolvers2d } from "../../pipelines/solverCompare.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
-import { assertWritableDir, checkNfeFlags, fraction, guidance, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
+import { asFlag, assertWritableDir, checkNfeFlags, fraction, guidance, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 import { defaultImageOut } from "../../pipelines/images.js";
 import { sampleImages } from "../../pipelines/imageSampling.js";
 import { reflowImage } from "../../pipelines/reflowImage.js";
@@ -22,6 +23,25 @@ function nfeList(value: string): number[] {
     throw new InvalidArgumentError(`must be a comma-separated list of positive integers, e.g. 1,2,4,8,100; got "${value}"`);
   }
   return list;
+}
+
+/** A comma-separated list of names, each checked by `parse`. */
+function listOf<T>(parse: (name: string) => T): (value: string) => T[] {
+  return asFlag((value: string) => value.split(",").map((v) => parse(v.trim())));
+}
+
+interface CompareFlags {
+  dataset?: string;
+  ckpts?: string[];
+  names?: string[];
+  nfe: number[];
+  solver: SolverName;
+  solvers?: SolverName[];
+  timeGrid: TimeGridName[];
+  shift: number;
+  n: number;
+  seed: number;
+  out?: string;
 }
 
 interface ReflowFlags {
@@ -161,18 +181,33 @@ export function registerReflowCommands(program: Command): void {
     .option("--dataset <name>", "use outputs/cfm/<dataset> and outputs/reflow/<dataset>", toyDataset)
     .option("--ckpts <paths...>", "explicit checkpoints to compare (two or more)")
     .option("--names <names...>", "labels for the checkpoints (default CFM Reflow)")
-    .option("--nfe <list>", "step counts to compare", nfeList, [1, 2, 4, 8, 100])
+    .option("--nfe <list>", "step counts to compare (default 1,2,4,8,100; with --solvers 2,3,...,10)", nfeList)
     .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("euler"))
+    .option("--solvers <list>", `fixed-step solvers to compare at equal NFE, e.g. euler,heun,ab2 (writes <dataset>_solvers.md; one checkpoint is enough)`, listOf(parseSolver))
+    .option("--time-grid <list>", `where the steps fall: ${TIME_GRIDS.join(", ")} (a list with --solvers)`, listOf(parseTimeGrid), ["uniform"] as TimeGridName[])
+    .option("--shift <s>", "shift of the shifted grid (> 1: more steps near the noise)", positiveNumber, 3)
     .option("--n <n>", "samples per model (at least 2)", sampleCount, 4000)
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 3)
     .option("--out <dir>", "output folder (default outputs/comparisons)", outDir)
-    .action(async (flags: { dataset?: string; ckpts?: string[]; names?: string[]; nfe: number[]; solver: SolverName; n: number; seed: number; out?: string }, cmd: Command) => {
-      checkNfeFlags(cmd, flags.solver, flags.nfe);
+    .action(async (flags: CompareFlags, cmd: Command) => {
+      const nfes = flags.nfe ?? (flags.solvers ? [2, 3, 4, 5, 6, 7, 8, 9, 10] : [1, 2, 4, 8, 100]);
+      if (flags.solvers) {
+        try {
+          checkSolverBudgets(flags.solvers, nfes);
+        } catch (err) {
+          if (err instanceof UserError) cmd.error(`error: ${err.message}`, { exitCode: 2, code: "flowmatch.nfe" });
+          throw err;
+        }
+      } else {
+        checkNfeFlags(cmd, flags.solver, nfes);
+        if (flags.timeGrid.length > 1) throw new UserError("--time-grid takes a list only with --solvers; pass one grid");
+        if (flags.solver === "dopri5" && flags.timeGrid[0] !== "uniform") throw new UserError("dopri5 chooses its own steps; drop --time-grid or pick a fixed-step solver");
+      }
       const out = flags.out ?? join("outputs", "comparisons");
       if (flags.out === undefined) assertWritableDir(out);
       let paths: string[];
       if (flags.ckpts) {
-        if (flags.ckpts.length < 2) throw new UserError("--ckpts needs at least two checkpoints to compare");
+        if (flags.ckpts.length < 2 && !flags.solvers) throw new UserError("--ckpts needs at least two checkpoints to compare");
         paths = flags.ckpts;
       } else if (flags.dataset) {
         const ds = flags.dataset;
@@ -187,7 +222,13 @@ export function registerReflowCommands(program: Command): void {
       for (const m of models) checkSample2dMemory(m.loaded.config.model, flags.n);
       const datasets = new Set(models.map((m) => m.loaded.config.dataset));
       if (datasets.size > 1) throw new UserError(`the checkpoints were trained on different datasets (${[...datasets].join(", ")}); compare models of one dataset`);
-      const result = await compare2d(models, { nfes: flags.nfe, n: flags.n, seed: flags.seed, out, solver: flags.solver });
+      if (flags.solvers) {
+        const r = await compareSolvers2d(models, { solvers: flags.solvers, grids: flags.timeGrid, nfes, n: flags.n, seed: flags.seed, out, shift: flags.shift });
+        process.stdout.write(r.markdown + "\n");
+        for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
+        return;
+      }
+      const result = await compare2d(models, { nfes, n: flags.n, seed: flags.seed, out, solver: flags.solver, timeGrid: flags.timeGrid[0], shift: flags.shift });
       process.stdout.write(result.markdown + "\n");
       for (const f of result.files) process.stdout.write(`wrote ${f}\n`);
     });

@@ -12,7 +12,7 @@ import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.
 import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
-import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
+import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, nonNegativeNumber, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
 
 interface Train2dFlags {
   dataset: ToyDatasetName;
@@ -26,6 +26,8 @@ interface Train2dFlags {
   path: PathName;
   timeSampler: TimeSamplerName;
   coupling: CouplingName;
+  reg?: number;
+  bridgeSigma: number;
   ema: number;
   out?: string;
   checkpointEvery: number;
@@ -52,7 +54,9 @@ export function registerToy2dCommands(program: Command): void {
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
     .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
-    .addOption(new Option("--coupling <name>", "noise-data pairing in a batch (ot = minibatch optimal transport)").choices(COUPLINGS).default("independent"))
+    .addOption(new Option("--coupling <name>", "noise-data pairing in a batch (ot = minibatch optimal transport, sinkhorn = entropic OT with --reg)").choices(COUPLINGS).default("independent"))
+    .option("--reg <eps>", "entropic regularisation of --coupling sinkhorn, in squared-distance units (Schrodinger bridge: 2 sigma^2)", positiveNumber)
+    .option("--bridge-sigma <s>", "Schrodinger-bridge CFM: Brownian-bridge noise s sqrt(t(1-t)) on the straight path (0 = none)", nonNegativeNumber, 0)
     .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 1000)
@@ -83,6 +87,8 @@ export function registerToy2dCommands(program: Command): void {
         path: flags.path,
         timeSampler: flags.timeSampler,
         coupling: flags.coupling,
+        reg: flags.reg,
+        bridgeSigma: flags.bridgeSigma,
         emaDecay: flags.ema,
         model,
         out,
