@@ -24,6 +24,21 @@ export interface DisposableField {
   dispose(): void;
 }
 
+/**
+ * The guided velocity on the engine: v = v_uncond + w (v_cond - v_uncond), conditional and
+ * unconditional halves in one network call of batch 2B (the form traced into guided ONNX exports).
+ * x [B, ...], t [B], y [B] int32, w a float32 scalar; consumes them and params (like model.apply).
+ */
+export function guidedVelocity(model: VelocityModel, params: Params, x: Array, t: Array, y: Array, w: Array, nullLabel: number): Array {
+  const n = x.shape[0];
+  // From y itself (not np.full) so a traced graph keeps the batch symbolic.
+  const yNull = y.ref.mul(0).add(nullLabel);
+  const v = model.apply(params, np.concatenate([x.ref, x], 0), np.concatenate([t.ref, t], 0), np.concatenate([y, yNull], 0));
+  const vc = v.ref.slice([0, n]);
+  const vu = v.slice([n, 2 * n]);
+  return vu.ref.add(w.mul(vc.sub(vu)));
+}
+
 export function modelField(model: VelocityModel, host: HostParams, opts: ModelFieldOptions): DisposableField {
   const params = toEngine(host);
   const forward = jit((p: Params, x: Array, t: Array, y: Array) => model.apply(p, x, t, y));

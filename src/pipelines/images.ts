@@ -17,7 +17,8 @@ import type { ImageLayout } from "../core/models/layers.js";
 import { loadImageDataset, type ImageDataset } from "../data/images.js";
 import { loadCheckpoint, checkParams, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
-import { createOnnxField, exportUnetOnnx } from "../io/onnx.js";
+import { exportUnetOnnx } from "../io/onnx.js";
+import { createOnnxField, onnxVelocityField } from "../io/onnxField.js";
 import { encodeGif, imageGrid, linePlot } from "../viz/index.js";
 import { stateToTensors, tensorsToState } from "./state.js";
 import { stepRng } from "./toy2d.js";
@@ -297,24 +298,10 @@ export async function imageField(loaded: LoadedImage, labels: Int32Array, guidan
   }
   const data: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
-  const session = await createOnnxField(exportUnetOnnx(data, cfg), {});
-  const n = labels.length;
-  const per = cfg.height * cfg.width * cfg.inChannels;
-  const yCond = BigInt64Array.from(labels, (l) => BigInt(l));
-  const yBoth = new BigInt64Array(2 * n);
-  yBoth.set(yCond);
-  yBoth.fill(BigInt(cfg.numClasses), n);
+  // Guidance inside the graph (one run per evaluation); w = 1 is the plain conditional network.
   const guided = guidance !== 1;
-  const field: VelocityField = async (x, t) => {
-    if (!guided) return session.run(x, new Float32Array(n).fill(t), yCond, [n, cfg.height, cfg.width, cfg.inChannels]);
-    const xx = new Float32Array(2 * x.length);
-    xx.set(x);
-    xx.set(x, x.length);
-    const v = await session.run(xx, new Float32Array(2 * n).fill(t), yBoth, [2 * n, cfg.height, cfg.width, cfg.inChannels]);
-    const out = new Float32Array(x.length);
-    for (let i = 0; i < n * per; i++) out[i] = v[n * per + i] + guidance * (v[i] - v[n * per + i]);
-    return out;
-  };
+  const session = await createOnnxField(await exportUnetOnnx(data, cfg, { guided }), {});
+  const field = onnxVelocityField(session, { sampleShape, labels, guidance: guided ? guidance : undefined });
   return { field, dispose: () => session.release() };
 }
 
@@ -354,8 +341,8 @@ export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions
   return { files, images: result.x, seconds, nfe: result.nfe };
 }
 
-export async function exportOnnx(loaded: LoadedImage, path: string): Promise<void> {
+export async function exportOnnx(loaded: LoadedImage, path: string, opts: { guided?: boolean } = {}): Promise<void> {
   const data: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
-  await writeFileAtomic(path, exportUnetOnnx(data, loaded.config.model));
+  await writeFileAtomic(path, await exportUnetOnnx(data, loaded.config.model, opts));
 }

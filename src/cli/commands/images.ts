@@ -181,17 +181,19 @@ export function registerImageCommands(program: Command): void {
     .description("export a checkpoint's velocity network (EMA weights) as ONNX")
     .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
     .requiredOption("--onnx <file>", "output .onnx file")
-    .action(async (flags: { ckpt: string; onnx: string }) => {
+    .option("--guided", "image models: add a guidance-weight input w (float32 scalar); v = v_uncond + w (v_cond - v_uncond) in one graph")
+    .action(async (flags: { ckpt: string; onnx: string; guided?: boolean }) => {
       const { weightsPath, configPath } = await checkpointFiles(flags.ckpt);
       assertNotInput(flags.onnx, [weightsPath, configPath]);
       const { config } = await loadCheckpoint(flags.ckpt);
       if (config.kind === "image") {
-        await exportOnnx(await loadImageModel(flags.ckpt, "export"), flags.onnx);
+        await exportOnnx(await loadImageModel(flags.ckpt, "export"), flags.onnx, { guided: flags.guided });
       } else if (config.kind === "2d") {
+        if (flags.guided) throw new UserError("--guided needs a class-conditional image model; 2-D models have no labels: drop --guided");
         const loaded = await loadToy2d(flags.ckpt);
         const data: Record<string, Float32Array> = {};
         for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
-        await writeFileAtomic(flags.onnx, exportMlpOnnx(data, loaded.config.model));
+        await writeFileAtomic(flags.onnx, await exportMlpOnnx(data, loaded.config.model));
       } else {
         throw new UserError(`cannot export a '${config.kind}' checkpoint; export supports '2d' and 'image' models`);
       }

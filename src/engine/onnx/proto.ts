@@ -161,3 +161,29 @@ export class GraphBuilder {
     return Model.encode(message).finish();
   }
 }
+
+/** A decoded ModelProto as plain data (int64 fields as numbers, bytes as Uint8Array), for graph passes. */
+export interface OnnxModelData {
+  graph: {
+    node: { input?: string[]; output?: string[]; name?: string; op_type: string; attribute?: Record<string, unknown>[]; domain?: string }[];
+    name?: string;
+    initializer?: { name: string; dims?: number[]; data_type: number; raw_data?: Uint8Array }[];
+    input?: OnnxValueInfo[];
+    output?: OnnxValueInfo[];
+  };
+  [field: string]: unknown;
+}
+export interface OnnxValueInfo {
+  name: string;
+  type: { tensor_type: { elem_type: number; shape: { dim: { dim_value?: number; dim_param?: string }[] } } };
+}
+
+export function decodeOnnxModel(bytes: Uint8Array): OnnxModelData {
+  const Model = onnxModelType();
+  return Model.toObject(Model.decode(bytes), { longs: Number, arrays: true }) as OnnxModelData;
+}
+
+export function encodeOnnxModel(model: OnnxModelData): Uint8Array {
+  const Model = onnxModelType();
+  return Model.encode(Model.fromObject(model)).finish();
+}
