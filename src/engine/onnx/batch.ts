@@ -28,6 +28,13 @@ function fail(what: string): Error {
 
 const stable = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (x instanceof Uint8Array ? Array.from(x) : x));
 
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (!a || !b) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function int64s(raw: Uint8Array | undefined): number[] {
   if (!raw) return [];
   const copy = Uint8Array.from(raw); // a copy: decoded bytes may be a view into a larger (Node Buffer) pool
@@ -98,7 +105,7 @@ export function symbolicBatch(bytesA: Uint8Array, bytesB: Uint8Array, opts: Symb
   ia.forEach((t, i) => {
     const u = ib[i];
     if (t.name !== u.name || t.data_type !== u.data_type || stable(t.dims) !== stable(u.dims)) throw fail(`constant ${t.name} differs in name, type or shape`);
-    if (stable(t.raw_data) === stable(u.raw_data)) {
+    if (sameBytes(t.raw_data, u.raw_data)) {
       kept.push(t);
       return;
     }
