@@ -13,7 +13,7 @@ import { initUnet, unetParamShapes, type UnetConfig } from "../src/core/models/u
 import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
 import { modelField } from "../src/core/field.js";
 import { unetModel } from "../src/pipelines/images.js";
-import { exportMlpOnnx, exportUnetOnnx } from "../src/io/onnx.js";
+import { exportDivergenceOnnx, exportMlpOnnx, exportUnetOnnx } from "../src/io/onnx.js";
 import { createOnnxField, onnxVelocityField } from "../src/io/onnxField.js";
 import type { HostParams } from "../src/core/optim.js";
 
@@ -154,6 +154,7 @@ test("exports pass onnx.checker.check_model(full_check=True) with a symbolic bat
       mlp: await exportMlpOnnx(hostData(initMlp(mlpCfg, new Rng(1))), mlpCfg),
       unet: await exportUnetOnnx(unet, UNET),
       guided: await exportUnetOnnx(unet, UNET, { guided: true }),
+      divergence: await exportDivergenceOnnx(unet, { kind: "unet", config: UNET }, { tangents: 2, exact: false }),
     };
     for (const [name, bytes] of Object.entries(files)) writeFileSync(join(dir, `${name}.onnx`), bytes);
     const script = [
@@ -171,6 +172,8 @@ test("exports pass onnx.checker.check_model(full_check=True) with a symbolic bat
     assert.deepEqual(dims.mlp, { x: ["B", 2], t: ["B"], v: ["B", 2] });
     assert.deepEqual(dims.unet, { x: ["B", 8, 12, 2], t: ["B"], y: ["B"], v: ["B", 8, 12, 2] });
     assert.deepEqual(dims.guided, { x: ["B", 8, 12, 2], t: ["B"], y: ["B"], w: [], v: ["B", 8, 12, 2] });
+    const image = ["B", 8, 12, 2];
+    assert.deepEqual(dims.divergence, { x: image, t: ["B"], y: ["B"], "e.0": image, "e.1": image, v: image, div: [2, "B"] });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

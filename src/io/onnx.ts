@@ -11,6 +11,7 @@ import { traceToOnnxBatched } from "../engine/onnx/trace.js";
 import { decodeOnnxModel, encodeOnnxModel, ONNX_TYPE } from "../engine/onnx/proto.js";
 import { UserError } from "../core/errors.js";
 import { guidedVelocity } from "../core/field.js";
+import { velocityAndDivergence } from "../core/likelihood.js";
 import { unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
 import { mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
 import type { Params } from "../core/models/layers.js";
@@ -93,4 +94,54 @@ export async function exportUnetOnnx(params: Record<string, Float32Array>, cfg: 
     bytes = await traceToOnnxBatched(apply, args, { ...traceOpts, inputNames: inputNames(shapes, ["x", "t", LABELS_INT32]), graphName: "flowmatch_unet" });
   }
   return int64LabelInput(bytes);
+}
+
+export interface DivergenceExportOptions {
+  /** Number of tangent inputs e.0 .. e.{K-1}, each shaped like x. */
+  tangents: number;
+  /** Sum the K terms into one exact trace (basis tangents) instead of K Hutchinson estimates. */
+  exact: boolean;
+}
+
+/**
+ * A model's velocity with its divergence terms (core/likelihood.ts velocityAndDivergence, one jvp
+ * per tangent) as ONNX, for log-likelihoods on onnxruntime. Inputs as the model's export plus the
+ * tangents e.0 .. e.{K-1} (shaped like x); outputs v (like x) and div ([1, B] exact, [K, B] Hutchinson).
+ */
+export async function exportDivergenceOnnx(
+  params: Record<string, Float32Array>,
+  model: { kind: "mlp"; config: MlpConfig } | { kind: "unet"; config: UnetConfig },
+  opts: DivergenceExportOptions,
+): Promise<Uint8Array> {
+  const shapes = model.kind === "mlp" ? mlpParamShapes(model.config) : unetParamShapes(model.config);
+  checkWeights(params, shapes);
+  await initEngine();
+  const sample = model.kind === "mlp" ? [model.config.dim] : [model.config.height, model.config.width, model.config.inChannels];
+  const unet = model.kind === "unet" ? model.config : null;
+  const velocity = unet ? { apply: (p: Params, x: Array, t: Array, y: Array) => unetApply(p, x, t, y, unet, "nchw") } : mlpModel(model.config as MlpConfig);
+  const tangentNames = Array.from({ length: opts.tangents }, (_, k) => `e.${k}`);
+  const args = (b: number) => [
+    toParams(params, shapes),
+    np.zeros([b, ...sample]),
+    np.zeros([b]),
+    np.zeros([b], { dtype: np.int32 }),
+    tangentNames.map(() => np.zeros([b, ...sample])),
+  ];
+  const fn = (p: Params, x: Array, t: Array, y: Array, e: Array[]) => velocityAndDivergence(velocity, p, x, t, y, e, sample.length, opts.exact);
+  const bytes = await traceToOnnxBatched(fn, args, {
+    inputNames: inputNames(shapes, ["x", "t", LABELS_INT32, ...tangentNames]),
+    outputNames: ["v", "div"],
+    constLeaves: Object.keys(shapes).length,
+    graphName: `flowmatch_${model.kind}_divergence`,
+    batchInput: "t",
+  });
+  // The MLP ignores labels: its traced graph has an unused y input, which stays out of the interface.
+  return unet ? int64LabelInput(bytes) : dropInput(bytes, LABELS_INT32);
+}
+
+function dropInput(bytes: Uint8Array, name: string): Uint8Array {
+  const model = decodeOnnxModel(bytes);
+  if (model.graph.node.some((n) => (n.input ?? []).includes(name))) throw new Error(`ONNX export: input ${name} is used by the graph`);
+  model.graph.input = (model.graph.input ?? []).filter((v) => v.name !== name);
+  return encodeOnnxModel(model);
 }

@@ -2,6 +2,7 @@
 // checks the feeds, and the solvers' VelocityField on top of it. Node only (onnxruntime-node).
 import { UserError } from "../core/errors.js";
 import type { VelocityField } from "../core/solvers.js";
+import { divergenceProbes, type DivergenceMode, type FieldWithDivergence } from "../core/likelihood.js";
 import { createOrtSession, ort } from "../engine/onnx/session.js";
 
 export interface OnnxFieldOptions {
@@ -67,5 +68,48 @@ export function onnxVelocityField(session: OnnxField, opts: OnnxVelocityOptions)
   return (x, t) => {
     const n = x.length / per;
     return session.run(x, new Float32Array(n).fill(t), y, [n, ...opts.sampleShape], opts.guidance);
+  };
+}
+
+export interface OnnxDivergenceOptions {
+  sampleShape: number[];
+  /** Class labels, one per sample (conditional models). */
+  labels?: Int32Array;
+  divergence: DivergenceMode;
+}
+
+export interface OnnxDivergenceSession {
+  /**
+   * The likelihood's FieldWithDivergence on this session, with the same tangents as the engine's
+   * modelDivergenceField (divergenceProbes) for these options.
+   */
+  field(opts: OnnxDivergenceOptions): { field: FieldWithDivergence; estimates: number };
+  release(): Promise<void>;
+}
+
+/** Open a divergence export (exportDivergenceOnnx) in onnxruntime-node. */
+export async function createOnnxDivergenceSession(modelBytes: Uint8Array, opts: OnnxFieldOptions = {}): Promise<OnnxDivergenceSession> {
+  const session = await createOrtSession(modelBytes, { threads: opts.threads });
+  const tangentCount = session.inputNames.filter((n) => n.startsWith("e.")).length;
+  const conditional = session.inputNames.includes("y");
+  return {
+    field({ sampleShape, labels, divergence: mode }) {
+      const dim = sampleShape.reduce((a, b) => a * b, 1);
+      const expected = mode === "exact" ? dim : mode.hutchinson;
+      if (tangentCount !== expected) throw new Error(`ONNX divergence field: the graph has ${tangentCount} tangent inputs, this divergence needs ${expected}`);
+      let probes: Float32Array[] | null = null;
+      const field: FieldWithDivergence = async (x, t) => {
+        const n = x.length / dim;
+        if (!probes || probes[0].length !== x.length) probes = divergenceProbes(mode, n, dim);
+        const shape = [n, ...sampleShape];
+        const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor("float32", x, shape), t: new ort.Tensor("float32", new Float32Array(n).fill(t), [n]) };
+        if (conditional) feeds.y = new ort.Tensor("int64", BigInt64Array.from(labels ?? new Int32Array(n), (l) => BigInt(l)), [n]);
+        probes.forEach((e, k) => (feeds[`e.${k}`] = new ort.Tensor("float32", e, shape)));
+        const out = await session.run(feeds);
+        return { v: out.v.data as Float32Array, div: out.div.data as Float32Array };
+      };
+      return { field, estimates: mode === "exact" ? 1 : mode.hutchinson };
+    },
+    release: () => session.release(),
   };
 }

@@ -47,6 +47,7 @@ interface LoglikFlags {
   probes: number;
   probeKind: ProbeKind;
   seed: number;
+  runtime: "engine" | "onnx";
   out?: string;
   density: boolean;
 }
@@ -64,13 +65,14 @@ export function registerLoglikCommand(program: Command): void {
     .option("--probes <n>", "Hutchinson probes per image (image models)", positiveInt, 4)
     .addOption(new Option("--probe-kind <kind>", "Hutchinson probe distribution").choices(["rademacher", "gaussian"]).default("rademacher"))
     .option("--seed <n>", "seed for fresh data and probes (0 to 2^32-1)", seed, 0)
+    .addOption(new Option("--runtime <name>", "what evaluates the network and its divergence: engine (jax-js) or onnx (its trace on onnxruntime)").choices(["engine", "onnx"]).default("engine"))
     .option("--no-density", "skip density.png (2-D models)")
     .option("--out <dir>", "where density.png goes (default: the checkpoint's folder)", outDir)
     .action(async (flags: LoglikFlags) => {
       const { config } = await loadCheckpoint(flags.ckpt);
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
       if (flags.out === undefined && config.kind === "2d" && flags.density) assertWritableDir(out);
-      const opts = { solver: flags.solver, rtol: flags.rtol, atol: flags.atol };
+      const opts = { solver: flags.solver, rtol: flags.rtol, atol: flags.atol, runtime: flags.runtime };
       if (config.kind === "2d") {
         const loaded = await loadToy2d(flags.ckpt);
         const x = flags.data === "fresh" ? sampleToy(loaded.config.dataset, flags.n, new Rng(flags.seed + 99991)) : await readCsv2d(flags.data);

@@ -41,6 +41,15 @@ function int64s(raw: Uint8Array | undefined): number[] {
   return Array.from(new BigInt64Array(copy.buffer, 0, copy.byteLength / 8), (v) => Number(v));
 }
 
+/** The one element a constant of these dims repeats (its bytes), or undefined if it holds several values. */
+function uniformElement(raw: Uint8Array | undefined, dims: number[]): Uint8Array | undefined {
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (!raw || count === 0 || raw.length % count !== 0) return undefined;
+  const size = raw.length / count;
+  for (let i = size; i < raw.length; i++) if (raw[i] !== raw[i % size]) return undefined;
+  return Uint8Array.from(raw.subarray(0, size));
+}
+
 /** The batch multiple k with a = k * b1 and b = k * b2, or null if the pair is not one. */
 function multiple(a: number, b: number, [b1, b2]: readonly [number, number]): number | null {
   if (a % b1 !== 0) return null;
@@ -102,16 +111,8 @@ export function symbolicBatch(bytesA: Uint8Array, bytesB: Uint8Array, opts: Symb
     return n;
   };
   const computed: OnnxModelData["graph"]["node"] = [];
-  ia.forEach((t, i) => {
-    const u = ib[i];
-    if (t.name !== u.name || t.data_type !== u.data_type || stable(t.dims) !== stable(u.dims)) throw fail(`constant ${t.name} differs in name, type or shape`);
-    if (sameBytes(t.raw_data, u.raw_data)) {
-      kept.push(t);
-      return;
-    }
-    if (t.data_type !== ONNX_TYPE.INT64 || (t.dims ?? []).length !== 1) throw fail(`constant ${t.name} (type ${t.data_type}) changes with the batch size`);
-    const va = int64s(t.raw_data);
-    const vb = int64s(u.raw_data);
+  /** An int64 vector whose entries are fixed or k * batch, computed into `name`. */
+  const symbolicVector = (va: number[], vb: number[], name: string, what: string): string => {
     // Consecutive fixed entries stay one constant; each batch entry is k * batch.
     const parts: string[] = [];
     let run: number[] = [];
@@ -121,13 +122,39 @@ export function symbolicBatch(bytesA: Uint8Array, bytesB: Uint8Array, opts: Symb
         return;
       }
       const k = multiple(v, vb[j], sizes);
-      if (k === null) throw fail(`constant ${t.name} has ${v} vs ${vb[j]} at entry ${j}, not a multiple of the batch`);
+      if (k === null) throw fail(`${what} has ${v} vs ${vb[j]} at entry ${j}, not a multiple of the batch`);
       if (run.length) parts.push(constVec(run));
       run = [];
       parts.push(times(k));
     });
     if (run.length) parts.push(constVec(run));
-    computed.push(parts.length === 1 ? { op_type: "Identity", input: parts, output: [t.name], name: `batch_${t.name}` } : { op_type: "Concat", input: parts, output: [t.name], name: `batch_${t.name}`, attribute: [{ name: "axis", type: 2, i: 0 }] });
+    computed.push(parts.length === 1 ? { op_type: "Identity", input: parts, output: [name], name: `batch_${name}` } : { op_type: "Concat", input: parts, output: [name], name: `batch_${name}`, attribute: [{ name: "axis", type: 2, i: 0 }] });
+    return name;
+  };
+  ia.forEach((t, i) => {
+    const u = ib[i];
+    if (t.name !== u.name || t.data_type !== u.data_type) throw fail(`constant ${t.name} differs in name or type`);
+    const da = t.dims ?? [];
+    const db = u.dims ?? [];
+    if (stable(da) === stable(db) && sameBytes(t.raw_data, u.raw_data)) {
+      kept.push(t);
+      return;
+    }
+    if (stable(da) === stable(db) && t.data_type === ONNX_TYPE.INT64 && da.length === 1) {
+      symbolicVector(int64s(t.raw_data), int64s(u.raw_data), t.name, `constant ${t.name}`);
+      return;
+    }
+    // A batch-sized constant filled with one value (e.g. the zero tangents a jvp instantiates for
+    // closed-over values): Expand of that value to the run-time shape.
+    const fill = uniformElement(t.raw_data, da) ?? null;
+    if (da.length === db.length && fill && sameBytes(fill, uniformElement(u.raw_data, db))) {
+      const value = `${t.name}.value`;
+      extra.push({ name: value, dims: [], data_type: t.data_type, raw_data: fill });
+      const shape = symbolicVector(da, db, `${t.name}.shape`, `the shape of constant ${t.name}`);
+      computed.push({ op_type: "Expand", input: [value, shape], output: [t.name], name: `batch_expand_${t.name}` });
+      return;
+    }
+    throw fail(`constant ${t.name} (type ${t.data_type}) changes with the batch size`);
   });
   if (!(A.graph.input ?? []).some((v) => v.name === batchInput)) throw fail(`there is no input "${batchInput}" to read the batch size from`);
   // Shape(start=0, end=1): the batch axis as a 1-element int64 vector (opset 15+).
