@@ -1,6 +1,6 @@
-// ONNX protobuf writing shared by the hand-written exporters (src/io/onnx.ts) and the jaxpr
-// translator (./translate.ts): the subset of onnx/onnx.proto we write (field numbers as upstream)
-// and a small graph builder. No onnxruntime here, so it stays browser-safe.
+// ONNX protobuf for the jaxpr translator (./translate.ts) and the graph passes after it (./batch.ts,
+// src/io/onnx.ts): the subset of onnx/onnx.proto we write (field numbers as upstream), a small graph
+// builder, and decode/encode of whole models. No onnxruntime here, so it stays browser-safe.
 import protobuf from "protobufjs";
 
 const ONNX_PROTO = `
