@@ -83,7 +83,8 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
   const n = w.batch;
   const shape = [n, ...sampleShape(w)];
   const x = rng.normals(shape.reduce((a, b) => a * b, 1));
-  const { createOnnxField, exportMlpOnnx, exportUnetOnnx } = await import("../src/io/onnx.js");
+  const { exportMlpOnnx, exportUnetOnnx } = await import("../src/io/onnx.js");
+  const { createOnnxField } = await import("../src/io/onnxField.js");
   const ortThreads = threads ?? 2; // createOnnxField's default
   if (isMlp(w)) {
     const { odeint } = await import("../src/core/solvers.js");
@@ -101,7 +102,7 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
       release = async () => f.dispose();
       threadText = await jaxThreads();
     } else {
-      const session = await createOnnxField(exportMlpOnnx(hostData(params), w.model), { threads: ortThreads });
+      const session = await createOnnxField(await exportMlpOnnx(hostData(params), w.model), { threads: ortThreads });
       field = (xs, t) => session.run(xs, new Float32Array(n).fill(t), undefined, shape);
       release = () => session.release();
       threadText = `onnxruntime intra-op ${ortThreads}`;
@@ -139,7 +140,7 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
       },
     };
   }
-  const session = await createOnnxField(exportUnetOnnx(hostData(params), w.model), { threads: ortThreads });
+  const session = await createOnnxField(await exportUnetOnnx(hostData(params), w.model), { threads: ortThreads });
   const y = BigInt64Array.from(labels, (l) => BigInt(l));
   return {
     params: count(params),

@@ -8,7 +8,8 @@ import { init, initEngine, defaultDevice, np, grad, fromHost, toHost, type Array
 import { sigmoid, silu } from "../src/core/models/layers.js";
 import { initMlp, mlpModel, type MlpConfig } from "../src/core/models/mlp.js";
 import { Rng } from "../src/core/rng.js";
-import { createOnnxField, exportMlpOnnx } from "../src/io/onnx.js";
+import { exportMlpOnnx } from "../src/io/onnx.js";
+import { createOnnxField } from "../src/io/onnxField.js";
 
 const POINTS = [0, 10, -10, 88.7, -88.7, 89, -89, 100, -100, 1e4, -1e4];
 
@@ -85,7 +86,7 @@ test("an MLP with pre-activations of -1e4 has finite outputs and gradients, and 
   }
   assert.ok(engine.every(Number.isFinite));
   const weights = Object.fromEntries(Object.entries(host).map(([k, v]) => [k, v.data]));
-  const field = await createOnnxField(exportMlpOnnx(weights, cfg));
+  const field = await createOnnxField(await exportMlpOnnx(weights, cfg));
   try {
     const onnx = await field.run(x, t, undefined, [n, 2]);
     const scale = Math.max(...engine.map(Math.abs));

@@ -7,7 +7,9 @@ import { Rng } from "../src/core/rng.js";
 import { modelFamily, modelKinds } from "../src/core/models/registry.js";
 import { initMlp, mlpFamily, mlpParamCount, type MlpConfig } from "../src/core/models/mlp.js";
 import { initUnetParams, unetFamily, unetParamCount, type UnetConfig } from "../src/core/models/unet.js";
-import { labelledField } from "../src/core/field.js";
+import { modelField } from "../src/core/field.js";
+import type { VelocityModel } from "../src/core/models/family.js";
+import { initEngine, np, type Array } from "../src/engine/index.js";
 
 const FIXTURES = `${import.meta.dirname}/fixtures`;
 
@@ -50,33 +52,37 @@ test("parseConfig accepts a stored config and refuses a broken one naming the fi
   assert.throws(() => unetFamily.parseConfig({ ...unet, channels: [4, 6] }, "u.json"), (e: unknown) => e instanceof UserError && /u\.json has an invalid UNet config: .*6/.test(e.message));
 });
 
-test("labelledField: guidance is v_u + w (v_c - v_u) from one network call on both halves", async () => {
+test("modelField: guidance is v_u + w (v_c - v_u) from one network evaluation on both halves (guidedVelocity)", async () => {
+  await initEngine();
   // A fake network whose velocity is x * (label + 1) + t: conditional and unconditional differ.
-  const calls: Int32Array[] = [];
-  const forward = async (x: Float32Array, t: number, y: Int32Array) => {
-    calls.push(y.slice());
-    const per = x.length / y.length;
-    return Float32Array.from(x, (v, i) => v * (y[Math.floor(i / per)] + 1) + t);
+  const model: VelocityModel = {
+    apply: (_p, x, t, y) => {
+      const n = x.shape[0];
+      const scale = (y as Array).astype(np.float32).add(1).reshape([n, 1]);
+      return x.mul(scale).add(t.reshape([n, 1]));
+    },
   };
   const labels = Int32Array.of(0, 2);
   const x = Float32Array.of(1, 2, 3, 4);
   const w = 3;
-  const guided = labelledField(forward, { sampleSize: 2, labels, guidance: w, nullLabel: 5 });
-  const v = await guided(x, 0.5);
-  assert.equal(calls.length, 1, "one network call per evaluation");
-  assert.deepEqual(Array.from(calls[0]), [0, 2, 5, 5]);
+  const guided = modelField(model, {}, { sampleShape: [2], labels, guidance: w, nullLabel: 5 });
+  const v = await guided.field(x, 0.5);
+  assert.equal(guided.evaluations(), 1, "a guided evaluation counts once");
   const expect = Array.from(x, (xi, i) => {
     const c = xi * (labels[Math.floor(i / 2)] + 1) + 0.5;
     const u = xi * 6 + 0.5;
     return u + w * (c - u);
   });
   assert.deepEqual(Array.from(v), expect);
+  guided.dispose();
   // w = 1: plain conditional; no labels: label 0 for every sample.
-  calls.length = 0;
-  assert.deepEqual(Array.from(await labelledField(forward, { sampleSize: 2, labels, guidance: 1, nullLabel: 5 })(x, 0)), [1, 2, 9, 12]);
-  assert.deepEqual(Array.from(await labelledField(forward, { sampleSize: 2 })(x, 0)), [1, 2, 3, 4]);
-  assert.deepEqual(calls.map((c) => Array.from(c)), [[0, 2], [0, 0]]);
-  assert.throws(() => labelledField(forward, { sampleSize: 2, labels, guidance: 2 }), /null label/);
+  const plain = modelField(model, {}, { sampleShape: [2], labels, guidance: 1, nullLabel: 5 });
+  assert.deepEqual(Array.from(await plain.field(x, 0)), [1, 2, 9, 12]);
+  plain.dispose();
+  const unlabelled = modelField(model, {}, { sampleShape: [2] });
+  assert.deepEqual(Array.from(await unlabelled.field(x, 0)), [1, 2, 3, 4]);
+  unlabelled.dispose();
+  assert.throws(() => modelField(model, {}, { sampleShape: [2], labels, guidance: 2 }), /null label/);
 });
 
 // Checkpoints written by the code before issue 12 (test/fixtures/README.md) still load, and their

@@ -43,7 +43,7 @@ const evaluations = f.evaluations();
 f.dispose();
 const ll = await logLikelihood(model, params, sampleToy("moons", 4, rng), { sampleShape: [2], divergence: "exact", solver: "euler", nfe: 4 });
 const host = Object.fromEntries(Object.entries(params).map(([name, p]) => [name, p.data]));
-const onnx = await createOnnxField(exportMlpOnnx(host, cfg), { threads: 1 });
+const onnx = await createOnnxField(await exportMlpOnnx(host, cfg), { threads: 1 });
 const v = await onnx.run(sampled.x.subarray(0, 2), new Float32Array([0.5]), undefined, [1, 2]);
 await onnx.release();
 console.log(JSON.stringify({ steps: trainer.stepCount, losses, n: sampled.x.length, nfe: sampled.nfe, evaluations,

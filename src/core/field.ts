@@ -24,54 +24,41 @@ export interface DisposableField {
   dispose(): void;
 }
 
-/** One network pass over a batch of n samples with their labels, on any runtime (engine, onnxruntime). */
-export type LabelledForward = (x: Float32Array, t: number, labels: Int32Array) => Promise<Float32Array>;
-
 /**
- * The velocity field of a (conditional) network: with guidance w != 1, classifier-free guidance
- * v = v_uncond + w (v_cond - v_uncond), the conditional and unconditional halves in one batch so an
- * evaluation is one network call. Without labels every sample gets label 0 (ignored by unconditional models).
+ * The guided velocity on the engine: v = v_uncond + w (v_cond - v_uncond), conditional and
+ * unconditional halves in one network call of batch 2B (the form traced into guided ONNX exports).
+ * x [B, ...], t [B], y [B] int32, w a float32 scalar; consumes them and params (like model.apply).
  */
-export function labelledField(forward: LabelledForward, opts: { sampleSize: number; labels?: Int32Array; guidance?: number; nullLabel?: number }): VelocityField {
-  const guided = opts.guidance !== undefined && opts.guidance !== 1 && opts.labels !== undefined;
-  if (guided && opts.nullLabel === undefined) throw new Error("guidance needs the model's null label");
-  if (!guided) return (x, t) => forward(x, t, opts.labels ?? new Int32Array(x.length / opts.sampleSize));
-  const labels = opts.labels as Int32Array;
-  const w = opts.guidance as number;
-  const n = labels.length;
-  const yy = new Int32Array(2 * n);
-  yy.set(labels);
-  yy.fill(opts.nullLabel as number, n);
-  return async (x, t) => {
-    const xx = new Float32Array(2 * x.length);
-    xx.set(x);
-    xx.set(x, x.length);
-    const v = await forward(xx, t, yy);
-    const out = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const vc = v[i];
-      const vu = v[x.length + i];
-      out[i] = vu + w * (vc - vu);
-    }
-    return out;
-  };
+export function guidedVelocity(model: VelocityModel, params: Params, x: Array, t: Array, y: Array, w: Array, nullLabel: number): Array {
+  const n = x.shape[0];
+  // From y itself (not np.full) so a traced graph keeps the batch symbolic.
+  const yNull = y.ref.mul(0).add(nullLabel);
+  const v = model.apply(params, np.concatenate([x.ref, x], 0), np.concatenate([t.ref, t], 0), np.concatenate([y, yNull], 0));
+  const vc = v.ref.slice([0, n]);
+  const vu = v.slice([n, 2 * n]);
+  return vu.ref.add(w.mul(vc.sub(vu)));
 }
 
 export function modelField(model: VelocityModel, host: HostParams, opts: ModelFieldOptions): DisposableField {
   const params = toEngine(host);
   const forward = jit((p: Params, x: Array, t: Array, y: Array) => model.apply(p, x, t, y));
+  const nullLabel = opts.nullLabel as number;
+  const guidedForward = jit((p: Params, x: Array, t: Array, y: Array, w: Array) => guidedVelocity(model, p, x, t, y, w, nullLabel));
   const per = opts.sampleShape.reduce((a, b) => a * b, 1);
-  const net = labelledField(
-    (x, t, y) => {
-      const n = y.length;
-      return toHost(forward(tree.ref(params), fromHost(x, [n, ...opts.sampleShape]), np.full([n], t), np.array(y, { dtype: np.int32 })));
-    },
-    { sampleSize: per, labels: opts.labels, guidance: opts.guidance, nullLabel: opts.nullLabel },
-  );
+  const guided = opts.guidance !== undefined && opts.guidance !== 1 && opts.labels !== undefined;
+  if (guided && opts.nullLabel === undefined) throw new Error("guidance needs the model's null label");
   let count = 0;
-  const field: VelocityField = (x, t) => {
+  const field: VelocityField = async (x, t) => {
+    const n = x.length / per;
     count++;
-    return net(x, t);
+    if (!guided) {
+      const y = opts.labels ?? new Int32Array(n);
+      const v = forward(tree.ref(params), fromHost(x, [n, ...opts.sampleShape]), np.full([n], t), np.array(y, { dtype: np.int32 }));
+      return toHost(v);
+    }
+    // guidedVelocity: both halves in one network call per evaluation (the formula ONNX exports trace).
+    const v = guidedForward(tree.ref(params), fromHost(x, [n, ...opts.sampleShape]), np.full([n], t), np.array(opts.labels as Int32Array, { dtype: np.int32 }), np.array(opts.guidance as number, { dtype: np.float32 }));
+    return toHost(v);
   };
   return {
     field,
@@ -79,6 +66,7 @@ export function modelField(model: VelocityModel, host: HostParams, opts: ModelFi
     dispose() {
       tree.dispose(params);
       forward.dispose();
+      guidedForward.dispose();
     },
   };
 }

@@ -150,6 +150,56 @@ export async function sampleWithLogDensityWith(field: FieldWithDivergence, x0: F
 }
 
 /**
+ * Velocity and divergence terms of a batch: for each tangent e, a jvp gives J e and the term
+ * sum(e * J e) over each sample's axes. Returns [v, div] with div [1, n] (exact: the basis terms
+ * summed into the trace) or [K, n] (one Hutchinson estimate per probe). Consumes x, t, y, the
+ * tangents and p. Jitted on the engine and traced as is into ONNX (io/onnx.ts).
+ */
+export function velocityAndDivergence(model: VelocityModel, p: Params, x: Array, t: Array, y: Array, tangents: Array[], sampleRank: number, exact: boolean): [Array, Array] {
+  const f = (xx: Array) => model.apply(tree.ref(p), xx, t.ref, y.ref);
+  let v: Array | null = null;
+  const terms: Array[] = [];
+  const axes = Array.from({ length: sampleRank }, (_, i) => i + 1);
+  for (const e of tangents) {
+    const [out, jv] = jvp(f, [x.ref], [e.ref]) as [Array, Array];
+    terms.push(np.sum(jv.mul(e), axes));
+    if (v === null) v = out;
+    else out.dispose();
+  }
+  tree.dispose(p);
+  x.dispose();
+  t.dispose();
+  y.dispose();
+  const div = exact ? np.stack([terms.reduce((acc, term) => acc.add(term))]) : np.stack(terms);
+  return [v as Array, div];
+}
+
+/**
+ * The tangents for velocityAndDivergence on n samples of `dim` values: the basis vectors (exact)
+ * or the seeded Hutchinson probes, the same for every call with the same arguments.
+ */
+export function divergenceProbes(mode: DivergenceMode, n: number, dim: number): Float32Array[] {
+  const probes: Float32Array[] = [];
+  const count = mode === "exact" ? dim : mode.hutchinson;
+  const rng = new Rng(mode === "exact" ? 0 : mode.seed);
+  const gaussian = mode !== "exact" && mode.probe === "gaussian";
+  for (let k = 0; k < count; k++) {
+    let e: Float32Array;
+    if (mode === "exact") {
+      e = new Float32Array(n * dim);
+      for (let i = 0; i < n; i++) e[i * dim + k] = 1;
+    } else if (gaussian) {
+      e = rng.normals(n * dim);
+    } else {
+      e = new Float32Array(n * dim);
+      for (let i = 0; i < e.length; i++) e[i] = rng.uniform() < 0.5 ? -1 : 1;
+    }
+    probes.push(e);
+  }
+  return probes;
+}
+
+/**
  * The model's velocity with its divergence on the engine, one jitted call per evaluation:
  * exactly with one jvp per input dimension (basis tangents; returns K = 1 estimate), or with
  * Hutchinson's estimator eps^T J eps over fixed probes (returns K = probes estimates), the same
@@ -175,47 +225,13 @@ export function modelDivergenceField(
   }
   const params = toEngine(host);
   let probes: Float32Array[] | null = null;
-  const probeCount = mode === "exact" ? dim : mode.hutchinson;
-  const estimates = mode === "exact" ? 1 : probeCount;
-  const compute = jit((p: Params, x: Array, t: Array, y: Array, tangents: Array[]) => {
-    const f = (xx: Array) => model.apply(tree.ref(p), xx, t.ref, y.ref);
-    let v: Array | null = null;
-    const terms: Array[] = [];
-    const axes = opts.sampleShape.map((_, i) => i + 1);
-    for (const e of tangents) {
-      const [out, jv] = jvp(f, [x.ref], [e.ref]) as [Array, Array];
-      terms.push(np.sum(jv.mul(e), axes));
-      if (v === null) v = out;
-      else out.dispose();
-    }
-    tree.dispose(p);
-    x.dispose();
-    t.dispose();
-    y.dispose();
-    // Exact: the basis terms add up to the trace. Hutchinson: one estimate per probe, [K, n].
-    const div = mode === "exact" ? np.stack([terms.reduce((acc, term) => acc.add(term))]) : np.stack(terms);
-    return [v as Array, div] as [Array, Array];
-  });
+  const estimates = mode === "exact" ? 1 : mode.hutchinson;
+  const compute = jit((p: Params, x: Array, t: Array, y: Array, tangents: Array[]) =>
+    velocityAndDivergence(model, p, x, t, y, tangents, opts.sampleShape.length, mode === "exact"),
+  );
   const field: FieldWithDivergence = async (x, t) => {
     const n = x.length / dim;
-    if (!probes || probes[0].length !== x.length) {
-      probes = [];
-      const rng = new Rng(mode === "exact" ? 0 : mode.seed);
-      const gaussian = mode !== "exact" && mode.probe === "gaussian";
-      for (let k = 0; k < probeCount; k++) {
-        let e: Float32Array;
-        if (mode === "exact") {
-          e = new Float32Array(x.length);
-          for (let i = 0; i < n; i++) e[i * dim + k] = 1;
-        } else if (gaussian) {
-          e = rng.normals(x.length);
-        } else {
-          e = new Float32Array(x.length);
-          for (let i = 0; i < e.length; i++) e[i] = rng.uniform() < 0.5 ? -1 : 1;
-        }
-        probes.push(e);
-      }
-    }
+    if (!probes || probes[0].length !== x.length) probes = divergenceProbes(mode, n, dim);
     const shape = [n, ...opts.sampleShape];
     const [v, div] = compute(
       tree.ref(params),

@@ -1,195 +1,147 @@
-// ONNX export of the velocity networks (opset 17) and an onnxruntime-node velocity runtime.
-// The graph is built by hand from the same parameter record the engine trains, so an exported
-// model reproduces unetApply / the MLP to float32 rounding.
-import * as ort from "onnxruntime-node";
+// ONNX export of the velocity networks: the model's own apply function (and, for guidance, the
+// library's guidedVelocity) traced with the engine and translated by src/engine/onnx, so the
+// exported graph is the network the engine runs, not a second implementation of it. The batch is
+// symbolic ("B"). Running an export: ./onnxField.ts.
+//
+// Interface (unchanged from the hand-built exports): inputs x (MLP [B, dim]; UNet [B, H, W, C],
+// NHWC), t [B] float32, y [B] int64 (UNet; numClasses = the null class), and for a guided UNet w, a
+// float32 scalar; output v shaped like x. The UNet is traced in its NCHW layout (native Conv).
+import { initEngine, fromHost, np, type Array } from "../engine/index.js";
+import { traceToOnnxBatched } from "../engine/onnx/trace.js";
+import { decodeOnnxModel, encodeOnnxModel, ONNX_TYPE } from "../engine/onnx/proto.js";
 import { UserError } from "../core/errors.js";
-import { GraphBuilder, ONNX_TYPE } from "../engine/onnx/proto.js";
-import { unetBlocks, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
-import { mlpLayerSizes, type MlpConfig } from "../core/models/mlp.js";
-import { sinusoidalFrequencies, TIME_EMBED_SCALE } from "../core/models/layers.js";
+import { guidedVelocity } from "../core/field.js";
+import { velocityAndDivergence } from "../core/likelihood.js";
+import { unetApply, unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { mlpModel, mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
+import type { Params } from "../core/optim.js";
 
-const FLOAT = ONNX_TYPE.FLOAT;
-const INT64 = ONNX_TYPE.INT64;
-
-function need(params: Record<string, Float32Array>, name: string, size: number): Float32Array {
-  const p = params[name];
-  if (!p) throw new UserError(`ONNX export: parameter "${name}" is missing; the weights do not match the model config`);
-  if (p.length !== size) throw new UserError(`ONNX export: parameter "${name}" has ${p.length} values, the config expects ${size}`);
-  return p;
-}
-
-/** x @ W + b on [B, in]. */
-function denseNode(g: GraphBuilder, params: Record<string, Float32Array>, prefix: string, x: string, fanIn: number, fanOut: number): string {
-  const w = g.floatConst(`${prefix}.weight`, need(params, `${prefix}.weight`, fanIn * fanOut), [fanIn, fanOut]);
-  const b = g.floatConst(`${prefix}.bias`, need(params, `${prefix}.bias`, fanOut), [fanOut]);
-  return g.op("Add", [g.op("MatMul", [x, w]), b]);
-}
-
-// onnxruntime's Sigmoid is finite for every finite input (checked at +-1e4 against the engine's
-// stable sigmoid in test/activations.test.ts), so the exported graph keeps the one fused op.
-function siluNode(g: GraphBuilder, x: string): string {
-  return g.op("Mul", [x, g.op("Sigmoid", [x])], undefined, "silu");
-}
-
-/** Sinusoidal features of TIME_EMBED_SCALE * t: [B] -> [B, dim] (matches sinusoidalEmbedding). */
-function timeFeatures(g: GraphBuilder, t: string, dim: number): string {
-  const half = Math.floor(dim / 2);
-  const scale = g.floatConst("const.time_scale", Float32Array.of(TIME_EMBED_SCALE), []);
-  const freqs = g.floatConst("const.time_freqs", sinusoidalFrequencies(dim), [1, half]);
-  const column = g.op("Unsqueeze", [g.op("Mul", [t, scale]), g.int64Const("const.axes1", [1])]);
-  const args = g.op("Mul", [column, freqs]);
-  return g.op("Concat", [g.op("Sin", [args]), g.op("Cos", [args])], { axis: 1 });
-}
-
-/**
- * The 2-D velocity MLP (src/core/models/mlp.ts): inputs x [B, dim] and t [B] float32, output v [B, dim].
- * Layout: concat([x, sinusoidal(1000 t)]) (or raw t when timeEmbDim = 0), dense layers `layers.i`
- * with SiLU between, last layer linear.
- */
-export function exportMlpOnnx(params: Record<string, Float32Array>, cfg: MlpConfig): Uint8Array {
-  const g = new GraphBuilder();
-  const sizes = mlpLayerSizes(cfg);
-  const tFeat = cfg.timeEmbDim > 0 ? timeFeatures(g, "t", cfg.timeEmbDim) : g.op("Unsqueeze", ["t", g.int64Const("const.axes1", [1])]);
-  let h = g.op("Concat", ["x", tFeat], { axis: 1 });
-  for (let i = 0; i + 1 < sizes.length; i++) {
-    h = denseNode(g, params, `layers.${i}`, h, sizes[i], sizes[i + 1]);
-    if (i + 2 < sizes.length) h = siluNode(g, h);
+function checkWeights(params: Record<string, Float32Array>, shapes: Record<string, number[]>): void {
+  for (const [name, shape] of Object.entries(shapes)) {
+    const p = params[name];
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (!p) throw new UserError(`ONNX export: parameter "${name}" is missing; the weights do not match the model config`);
+    if (p.length !== size) throw new UserError(`ONNX export: parameter "${name}" has ${p.length} values, the config expects ${size}`);
   }
-  g.nodes.push({ op: "Identity", inputs: [h], outputs: ["v"] });
-  return g.encode(
-    [
-      { name: "x", elemType: FLOAT, dims: ["B", cfg.dim] },
-      { name: "t", elemType: FLOAT, dims: ["B"] },
-    ],
-    [{ name: "v", dims: ["B", cfg.dim] }],
-    "flowmatch_mlp",
-  );
+}
+
+const toParams = (params: Record<string, Float32Array>, shapes: Record<string, number[]>): Params =>
+  Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, fromHost(params[k], s)]));
+
+/** Names for the traced inputs (jax-js flattens objects in insertion order): weights, then data. */
+const inputNames = (shapes: Record<string, number[]>, data: string[]): string[] => [...Object.keys(shapes), ...data];
+
+const LABELS_INT32 = "y.int32";
+
+/** The engine takes int32 labels, users feed int64: graph input y int64, cast once on entry. */
+function int64LabelInput(bytes: Uint8Array): Uint8Array {
+  const model = decodeOnnxModel(bytes);
+  const input = (model.graph.input ?? []).find((v) => v.name === LABELS_INT32);
+  if (!input) throw new Error(`ONNX export: the traced graph has no ${LABELS_INT32} input`);
+  input.name = "y";
+  input.type.tensor_type.elem_type = ONNX_TYPE.INT64;
+  model.graph.node.unshift({ op_type: "Cast", input: ["y"], output: [LABELS_INT32], name: "labels_int32", attribute: [{ name: "to", type: 2, i: ONNX_TYPE.INT32 }] });
+  return encodeOnnxModel(model);
 }
 
 /**
- * The image UNet (src/core/models/unet.ts): inputs x [B, H, W, C] float32 (NHWC like the engine),
- * t [B] float32, y [B] int64 labels (numClasses = null class); output v [B, H, W, C].
- * Internally NCHW: one Transpose in, one out. GroupNorm = Reshape + InstanceNormalization + Reshape + Mul/Add.
+ * The 2-D velocity MLP (src/core/models/mlp.ts) as ONNX: inputs x [B, dim] and t [B] float32,
+ * output v [B, dim]. Weights are initializers named as in the checkpoint.
  */
-export function exportUnetOnnx(params: Record<string, Float32Array>, cfg: UnetConfig): Uint8Array {
+export async function exportMlpOnnx(params: Record<string, Float32Array>, cfg: MlpConfig): Promise<Uint8Array> {
+  const shapes = mlpParamShapes(cfg);
+  checkWeights(params, shapes);
+  await initEngine();
+  const model = mlpModel(cfg);
+  const args = (b: number) => [toParams(params, shapes), np.zeros([b, cfg.dim]), np.zeros([b])];
+  return traceToOnnxBatched((p: Params, x: Array, t: Array) => model.apply(p, x, t, null), args, {
+    inputNames: inputNames(shapes, ["x", "t"]),
+    outputNames: ["v"],
+    constLeaves: Object.keys(shapes).length,
+    graphName: "flowmatch_mlp",
+    batchInput: "t",
+  });
+}
+
+export interface UnetExportOptions {
+  /**
+   * Classifier-free guidance in the graph: an extra float32 scalar input w, output
+   * v = v(x, t, null) + w (v(x, t, y) - v(x, t, null)) from one batch-2B network call.
+   */
+  guided?: boolean;
+}
+
+/**
+ * The image UNet (src/core/models/unet.ts) as ONNX: inputs x [B, H, W, C] float32 (NHWC), t [B]
+ * float32, y [B] int64 labels (numClasses = null class), w [] float32 when guided; output v [B, H, W, C].
+ */
+export async function exportUnetOnnx(params: Record<string, Float32Array>, cfg: UnetConfig, opts: UnetExportOptions = {}): Promise<Uint8Array> {
   const shapes = unetParamShapes(cfg);
-  for (const [name, shape] of Object.entries(shapes)) need(params, name, shape.reduce((a, b) => a * b, 1));
-  const g = new GraphBuilder();
-  const E = cfg.timeEmbDim;
-  const axes23 = g.int64Const("const.axes23", [2, 3]);
-
-  // im2col weight [k*k*cin, cout] in (ky, kx, cin) order -> ONNX OIHW.
-  const conv = (prefix: string, x: string, opts: { stride?: number; kernel?: number } = {}): string => {
-    const [rows, cout] = shapes[`${prefix}.weight`];
-    const k = opts.kernel ?? 3;
-    const cin = rows / (k * k);
-    const src = params[`${prefix}.weight`];
-    const oihw = new Float32Array(rows * cout);
-    for (let ky = 0; ky < k; ky++)
-      for (let kx = 0; kx < k; kx++)
-        for (let c = 0; c < cin; c++)
-          for (let o = 0; o < cout; o++) oihw[((o * cin + c) * k + ky) * k + kx] = src[((ky * k + kx) * cin + c) * cout + o];
-    const w = g.floatConst(`${prefix}.weight`, oihw, [cout, cin, k, k]);
-    const b = g.floatConst(`${prefix}.bias`, params[`${prefix}.bias`], [cout]);
-    const p = (k - 1) >> 1;
-    const s = opts.stride ?? 1;
-    return g.op("Conv", [x, w, b], { kernel_shape: [k, k], pads: [p, p, p, p], strides: [s, s] });
-  };
-  const groupNorm = (prefix: string, x: string): string => {
-    const c = shapes[`${prefix}.weight`][0];
-    const G = cfg.groups;
-    const grouped = g.op("Reshape", [x, g.int64Const(g.fresh("const.group_shape"), [0, G, -1])]);
-    const ones = g.floatConst(g.fresh("const.ones"), new Float32Array(G).fill(1), [G]);
-    const zeros = g.floatConst(g.fresh("const.zeros"), new Float32Array(G), [G]);
-    const normed = g.op("InstanceNormalization", [grouped, ones, zeros], { epsilon: { float: 1e-5 } });
-    const back = g.op("Reshape", [normed, g.op("Shape", [x])]);
-    const gamma = g.floatConst(`${prefix}.weight`, params[`${prefix}.weight`], [c, 1, 1]);
-    const beta = g.floatConst(`${prefix}.bias`, params[`${prefix}.bias`], [c, 1, 1]);
-    return g.op("Add", [g.op("Mul", [back, gamma]), beta]);
-  };
-  const resBlock = (spec: { prefix: string; cin: number; cout: number }, x: string, embAct: string): string => {
-    const { prefix, cin, cout } = spec;
-    let h = conv(`${prefix}.conv1`, siluNode(g, groupNorm(`${prefix}.norm1`, x)));
-    const e = g.op("Unsqueeze", [denseNode(g, params, `${prefix}.emb`, embAct, E, cout), axes23]);
-    h = g.op("Add", [h, e]);
-    h = conv(`${prefix}.conv2`, siluNode(g, groupNorm(`${prefix}.norm2`, h)));
-    const shortcut = cin === cout ? x : conv(`${prefix}.skip`, x, { kernel: 1 });
-    return g.op("Add", [h, shortcut]);
-  };
-
-  let emb = denseNode(g, params, "time.0", timeFeatures(g, "t", E), E, E);
-  emb = denseNode(g, params, "time.1", siluNode(g, emb), E, E);
-  const table = g.floatConst("class.weight", params["class.weight"], shapes["class.weight"]);
-  emb = g.op("Add", [emb, g.op("Gather", [table, "y"], { axis: 0 })]);
-  const embAct = siluNode(g, emb);
-
-  const { down, mid, up } = unetBlocks(cfg);
-  let h = conv("stem", g.op("Transpose", ["x"], { perm: [0, 3, 1, 2] }));
-  const skips: string[] = [];
-  down.forEach((spec, i) => {
-    h = resBlock(spec, h, embAct);
-    skips.push(h);
-    h = conv(`down.${i}.downsample`, h, { stride: 2 });
-  });
-  h = resBlock(mid, h, embAct);
-  const scales = g.floatConst("const.upsample_scales", Float32Array.of(1, 1, 2, 2), [4]);
-  for (const spec of up) {
-    const i = spec.level;
-    const up2 = g.op("Resize", [h, "", scales], { mode: "nearest", coordinate_transformation_mode: "asymmetric", nearest_mode: "floor" });
-    h = conv(`up.${i}.upsample`, up2);
-    h = g.op("Concat", [h, skips[i]], { axis: 1 });
-    h = resBlock(spec, h, embAct);
+  checkWeights(params, shapes);
+  await initEngine();
+  const image = [cfg.height, cfg.width, cfg.inChannels];
+  const data = (b: number) => [np.zeros([b, ...image]), np.zeros([b]), np.zeros([b], { dtype: np.int32 })];
+  const apply = (p: Params, x: Array, t: Array, y: Array) => unetApply(p, x, t, y, cfg, "nchw");
+  const traceOpts = { outputNames: ["v"], constLeaves: Object.keys(shapes).length, batchInput: "t" };
+  let bytes: Uint8Array;
+  if (opts.guided) {
+    const args = (b: number) => [toParams(params, shapes), ...data(b), np.array(1, { dtype: np.float32 })];
+    const model = { apply };
+    const fn = (p: Params, x: Array, t: Array, y: Array, w: Array) => guidedVelocity(model, p, x, t, y, w, cfg.numClasses);
+    bytes = await traceToOnnxBatched(fn, args, { ...traceOpts, inputNames: inputNames(shapes, ["x", "t", LABELS_INT32, "w"]), graphName: "flowmatch_unet_guided" });
+  } else {
+    const args = (b: number) => [toParams(params, shapes), ...data(b)];
+    bytes = await traceToOnnxBatched(apply, args, { ...traceOpts, inputNames: inputNames(shapes, ["x", "t", LABELS_INT32]), graphName: "flowmatch_unet" });
   }
-  h = conv("out.conv", siluNode(g, groupNorm("out.norm", h)));
-  g.nodes.push({ op: "Transpose", inputs: [h], outputs: ["v"], attrs: { perm: [0, 2, 3, 1] } });
-  const imageDims = ["B", cfg.height, cfg.width, cfg.inChannels];
-  return g.encode(
-    [
-      { name: "x", elemType: FLOAT, dims: imageDims },
-      { name: "t", elemType: FLOAT, dims: ["B"] },
-      { name: "y", elemType: INT64, dims: ["B"] },
-    ],
-    [{ name: "v", dims: imageDims }],
-    "flowmatch_unet",
-  );
+  return int64LabelInput(bytes);
 }
 
-export interface OnnxFieldOptions {
-  /** onnxruntime intra-op threads (default 2: this project targets small CPU machines). */
-  threads?: number;
+export interface DivergenceExportOptions {
+  /** Number of tangent inputs e.0 .. e.{K-1}, each shaped like x. */
+  tangents: number;
+  /** Sum the K terms into one exact trace (basis tangents) instead of K Hutchinson estimates. */
+  exact: boolean;
 }
 
-export interface OnnxField {
-  /** One forward pass. x is [shape] flattened, t [B]; y [B] int64 labels for class-conditional models. */
-  run(x: Float32Array, t: Float32Array, y: BigInt64Array | undefined, shape: number[]): Promise<Float32Array>;
-  release(): Promise<void>;
-}
-
-/** Open an exported model in onnxruntime-node (CPU). */
-export async function createOnnxField(modelBytes: Uint8Array, opts: OnnxFieldOptions = {}): Promise<OnnxField> {
-  const session = await ort.InferenceSession.create(modelBytes, {
-    intraOpNumThreads: opts.threads ?? 2,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: "all",
+/**
+ * A model's velocity with its divergence terms (core/likelihood.ts velocityAndDivergence, one jvp
+ * per tangent) as ONNX, for log-likelihoods on onnxruntime. Inputs as the model's export plus the
+ * tangents e.0 .. e.{K-1} (shaped like x); outputs v (like x) and div ([1, B] exact, [K, B] Hutchinson).
+ */
+export async function exportDivergenceOnnx(
+  params: Record<string, Float32Array>,
+  model: { kind: "mlp"; config: MlpConfig } | { kind: "unet"; config: UnetConfig },
+  opts: DivergenceExportOptions,
+): Promise<Uint8Array> {
+  const shapes = model.kind === "mlp" ? mlpParamShapes(model.config) : unetParamShapes(model.config);
+  checkWeights(params, shapes);
+  await initEngine();
+  const sample = model.kind === "mlp" ? [model.config.dim] : [model.config.height, model.config.width, model.config.inChannels];
+  const unet = model.kind === "unet" ? model.config : null;
+  const velocity = unet ? { apply: (p: Params, x: Array, t: Array, y: Array) => unetApply(p, x, t, y, unet, "nchw") } : mlpModel(model.config as MlpConfig);
+  const tangentNames = Array.from({ length: opts.tangents }, (_, k) => `e.${k}`);
+  const args = (b: number) => [
+    toParams(params, shapes),
+    np.zeros([b, ...sample]),
+    np.zeros([b]),
+    np.zeros([b], { dtype: np.int32 }),
+    tangentNames.map(() => np.zeros([b, ...sample])),
+  ];
+  const fn = (p: Params, x: Array, t: Array, y: Array, e: Array[]) => velocityAndDivergence(velocity, p, x, t, y, e, sample.length, opts.exact);
+  const bytes = await traceToOnnxBatched(fn, args, {
+    inputNames: inputNames(shapes, ["x", "t", LABELS_INT32, ...tangentNames]),
+    outputNames: ["v", "div"],
+    constLeaves: Object.keys(shapes).length,
+    graphName: `flowmatch_${model.kind}_divergence`,
+    batchInput: "t",
   });
-  const needsLabels = session.inputNames.includes("y");
-  return {
-    async run(x, t, y, shape) {
-      const batch = shape[0];
-      if (t.length !== batch) throw new UserError(`ONNX field: t has ${t.length} entries for a batch of ${batch}`);
-      const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor("float32", x, shape), t: new ort.Tensor("float32", t, [batch]) };
-      if (needsLabels) {
-        if (!y || y.length !== batch) throw new UserError(`ONNX field: this model is class-conditional and needs ${batch} int64 labels`);
-        feeds.y = new ort.Tensor("int64", y, [batch]);
-      }
-      const result = await session.run(feeds);
-      const v = result.v;
-      const data = v.data;
-      if (!(data instanceof Float32Array)) throw new Error(`ONNX field: output v has type ${v.type}, expected float32`);
-      return data;
-    },
-    async release() {
-      await session.release();
-    },
-  };
+  // The MLP ignores labels: its traced graph has an unused y input, which stays out of the interface.
+  return unet ? int64LabelInput(bytes) : dropInput(bytes, LABELS_INT32);
+}
+
+function dropInput(bytes: Uint8Array, name: string): Uint8Array {
+  const model = decodeOnnxModel(bytes);
+  if (model.graph.node.some((n) => (n.input ?? []).includes(name))) throw new Error(`ONNX export: input ${name} is used by the graph`);
+  model.graph.input = (model.graph.input ?? []).filter((v) => v.name !== name);
+  return encodeOnnxModel(model);
 }

@@ -4,12 +4,13 @@ import { join } from "node:path";
 import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
-import { labelledField, modelField } from "../core/field.js";
+import { modelField } from "../core/field.js";
 import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
 import { unetModel, type UnetConfig } from "../core/models/unet.js";
 import { assertEngineFits, unetForwardBytes } from "../core/memory.js";
 import { writeFileAtomic } from "../io/atomic.js";
-import { createOnnxField, exportUnetOnnx } from "../io/onnx.js";
+import { exportUnetOnnx } from "../io/onnx.js";
+import { createOnnxField, onnxVelocityField } from "../io/onnxField.js";
 import { encodeGif, imageGrid } from "../viz/index.js";
 import type { LoadedImage } from "./model.js";
 
@@ -46,11 +47,10 @@ export async function imageField(loaded: LoadedImage, labels: Int32Array, guidan
   }
   const data: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
-  const session = await createOnnxField(exportUnetOnnx(data, cfg), {});
-  const field = labelledField(
-    (x, t, y) => session.run(x, new Float32Array(y.length).fill(t), BigInt64Array.from(y, (l) => BigInt(l)), [y.length, ...sampleShape]),
-    { sampleSize: cfg.height * cfg.width * cfg.inChannels, labels, guidance, nullLabel: cfg.numClasses },
-  );
+  // Guidance inside the graph (one run per evaluation); w = 1 is the plain conditional network.
+  const guided = guidance !== 1;
+  const session = await createOnnxField(await exportUnetOnnx(data, cfg, { guided }), {});
+  const field = onnxVelocityField(session, { sampleShape, labels, guidance: guided ? guidance : undefined });
   return { field, dispose: () => session.release() };
 }
 
@@ -90,8 +90,8 @@ export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions
   return { files, images: result.x, seconds, nfe: result.nfe };
 }
 
-export async function exportOnnx(loaded: LoadedImage, path: string): Promise<void> {
+export async function exportOnnx(loaded: LoadedImage, path: string, opts: { guided?: boolean } = {}): Promise<void> {
   const data: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
-  await writeFileAtomic(path, exportUnetOnnx(data, loaded.config.model));
+  await writeFileAtomic(path, await exportUnetOnnx(data, loaded.config.model, opts));
 }

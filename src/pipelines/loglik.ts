@@ -8,6 +8,9 @@ import { Rng } from "../core/rng.js";
 import type { SolverName } from "../core/solvers.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
+import { exportDivergenceOnnx } from "../io/onnx.js";
+import { createOnnxDivergenceSession } from "../io/onnxField.js";
+import type { HostParams } from "../core/optim.js";
 import { heatmap, scatterPlot, sideBySide, vectorFieldGrid } from "../viz/index.js";
 import { sampleToy2d } from "./toy2dSampling.js";
 import type { Loaded2d, LoadedImage } from "./model.js";
@@ -19,7 +22,11 @@ export interface LoglikOptions {
   atol?: number;
   /** Samples per ODE solve (larger batches amortise the engine's per-call cost). */
   batch?: number;
+  /** What evaluates the network and its divergence (jvp): the engine, or its trace on onnxruntime. */
+  runtime?: "engine" | "onnx";
 }
+
+const hostData = (p: HostParams): Record<string, Float32Array> => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.data]));
 
 export interface LoglikSummary {
   logp: Float64Array;
@@ -58,14 +65,18 @@ async function batched(
 /** Exact log p(x) in nats for a 2-D model (EMA weights), Dopri5 by default. */
 export async function logLikelihood2d(loaded: Loaded2d, x: Float32Array, opts: LoglikOptions & { nfe?: number }): Promise<LoglikSummary> {
   await initEngine();
-  const f = modelDivergenceField(mlpModel(loaded.config.model), loaded.ema, { sampleShape: [2], divergence: "exact" });
+  const setupStart = performance.now();
+  const session = opts.runtime === "onnx" ? await createOnnxDivergenceSession(await exportDivergenceOnnx(hostData(loaded.ema), { kind: "mlp", config: loaded.config.model }, { tangents: 2, exact: true })) : null;
+  // The export and session start count in the reported time (the engine's jit compile does too).
+  const setupSeconds = (performance.now() - setupStart) / 1000;
+  const f = session ? { ...session.field({ sampleShape: [2], divergence: "exact" }), dispose: () => session.release() } : modelDivergenceField(mlpModel(loaded.config.model), loaded.ema, { sampleShape: [2], divergence: "exact" });
   try {
     const r = await batched(x, 2, opts.batch ?? 2048, (chunk) =>
       logLikelihoodWith(f.field, chunk, { sampleShape: [2], solver: opts.solver, rtol: opts.rtol, atol: opts.atol, nfe: opts.nfe ?? 48 }),
     );
-    return summarise(r.logp, r.nfe, r.seconds);
+    return summarise(r.logp, r.nfe, setupSeconds + r.seconds);
   } finally {
-    f.dispose();
+    await f.dispose();
   }
 }
 
@@ -154,19 +165,26 @@ export async function bitsPerDimImages(
   let nfe = 0;
   const dequantized = dequantizeImages(images, opts.seed + 7);
   const started = performance.now();
-  for (let s = 0; s < n; s += batch) {
-    const e = Math.min(n, s + batch);
-    const r = await logLikelihood(unetModel(cfg), loaded.ema, dequantized.subarray(s * dim, e * dim), {
-      sampleShape,
-      divergence: { hutchinson: opts.probes, seed: opts.seed + s, probe: opts.probe },
-      labels: labels.subarray(s, e),
-      solver: opts.solver,
-      rtol: opts.rtol ?? 1e-4,
-      atol: opts.atol ?? 1e-4,
-    });
-    logp.set(r.logp, s);
-    for (const se of r.stderr ?? []) probeVariance += se * se;
-    nfe += r.nfe;
+  const session = opts.runtime === "onnx" ? await createOnnxDivergenceSession(await exportDivergenceOnnx(hostData(loaded.ema), { kind: "unet", config: cfg }, { tangents: opts.probes, exact: false })) : null;
+  try {
+    for (let s = 0; s < n; s += batch) {
+      const e = Math.min(n, s + batch);
+      const chunk = dequantized.subarray(s * dim, e * dim);
+      const divergence = { hutchinson: opts.probes, seed: opts.seed + s, probe: opts.probe };
+      const solve = { sampleShape, solver: opts.solver, rtol: opts.rtol ?? 1e-4, atol: opts.atol ?? 1e-4 };
+      let r;
+      if (session) {
+        const f = session.field({ sampleShape, labels: labels.subarray(s, e), divergence });
+        r = await logLikelihoodWith(f.field, chunk, { ...solve, estimates: f.estimates });
+      } else {
+        r = await logLikelihood(unetModel(cfg), loaded.ema, chunk, { ...solve, divergence, labels: labels.subarray(s, e) });
+      }
+      logp.set(r.logp, s);
+      for (const se of r.stderr ?? []) probeVariance += se * se;
+      nfe += r.nfe;
+    }
+  } finally {
+    await session?.release();
   }
   const summary = summarise(logp, nfe, (performance.now() - started) / 1000);
   const toBits = 1 / (dim * Math.LN2);

@@ -183,19 +183,21 @@ export function registerImageCommands(program: Command): void {
     .description("export a checkpoint's velocity network (EMA weights) as ONNX, or the whole run as a PyTorch package (--format pytorch)")
     .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
     .option("--onnx <file>", "output .onnx file")
+    .option("--guided", "image models: add a guidance-weight input w (float32 scalar); v = v_uncond + w (v_cond - v_uncond) in one graph")
     .addOption(new Option("--format <name>", "onnx, or pytorch: a package that continues training under torchrun").choices(["onnx", "pytorch"]).default("onnx"));
-  addPytorchExportOptions(exportCommand).action(async (flags: PytorchExportFlags & { onnx?: string; format: "onnx" | "pytorch" }, cmd: Command) => {
+  addPytorchExportOptions(exportCommand).action(async (flags: PytorchExportFlags & { onnx?: string; guided?: boolean; format: "onnx" | "pytorch" }, cmd: Command) => {
       if (flags.format === "pytorch") return runPytorchExport(flags);
       if (flags.onnx === undefined) return cmd.error("error: required option '--onnx <file>' not specified (or pass --format pytorch --out <dir>)", { exitCode: 2 });
       const { weightsPath, configPath } = await checkpointFiles(flags.ckpt);
       assertNotInput(flags.onnx, [weightsPath, configPath]);
       const loaded = await loadModel(flags.ckpt, { command: "export" });
       if (loaded.kind === "image") {
-        await exportOnnx(loaded, flags.onnx);
+        await exportOnnx(loaded, flags.onnx, { guided: flags.guided });
       } else if (loaded.kind === "2d") {
+        if (flags.guided) throw new UserError("--guided needs a class-conditional image model; 2-D models have no labels: drop --guided");
         const data: Record<string, Float32Array> = {};
         for (const [k, v] of Object.entries(loaded.ema)) data[k] = v.data;
-        await writeFileAtomic(flags.onnx, exportMlpOnnx(data, loaded.config.model));
+        await writeFileAtomic(flags.onnx, await exportMlpOnnx(data, loaded.config.model));
       } else {
         throw new UserError(`cannot export a '${(loaded as { kind: string }).kind}' checkpoint; export supports '2d' and 'image' models`);
       }

@@ -45,6 +45,7 @@ interface LoglikFlags {
   probes: number;
   probeKind: ProbeKind;
   seed: number;
+  runtime: "engine" | "onnx";
   out?: string;
   density: boolean;
   sample: boolean;
@@ -63,6 +64,7 @@ export function registerLoglikCommand(program: Command): void {
     .option("--probes <n>", "Hutchinson probes per image (image models)", positiveInt, 4)
     .addOption(new Option("--probe-kind <kind>", "Hutchinson probe distribution").choices(["rademacher", "gaussian"]).default("rademacher"))
     .option("--seed <n>", "seed for fresh data and probes (0 to 2^32-1)", seed, 0)
+    .addOption(new Option("--runtime <name>", "what evaluates the network and its divergence: engine (jax-js) or onnx (its trace on onnxruntime)").choices(["engine", "onnx"]).default("engine"))
     .option("--no-density", "skip density.png (2-D models)")
     .option("--sample", "draw --n new samples with their log-density in one forward pass; writes samples_logp.csv (x,y,logp) to --out (2-D models)", false)
     .option("--out <dir>", "where density.png goes (default: the checkpoint's folder)", outDir)
@@ -70,7 +72,7 @@ export function registerLoglikCommand(program: Command): void {
       const loaded = await loadModel(flags.ckpt, { command: "loglik" });
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
       if (flags.out === undefined && loaded.kind === "2d" && flags.density) assertWritableDir(out);
-      const opts = { solver: flags.solver, rtol: flags.rtol, atol: flags.atol };
+      const opts = { solver: flags.solver, rtol: flags.rtol, atol: flags.atol, runtime: flags.runtime };
       if (flags.sample) {
         if (loaded.kind !== "2d") throw new UserError("--sample is for 2-D models (their divergence is exact); image models take --data fresh");
         if (flags.data !== "fresh") throw new UserError("--sample draws new points from the model; drop --data (or drop --sample to score your points)");

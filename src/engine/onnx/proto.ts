@@ -1,6 +1,6 @@
-// ONNX protobuf writing shared by the hand-written exporters (src/io/onnx.ts) and the jaxpr
-// translator (./translate.ts): the subset of onnx/onnx.proto we write (field numbers as upstream)
-// and a small graph builder. No onnxruntime here, so it stays browser-safe.
+// ONNX protobuf for the jaxpr translator (./translate.ts) and the graph passes after it (./batch.ts,
+// src/io/onnx.ts): the subset of onnx/onnx.proto we write (field numbers as upstream), a small graph
+// builder, and decode/encode of whole models. No onnxruntime here, so it stays browser-safe.
 import protobuf from "protobufjs";
 
 const ONNX_PROTO = `
@@ -160,4 +160,30 @@ export class GraphBuilder {
     });
     return Model.encode(message).finish();
   }
+}
+
+/** A decoded ModelProto as plain data (int64 fields as numbers, bytes as Uint8Array), for graph passes. */
+export interface OnnxModelData {
+  graph: {
+    node: { input?: string[]; output?: string[]; name?: string; op_type: string; attribute?: Record<string, unknown>[]; domain?: string }[];
+    name?: string;
+    initializer?: { name: string; dims?: number[]; data_type: number; raw_data?: Uint8Array }[];
+    input?: OnnxValueInfo[];
+    output?: OnnxValueInfo[];
+  };
+  [field: string]: unknown;
+}
+export interface OnnxValueInfo {
+  name: string;
+  type: { tensor_type: { elem_type: number; shape: { dim: { dim_value?: number; dim_param?: string }[] } } };
+}
+
+export function decodeOnnxModel(bytes: Uint8Array): OnnxModelData {
+  const Model = onnxModelType();
+  return Model.toObject(Model.decode(bytes), { longs: Number, arrays: true }) as OnnxModelData;
+}
+
+export function encodeOnnxModel(model: OnnxModelData): Uint8Array {
+  const Model = onnxModelType();
+  return Model.encode(Model.fromObject(model)).finish();
 }

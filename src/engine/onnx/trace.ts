@@ -3,6 +3,7 @@
 // result ("out.1"), unless the caller passes names (in jax-js's flatten order).
 import { makeJaxpr, type Array } from "../index.js";
 import { jaxprToOnnx, type ConstValue, type JaxprLike, type OnnxGraph } from "./translate.js";
+import { PROBE_BATCHES, symbolicBatch } from "./batch.js";
 
 export interface TracedOnnx extends OnnxGraph {
   /** Equations per primitive in the translated (flattened, simplified) jaxpr. */
@@ -44,6 +45,18 @@ export interface TraceOptions {
   graphName?: string;
   /** See TranslateOptions.convAsMatMul. */
   convAsMatMul?: boolean;
+  /**
+   * The first N input leaves are baked into the graph as initializers with their example values
+   * (e.g. a model's weights), named by their input names; only the rest stay graph inputs.
+   */
+  constLeaves?: number;
+}
+
+/** Array leaves of a tree in jax-js flatten order (the order leafPaths names them). */
+function leafArrays(t: unknown): Array[] {
+  if (Array.isArray(t)) return t.flatMap(leafArrays);
+  if (typeof t === "object" && t !== null && (t as object).constructor === Object) return Object.values(t as Record<string, unknown>).flatMap(leafArrays);
+  return [t as Array];
 }
 
 /**
@@ -66,6 +79,8 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
       const c = closed.consts[i] as unknown as Array;
       consts.set(i, { data: (await c.ref.data()) as ArrayBufferView, dtype: c.dtype });
     }
+    const baked = leafArrays(args).slice(0, opts.constLeaves ?? 0);
+    for (let i = 0; i < baked.length; i++) consts.set(nConsts + i, { data: (await baked[i].ref.data()) as ArrayBufferView, dtype: baked[i].dtype });
     const names = [...closed.consts.map((_, i) => `const.${i}`), ...inputNames];
     const graph = jaxprToOnnx(jaxpr, { inputNames: names, outputNames, consts, graphName: opts.graphName, convAsMatMul: opts.convAsMatMul });
     const primitives: Record<string, number> = {};
@@ -76,3 +91,25 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
   }
 }
 
+
+/**
+ * Trace `fn` into one graph whose batch size is symbolic ("B"): traced at the two PROBE_BATCHES
+ * sizes and merged by symbolicBatch (see ./batch.ts for why and what it checks). `args(batch)`
+ * gives example arguments at a batch size; they are disposed here after tracing.
+ */
+export async function traceToOnnxBatched(
+  fn: (...args: never[]) => unknown,
+  args: (batch: number) => unknown[],
+  opts: TraceOptions & { batchInput: string },
+): Promise<Uint8Array> {
+  const graphs: Uint8Array[] = [];
+  for (const b of PROBE_BATCHES) {
+    const example = args(b);
+    try {
+      graphs.push((await traceToOnnx(fn, example, opts)).bytes);
+    } finally {
+      for (const a of leafArrays(example)) a.dispose();
+    }
+  }
+  return symbolicBatch(graphs[0], graphs[1], { sizes: PROBE_BATCHES, batchInput: opts.batchInput });
+}
