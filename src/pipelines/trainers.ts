@@ -3,7 +3,7 @@
 // runs it on onnxruntime, feeding each step's new state back as the next step's inputs.
 // Both read and write the same host state, so checkpoints and resume work across backends.
 import { np, type Array } from "../engine/index.js";
-import { traceToOnnx } from "../engine/onnx/trace.js";
+import { traceToOnnx, type TraceOptions, type TracedOnnx } from "../engine/onnx/trace.js";
 import { createOrtSession, ort } from "../engine/onnx/session.js";
 import { UserError } from "../core/errors.js";
 import { FlowTrainer, stepScalars, trainStepFn, type FlowBatch, type StepOutcome, type Trainer, type TrainerOptions, type TrainState } from "../core/train.js";
@@ -108,20 +108,7 @@ export class OrtTrainer implements Trainer {
   }
 
   private async build(n: number): Promise<StepGraph> {
-    const { sampleShape } = this.opts;
-    const zeros = (shape: number[]) => np.zeros(shape);
-    const state: TrainState = { params: {}, m: {}, v: {}, ema: {} };
-    for (const g of GROUPS) for (const [name, shape] of Object.entries(this.shapes)) state[g][name] = zeros(shape);
-    const full = [n, ...sampleShape];
-    const batch: Array[] = [zeros(full), zeros(full), zeros([n]), zeros([n, 4]), np.zeros([n], { dtype: np.int32 }), np.array(0), np.array(0)];
-    const args = [state, ...batch];
-    let traced;
-    try {
-      traced = await traceToOnnx(trainStepFn(this.opts), args, { graphName: "flowmatch_train_step" });
-    } finally {
-      for (const g of GROUPS) for (const a of Object.values(state[g])) a.dispose();
-      for (const a of batch) a.dispose();
-    }
+    const traced = await traceTrainStep(this.opts, this.shapes, n);
     const inputNames = new Set(traced.inputs.map((i) => i.name));
     const outputNames = new Set(traced.outputs.map((o) => o.name));
     const stateOut = new Map<string, string>();
@@ -187,6 +174,21 @@ export class OrtTrainer implements Trainer {
     for (const g of this.graphs.values()) void g.then((x) => x.session.release()).catch(() => {});
     this.graphs.clear();
     this.state.clear();
+  }
+}
+
+/** trainStepFn traced for batch size n (inputs: state as "0.<group>.<name>", then the batch "1".."7"). */
+export async function traceTrainStep(opts: TrainerOptions, shapes: Record<string, number[]>, n: number, trace: TraceOptions = {}): Promise<TracedOnnx> {
+  const zeros = (shape: number[]) => np.zeros(shape);
+  const state: TrainState = { params: {}, m: {}, v: {}, ema: {} };
+  for (const g of GROUPS) for (const [name, shape] of Object.entries(shapes)) state[g][name] = zeros(shape);
+  const full = [n, ...opts.sampleShape];
+  const batch: Array[] = [zeros(full), zeros(full), zeros([n]), zeros([n, 4]), np.zeros([n], { dtype: np.int32 }), np.array(0), np.array(0)];
+  try {
+    return await traceToOnnx(trainStepFn(opts), [state, ...batch], { graphName: "flowmatch_train_step", ...trace });
+  } finally {
+    for (const g of GROUPS) for (const a of Object.values(state[g])) a.dispose();
+    for (const a of batch) a.dispose();
   }
 }
 

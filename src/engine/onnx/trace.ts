@@ -44,6 +44,8 @@ export interface TraceOptions {
   graphName?: string;
   /** See TranslateOptions.convAsMatMul. */
   convAsMatMul?: boolean;
+  /** See TranslateOptions.optimize. */
+  optimize?: boolean;
 }
 
 /**
@@ -67,7 +69,7 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
       consts.set(i, { data: (await c.ref.data()) as ArrayBufferView, dtype: c.dtype });
     }
     const names = [...closed.consts.map((_, i) => `const.${i}`), ...inputNames];
-    const graph = jaxprToOnnx(jaxpr, { inputNames: names, outputNames, consts, graphName: opts.graphName, convAsMatMul: opts.convAsMatMul });
+    const graph = jaxprToOnnx(jaxpr, { inputNames: names, outputNames, consts, graphName: opts.graphName, convAsMatMul: opts.convAsMatMul, optimize: opts.optimize });
     const primitives: Record<string, number> = {};
     for (const e of jaxpr.eqns) primitives[e.primitive] = (primitives[e.primitive] ?? 0) + 1;
     return { ...graph, primitives, eqns: jaxpr.eqns.length };
