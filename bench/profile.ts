@@ -42,8 +42,10 @@ const traced = await traceTrainStep({ model, params, sampleShape: sampleShape(w)
 
 function makeFeeds(inputNames: readonly string[]): Record<string, ort.Tensor> {
 const feeds: Record<string, ort.Tensor> = {};
+const flat = (f: (x: number) => number) => Float32Array.from(Object.values(params).flatMap((p) => Array.from(p.data, f)));
 for (const g of ["params", "m", "v", "ema"]) {
-  for (const [k, { shape, data }] of Object.entries(params)) feeds[`0.${g}.${k}`] = new ort.Tensor("float32", g === "m" || g === "v" ? new Float32Array(data.length) : data.slice(), shape);
+  const data = flat(g === "m" || g === "v" ? () => 0 : (x) => x);
+  feeds[`0.${g}.flat`] = new ort.Tensor("float32", data, [data.length]);
 }
 const rng = new Rng(1);
 const per = sampleShape(w).reduce((a, b) => a * b, 1);

@@ -76,8 +76,10 @@ test("optimize: the MLP training step's weight-gradient transposes feed MatMul d
   assert.equal(transposeIntoReshape(opt), 0);
   assert.ok(opt.stats.nodes < plain.stats.nodes, `${opt.stats.nodes} nodes vs ${plain.stats.nodes}`);
   const feeds: Record<string, ort.Tensor> = {};
+  const flat = (f: (x: number) => number) => Float32Array.from(Object.values(params).flatMap((p) => Array.from(p.data, f)));
   for (const g of ["params", "m", "v", "ema"]) {
-    for (const [k, { shape, data }] of Object.entries(params)) feeds[`0.${g}.${k}`] = new ort.Tensor("float32", g === "v" ? data.map((d) => d * d) : data.slice(), shape);
+    const data = flat(g === "v" ? (d) => d * d : (d) => d);
+    feeds[`0.${g}.flat`] = new ort.Tensor("float32", data, [data.length]);
   }
   const t = rng.uniforms(n);
   feeds["1"] = new ort.Tensor("float32", rng.normals(2 * n), [n, 2]);

@@ -9,7 +9,7 @@
 // free, and `dot` then sees which axes are real in which operand and becomes one MatMul
 // (batch = real in both, M = real only on the left, N = real only on the right). A value is
 // expanded to its full shape only where an op needs it (reshape that moves real axes, concat, pad).
-import { GraphBuilder, ONNX_TYPE, type AttrValue } from "./proto.js";
+import { GraphBuilder, ONNX_TYPE, type AttrValue, type NodeSpec } from "./proto.js";
 
 /** The @jax-js/jax version this translator was written and tested against (package.json pins it). */
 export const JAX_JS_VERSION = "0.1.25";
@@ -589,26 +589,19 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     env.set(e.outBinders[0], { name: o, c: e.outBinders[0].aval.shape.slice() });
   }
 
-  const outputs = jaxpr.outs.map((a, i) => {
-    g.nodes.push({ op: "Identity", inputs: [readFull(a)], outputs: [outputNames[i]] });
-    return { name: outputNames[i], shape: a.aval.shape.slice(), dtype: a.aval.dtype };
-  });
+  const outputs = jaxpr.outs.map((a, i) => ({ name: outputNames[i], src: readFull(a), shape: a.aval.shape.slice(), dtype: a.aval.dtype }));
+  if (optimize) {
+    const srcs = outputs.map((o) => o.src);
+    const nodes = foldTransposes(dropDead(g.nodes, srcs), srcs, (h) => g.fresh(h));
+    g.nodes.splice(0, g.nodes.length, ...nodes);
+  }
+  const bound = optimize ? bindOutputs(g.nodes, outputs) : new Set<string>();
+  for (const o of outputs) if (!bound.has(o.name)) g.nodes.push({ op: "Identity", inputs: [o.src], outputs: [o.name] });
   const inputs = jaxpr.inBinders
     .map((v, i) => ({ name: inputNames[i], shape: v.aval.shape.slice(), dtype: v.aval.dtype, isConst: consts.has(i) }))
     .filter((x) => !x.isConst)
     .map(({ name, shape, dtype }) => ({ name, shape, dtype }));
-  if (optimize) {
-    // Dead nodes (e.g. reshapes that folding bypassed) are dropped, walking back from the outputs.
-    const live = new Set(outputNames);
-    const kept: typeof g.nodes = [];
-    for (let i = g.nodes.length - 1; i >= 0; i--) {
-      const n = g.nodes[i];
-      if (!n.outputs.some((o) => live.has(o))) continue;
-      kept.push(n);
-      for (const x of n.inputs) live.add(x);
-    }
-    g.nodes.splice(0, g.nodes.length, ...kept.reverse());
-  }
+  if (optimize) g.nodes.splice(0, g.nodes.length, ...dropDead(g.nodes, outputNames));
   stats.nodes = g.nodes.length;
   // Constants the jaxpr closed over but no node reads (e.g. after simplify) are dropped.
   const used = new Set(g.nodes.flatMap((n) => n.inputs));
@@ -619,5 +612,94 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     opts.graphName ?? "flowmatch_traced",
     ONNX_OPSET,
   );
-  return { bytes, inputs, outputs, stats };
+  return { bytes, inputs, outputs: outputs.map(({ name, shape, dtype }) => ({ name, shape, dtype })), stats };
+}
+
+/**
+ * Transpose peepholes on the emitted nodes (in order): Transpose(Transpose(x)) composes into one
+ * (or none), and a 2-D Transpose(MatMul(a, b)) whose product has no other reader becomes
+ * MatMul(b^T, a^T), so a transposed weight gradient is computed in place instead of copied
+ * (onnxruntime folds the operand transposes into FusedMatMul).
+ */
+function foldTransposes(nodes: NodeSpec[], graphOutputs: string[], fresh: (hint: string) => string): NodeSpec[] {
+  const producer = new Map<string, NodeSpec>();
+  const uses = new Map<string, number>();
+  for (const x of [...nodes.flatMap((n) => n.inputs), ...graphOutputs]) uses.set(x, (uses.get(x) ?? 0) + 1);
+  const out: NodeSpec[] = [];
+  // Values that became another value (a transpose pair that cancels), read through.
+  const alias = new Map<string, string>();
+  const emit = (n: NodeSpec) => {
+    out.push(n);
+    for (const o of n.outputs) producer.set(o, n);
+  };
+  const keepName = new Set(graphOutputs);
+  const permOf = (n: NodeSpec) => n.attrs?.perm as number[];
+  /** x transposed by perm, reading through a Transpose that produced x. */
+  const transposed = (x: string, perm: number[]): string => {
+    const src = producer.get(x);
+    if (src?.op === "Transpose") {
+      const p0 = permOf(src);
+      const p = perm.map((q) => p0[q]);
+      if (p.every((q, i) => q === i)) return src.inputs[0];
+      x = src.inputs[0];
+      perm = p;
+    }
+    const o = fresh("transpose");
+    emit({ op: "Transpose", inputs: [x], outputs: [o], attrs: { perm } });
+    return o;
+  };
+  for (const n of nodes) {
+    n.inputs = n.inputs.map((x) => alias.get(x) ?? x);
+    if (n.op !== "Transpose") {
+      emit(n);
+      continue;
+    }
+    const perm = permOf(n);
+    const src = producer.get(n.inputs[0]);
+    if (src?.op === "MatMul" && perm.length === 2 && perm[0] === 1 && uses.get(src.outputs[0]) === 1) {
+      // A rank-2 MatMul output has rank-2 operands.
+      emit({ op: "MatMul", inputs: [transposed(src.inputs[1], [1, 0]), transposed(src.inputs[0], [1, 0])], outputs: n.outputs });
+    } else if (src?.op === "Transpose") {
+      const p0 = permOf(src);
+      const p = perm.map((q) => p0[q]);
+      if (!p.every((q, i) => q === i)) emit({ op: "Transpose", inputs: [src.inputs[0]], outputs: n.outputs, attrs: { perm: p } });
+      else if (keepName.has(n.outputs[0])) emit({ op: "Identity", inputs: [src.inputs[0]], outputs: n.outputs });
+      else alias.set(n.outputs[0], src.inputs[0]);
+    } else emit(n);
+  }
+  return out;
+}
+
+/**
+ * Graph outputs named directly on the node that computes them (no Identity copy per output: the
+ * training step has one per state tensor). Not for a graph input or constant, nor a value that
+ * is already another output. Returns the output names bound.
+ */
+function bindOutputs(nodes: NodeSpec[], outputs: { name: string; src: string }[]): Set<string> {
+  const produced = new Set(nodes.flatMap((n) => n.outputs));
+  const rename = new Map<string, string>();
+  for (const o of outputs) if (produced.has(o.src) && !rename.has(o.src)) rename.set(o.src, o.name);
+  for (const n of nodes) {
+    n.inputs = n.inputs.map((x) => rename.get(x) ?? x);
+    n.outputs = n.outputs.map((x) => rename.get(x) ?? x);
+  }
+  const bound = new Set<string>();
+  for (const o of outputs) {
+    if (rename.get(o.src) === o.name) bound.add(o.name);
+    else if (rename.has(o.src)) o.src = rename.get(o.src) as string; // a second output of one value: Identity of the first
+  }
+  return bound;
+}
+
+/** Nodes no output depends on (e.g. reshapes that folding bypassed), dropped walking back from the outputs. */
+function dropDead(nodes: NodeSpec[], outputNames: string[]): NodeSpec[] {
+  const live = new Set(outputNames);
+  const kept: NodeSpec[] = [];
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i];
+    if (!n.outputs.some((o) => live.has(o))) continue;
+    kept.push(n);
+    for (const x of n.inputs) live.add(x);
+  }
+  return kept.reverse();
 }
