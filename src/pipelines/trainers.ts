@@ -89,6 +89,11 @@ export class OrtTrainer implements Trainer {
   lastStep: StepOutcome | null = null;
   /** One flat tensor per group (params, m, v, ema), tensors in `names` order. */
   private state = new Map<string, ort.Tensor>();
+  /**
+   * A second set of state tensors that each step writes into (preallocated outputs): when the step
+   * is applied the two sets swap, so training allocates no state memory per step.
+   */
+  private spare = new Map<string, ort.Tensor>();
   private readonly graphs = new Map<number, Promise<StepGraph>>();
   private readonly shapes: Record<string, number[]>;
   private readonly names: string[];
@@ -119,6 +124,7 @@ export class OrtTrainer implements Trainer {
         off += h.data.length;
       }
       this.state.set(stateName(g), new ort.Tensor("float32", flat, [this.total]));
+      this.spare.set(stateName(g), new ort.Tensor("float32", new Float32Array(this.total), [this.total]));
     }
     this.stepCount = r ? r.step : 0;
     this.skippedSteps = r?.skipped ?? 0;
@@ -172,11 +178,13 @@ export class OrtTrainer implements Trainer {
       new ort.Tensor("float32", Float32Array.of(emaDecay), []),
     ];
     g.batchInputs.forEach((name, i) => (feeds[name] = values[i]));
-    const res = await g.session.run(feeds);
+    const fetches: Record<string, ort.Tensor | null> = { [g.stats]: null };
+    for (const [key, out] of g.stateOut) fetches[out] = this.spare.get(key) as ort.Tensor;
+    const res = await g.session.run(feeds, fetches);
     const [loss, gradNorm] = res[g.stats].data as Float32Array;
     // A non-finite loss or gradient leaves the state as it was (the outputs are dropped).
     const applied = Number.isFinite(loss) && Number.isFinite(gradNorm);
-    if (applied) for (const [key, out] of g.stateOut) this.state.set(key, res[out]);
+    if (applied) [this.state, this.spare] = [this.spare, this.state];
     else this.skippedSteps += 1;
     this.stepCount += 1;
     this.lastStep = { loss, gradNorm, applied };
@@ -208,6 +216,7 @@ export class OrtTrainer implements Trainer {
     for (const g of this.graphs.values()) void g.then((x) => x.session.release()).catch(() => {});
     this.graphs.clear();
     this.state.clear();
+    this.spare.clear();
   }
 }
 
