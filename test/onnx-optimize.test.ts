@@ -57,7 +57,7 @@ test("optimize: nearest upsampling (and its gradient) becomes Resize, not Expand
 
 });
 
-test("optimize: the MLP training step's weight-gradient transposes feed MatMul directly; state after a step unchanged", async () => {
+test("optimize: the MLP training step's weight-gradient transposes feed MatMul directly, Sub for add-of-neg, no output copies; state after a step unchanged", async () => {
   await initEngine();
   const cfg: MlpConfig = { dim: 2, hidden: 16, depth: 2, timeEmbDim: 8 };
   const params = initMlp(cfg, new Rng(0));
@@ -75,6 +75,10 @@ test("optimize: the MLP training step's weight-gradient transposes feed MatMul d
   assert.ok(transposeIntoReshape(plain) > 0, "the plain translation reshapes transposes");
   assert.equal(transposeIntoReshape(opt), 0);
   assert.ok(opt.stats.nodes < plain.stats.nodes, `${opt.stats.nodes} nodes vs ${plain.stats.nodes}`);
+  // Subtractions as Sub, not Add of a Neg; graph outputs without an Identity copy each.
+  assert.equal(countOps(plain, "Sub"), 0);
+  assert.ok(countOps(opt, "Sub") > 0 && countOps(opt, "Neg") < countOps(plain, "Neg"), `Neg ${countOps(opt, "Neg")} vs ${countOps(plain, "Neg")}`);
+  assert.ok(countOps(opt, "Identity") < countOps(plain, "Identity"));
   const feeds: Record<string, ort.Tensor> = {};
   const flat = (f: (x: number) => number) => Float32Array.from(Object.values(params).flatMap((p) => Array.from(p.data, f)));
   for (const g of ["params", "m", "v", "ema"]) {

@@ -531,7 +531,8 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
         for (const pos of positions) {
           const starts = pos.map((p, i) => p * strides[i]);
           const ends = starts.map((s0, i) => s0 + (kernel[i] - 1) * rhsDilation[i] + 1);
-          const win = op1("Slice", [x, i64(starts), i64(ends), i64(range(nsp).map((i) => i + 2)), i64(rhsDilation)]);
+          const whole = starts.every((s0, i) => s0 === 0 && ends[i] === L.aval.shape[i + 2] + pads[i] + pads[i + nsp] && rhsDilation[i] === 1);
+          const win = whole ? x : op1("Slice", [x, i64(starts), i64(ends), i64(range(nsp).map((i) => i + 2)), i64(rhsDilation)]);
           windows.push(op1("Reshape", [win, i64([B, ck])]));
         }
         // One MatMul per window and a Concat of the small [B, O] results: concatenating the windows
@@ -616,7 +617,7 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
 }
 
 /**
- * Transpose peepholes on the emitted nodes (in order): Transpose(Transpose(x)) composes into one
+ * Peepholes on the emitted nodes (in order): Add(a, Neg(b)) is Sub(a, b); Transpose(Transpose(x)) composes into one
  * (or none), and a 2-D Transpose(MatMul(a, b)) whose product has no other reader becomes
  * MatMul(b^T, a^T), so a transposed weight gradient is computed in place instead of copied
  * (onnxruntime folds the operand transposes into FusedMatMul).
@@ -650,6 +651,16 @@ function foldTransposes(nodes: NodeSpec[], graphOutputs: string[], fresh: (hint:
   };
   for (const n of nodes) {
     n.inputs = n.inputs.map((x) => alias.get(x) ?? x);
+    if (n.op === "Add") {
+      // a + (-b) = a - b (jax-js subtracts that way): the Neg goes when nothing else reads it.
+      const [a, b] = n.inputs;
+      const na = producer.get(a)?.op === "Neg" ? producer.get(a) : undefined;
+      const nb = producer.get(b)?.op === "Neg" ? producer.get(b) : undefined;
+      if (nb) emit({ op: "Sub", inputs: [a, nb.inputs[0]], outputs: n.outputs });
+      else if (na) emit({ op: "Sub", inputs: [b, na.inputs[0]], outputs: n.outputs });
+      else emit(n);
+      continue;
+    }
     if (n.op !== "Transpose") {
       emit(n);
       continue;
