@@ -16,7 +16,8 @@
 // run, so every side is measured under the same competing CPU load.
 //
 // Usage: npm run bench [-- --only mlp,unet-recipe] [--quick] [--backend jax|ort] [--threads N]
-//        [--flowmatch-threads N] [--rounds N] [--block-seconds S] [--busy-loop] [--python PATH] [--out DIR]
+//        [--flowmatch-threads N] [--rounds N] [--block-seconds S] [--busy-loop] [--steps N (long runs)]
+//        [--python PATH] [--out DIR]
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -51,6 +52,8 @@ interface Options {
   python: string;
   outDir: string;
   busyLoop: boolean;
+  /** Steps of the long (memory) runs instead of the workload's (--steps). */
+  steps: number | null;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -67,6 +70,7 @@ function parseOptions(argv: string[]): Options {
       python: { type: "string", default: process.env.FLOWMATCH_BENCH_PYTHON ?? "/usr/bin/python3" },
       out: { type: "string", default: join("outputs", "bench") },
       "busy-loop": { type: "boolean", default: false },
+      steps: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -108,6 +112,7 @@ function parseOptions(argv: string[]): Options {
     python: values.python as string,
     outDir: values.out as string,
     busyLoop: values["busy-loop"] as boolean,
+    steps: values.steps === undefined ? null : posInt("steps", values.steps),
   };
 }
 
@@ -317,7 +322,7 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
       }),
     );
     const runTimeout = (s: number) => 600_000 + 20_000 * s;
-    const steps = "steps" in w && w.steps ? (opts.quick ? Math.min(w.steps, 1000) : w.steps) : 0;
+    const steps = "steps" in w && w.steps ? (opts.steps ?? (opts.quick ? Math.min(w.steps, 1000) : w.steps)) : 0;
     if (steps) {
       // Memory run: chunks of steps, sides taking turns; each chunk's time per step is a block.
       const chunks = 20;
