@@ -10,8 +10,14 @@
 // Both sides get the same threads (--threads, default 1: PyTorch's better setting on a small shared
 // machine); --flowmatch-threads N gives flowmatch a different count (the output says so).
 //
+// rss-2d trains the 2-D default for 10,000 steps per side (1,000 with --quick) in interleaved chunks
+// and reports RSS at start (after the first chunk), middle and end: flat means no leak.
+// --busy-loop starts one busy-loop process (pinned to core 0 where taskset exists) for the whole
+// run, so every side is measured under the same competing CPU load.
+//
 // Usage: npm run bench [-- --only mlp,unet-recipe] [--quick] [--backend jax|ort] [--threads N]
-//        [--flowmatch-threads N] [--rounds N] [--block-seconds S] [--python PATH] [--out DIR]
+//        [--flowmatch-threads N] [--rounds N] [--block-seconds S] [--busy-loop] [--steps N (long runs)]
+//        [--python PATH] [--out DIR]
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -45,6 +51,9 @@ interface Options {
   warmupSeconds: number;
   python: string;
   outDir: string;
+  busyLoop: boolean;
+  /** Steps of the long (memory) runs instead of the workload's (--steps). */
+  steps: number | null;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -60,6 +69,8 @@ function parseOptions(argv: string[]): Options {
       "block-seconds": { type: "string" },
       python: { type: "string", default: process.env.FLOWMATCH_BENCH_PYTHON ?? "/usr/bin/python3" },
       out: { type: "string", default: join("outputs", "bench") },
+      "busy-loop": { type: "boolean", default: false },
+      steps: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -100,6 +111,8 @@ function parseOptions(argv: string[]): Options {
     warmupSeconds: quick ? 1 : 3,
     python: values.python as string,
     outDir: values.out as string,
+    busyLoop: values["busy-loop"] as boolean,
+    steps: values.steps === undefined ? null : posInt("steps", values.steps),
   };
 }
 
@@ -195,6 +208,8 @@ interface SideResult {
   /** RSS after warm-up and after the last timed block (growth = leak suspect). */
   rssFirstKiB: number;
   rssLastKiB: number;
+  /** Memory runs (Workload.steps): RSS after the first chunk, at the middle and at the end. */
+  rssAt: { step: number; kib: number }[];
 }
 interface WorkloadResult {
   id: string;
@@ -300,16 +315,39 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
           const r = await side.child.request<{ params: number; threads: string | number }>(side.setup, 600_000);
           if (r.params !== result.params) throw new BenchError(`${side.child.label} model has ${r.params} parameters, flowmatch's has ${result.params}`);
           const threads = side.backend === "torch" ? `PyTorch ${r.threads}` : String(r.threads);
-          alive.set(side, { side: side.child.label, backend: side.backend, threads, params: r.params, blocks: [], iterations: 0, medianSeconds: NaN, maxRssKiB: 0, rssFirstKiB: 0, rssLastKiB: 0 });
+          alive.set(side, { side: side.child.label, backend: side.backend, threads, params: r.params, blocks: [], iterations: 0, medianSeconds: NaN, maxRssKiB: 0, rssFirstKiB: 0, rssLastKiB: 0, rssAt: [] });
         } catch (err) {
           fail(side, err);
         }
       }),
     );
     const runTimeout = (s: number) => 600_000 + 20_000 * s;
+    const steps = "steps" in w && w.steps ? (opts.steps ?? (opts.quick ? Math.min(w.steps, 1000) : w.steps)) : 0;
+    if (steps) {
+      // Memory run: chunks of steps, sides taking turns; each chunk's time per step is a block.
+      const chunks = 20;
+      const per = Math.ceil(steps / chunks);
+      for (let c = 0; c < chunks; c++) {
+        for (const side of sides) {
+          const res = alive.get(side);
+          if (!res) continue;
+          try {
+            const r = await side.child.request<RunReply>({ op: "run", seconds: 0, minIters: per }, runTimeout(per));
+            res.blocks.push(r.seconds / r.iters);
+            res.iterations += r.iters;
+            if (c === 0) res.rssFirstKiB = r.rssKiB;
+            res.rssLastKiB = r.rssKiB;
+            if (c === 0 || c === chunks / 2 - 1 || c === chunks - 1) res.rssAt.push({ step: res.iterations, kib: r.rssKiB });
+          } catch (err) {
+            fail(side, err);
+          }
+        }
+      }
+      result.rounds = chunks;
+    }
     // Warm-up one at a time (JIT tier-up, allocator growth), then interleaved timed blocks.
     let roundSeconds = 0;
-    for (const side of sides) {
+    for (const side of steps ? [] : sides) {
       const res = alive.get(side);
       if (!res) continue;
       try {
@@ -321,9 +359,9 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
       }
     }
     // A block is at least one iteration: when iterations are slow (a loaded machine), fewer rounds.
-    result.rounds = Math.max(opts.minRounds, Math.min(opts.rounds, Math.floor(opts.budgetSeconds / roundSeconds)));
-    if (result.rounds < opts.rounds) log(`  ${w.id}: ${result.rounds} rounds (one round takes ~${roundSeconds.toFixed(0)} s)`);
-    for (let round = 0; round < result.rounds; round++) {
+    if (!steps) result.rounds = Math.max(opts.minRounds, Math.min(opts.rounds, Math.floor(opts.budgetSeconds / roundSeconds)));
+    if (!steps && result.rounds < opts.rounds) log(`  ${w.id}: ${result.rounds} rounds (one round takes ~${roundSeconds.toFixed(0)} s)`);
+    for (let round = 0; round < (steps ? 0 : result.rounds); round++) {
       for (const side of sides) {
         const res = alive.get(side);
         if (!res) continue;
@@ -371,11 +409,14 @@ function machineInfo() {
 
 function table(results: WorkloadResult[], torchVersion: string | null): string {
   const lines = [
-    `| workload | flowmatch (backend, threads) | PyTorch${torchVersion ? ` ${torchVersion}` : ""} | ratio (time, flowmatch / PyTorch) | peak RSS flowmatch / PyTorch | flowmatch RSS change over the timed blocks |`,
+    `| workload | flowmatch (backend, threads) | PyTorch${torchVersion ? ` ${torchVersion}` : ""} | ratio (time, flowmatch / PyTorch) | peak RSS flowmatch / PyTorch | flowmatch RSS change over the timed blocks (long runs: RSS at start, middle, end) |`,
     "|---|---|---|---|---|---|",
   ];
   const mib = (kib: number) => `${Math.round(kib / 1024)} MiB`;
-  const growth = (s: SideResult) => `${s.rssLastKiB >= s.rssFirstKiB ? "+" : ""}${((s.rssLastKiB - s.rssFirstKiB) / 1024).toFixed(1)} MiB over ${s.iterations} it`;
+  const growth = (s: SideResult) =>
+    s.rssAt.length
+      ? `${s.rssAt.map((a) => `${mib(a.kib)} at step ${a.step}`).join(", ")}`
+      : `${s.rssLastKiB >= s.rssFirstKiB ? "+" : ""}${((s.rssLastKiB - s.rssFirstKiB) / 1024).toFixed(1)} MiB over ${s.iterations} it`;
   for (const r of results) {
     const ref = r.torch ? formatTime(r, r.torch.medianSeconds) : r.torchNote?.startsWith("reference failed") ? "reference failed" : "reference not available";
     if (r.flowmatch.length === 0) lines.push(`| ${r.title} | failed: ${r.errors.join("; ")} | ${ref} | | | |`);
@@ -383,7 +424,8 @@ function table(results: WorkloadResult[], torchVersion: string | null): string {
       const ratio = r.ratios[fm.backend];
       const ratioText = ratio === null || ratio === undefined ? "reference not available" : `${ratio.toFixed(2)}`;
       const rss = `${mib(fm.maxRssKiB)} / ${r.torch ? mib(r.torch.maxRssKiB) : "-"}`;
-      lines.push(`| ${r.title} | ${formatTime(r, fm.medianSeconds)} (${fm.backend}, ${fm.threads}) | ${ref} | ${ratioText} | ${rss} | ${growth(fm)} |`);
+      const torchRss = r.torch?.rssAt.length ? `; PyTorch ${growth(r.torch)}` : "";
+      lines.push(`| ${r.title} | ${formatTime(r, fm.medianSeconds)} (${fm.backend}, ${fm.threads}) | ${ref} | ${ratioText} | ${rss} | ${growth(fm)}${torchRss} |`);
     }
   }
   return lines.join("\n");
@@ -413,6 +455,15 @@ async function main(): Promise<void> {
   console.log(`load average (1/5/15 min) at start: ${loadStart}`);
   const busy = Number(loadStart.split(" ")[0]) >= machine.cores;
   if (busy) console.log(`note: the machine is busy (load ${loadStart.split(" ")[0]} on ${machine.cores} cores): times are slow and noisy; the interleaved ratio less so, but use more rounds before trusting it`);
+  let busyLoop: ChildProcessWithoutNullStreams | null = null;
+  if (opts.busyLoop) {
+    const pin = spawnSync("taskset", ["--version"]).status === 0;
+    const loop = [process.execPath, "-e", "for (;;) {}"];
+    busyLoop = pin ? spawn("taskset", ["-c", "0", ...loop]) : spawn(loop[0], loop.slice(1));
+    const loopProc = busyLoop;
+    process.on("exit", () => loopProc.kill("SIGKILL"));
+    console.log(`competing load: one busy-loop process (pid ${busyLoop.pid}${pin ? ", pinned to core 0" : ""}) runs for the whole benchmark`);
+  }
   const results: WorkloadResult[] = [];
   for (const w of workloads) {
     log(`running ${w.id} ...`);
@@ -423,6 +474,7 @@ async function main(): Promise<void> {
       log(`  ${w.id} [${fm.backend}]: ${formatTime(r, fm.medianSeconds)}; PyTorch ${r.torch ? formatTime(r, r.torch.medianSeconds) : "n/a"}; ratio ${ratio == null ? "reference not available" : ratio.toFixed(2)}`);
     }
   }
+  busyLoop?.kill("SIGKILL");
   const loadEnd = loadAvg();
   console.log(`load average (1/5/15 min) at end: ${loadEnd}`);
   console.log("");
@@ -438,6 +490,7 @@ async function main(): Promise<void> {
     node: process.version,
     torch: torch.torch ? { version: torch.torch, python: torch.python, numpy: torch.numpy ?? null } : { version: null, note: `reference not available: ${torch.error}` },
     threads: { flowmatch: opts.threads, torch: opts.torchThreads },
+    busyLoop: opts.busyLoop,
     results,
   };
   const stamp = startedAt.toISOString().replace(/[:.]/g, "-");

@@ -100,13 +100,14 @@ test("PyTorch UNet replica: same parameter count, velocity and CFM loss as flowm
 
 interface BenchJson {
   torch: { version: string | null };
+  busyLoop: boolean;
   load: { start: string; end: string };
   results: {
     id: string;
     params: number;
     ratios: Record<string, number | null>;
     torch: { medianSeconds: number; blocks: number[]; params: number; maxRssKiB: number } | null;
-    flowmatch: { backend: string; medianSeconds: number; blocks: number[]; maxRssKiB: number; threads: string }[];
+    flowmatch: { backend: string; medianSeconds: number; blocks: number[]; maxRssKiB: number; threads: string; iterations: number; rssAt: { step: number; kib: number }[] }[];
     errors: string[];
   }[];
 }
@@ -152,4 +153,20 @@ test("bench with PyTorch: the ratio is flowmatch's measured median over PyTorch'
   const row = r.out.split("\n").find((l) => l.startsWith(`| ${title}`)) as string;
   assert.ok(row.includes(`| ${(res.ratios.jax as number).toFixed(2)} |`), row);
   assert.match(r.out, /threads: flowmatch .*; PyTorch 1/);
+});
+
+test("bench long run (rss-2d) reports RSS at start, middle and end; --busy-loop runs one busy loop and stops it", () => {
+  const r = runBench(["--only", "rss-2d", "--steps", "40", "--busy-loop", "--python", join(tempDir(), "no-such-python")]);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.json.busyLoop, true);
+  const pid = Number(/busy-loop process \(pid (\d+)/.exec(r.out)?.[1]);
+  assert.ok(pid > 0, r.out);
+  assert.throws(() => process.kill(pid, 0), "the busy loop outlived the benchmark");
+  const [fm] = r.json.results[0].flowmatch;
+  assert.equal(fm.backend, "ort");
+  assert.equal(fm.iterations, 40);
+  // 20 chunks of 2 steps: RSS after the first, the 10th and the last.
+  assert.deepEqual(fm.rssAt.map((a) => a.step), [2, 20, 40]);
+  assert.ok(fm.rssAt.every((a) => a.kib > 0));
+  assert.match(r.out, /RSS over a long run .*MiB at step 2, .*MiB at step 20, .*MiB at step 40/);
 });

@@ -3,11 +3,12 @@
 // runs it on onnxruntime, feeding each step's new state back as the next step's inputs.
 // Both read and write the same host state, so checkpoints and resume work across backends.
 import { np, type Array } from "../engine/index.js";
-import { traceToOnnx } from "../engine/onnx/trace.js";
+import { traceToOnnx, type TraceOptions, type TracedOnnx } from "../engine/onnx/trace.js";
 import { createOrtSession, ort } from "../engine/onnx/session.js";
 import { UserError } from "../core/errors.js";
 import { FlowTrainer, stepScalars, trainStepFn, type FlowBatch, type StepOutcome, type Trainer, type TrainerOptions, type TrainState } from "../core/train.js";
-import type { HostParams } from "../core/optim.js";
+import type { VelocityModel } from "../core/models/family.js";
+import type { HostParams, Params } from "../core/optim.js";
 import { assertEngineFits, formatBytes } from "../core/memory.js";
 import { totalmem } from "node:os";
 
@@ -61,20 +62,51 @@ interface StepGraph {
   stateOut: Map<string, string>;
 }
 
-/** The ort backend: trainStepFn traced once per batch size and run on onnxruntime-node. */
+/** The name of the one flat tensor per state group in the packed step. */
+const PACKED = "flat";
+
+/**
+ * The model on packed parameters: one flat float32 vector (the tensors in `names` order) that
+ * apply splits into the model's tensors. Traced, the whole state is 4 inputs and 4 outputs instead
+ * of 4 per tensor, and Adam/EMA run as a dozen ops on one vector instead of a dozen per tensor
+ * (the UNet has ~70 tensors); its gradient arrives flat (the split's transpose is one concatenate).
+ */
+function packedModel(model: VelocityModel, names: string[], shapes: Record<string, number[]>): VelocityModel {
+  const sizes = names.map((n) => shapes[n].reduce((a, b) => a * b, 1));
+  const cuts = sizes.slice(0, -1).map((_, i) => sizes.slice(0, i + 1).reduce((a, b) => a + b, 0));
+  return {
+    apply(params: Params, x: Array, t: Array, labels: Array | null): Array {
+      const parts = cuts.length ? np.split(params[PACKED].ref, cuts, 0) : [params[PACKED].ref];
+      // Only ever traced (traceTrainStep): the pieces are tracers, with nothing to free.
+      return model.apply(Object.fromEntries(names.map((n, i) => [n, parts[i].reshape(shapes[n])])), x, t, labels);
+    },
+  };
+}
+
+/** The ort backend: trainStepFn on packed state, traced once per batch size and run on onnxruntime-node. */
 export class OrtTrainer implements Trainer {
   stepCount: number;
   skippedSteps: number;
   lastStep: StepOutcome | null = null;
+  /** One flat tensor per group (params, m, v, ema), tensors in `names` order. */
   private state = new Map<string, ort.Tensor>();
+  /**
+   * A second set of state tensors that each step writes into (preallocated outputs): when the step
+   * is applied the two sets swap, so training allocates no state memory per step.
+   */
+  private spare = new Map<string, ort.Tensor>();
   private readonly graphs = new Map<number, Promise<StepGraph>>();
   private readonly shapes: Record<string, number[]>;
+  private readonly names: string[];
+  private readonly total: number;
 
   private constructor(
     private readonly opts: TrainerOptions,
     private readonly backend: BackendOptions,
   ) {
     this.shapes = Object.fromEntries(Object.entries(opts.params).map(([k, v]) => [k, v.shape]));
+    this.names = Object.keys(this.shapes);
+    this.total = this.names.reduce((n, k) => n + (opts.params[k].data.length as number), 0);
     const r = opts.resume;
     const host: Record<Group, HostParams> = {
       params: opts.params,
@@ -83,12 +115,17 @@ export class OrtTrainer implements Trainer {
       ema: r ? r.ema : opts.params,
     };
     for (const g of GROUPS) {
-      for (const name of Object.keys(this.shapes)) {
+      // Packed into a new buffer: onnxruntime reads inputs in place, and the caller keeps its arrays.
+      const flat = new Float32Array(this.total);
+      let off = 0;
+      for (const name of this.names) {
         const h = host[g][name];
         if (!h) throw new UserError(`training state "${g}" has no tensor "${name}"; the checkpoint does not match the model`);
-        // Copied: onnxruntime reads inputs in place, and the caller keeps its arrays.
-        this.state.set(stateName(g, name), new ort.Tensor("float32", h.data.slice(), h.shape));
+        flat.set(h.data, off);
+        off += h.data.length;
       }
+      this.state.set(stateName(g), new ort.Tensor("float32", flat, [this.total]));
+      this.spare.set(stateName(g), new ort.Tensor("float32", new Float32Array(this.total), [this.total]));
     }
     this.stepCount = r ? r.step : 0;
     this.skippedSteps = r?.skipped ?? 0;
@@ -108,20 +145,7 @@ export class OrtTrainer implements Trainer {
   }
 
   private async build(n: number): Promise<StepGraph> {
-    const { sampleShape } = this.opts;
-    const zeros = (shape: number[]) => np.zeros(shape);
-    const state: TrainState = { params: {}, m: {}, v: {}, ema: {} };
-    for (const g of GROUPS) for (const [name, shape] of Object.entries(this.shapes)) state[g][name] = zeros(shape);
-    const full = [n, ...sampleShape];
-    const batch: Array[] = [zeros(full), zeros(full), zeros([n]), zeros([n, 4]), np.zeros([n], { dtype: np.int32 }), np.array(0), np.array(0)];
-    const args = [state, ...batch];
-    let traced;
-    try {
-      traced = await traceToOnnx(trainStepFn(this.opts), args, { graphName: "flowmatch_train_step" });
-    } finally {
-      for (const g of GROUPS) for (const a of Object.values(state[g])) a.dispose();
-      for (const a of batch) a.dispose();
-    }
+    const traced = await traceTrainStep(this.opts, this.shapes, n);
     const inputNames = new Set(traced.inputs.map((i) => i.name));
     const outputNames = new Set(traced.outputs.map((o) => o.name));
     const stateOut = new Map<string, string>();
@@ -155,11 +179,13 @@ export class OrtTrainer implements Trainer {
       new ort.Tensor("float32", Float32Array.of(emaDecay), []),
     ];
     g.batchInputs.forEach((name, i) => (feeds[name] = values[i]));
-    const res = await g.session.run(feeds);
+    const fetches: Record<string, ort.Tensor | null> = { [g.stats]: null };
+    for (const [key, out] of g.stateOut) fetches[out] = this.spare.get(key) as ort.Tensor;
+    const res = await g.session.run(feeds, fetches);
     const [loss, gradNorm] = res[g.stats].data as Float32Array;
     // A non-finite loss or gradient leaves the state as it was (the outputs are dropped).
     const applied = Number.isFinite(loss) && Number.isFinite(gradNorm);
-    if (applied) for (const [key, out] of g.stateOut) this.state.set(key, res[out]);
+    if (applied) [this.state, this.spare] = [this.spare, this.state];
     else this.skippedSteps += 1;
     this.stepCount += 1;
     this.lastStep = { loss, gradNorm, applied };
@@ -175,10 +201,14 @@ export class OrtTrainer implements Trainer {
   }
 
   private group(g: Group): HostParams {
+    const flat = (this.state.get(stateName(g)) as ort.Tensor).data as Float32Array;
     const out: HostParams = {};
-    for (const [name, shape] of Object.entries(this.shapes)) {
-      const t = this.state.get(stateName(g, name)) as ort.Tensor;
-      out[name] = { shape: shape.slice(), data: (t.data as Float32Array).slice() };
+    let off = 0;
+    for (const name of this.names) {
+      const shape = this.shapes[name];
+      const size = shape.reduce((a, b) => a * b, 1);
+      out[name] = { shape: shape.slice(), data: flat.slice(off, off + size) };
+      off += size;
     }
     return out;
   }
@@ -187,12 +217,34 @@ export class OrtTrainer implements Trainer {
     for (const g of this.graphs.values()) void g.then((x) => x.session.release()).catch(() => {});
     this.graphs.clear();
     this.state.clear();
+    this.spare.clear();
   }
 }
 
-/** Input name of a state tensor: its path in the step's argument list (state is argument 0). */
-function stateName(group: Group, name: string): string {
-  return `0.${group}.${name}`;
+/**
+ * trainStepFn on packed state (packedModel; tensors in `shapes` key order) traced for batch size n.
+ * Inputs: the state as "0.<group>.flat" ([total]), then the batch "1".."7"; outputs "out.0.<group>.flat"
+ * and "out.1" = [loss, gradient norm].
+ */
+export async function traceTrainStep(opts: TrainerOptions, shapes: Record<string, number[]>, n: number, trace: TraceOptions = {}): Promise<TracedOnnx> {
+  const names = Object.keys(shapes);
+  const total = names.reduce((a, k) => a + shapes[k].reduce((x, y) => x * y, 1), 0);
+  const state: TrainState = { params: {}, m: {}, v: {}, ema: {} };
+  for (const g of GROUPS) state[g][PACKED] = np.zeros([total]);
+  const full = [n, ...opts.sampleShape];
+  const batch: Array[] = [np.zeros(full), np.zeros(full), np.zeros([n]), np.zeros([n, 4]), np.zeros([n], { dtype: np.int32 }), np.array(0), np.array(0)];
+  try {
+    const step = trainStepFn({ ...opts, model: packedModel(opts.model, names, shapes) });
+    return await traceToOnnx(step, [state, ...batch], { graphName: "flowmatch_train_step", ...trace });
+  } finally {
+    for (const g of GROUPS) for (const a of Object.values(state[g])) a.dispose();
+    for (const a of batch) a.dispose();
+  }
+}
+
+/** Input name of a state group's flat tensor: its path in the step's argument list (state is argument 0). */
+function stateName(group: Group): string {
+  return `0.${group}.${PACKED}`;
 }
 
 function zerosLike(p: HostParams): HostParams {

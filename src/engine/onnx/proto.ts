@@ -70,6 +70,19 @@ function onnxModelType(): protobuf.Type {
   return modelType;
 }
 
+/** The nodes of a serialized model (op type, inputs, outputs): for tools and tests that check a graph's structure. */
+export function decodeOnnxNodes(bytes: Uint8Array): { op: string; inputs: string[]; outputs: string[] }[] {
+  const m = onnxModelType().toObject(onnxModelType().decode(bytes)) as { graph?: { node?: { op_type: string; input?: string[]; output?: string[] }[] } };
+  return (m.graph?.node ?? []).map((n) => ({ op: n.op_type, inputs: n.input ?? [], outputs: n.output ?? [] }));
+}
+
+/** Node count per op type of a serialized model (development tools: what onnxruntime fused). */
+export function onnxOpCounts(bytes: Uint8Array): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const n of decodeOnnxNodes(bytes)) counts[n.op] = (counts[n.op] ?? 0) + 1;
+  return counts;
+}
+
 export type AttrValue = number | number[] | string | { float: number };
 export interface NodeSpec {
   op: string;

@@ -18,7 +18,10 @@ export interface OrtSessionOptions {
  * machine, load 3-4: MLP 512x3 batch 4096 step 107 ms on 2 threads vs 248 on 1; UNet 16,32,32
  * batch 32 304 vs 208 img/s; UNet 32,64,64 73 vs 81 img/s; MLP 256x3 batch 256 a tie (5.2 vs 4.5
  * ms). Under heavy oversubscription (load 14-16) 1 thread was equal or better. FLOWMATCH_ORT_THREADS
- * overrides it.
+ * overrides it. Re-measured after packed state and the translator's optimisations (bench/profile.ts
+ * --ab-threads, steps alternating between a 1- and a 2-thread session, load 19-20): 1 thread faster
+ * on the MLP 256x3 step (0.92x), a tie on MLP 512x3 batch 4096 (1.02x) and the 16,32,32 UNet (0.98x,
+ * per-step pairs): no change made, as the quiet-machine numbers above favour 2 threads.
  */
 export const DEFAULT_ORT_THREADS = 2;
 

@@ -50,6 +50,8 @@ export interface TraceOptions {
    * (e.g. a model's weights), named by their input names; only the rest stay graph inputs.
    */
   constLeaves?: number;
+  /** See TranslateOptions.optimize. */
+  optimize?: boolean;
 }
 
 /** Array leaves of a tree in jax-js flatten order (the order leafPaths names them). */
@@ -82,7 +84,7 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
     const baked = leafArrays(args).slice(0, opts.constLeaves ?? 0);
     for (let i = 0; i < baked.length; i++) consts.set(nConsts + i, { data: (await baked[i].ref.data()) as ArrayBufferView, dtype: baked[i].dtype });
     const names = [...closed.consts.map((_, i) => `const.${i}`), ...inputNames];
-    const graph = jaxprToOnnx(jaxpr, { inputNames: names, outputNames, consts, graphName: opts.graphName, convAsMatMul: opts.convAsMatMul });
+    const graph = jaxprToOnnx(jaxpr, { inputNames: names, outputNames, consts, graphName: opts.graphName, convAsMatMul: opts.convAsMatMul, optimize: opts.optimize });
     const primitives: Record<string, number> = {};
     for (const e of jaxpr.eqns) primitives[e.primitive] = (primitives[e.primitive] ?? 0) + 1;
     return { ...graph, primitives, eqns: jaxpr.eqns.length };
