@@ -69,6 +69,7 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
       "dist/playground/main.js",
       "dist/playground/index.html",
       "package.json",
+      "LICENSE",
       "pytorch/model.py",
       "pytorch/train.py",
     ]) {
@@ -98,6 +99,10 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
     assert.equal(help.code, 0, help.err);
     assert.match(help.out, /Usage: flowmatch/);
     assert.match(help.out, /train2d/);
+    const version = sh("npx", ["--no-install", "flowmatch", "--version"], app);
+    assert.equal(version.code, 0, version.err);
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    assert.equal(version.out, `${pkg.version}\n`, "--version prints the installed package's version");
 
     const tiny = ["--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "8", "--frames", "3"];
     const train = sh("npx", ["--no-install", "flowmatch", "train2d", "--dataset", "moons", "--steps", "50", "--out", "run", ...tiny], app);

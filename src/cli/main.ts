@@ -1,5 +1,6 @@
 // flowmatch command line: one binary, one subcommand per job. Each command module registers
 // itself on the program; this file only wires them up and turns errors into exit codes.
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { UserError } from "../core/errors.js";
 import { Interrupted, stopRequested } from "../core/interrupt.js";
@@ -13,9 +14,15 @@ import { registerDeviceOption } from "./device.js";
 import { registerPytorchCommands } from "./commands/pytorch.js";
 import { registerDatasetsCommand } from "./commands/datasets.js";
 
+// package.json is two folders up from both src/cli/main.ts and the compiled dist/cli/main.js.
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+}
+
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
     .description("Flow matching in TypeScript: train, sample and inspect velocity fields that carry noise to data")
+    .version(packageVersion())
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   registerDeviceOption(program);
