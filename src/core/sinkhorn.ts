@@ -5,6 +5,7 @@
 import { UserError } from "./errors.js";
 import type { Rng } from "./rng.js";
 
+/** Settings of the Sinkhorn iterations (sinkhornPlan, sinkhornCouple): the regularisation and when to stop. */
 export interface SinkhornOptions {
   /** Entropic regularisation epsilon (> 0), in units of squared distance. */
   reg: number;

@@ -10,7 +10,12 @@ import { throwIfStopped } from "./interrupt.js";
 /** A velocity field over a flattened batch; returns dx/dt with the same length as x. */
 export type VelocityField = (x: Float32Array, t: number) => Float32Array | Promise<Float32Array>;
 
+/**
+ * The ODE solvers of odeint (`--solver`): fixed-step Euler, midpoint, Heun and RK4; ab2 (Adams-Bashforth 2, one evaluation per step
+ * for few-step sampling); and adaptive dopri5 (Dormand-Prince 5(4), by tolerances).
+ */
 export type SolverName = "euler" | "midpoint" | "heun" | "rk4" | "dopri5" | "ab2";
+/** Every SolverName, in the order help and error messages list them. */
 export const SOLVERS: readonly SolverName[] = ["euler", "midpoint", "heun", "rk4", "dopri5", "ab2"];
 
 /** A solver name from user input; throws a UserError listing the solvers for an unknown one. */
@@ -406,9 +411,12 @@ function denseOutput(x: Float64Array, xNew: Float64Array, ks: Float32Array[], h:
   return out;
 }
 
+/** Where a fixed-step solve puts its steps (`--time-grid`; see timeGrid): uniform, shifted (more steps near the noise), or edm (small steps at both ends). */
 export type TimeGridName = "uniform" | "shifted" | "edm";
+/** Every TimeGridName, in the order help and error messages list them. */
 export const TIME_GRIDS: readonly TimeGridName[] = ["uniform", "shifted", "edm"];
 
+/** A time-grid name from user input; a UserError lists the grids for an unknown one. */
 export function parseTimeGrid(name: string): TimeGridName {
   const found = TIME_GRIDS.find((g) => g === name);
   if (found) return found;

@@ -7,9 +7,13 @@
 import { UserError } from "../core/errors.js";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "./safetensors.js";
 
+/** The "format" every ckpt.json and embedded config carries; anything else is not a flowmatch checkpoint. */
 export const CHECKPOINT_FORMAT = "flowmatch-checkpoint";
+/** The checkpoint layout version this flowmatch writes and reads; other versions are refused with a message. */
 export const CHECKPOINT_VERSION = 1;
+/** Name of the weights file in a checkpoint folder (safetensors, with the config embedded in its metadata). */
 export const WEIGHTS_FILE = "ckpt.safetensors";
+/** Name of the config file in a checkpoint folder (JSON, with the sha256 of the weights file). */
 export const CONFIG_FILE = "ckpt.json";
 
 /** Tensor-name prefixes of ckpt.safetensors; a name with none of them is a model weight. */
@@ -26,6 +30,10 @@ export const TENSOR_PREFIX = {
 export const LOSS_LOG = "log.loss";
 export const SKIPPED_LOG = "log.skipped";
 
+/**
+ * A checkpoint's config (ckpt.json): format, version, model kind and step, plus what the kind's pipeline records
+ * (model config, dataset, training settings).
+ */
 export interface CheckpointConfig {
   format: typeof CHECKPOINT_FORMAT;
   version: typeof CHECKPOINT_VERSION;
@@ -37,6 +45,7 @@ export interface CheckpointConfig {
   [key: string]: unknown;
 }
 
+/** A checkpoint in memory: its config and every tensor of the weights file (weights, EMA, optimizer state, logs) by name. */
 export interface Checkpoint {
   config: CheckpointConfig;
   tensors: Record<string, HostTensor>;
@@ -103,6 +112,7 @@ export interface CheckpointSource {
   mixedUp: string;
 }
 
+/** What a reader of checkpoints expects: the model kind it can use, and the command to name when refusing another. */
 export interface ExpectKind {
   /** Refuse a checkpoint of another model kind. */
   kind?: string;
