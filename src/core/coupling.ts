@@ -4,7 +4,10 @@
 import { munkres } from "munkres";
 import { UserError } from "./errors.js";
 
-/** How a batch pairs noise rows with data rows (`--coupling`): independently, by exact minibatch OT (otCouple), or by entropic OT (sinkhornCouple). */
+/**
+ * How a batch pairs noise rows with data rows (`--coupling`): independently, by exact minibatch OT
+ * (otCouple), or by entropic OT (sinkhornCouple).
+ */
 export type CouplingName = "independent" | "ot" | "sinkhorn";
 /** Every CouplingName, in the order help and error messages list them. */
 export const COUPLINGS: readonly CouplingName[] = ["independent", "ot", "sinkhorn"];

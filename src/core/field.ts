@@ -18,7 +18,10 @@ export interface ModelFieldOptions {
   nullLabel?: number;
 }
 
-/** A network as a solver's VelocityField, with a count of the network evaluations made and dispose() to free its engine copy of the weights. */
+/**
+ * A network as a solver's VelocityField, with a count of the network evaluations made and dispose() to
+ * free its engine copy of the weights.
+ */
 export interface DisposableField {
   field: VelocityField;
   /** Number of network evaluations so far (a guided evaluation counts once). */

@@ -4,7 +4,10 @@
 // Coefficients are computed on the host per sample, so one jitted training step serves every path.
 import { UserError } from "./errors.js";
 
-/** The probability paths by name, as `--path` takes them: straight (CondOT, rectified flow), vp (diffusion's variance-preserving path), cosine. */
+/**
+ * The probability paths by name, as `--path` takes them: straight (CondOT, rectified flow), vp
+ * (diffusion's variance-preserving path), cosine.
+ */
 export type PathName = "straight" | "vp" | "cosine";
 /** Every PathName, in the order help and error messages list them. */
 export const PATHS: readonly PathName[] = ["straight", "vp", "cosine"];

@@ -361,7 +361,7 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
   while ((t1 - t) * dir > saves.eps) {
     if (steps + rejected >= maxSteps) {
       throw new Error(
-        `dopri5 exceeded ${maxSteps} steps at t=${t.toFixed(6)} of [${t0}, ${t1}]; the field may be stiff or not finite — loosen rtol/atol, raise maxSteps or use a fixed-step solver`,
+        `dopri5 exceeded ${maxSteps} steps at t=${t.toFixed(6)} of [${t0}, ${t1}]; ` + `the field may be stiff or not finite — loosen rtol/atol, raise maxSteps or use a fixed-step solver`,
       );
     }
     // Stretch the step by up to 1% rather than leave a sliver before t1.
@@ -411,7 +411,10 @@ function denseOutput(x: Float64Array, xNew: Float64Array, ks: Float32Array[], h:
   return out;
 }
 
-/** Where a fixed-step solve puts its steps (`--time-grid`; see timeGrid): uniform, shifted (more steps near the noise), or edm (small steps at both ends). */
+/**
+ * Where a fixed-step solve puts its steps (`--time-grid`; see timeGrid): uniform, shifted (more steps
+ * near the noise), or edm (small steps at both ends).
+ */
 export type TimeGridName = "uniform" | "shifted" | "edm";
 /** Every TimeGridName, in the order help and error messages list them. */
 export const TIME_GRIDS: readonly TimeGridName[] = ["uniform", "shifted", "edm"];

@@ -8,7 +8,10 @@ import type { ImageLayout } from "./layers.js";
 
 /** A velocity network v(x, t[, y]). `apply` consumes its arguments (jax-js ownership). */
 export interface VelocityModel {
-  /** One network pass: velocities shaped like `x` for the batch `x` at times `t` ([B]) with class labels ([B] int32, or null for unconditional models). */
+  /**
+   * One network pass: velocities shaped like `x` for the batch `x` at times `t` ([B]) with class labels
+   * ([B] int32, or null for unconditional models).
+   */
   apply(params: Params, x: Array, t: Array, labels: Array | null): Array;
 }
 

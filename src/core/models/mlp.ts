@@ -31,7 +31,10 @@ export function mlpParamCount(cfg: MlpConfig): number {
   return paramCountOf(mlpParamShapes(cfg));
 }
 
-/** Every parameter's name and shape for `cfg` ("layers.i.weight" [in, out], "layers.i.bias" [out]): what initMlp fills and checkpoints hold. */
+/**
+ * Every parameter's name and shape for `cfg` ("layers.i.weight" [in, out], "layers.i.bias" [out]):
+ * what initMlp fills and checkpoints hold.
+ */
 export function mlpParamShapes(cfg: MlpConfig): Record<string, number[]> {
   const sizes = mlpLayerSizes(cfg);
   const shapes: Record<string, number[]> = {};
@@ -81,7 +84,7 @@ export function parseMlpConfig(raw: unknown, source: string): MlpConfig {
   const cfg: MlpConfig = { dim: int("dim", 1), hidden: int("hidden", 1), depth: int("depth", 1), timeEmbDim: int("timeEmbDim", 0) };
   const bad = Object.entries(cfg).filter(([, v]) => Number.isNaN(v)).map(([k]) => k);
   if (bad.length > 0) {
-    throw new UserError(`${source}: checkpoint config has no valid "model" section (${bad.join(", ")} missing or not whole numbers); re-run training to write it again`);
+    throw new UserError(`${source}: checkpoint config has no valid "model" section ` + `(${bad.join(", ")} missing or not whole numbers); re-run training to write it again`);
   }
   return cfg;
 }

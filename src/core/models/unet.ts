@@ -18,7 +18,10 @@ import type { HostParams, Params } from "../optim.js";
 import { paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
 import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, timeEmbedding, upsample2x, type ImageLayout } from "./layers.js";
 
-/** Shape of the class-conditional image UNet: channel widths per resolution, time embedding, GroupNorm groups, and the images' classes, channels and size. */
+/**
+ * Shape of the class-conditional image UNet: channel widths per resolution, time embedding, GroupNorm
+ * groups, and the images' classes, channels and size.
+ */
 export interface UnetConfig {
   /** Channel width per resolution level, e.g. [32, 64, 64]; length - 1 downsamples. */
   channels: number[];
