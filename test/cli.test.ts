@@ -92,3 +92,12 @@ test("a killed run leaves its last good checkpoint and --resume continues from i
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("--version prints package.json's version and exits 0", () => {
+  const pkg = JSON.parse(readFileSync(join(import.meta.dirname, "..", "package.json"), "utf8")) as { version: string };
+  for (const flag of ["--version", "-V"]) {
+    const r = run([flag]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, `${pkg.version}\n`);
+  }
+});

@@ -20,7 +20,7 @@ function sh(cmd: string, args: string[], cwd: string, timeoutMs = 180_000) {
 
 const LIBRARY_USE = `
 import { initEngine, Rng, initMlp, mlpModel, FlowTrainer, DEFAULT_ADAM, sampleToy, getScheduler, getTimeSampler,
-  pathCoefficients, modelField, odeint, logLikelihood } from "flowmatch";
+  pathCoefficients, modelField, odeint, logLikelihood, loadModel } from "flowmatch";
 import { exportMlpOnnx, createOnnxField } from "flowmatch/onnx";
 
 await initEngine();
@@ -46,8 +46,14 @@ const host = Object.fromEntries(Object.entries(params).map(([name, p]) => [name,
 const onnx = await createOnnxField(await exportMlpOnnx(host, cfg), { threads: 1 });
 const v = await onnx.run(sampled.x.subarray(0, 2), new Float32Array([0.5]), undefined, [1, 2]);
 await onnx.release();
+// The checkpoint the installed command trained (./run), loaded and sampled as the README shows.
+const m = await loadModel("run", { kind: "2d" });
+const mf = modelField(m.family.model(m.model), m.ema, { sampleShape: m.family.sampleShape(m.model) });
+const fromRun = await odeint(mf.field, rng.normals(2 * 10), { solver: "euler", nfe: 2 });
+mf.dispose();
 console.log(JSON.stringify({ steps: trainer.stepCount, losses, n: sampled.x.length, nfe: sampled.nfe, evaluations,
-  finite: sampled.x.every(Number.isFinite), logp: Array.from(ll.logp), v: Array.from(v) }));
+  finite: sampled.x.every(Number.isFinite), logp: Array.from(ll.logp), v: Array.from(v),
+  run: { kind: m.kind, step: m.config.step, losses: m.losses.length, nfe: fromRun.nfe, finite: fromRun.x.every(Number.isFinite) } }));
 `;
 
 test("npm pack -> install into an empty project without tsx -> the CLI and the library work from dist", { timeout: 600_000 }, () => {
@@ -69,6 +75,7 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
       "dist/playground/main.js",
       "dist/playground/index.html",
       "package.json",
+      "LICENSE",
       "pytorch/model.py",
       "pytorch/train.py",
     ]) {
@@ -98,6 +105,10 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
     assert.equal(help.code, 0, help.err);
     assert.match(help.out, /Usage: flowmatch/);
     assert.match(help.out, /train2d/);
+    const version = sh("npx", ["--no-install", "flowmatch", "--version"], app);
+    assert.equal(version.code, 0, version.err);
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    assert.equal(version.out, `${pkg.version}\n`, "--version prints the installed package's version");
 
     const tiny = ["--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "8", "--frames", "3"];
     const train = sh("npx", ["--no-install", "flowmatch", "train2d", "--dataset", "moons", "--steps", "50", "--out", "run", ...tiny], app);
@@ -124,6 +135,7 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
       finite: boolean;
       logp: number[];
       v: number[];
+      run: { kind: string; step: number; losses: number; nfe: number; finite: boolean };
     };
     assert.equal(r.steps, 5);
     assert.equal(r.losses.length, 5);
@@ -138,6 +150,7 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
     assert.equal(r.logp.length, 4);
     assert.ok(r.logp.every(Number.isFinite));
     assert.equal(r.v.length, 2);
+    assert.deepEqual(r.run, { kind: "2d", step: 50, losses: 50, nfe: 2, finite: true }, "loadModel reads the 50-step run train2d wrote");
 
     // Internals are not importable: the exports map lists the public entry points only.
     writeFileSync(join(app, "deep.mjs"), 'await import("flowmatch/dist/core/rng.js");');

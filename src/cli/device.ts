@@ -1,6 +1,7 @@
 // `--device wasm|webgpu`: where jax-js runs the tensors of a command (training, sampling,
-// likelihoods); it implies jax-js over onnxruntime for commands that default to onnxruntime. WebGPU on Node comes from the `webgpu` package (Dawn); the choice is made
-// once, before the command runs, and the library's own initEngine() calls keep it.
+// likelihoods); it implies jax-js over onnxruntime for commands that default to onnxruntime.
+// WebGPU on Node comes from the `webgpu` package (Dawn); the choice is made once, before the
+// command runs, and the library's own initEngine() calls keep it.
 import { Option, type Command } from "commander";
 import { UserError } from "../core/errors.js";
 import { describeAdapter, initEngine, webgpuAdapterInfo } from "../engine/index.js";
@@ -36,7 +37,7 @@ export function registerDeviceOption(program: Command): void {
     for (const [flag, ortValue, engineValue, what] of ONNX_CHOICES) {
       if (action.getOptionValue(flag) !== ortValue) continue;
       if (action.getOptionValueSource(flag) === "cli") {
-        throw new UserError(`--device ${device} runs jax-js, but --${flag} ${ortValue} ${what} on onnxruntime's CPU: use --${flag} ${engineValue}, or drop --device`);
+        throw new UserError(`--device ${device} runs jax-js, but --${flag} ${ortValue} ${what} on onnxruntime's CPU: ` + `use --${flag} ${engineValue}, or drop --device`);
       }
       action.setOptionValueWithSource(flag, engineValue, "implied");
     }
@@ -51,7 +52,7 @@ async function startDevice(device: DeviceName): Promise<void> {
       const { provideNodeWebgpu } = await import("../engine/webgpuNode.js");
       await provideNodeWebgpu();
       const adapter = await webgpuAdapterInfo();
-      if (adapter) process.stderr.write(`device: webgpu on ${describeAdapter(adapter)}${adapter.isFallbackAdapter ? "; a CPU emulation: check results, not speed" : ""}\n`);
+      if (adapter) process.stderr.write(`device: webgpu on ${describeAdapter(adapter)}` + `${adapter.isFallbackAdapter ? "; a CPU emulation: check results, not speed" : ""}\n`);
     }
     await initEngine(device);
   } catch (err) {

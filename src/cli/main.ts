@@ -1,5 +1,6 @@
 // flowmatch command line: one binary, one subcommand per job. Each command module registers
 // itself on the program; this file only wires them up and turns errors into exit codes.
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { UserError } from "../core/errors.js";
 import { Interrupted, stopRequested } from "../core/interrupt.js";
@@ -13,9 +14,15 @@ import { registerDeviceOption } from "./device.js";
 import { registerPytorchCommands } from "./commands/pytorch.js";
 import { registerDatasetsCommand } from "./commands/datasets.js";
 
+// package.json is two folders up from both src/cli/main.ts and the compiled dist/cli/main.js.
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+}
+
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
     .description("Flow matching in TypeScript: train, sample and inspect velocity fields that carry noise to data")
+    .version(packageVersion())
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   registerDeviceOption(program);
@@ -71,7 +78,7 @@ function outOfMemoryMessage(err: unknown): string | null {
   if (!(err instanceof Error)) return null;
   const m = err.message;
   if (/memory32 limit|Out of memory|Cannot allocate Wasm memory|WebAssembly\.Memory/i.test(m)) {
-    return `out of engine memory (${m}); the engine's WebAssembly heap holds at most 4 GiB: use a smaller --batch-size, --n, --hidden or --channels`;
+    return `out of engine memory (${m}); the engine's WebAssembly heap holds at most 4 GiB: ` + `use a smaller --batch-size, --n, --hidden or --channels`;
   }
   if (err instanceof RangeError && /Array buffer allocation failed|Invalid typed array length|Invalid array length/i.test(m)) {
     return `out of memory (${m}); use a smaller --batch-size, --n, --pairs, --hidden or --channels`;

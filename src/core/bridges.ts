@@ -11,6 +11,7 @@ import type { FlowBatch } from "./train.js";
 // torchcfm adds 1e-8 to 2 t (1 - t) so the target stays finite at t = 0 and 1 (where the noise is 0).
 const EPS = 1e-8;
 
+/** The bridge noise level `sigma` if it is a finite number >= 0 (0 is the straight path); a UserError otherwise. */
 export function checkBridgeSigma(sigma: number): number {
   if (!(sigma >= 0 && Number.isFinite(sigma))) throw new UserError(`--bridge-sigma must be a non-negative number, got ${sigma}`);
   return sigma;

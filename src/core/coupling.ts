@@ -4,9 +4,15 @@
 import { munkres } from "munkres";
 import { UserError } from "./errors.js";
 
+/**
+ * How a batch pairs noise rows with data rows (`--coupling`): independently, by exact minibatch OT
+ * (otCouple), or by entropic OT (sinkhornCouple).
+ */
 export type CouplingName = "independent" | "ot" | "sinkhorn";
+/** Every CouplingName, in the order help and error messages list them. */
 export const COUPLINGS: readonly CouplingName[] = ["independent", "ot", "sinkhorn"];
 
+/** A coupling name from user input; a UserError lists the couplings for an unknown one. */
 export function parseCoupling(name: string): CouplingName {
   if ((COUPLINGS as readonly string[]).includes(name)) return name as CouplingName;
   throw new UserError(`unknown coupling "${name}"; choose one of: ${COUPLINGS.join(", ")}`);

@@ -6,6 +6,7 @@ import { toEngine } from "./train.js";
 import type { VelocityModel } from "./models/family.js";
 import type { VelocityField } from "./solvers.js";
 
+/** How modelField evaluates a network: the shape of one sample, and for conditional models the labels and the guidance weight. */
 export interface ModelFieldOptions {
   /** Shape of one sample, e.g. [2] or [28, 28, 1]. */
   sampleShape: number[];
@@ -17,10 +18,15 @@ export interface ModelFieldOptions {
   nullLabel?: number;
 }
 
+/**
+ * A network as a solver's VelocityField, with a count of the network evaluations made and dispose() to
+ * free its engine copy of the weights.
+ */
 export interface DisposableField {
   field: VelocityField;
   /** Number of network evaluations so far (a guided evaluation counts once). */
   evaluations(): number;
+  /** Frees the engine copy of the weights and the compiled forward pass; the field cannot be called after. */
   dispose(): void;
 }
 
@@ -39,6 +45,10 @@ export function guidedVelocity(model: VelocityModel, params: Params, x: Array, t
   return vu.ref.add(w.mul(vc.sub(vu)));
 }
 
+/**
+ * Turns a trained network and its host weights into a VelocityField for odeint (one jitted network call per evaluation,
+ * with classifier-free guidance for conditional models). Dispose of it when done sampling.
+ */
 export function modelField(model: VelocityModel, host: HostParams, opts: ModelFieldOptions): DisposableField {
   const params = toEngine(host);
   const forward = jit((p: Params, x: Array, t: Array, y: Array) => model.apply(p, x, t, y));

@@ -119,6 +119,7 @@ export async function logLikelihoodWith(field: FieldWithDivergence, x: Float32Ar
   return { logp, logp0, deltaLogp: r.integral, x0: r.x, nfe: r.nfe, ...(r.stderr ? { stderr: r.stderr } : {}) };
 }
 
+/** Samples from one forward solve with each sample's log-density under the flow that made it, and the evaluations spent. */
 export interface SampleWithLogDensityResult {
   /** The samples x1 (the end of the forward solve). */
   x: Float32Array;

@@ -28,13 +28,19 @@ export function mlpTrainBytes(cfg: MlpConfig, batch: number): number {
   return F32 * (16 * mlpParamCount(cfg) + 10 * batch * widths);
 }
 
-/** A forward pass over n points at once (how the solvers call the field). Measured: 2 floats per unit of layer width per sample (hidden 256, n = 500000); counted as 1.8. */
+/**
+ * A forward pass over n points at once (how the solvers call the field). Measured: 2 floats per unit
+ * of layer width per sample (hidden 256, n = 500000); counted as 1.8.
+ */
 export function mlpForwardBytes(cfg: MlpConfig, n: number): number {
   const widths = mlpLayerSizes(cfg).reduce((a, b) => a + b, 0);
   return F32 * (mlpParamCount(cfg) + 1.8 * n * widths);
 }
 
-/** Per-sample activation floats of one UNet forward pass: each 3x3 conv's row buffer (3 Cin) and output, plus the GroupNorm and SiLU before it. */
+/**
+ * Per-sample activation floats of one UNet forward pass: each 3x3 conv's row buffer (3 Cin) and
+ * output, plus the GroupNorm and SiLU before it.
+ */
 function unetActivationsPerSample(cfg: UnetConfig): number {
   const ch = cfg.channels;
   const px = (level: number) => (cfg.height / 2 ** level) * (cfg.width / 2 ** level);
@@ -61,12 +67,18 @@ function unetActivationsPerSample(cfg: UnetConfig): number {
   return total;
 }
 
-/** One training step. Measured: about 13 times the activation count per sample (channels 32,64,64 and 16,32,32 on 28x28, 32,64,64 on 64x64); counted as 12. */
+/**
+ * One training step. Measured: about 13 times the activation count per sample (channels 32,64,64 and
+ * 16,32,32 on 28x28, 32,64,64 on 64x64); counted as 12.
+ */
 export function unetTrainBytes(cfg: UnetConfig, batch: number): number {
   return F32 * (16 * unetParamCount(cfg) + 12 * batch * unetActivationsPerSample(cfg));
 }
 
-/** A forward pass over n images at once. Measured: about 1.4 times the activation count per sample (channels 32,64,64 on 28x28, n = 160); counted as 1.3. */
+/**
+ * A forward pass over n images at once. Measured: about 1.4 times the activation count per sample
+ * (channels 32,64,64 on 28x28, n = 160); counted as 1.3.
+ */
 export function unetForwardBytes(cfg: UnetConfig, n: number): number {
   return F32 * (unetParamCount(cfg) + 1.3 * n * unetActivationsPerSample(cfg));
 }
@@ -74,6 +86,6 @@ export function unetForwardBytes(cfg: UnetConfig, n: number): number {
 /** Throws a UserError naming the estimate, the limit and the fix when `bytes` exceed the engine heap. */
 export function assertEngineFits(bytes: number, what: string, fix: string): void {
   if (bytes > ENGINE_MEMORY_LIMIT) {
-    throw new UserError(`${what} needs about ${formatBytes(bytes)} of engine memory, more than the engine's ${formatBytes(ENGINE_MEMORY_LIMIT)} limit (WebAssembly memory32); ${fix}`);
+    throw new UserError(`${what} needs about ${formatBytes(bytes)} of engine memory, ` + `more than the engine's ${formatBytes(ENGINE_MEMORY_LIMIT)} limit (WebAssembly memory32); ${fix}`);
   }
 }

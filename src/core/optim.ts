@@ -12,7 +12,7 @@ export interface HostArray {
 /** Model parameters on the host, by dotted name: the form checkpoints and ONNX export take. */
 export type HostParams = Record<string, HostArray>;
 
-/** Adam settings. */
+/** Adam settings of a FlowTrainer (DEFAULT_ADAM unless you choose otherwise). */
 export interface AdamConfig {
   /** Learning rate. */
   lr: number;

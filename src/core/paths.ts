@@ -4,9 +4,15 @@
 // Coefficients are computed on the host per sample, so one jitted training step serves every path.
 import { UserError } from "./errors.js";
 
+/**
+ * The probability paths by name, as `--path` takes them: straight (CondOT, rectified flow), vp
+ * (diffusion's variance-preserving path), cosine.
+ */
 export type PathName = "straight" | "vp" | "cosine";
+/** Every PathName, in the order help and error messages list them. */
 export const PATHS: readonly PathName[] = ["straight", "vp", "cosine"];
 
+/** A path's coefficients at one time t: x_t = alpha x1 + sigma x0, and the conditional target velocity dAlpha x1 + dSigma x0. */
 export interface PathCoefficients {
   alpha: number;
   sigma: number;
@@ -14,6 +20,10 @@ export interface PathCoefficients {
   dSigma: number;
 }
 
+/**
+ * An affine probability path from noise (t = 0) to data (t = 1), given by its coefficients at each t.
+ * Get one by name with getScheduler; pathCoefficients packs a batch's coefficients for the training step.
+ */
 export interface Scheduler {
   readonly name: PathName;
   /** alpha_t, sigma_t and their time derivatives at t in [0, 1]. */
@@ -60,6 +70,7 @@ export function vpScheduler(betaMin = 0.1, betaMax = 20): Scheduler {
   };
 }
 
+/** The path named `name` (also the aliases "condot" and "ot" for straight); a UserError lists the names for an unknown one. */
 export function getScheduler(name: string): Scheduler {
   switch (name) {
     case "straight":

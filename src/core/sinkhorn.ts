@@ -5,6 +5,7 @@
 import { UserError } from "./errors.js";
 import type { Rng } from "./rng.js";
 
+/** Settings of the Sinkhorn iterations (sinkhornPlan, sinkhornCouple): the regularisation and when to stop. */
 export interface SinkhornOptions {
   /** Entropic regularisation epsilon (> 0), in units of squared distance. */
   reg: number;
@@ -151,7 +152,7 @@ export function sinkhornCouple(
   const { plan, error, iterations } = sinkhornPlan(squaredDistances(x0, x1, dim), n, m, opts);
   // A plan far from its marginals would drop or repeat points wholesale: refuse rather than train on it.
   if (!(error <= 1e-4)) {
-    throw new UserError(`Sinkhorn did not converge at --reg ${opts.reg} (marginal error ${error.toExponential(1)} after ${iterations} iterations); raise --reg (squared-distance units, e.g. 0.1) or use --coupling ot`);
+    throw new UserError(`Sinkhorn did not converge at --reg ${opts.reg} (marginal error ${error.toExponential(1)} after ${iterations} iterations); ` + `raise --reg (squared-distance units, e.g. 0.1) or use --coupling ot`);
   }
   const cdf = new Float64Array(plan.length);
   let acc = 0;

@@ -10,7 +10,12 @@ import { throwIfStopped } from "./interrupt.js";
 /** A velocity field over a flattened batch; returns dx/dt with the same length as x. */
 export type VelocityField = (x: Float32Array, t: number) => Float32Array | Promise<Float32Array>;
 
+/**
+ * The ODE solvers of odeint (`--solver`): fixed-step Euler, midpoint, Heun and RK4; ab2 (Adams-Bashforth 2, one evaluation per step
+ * for few-step sampling); and adaptive dopri5 (Dormand-Prince 5(4), by tolerances).
+ */
 export type SolverName = "euler" | "midpoint" | "heun" | "rk4" | "dopri5" | "ab2";
+/** Every SolverName, in the order help and error messages list them. */
 export const SOLVERS: readonly SolverName[] = ["euler", "midpoint", "heun", "rk4", "dopri5", "ab2"];
 
 /** A solver name from user input; throws a UserError listing the solvers for an unknown one. */
@@ -356,7 +361,7 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
   while ((t1 - t) * dir > saves.eps) {
     if (steps + rejected >= maxSteps) {
       throw new Error(
-        `dopri5 exceeded ${maxSteps} steps at t=${t.toFixed(6)} of [${t0}, ${t1}]; the field may be stiff or not finite — loosen rtol/atol, raise maxSteps or use a fixed-step solver`,
+        `dopri5 exceeded ${maxSteps} steps at t=${t.toFixed(6)} of [${t0}, ${t1}]; ` + `the field may be stiff or not finite — loosen rtol/atol, raise maxSteps or use a fixed-step solver`,
       );
     }
     // Stretch the step by up to 1% rather than leave a sliver before t1.
@@ -406,9 +411,15 @@ function denseOutput(x: Float64Array, xNew: Float64Array, ks: Float32Array[], h:
   return out;
 }
 
+/**
+ * Where a fixed-step solve puts its steps (`--time-grid`; see timeGrid): uniform, shifted (more steps
+ * near the noise), or edm (small steps at both ends).
+ */
 export type TimeGridName = "uniform" | "shifted" | "edm";
+/** Every TimeGridName, in the order help and error messages list them. */
 export const TIME_GRIDS: readonly TimeGridName[] = ["uniform", "shifted", "edm"];
 
+/** A time-grid name from user input; a UserError lists the grids for an unknown one. */
 export function parseTimeGrid(name: string): TimeGridName {
   const found = TIME_GRIDS.find((g) => g === name);
   if (found) return found;

@@ -37,6 +37,7 @@ export interface Trainer {
   hostParams(which?: "params" | "ema"): Promise<HostParams>;
   /** Everything needed to resume: weights, EMA and Adam moments. */
   hostState(): Promise<{ params: HostParams; ema: HostParams; m: HostParams; v: HostParams }>;
+  /** Frees the engine memory the trainer holds (weights, moments, compiled step); it cannot step after. */
   dispose(): void;
 }
 
@@ -61,12 +62,16 @@ export interface StepOutcome {
   applied: boolean;
 }
 
+/** What a FlowTrainer trains and how: the network, its starting weights, Adam settings and EMA decay. */
 export interface TrainerOptions {
+  /** The network (mlpModel, unetModel, or a ModelFamily's model). */
   model: VelocityModel;
+  /** Starting weights on the host (initMlp, initUnetParams, or a checkpoint's). */
   params: HostParams;
   /** Shape of one sample, e.g. [2] or [28, 28, 1]. */
   sampleShape: number[];
   adam: AdamConfig;
+  /** Decay of the weights' exponential moving average (warmed up over the first steps), e.g. 0.999. */
   emaDecay: number;
   /** Resume from a previous run: EMA weights, Adam moments, the step count and how many steps were skipped. */
   resume?: { ema: HostParams; m: HostParams; v: HostParams; step: number; skipped?: number };
@@ -205,6 +210,7 @@ export class FlowTrainer implements Trainer {
     };
   }
 
+  /** Frees the engine memory the trainer holds (weights, moments, compiled step); it cannot step after. */
   dispose(): void {
     tree.dispose(this.state);
     (this.stepFn as unknown as { dispose?: () => void }).dispose?.();

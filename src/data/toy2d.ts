@@ -8,9 +8,11 @@ import type { KnownDensity2d } from "../core/metrics.js";
 import { didYouMean } from "../core/names.js";
 import { checkTextSpec, imageBitmap, sampleBitmap, sampleMixture, textBitmap } from "./pictures.js";
 
+/** The built-in 2-D datasets by name (sampleToy, `--dataset`): the literature's toy sets and a mixture of five unequal Gaussians. */
 export const TOY_DATASETS = ["checkerboard", "moons", "8gaussians", "circles", "spirals", "swissroll", "mixture"] as const;
 /** Picture-shaped sets (src/data/pictures.ts): points where a PNG is dark, or on a word. */
 export type PictureDatasetName = `image:${string}` | `text:${string}`;
+/** A 2-D dataset sampleToy can draw from: a built-in name or a picture-shaped `image:PATH.png` / `text:WORD` set. */
 export type ToyDatasetName = (typeof TOY_DATASETS)[number] | PictureDatasetName;
 /** How the picture-shaped names are written, for listings and messages. */
 export const PICTURE_DATASET_FORMS = ["image:PATH.png", "text:WORD"] as const;

@@ -15,7 +15,12 @@ export const { jit, vjp, jvp, vmap, init, defaultDevice, blockUntilReady, makeJa
 // Annotated: their inferred types are too long for the declaration files of the package build.
 export const grad: typeof jax.grad = jax.grad;
 export const valueAndGrad: typeof jax.valueAndGrad = jax.valueAndGrad;
+/**
+ * An array on the engine (@jax-js/jax): what models, parameters and the training step compute with.
+ * Passing one to a function consumes it; keep it with `.ref`. Copy to and from the host with toHost/fromHost.
+ */
 export type Array = jax.Array;
+/** An engine backend for initEngine: "wasm" runs everywhere, "webgpu" in browsers that have it and in Node through the `webgpu` package. */
 export type Device = jax.Device;
 export type DType = jax.DType;
 
@@ -38,7 +43,7 @@ export async function initEngine(device?: Device): Promise<void> {
       if (!devices.includes(want)) {
         throw new Error(
           want === "webgpu"
-            ? "WebGPU is not available here: no GPU adapter was found (a WebGPU-capable browser or, on Node, a Vulkan/Metal/D3D12 driver Dawn can use)"
+            ? "WebGPU is not available here: no GPU adapter was found " + "(a WebGPU-capable browser or, on Node, a Vulkan/Metal/D3D12 driver Dawn can use)"
             : `engine device "${want}" is not available here (have: ${devices.join(", ") || "none"})`,
         );
       }

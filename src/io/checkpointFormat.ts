@@ -7,9 +7,13 @@
 import { UserError } from "../core/errors.js";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "./safetensors.js";
 
+/** The "format" every ckpt.json and embedded config carries; anything else is not a flowmatch checkpoint. */
 export const CHECKPOINT_FORMAT = "flowmatch-checkpoint";
+/** The checkpoint layout version this flowmatch writes and reads; other versions are refused with a message. */
 export const CHECKPOINT_VERSION = 1;
+/** Name of the weights file in a checkpoint folder (safetensors, with the config embedded in its metadata). */
 export const WEIGHTS_FILE = "ckpt.safetensors";
+/** Name of the config file in a checkpoint folder (JSON, with the sha256 of the weights file). */
 export const CONFIG_FILE = "ckpt.json";
 
 /** Tensor-name prefixes of ckpt.safetensors; a name with none of them is a model weight. */
@@ -26,6 +30,10 @@ export const TENSOR_PREFIX = {
 export const LOSS_LOG = "log.loss";
 export const SKIPPED_LOG = "log.skipped";
 
+/**
+ * A checkpoint's config (ckpt.json): format, version, model kind and step, plus what the kind's pipeline records
+ * (model config, dataset, training settings).
+ */
 export interface CheckpointConfig {
   format: typeof CHECKPOINT_FORMAT;
   version: typeof CHECKPOINT_VERSION;
@@ -37,12 +45,16 @@ export interface CheckpointConfig {
   [key: string]: unknown;
 }
 
+/** A checkpoint in memory: its config and every tensor of the weights file (weights, EMA, optimizer state, logs) by name. */
 export interface Checkpoint {
   config: CheckpointConfig;
   tensors: Record<string, HostTensor>;
   /** True when ckpt.json was missing and the config embedded in the weights file was used. */
   recovered?: boolean;
-  /** True when the weights were a later save of the run than ckpt.json (a save killed between its two writes): their embedded config was used. */
+  /**
+   * True when the weights were a later save of the run than ckpt.json (a save killed between its two
+   * writes): their embedded config was used.
+   */
   newerThanConfig?: boolean;
 }
 
@@ -73,7 +85,7 @@ export async function encodeCheckpoint(ckpt: Checkpoint, where: string): Promise
   const { config, tensors } = ckpt;
   const bad = firstNonFinite(tensors);
   if (bad !== null) {
-    throw new UserError(`not writing the step-${config.step} checkpoint to ${where}: it holds a non-finite value (${bad}); the checkpoint already there is kept`);
+    throw new UserError(`not writing the step-${config.step} checkpoint to ${where}: ` + `it holds a non-finite value (${bad}); the checkpoint already there is kept`);
   }
   const embedded: CheckpointConfig = { ...config, format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION };
   delete embedded.weightsSha256;
@@ -103,6 +115,7 @@ export interface CheckpointSource {
   mixedUp: string;
 }
 
+/** What a reader of checkpoints expects: the model kind it can use, and the command to name when refusing another. */
 export interface ExpectKind {
   /** Refuse a checkpoint of another model kind. */
   kind?: string;
@@ -121,10 +134,10 @@ export function parseCheckpointConfig(text: string, source: string, rewrite: str
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new UserError(`checkpoint config ${source} is not a JSON object; ${rewrite}`);
   const cfg = raw as Record<string, unknown>;
   if (cfg.format !== CHECKPOINT_FORMAT) {
-    throw new UserError(`${source} is not a flowmatch checkpoint config (its "format" is ${JSON.stringify(cfg.format)}, expected "${CHECKPOINT_FORMAT}"); ${rewrite}`);
+    throw new UserError(`${source} is not a flowmatch checkpoint config ` + `(its "format" is ${JSON.stringify(cfg.format)}, expected "${CHECKPOINT_FORMAT}"); ${rewrite}`);
   }
   if (cfg.version !== CHECKPOINT_VERSION) {
-    throw new UserError(`${source} has checkpoint version ${JSON.stringify(cfg.version)}, but this flowmatch reads version ${CHECKPOINT_VERSION}; use the flowmatch that wrote it or re-run training`);
+    throw new UserError(`${source} has checkpoint version ${JSON.stringify(cfg.version)}, but this flowmatch reads version ${CHECKPOINT_VERSION}; ` + `use the flowmatch that wrote it or re-run training`);
   }
   if (typeof cfg.kind !== "string") throw new UserError(`${source} has no model "kind"; ${rewrite}`);
   if (typeof cfg.step !== "number" || !Number.isInteger(cfg.step) || cfg.step < 0) throw new UserError(`${source} has no valid "step"; ${rewrite}`);
@@ -136,7 +149,7 @@ export function parseCheckpointConfig(text: string, source: string, rewrite: str
 export function assertKind(config: CheckpointConfig, source: string, expect: ExpectKind | undefined): void {
   if (expect?.kind !== undefined && config.kind !== expect.kind) {
     throw new UserError(
-      `checkpoint ${source} is a '${config.kind}' model; ${expect.command ?? "this command"} needs a '${expect.kind}' model; pass a checkpoint trained for '${expect.kind}'`,
+      `checkpoint ${source} is a '${config.kind}' model; ${expect.command ?? "this command"} needs a '${expect.kind}' model; ` + `pass a checkpoint trained for '${expect.kind}'`,
     );
   }
 }
@@ -172,7 +185,7 @@ export async function parseCheckpoint(
       const newer = interruptedSave(config, decoded.metadata.config);
       if (newer) return { config: newer, tensors: assertFinite(decoded.tensors, source.weights, source.rewrite), newerThanConfig: true };
       throw new UserError(
-        `checkpoint weights ${source.weights} do not belong to this config ${source.config} (sha256 ${actual.slice(0, 12)}… vs recorded ${config.weightsSha256.slice(0, 12)}…); ${source.mixedUp}`,
+        `checkpoint weights ${source.weights} do not belong to this config ${source.config} ` + `(sha256 ${actual.slice(0, 12)}… vs recorded ${config.weightsSha256.slice(0, 12)}…); ${source.mixedUp}`,
       );
     }
   }
@@ -185,7 +198,7 @@ function assertFinite(tensors: Record<string, HostTensor>, source: string, rewri
     if (!(t.data instanceof Float32Array || t.data instanceof Float64Array)) continue;
     const i = t.data.findIndex((v) => !Number.isFinite(v));
     if (i >= 0) {
-      throw new UserError(`checkpoint ${source}: tensor "${name}" has a non-finite value (${t.data[i]}) at index ${i}; the weights are corrupt or training diverged; restore a good checkpoint or ${rewrite}`);
+      throw new UserError(`checkpoint ${source}: tensor "${name}" has a non-finite value (${t.data[i]}) at index ${i}; ` + `the weights are corrupt or training diverged; restore a good checkpoint or ${rewrite}`);
     }
   }
   return tensors;
@@ -273,6 +286,6 @@ export function checkParams(expected: Record<string, number[]>, tensors: Record<
   const guesses: string[] = [];
   if (missing.length + extra.length > 0) guesses.push("the number of layers (--depth)");
   if (misshaped.length > 0) guesses.push("layer sizes (--hidden, --time-emb-dim, or the data dimension)");
-  const advice = hint ?? `The model flags probably differ from those used in training: ${guesses.join("; ")}. Pass the same flags as in training, or a checkpoint trained with these.`;
+  const advice = hint ?? `The model flags probably differ from those used in training: ${guesses.join("; ")}. ` + `Pass the same flags as in training, or a checkpoint trained with these.`;
   throw new UserError(`${source} does not fit the model:\n${listed.join("\n")}\n${advice}`);
 }

@@ -164,7 +164,7 @@ export function decodeSafetensors(
     if (!isDtype(dtype)) {
       if (UNSUPPORTED_DTYPES.has(dtype)) {
         throw new UserError(
-          `${source}: tensor "${name}" has dtype ${dtype}, which flowmatch does not read (supported: ${Object.keys(DTYPE_ITEMSIZE).join(", ")}); convert the file to F32 first`,
+          `${source}: tensor "${name}" has dtype ${dtype}, which flowmatch does not read ` + `(supported: ${Object.keys(DTYPE_ITEMSIZE).join(", ")}); convert the file to F32 first`,
         );
       }
       throw corrupt(`tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);

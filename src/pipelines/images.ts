@@ -20,6 +20,7 @@ import { imageBatches } from "./imageBatches.js";
 import { checkImageSampleMemory } from "./imageSampling.js";
 import { assertTrainingFits, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
+/** The settings of an image training run, as its checkpoint records them (ckpt.json "train"). */
 export interface ImageTrainConfig {
   dataset: string;
   steps: number;
@@ -35,6 +36,7 @@ export interface ImageTrainConfig {
   limit: number;
 }
 
+/** ckpt.json of an image run (kind "image"): the run, the dataset and its class names, the UNet, the path and the training settings. */
 export interface ImageCheckpointConfig extends CheckpointConfig {
   kind: "image";
   runId: string;

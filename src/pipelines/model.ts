@@ -13,6 +13,10 @@ import { tensorsToState } from "./state.js";
 import type { Toy2dCheckpointConfig } from "./toy2d.js";
 import type { ImageCheckpointConfig } from "./images.js";
 
+/**
+ * A trained model as loadModel returns it (and training runs return what they saved): the checkpoint's config,
+ * the model's family and network config, its weights and their EMA, and the training log.
+ */
 export interface LoadedModel<C extends CheckpointConfig = CheckpointConfig, M = unknown> {
   kind: C["kind"];
   family: ModelFamily<M>;
@@ -32,7 +36,9 @@ export interface LoadedModel<C extends CheckpointConfig = CheckpointConfig, M = 
   path: string;
 }
 
+/** A loaded 2-D model: an MLP trained by train2d (or a reflow of one). */
 export type Loaded2d = LoadedModel<Toy2dCheckpointConfig, MlpConfig>;
+/** A loaded image model: a class-conditional UNet trained by train-image (or a reflow of one). */
 export type LoadedImage = LoadedModel<ImageCheckpointConfig, UnetConfig>;
 /** Every kind this flowmatch has a family for (a new family adds its member here). */
 export type KnownModel = Loaded2d | LoadedImage;
@@ -52,6 +58,7 @@ const RUN_CHECKS: Record<string, (config: CheckpointConfig, source: string) => v
   },
 };
 
+/** What loadModel's caller accepts: one model kind only, and the command to name in messages. */
 export interface LoadModelOptions {
   /** Refuse a checkpoint of another kind (a command that takes only one). */
   kind?: string;
@@ -62,7 +69,8 @@ export interface LoadModelOptions {
 /**
  * Reads the checkpoint at `path` (folder, .safetensors or .json) once, with every check of
  * io/checkpoint.ts (format, version, hash, finite values, kind), then checks its model config and
- * weight shapes through the kind's ModelFamily.
+ * weight shapes through the kind's ModelFamily. The way to use a model the CLI trained: `family.model(model)`
+ * with `ema` gives modelField and logLikelihood what they need.
  */
 export async function loadModel(path: string, opts: LoadModelOptions & { kind: "2d" }): Promise<Loaded2d>;
 export async function loadModel(path: string, opts: LoadModelOptions & { kind: "image" }): Promise<LoadedImage>;

@@ -18,6 +18,7 @@ import { openTrainingRun, reflowSetup } from "./run.js";
 import type { Loaded2d } from "./model.js";
 import { assertTrainingFits, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
+/** The settings of a 2-D training run, as its checkpoint records them (ckpt.json "train"). */
 export interface Toy2dTrainConfig {
   dataset: ToyDatasetName;
   steps: number;
@@ -36,6 +37,7 @@ export interface Toy2dTrainConfig {
   bridgeSigma?: number;
 }
 
+/** ckpt.json of a 2-D run (kind "2d"): the run, the dataset, the MLP, the path and the training settings. */
 export interface Toy2dCheckpointConfig extends CheckpointConfig {
   kind: "2d";
   /** Identifies one training run across its saves and resumes. */

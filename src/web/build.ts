@@ -88,7 +88,7 @@ async function previousBuild(outDir: string, shown: string): Promise<Set<string>
   if (entries.length === 0) return new Set();
   const example = entries.slice(0, 3).join(", ");
   throw new UserError(
-    `--out ${shown} holds files that are not a flowmatch playground build (${entries.length} ${entries.length === 1 ? "entry" : "entries"}: ${example}${entries.length > 3 ? ", ..." : ""}); pass a new or empty folder, e.g. --out ${join(shown, "playground")}`,
+    `--out ${shown} holds files that are not a flowmatch playground build ` + `(${entries.length} ${entries.length === 1 ? "entry" : "entries"}: ${example}${entries.length > 3 ? ", ..." : ""}); ` + `pass a new or empty folder, e.g. --out ${join(shown, "playground")}`,
   );
 }
 

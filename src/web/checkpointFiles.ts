@@ -38,7 +38,7 @@ function pairUp(files: LoadedFile[]): { weights: LoadedFile; config: LoadedFile 
     throw new UserError(`got ${weights.length} .safetensors and ${configs.length} .json files; ${PAIR_HINT} (one of each)`);
   }
   if (weights.length === 0) {
-    throw new UserError(`"${configs[0]?.name ?? "?"}" holds only the model config; also choose the ckpt.safetensors saved with it (select both files at once, or drop both)`);
+    throw new UserError(`"${configs[0]?.name ?? "?"}" holds only the model config; also choose the ckpt.safetensors saved with it ` + `(select both files at once, or drop both)`);
   }
   return { weights: weights[0], config: configs[0] ?? null };
 }

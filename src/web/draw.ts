@@ -186,7 +186,7 @@ export class FlowView {
       const [r0, g0, b0] = COLORS.arrowSlow;
       const [r1, g1, b1] = COLORS.arrowFast;
       // Slightly transparent, so the particles on top stay the first thing the eye finds.
-      const color = `rgba(${Math.round(r0 + (r1 - r0) * rel)}, ${Math.round(g0 + (g1 - g0) * rel)}, ${Math.round(b0 + (b1 - b0) * rel)}, 0.8)`;
+      const color = `rgba(${Math.round(r0 + (r1 - r0) * rel)}, ` + `${Math.round(g0 + (g1 - g0) * rel)}, ${Math.round(b0 + (b1 - b0) * rel)}, 0.8)`;
       const cx = g.px(grid[k]);
       const cy = g.py(grid[k + 1]);
       const len = 0.85 * cell * Math.sqrt(rel);

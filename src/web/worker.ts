@@ -306,7 +306,7 @@ function readMlpConfig(raw: unknown, source: string): MlpConfig {
 async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sample: SampleSettings): Promise<void> {
   const picked = await readCheckpointFiles(files);
   const { config, tensors, weightsName, configName } = picked;
-  const mismatch = `"${configName}" (its "model" section) does not match the weights in "${weightsName}"; choose the ckpt.json saved with these weights`;
+  const mismatch = `"${configName}" (its "model" section) does not match the weights in "${weightsName}"; ` + `choose the ckpt.json saved with these weights`;
   if (config.kind === "2d") {
     const cfg = readMlpConfig(config.model, `"${configName}"`);
     checkParams(mlpFamily.paramShapes(cfg), tensors, `"${weightsName}"`, mismatch);

@@ -8,9 +8,17 @@ import type { ImageLayout } from "./layers.js";
 
 /** A velocity network v(x, t[, y]). `apply` consumes its arguments (jax-js ownership). */
 export interface VelocityModel {
+  /**
+   * One network pass: velocities shaped like `x` for the batch `x` at times `t` ([B]) with class labels
+   * ([B] int32, or null for unconditional models).
+   */
   apply(params: Params, x: Array, t: Array, labels: Array | null): Array;
 }
 
+/**
+ * Everything flowmatch knows about one kind of network, found by checkpoint kind (modelFamily);
+ * a new network joins with registerModelFamily, and checkpoint loading, training and the CLI then handle it.
+ */
 export interface ModelFamily<C = unknown> {
   /** The checkpoint "kind" its models are saved as ("2d", "image"); commands refuse other kinds. */
   readonly kind: string;
@@ -23,7 +31,9 @@ export interface ModelFamily<C = unknown> {
    * UserError naming `source` and what is wrong.
    */
   parseConfig(raw: unknown, source: string): C;
+  /** Every parameter's name and shape for this config (what checkpoints of this kind must hold). */
   paramShapes(cfg: C): Record<string, number[]>;
+  /** Number of trainable weights. */
   paramCount(cfg: C): number;
   /** Fresh weights from the seeded Rng (the same on every device). */
   init(cfg: C, rng: Rng): HostParams;

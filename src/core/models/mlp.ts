@@ -7,6 +7,7 @@ import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
 import { paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
 
+/** Shape of the MLP velocity network for low-dimensional data (the 2-D toy sets): x and the embedded t in, dx/dt out. */
 export interface MlpConfig {
   /** Data dimension (2 for the toy sets). */
   dim: number;
@@ -18,6 +19,7 @@ export interface MlpConfig {
   timeEmbDim: number;
 }
 
+/** The network train2d builds unless --hidden, --depth or --time-emb-dim say otherwise. */
 export const DEFAULT_MLP: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 32 };
 
 export function mlpLayerSizes(cfg: MlpConfig): number[] {
@@ -29,6 +31,10 @@ export function mlpParamCount(cfg: MlpConfig): number {
   return paramCountOf(mlpParamShapes(cfg));
 }
 
+/**
+ * Every parameter's name and shape for `cfg` ("layers.i.weight" [in, out], "layers.i.bias" [out]):
+ * what initMlp fills and checkpoints hold.
+ */
 export function mlpParamShapes(cfg: MlpConfig): Record<string, number[]> {
   const sizes = mlpLayerSizes(cfg);
   const shapes: Record<string, number[]> = {};
@@ -39,7 +45,7 @@ export function mlpParamShapes(cfg: MlpConfig): Record<string, number[]> {
   return shapes;
 }
 
-/** PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases. */
+/** Fresh MLP weights from the seeded Rng, as PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases. */
 export function initMlp(cfg: MlpConfig, rng: Rng): HostParams {
   const out: HostParams = {};
   for (const [name, shape] of Object.entries(mlpParamShapes(cfg))) {
@@ -53,6 +59,7 @@ export function initMlp(cfg: MlpConfig, rng: Rng): HostParams {
   return out;
 }
 
+/** The MLP as a VelocityModel, for FlowTrainer, modelField and logLikelihood; its weights come separately (initMlp or a checkpoint). */
 export function mlpModel(cfg: MlpConfig): VelocityModel {
   const layers = mlpLayerSizes(cfg).length - 1;
   return {
@@ -77,7 +84,7 @@ export function parseMlpConfig(raw: unknown, source: string): MlpConfig {
   const cfg: MlpConfig = { dim: int("dim", 1), hidden: int("hidden", 1), depth: int("depth", 1), timeEmbDim: int("timeEmbDim", 0) };
   const bad = Object.entries(cfg).filter(([, v]) => Number.isNaN(v)).map(([k]) => k);
   if (bad.length > 0) {
-    throw new UserError(`${source}: checkpoint config has no valid "model" section (${bad.join(", ")} missing or not whole numbers); re-run training to write it again`);
+    throw new UserError(`${source}: checkpoint config has no valid "model" section ` + `(${bad.join(", ")} missing or not whole numbers); re-run training to write it again`);
   }
   return cfg;
 }

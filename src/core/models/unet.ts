@@ -18,6 +18,10 @@ import type { HostParams, Params } from "../optim.js";
 import { paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
 import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, timeEmbedding, upsample2x, type ImageLayout } from "./layers.js";
 
+/**
+ * Shape of the class-conditional image UNet: channel widths per resolution, time embedding, GroupNorm
+ * groups, and the images' classes, channels and size.
+ */
 export interface UnetConfig {
   /** Channel width per resolution level, e.g. [32, 64, 64]; length - 1 downsamples. */
   channels: number[];
@@ -75,6 +79,7 @@ export function unetBlocks(cfg: UnetConfig): { down: ResBlockSpec[]; mid: ResBlo
   return { down, mid, up };
 }
 
+/** Every parameter's name and shape for `cfg` (checks the config first): what initUnetParams fills and checkpoints hold. */
 export function unetParamShapes(cfg: UnetConfig): Record<string, number[]> {
   checkUnetConfig(cfg);
   const E = cfg.timeEmbDim;
@@ -119,6 +124,7 @@ export function unetParamShapes(cfg: UnetConfig): Record<string, number[]> {
   return s;
 }
 
+/** Number of trainable weights of the UNet `cfg` builds. */
 export function unetParamCount(cfg: UnetConfig): number {
   return paramCountOf(unetParamShapes(cfg));
 }
@@ -191,7 +197,7 @@ export function unetModel(cfg: UnetConfig, layout: ImageLayout = "hbwc"): Veloci
   return { apply: (params, x, t, labels) => unetApply(params, x, t, labels as NonNullable<typeof labels>, cfg, layout) };
 }
 
-/** Host init as HostParams (shape + data). */
+/** Fresh UNet weights as HostParams (what FlowTrainer and checkpoints take); the values of initUnet. */
 export function initUnetParams(cfg: UnetConfig, rng: Rng): HostParams {
   const shapes = unetParamShapes(cfg);
   const data = initUnet(cfg, rng);
