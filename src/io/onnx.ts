@@ -63,6 +63,7 @@ export async function exportMlpOnnx(params: Record<string, Float32Array>, cfg: M
   });
 }
 
+/** Options of exportUnetOnnx. */
 export interface UnetExportOptions {
   /**
    * Classifier-free guidance in the graph: an extra float32 scalar input w, output
@@ -96,6 +97,7 @@ export async function exportUnetOnnx(params: Record<string, Float32Array>, cfg: 
   return int64LabelInput(bytes);
 }
 
+/** Options of exportDivergenceOnnx: how many tangent inputs, and whether they form an exact trace. */
 export interface DivergenceExportOptions {
   /** Number of tangent inputs e.0 .. e.{K-1}, each shaped like x. */
   tangents: number;

@@ -5,11 +5,13 @@ import type { VelocityField } from "../core/solvers.js";
 import { divergenceProbes, type DivergenceMode, type FieldWithDivergence } from "../core/likelihood.js";
 import { createOrtSession, ort } from "../engine/onnx/session.js";
 
+/** Session options of createOnnxField and createOnnxDivergenceSession. */
 export interface OnnxFieldOptions {
   /** onnxruntime intra-op threads (default: FLOWMATCH_ORT_THREADS or 2, see createOrtSession). */
   threads?: number;
 }
 
+/** An exported velocity network open in onnxruntime-node (from createOnnxField). */
 export interface OnnxField {
   /** Whether the graph has labels (y) and a guidance weight (w) input. */
   readonly conditional: boolean;
@@ -19,6 +21,7 @@ export interface OnnxField {
    * w the guidance weight for guided exports.
    */
   run(x: Float32Array, t: Float32Array, y: BigInt64Array | undefined, shape: number[], w?: number): Promise<Float32Array>;
+  /** Free the onnxruntime session (its native memory). */
   release(): Promise<void>;
 }
 
@@ -52,6 +55,7 @@ export async function createOnnxField(modelBytes: Uint8Array, opts: OnnxFieldOpt
   };
 }
 
+/** What onnxVelocityField feeds the session besides x and t. */
 export interface OnnxVelocityOptions {
   /** Shape of one sample, e.g. [2] or [28, 28, 1]. */
   sampleShape: number[];
@@ -71,6 +75,7 @@ export function onnxVelocityField(session: OnnxField, opts: OnnxVelocityOptions)
   };
 }
 
+/** Sample shape, labels and divergence mode of an OnnxDivergenceSession's field. */
 export interface OnnxDivergenceOptions {
   sampleShape: number[];
   /** Class labels, one per sample (conditional models). */
@@ -78,12 +83,14 @@ export interface OnnxDivergenceOptions {
   divergence: DivergenceMode;
 }
 
+/** A divergence export open in onnxruntime-node (from createOnnxDivergenceSession). */
 export interface OnnxDivergenceSession {
   /**
    * The likelihood's FieldWithDivergence on this session, with the same tangents as the engine's
    * modelDivergenceField (divergenceProbes) for these options.
    */
   field(opts: OnnxDivergenceOptions): { field: FieldWithDivergence; estimates: number };
+  /** Free the onnxruntime session (its native memory). */
   release(): Promise<void>;
 }
 
