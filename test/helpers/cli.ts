@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 /**
  * How the tests start the CLI: from the TypeScript sources through tsx (`node ...CLI_ARGS ...args`),
  * so no build is needed. The compiled package (bin/flowmatch.js -> dist) is tested by
- * test/package.test.ts.
+ * test/e2e/package.test.ts.
  */
 // tsx by its resolved URL: `--import tsx` would resolve from the child's cwd, often a temp folder.
 export const CLI_ARGS: readonly string[] = ["--import", import.meta.resolve("tsx"), join(import.meta.dirname, "..", "..", "src", "cli", "bin.ts")];

@@ -1,0 +1,97 @@
+// The translator's graph optimisations (TranslateOptions.optimize): the optimised graph must compute
+// what the plain translation computes, and have the structure each optimisation is for.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { initEngine, grad, jit, np, tree, type Array } from "../../../src/engine/index.js";
+import { upsample2x, conv2d } from "../../../src/core/models/layers.js";
+import { initMlp, mlpModel, type MlpConfig } from "../../../src/core/models/mlp.js";
+import { traceToOnnx, type TracedOnnx } from "../../../src/engine/onnx/trace.js";
+import { decodeOnnxNodes } from "../../../src/engine/onnx/proto.js";
+import { createOrtSession, ort } from "../../../src/engine/onnx/session.js";
+import { traceTrainStep } from "../../../src/pipelines/trainers.js";
+import { DEFAULT_ADAM } from "../../../src/core/optim.js";
+import { Rng } from "../../../src/core/rng.js";
+
+const rng = new Rng(5);
+const randn = (shape: number[]): Array => np.array(rng.normals(shape.reduce((a, b) => a * b, 1))).reshape(shape);
+
+async function runGraph(g: TracedOnnx, feeds: Record<string, ort.Tensor>): Promise<Float32Array[]> {
+  const s = await createOrtSession(g.bytes, { threads: 1 });
+  const r = await s.run(Object.fromEntries(Object.entries(feeds).filter(([k]) => s.inputNames.includes(k))));
+  await s.release();
+  return g.outputs.map((o) => r[o.name].data as Float32Array);
+}
+
+function assertClose(a: Float32Array[], b: Float32Array[], tol: number, what: string): void {
+  assert.equal(a.length, b.length);
+  a.forEach((x, i) => {
+    assert.equal(x.length, b[i].length);
+    let scale = 1;
+    for (const v of b[i]) scale = Math.max(scale, Math.abs(v));
+    for (let k = 0; k < x.length; k++) assert.ok(Math.abs(x[k] - b[i][k]) <= tol * scale, `${what}: output ${i}[${k}] ${x[k]} vs ${b[i][k]}`);
+  });
+}
+
+const countOps = (g: TracedOnnx, op: string) => decodeOnnxNodes(g.bytes).filter((n) => n.op === op).length;
+
+test("optimize: nearest upsampling (and its gradient) becomes Resize, not Expand, with the same numbers", async () => {
+  await initEngine();
+  const x = randn([2, 3, 4, 5]);
+  const params = { "c.weight": randn([27, 2]), "c.bias": randn([2]) };
+  // A conv after the upsample, so the gradient flows back through it.
+  const loss = (p: typeof params, xx: Array) => np.sum(np.square(conv2d(p, "c", upsample2x(xx, "nchw"), { layout: "nchw" })));
+  const fn = (p: typeof params, xx: Array) => [upsample2x(xx.ref, "nchw"), ...Object.values(grad(loss)(p, xx) as typeof params)];
+  const opt = await traceToOnnx(fn as never, [params, x]);
+  const plain = await traceToOnnx(fn as never, [params, x], { optimize: false });
+  assert.equal(countOps(opt, "Resize"), 2, "one Resize per upsample (the output and the loss)");
+  assert.equal(countOps(opt, "Expand"), 0, "no Expand left");
+  assert.ok(countOps(plain, "Expand") >= 1, "the plain translation expands");
+  const feeds: Record<string, ort.Tensor> = {};
+  const leaves = tree.flatten([params, x])[0] as Array[];
+  for (let i = 0; i < leaves.length; i++) feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
+  const a = await runGraph(opt, feeds);
+  assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
+  // And against jax-js itself (the call consumes params and x).
+  const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array[])(params, x);
+  assertClose(a, await Promise.all(want.map(async (w) => (await w.data()) as Float32Array)), 1e-5, "onnx vs jax");
+
+});
+
+test("optimize: the MLP training step's weight-gradient transposes feed MatMul directly, Sub for add-of-neg, no output copies; state after a step unchanged", async () => {
+  await initEngine();
+  const cfg: MlpConfig = { dim: 2, hidden: 16, depth: 2, timeEmbDim: 8 };
+  const params = initMlp(cfg, new Rng(0));
+  const opts = { model: mlpModel(cfg), params, sampleShape: [2], adam: DEFAULT_ADAM, emaDecay: 0.99 };
+  const shapes = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.shape]));
+  const n = 8;
+  const opt = await traceTrainStep(opts, shapes, n);
+  const plain = await traceTrainStep(opts, shapes, n, { optimize: false });
+  // A Transpose consumed by a Reshape blocks onnxruntime's Transpose+MatMul fusion.
+  const transposeIntoReshape = (g: TracedOnnx) => {
+    const nodes = decodeOnnxNodes(g.bytes);
+    const tOut = new Set(nodes.filter((x) => x.op === "Transpose").flatMap((x) => x.outputs));
+    return nodes.filter((x) => x.op === "Reshape" && tOut.has(x.inputs[0])).length;
+  };
+  assert.ok(transposeIntoReshape(plain) > 0, "the plain translation reshapes transposes");
+  assert.equal(transposeIntoReshape(opt), 0);
+  assert.ok(opt.stats.nodes < plain.stats.nodes, `${opt.stats.nodes} nodes vs ${plain.stats.nodes}`);
+  // Subtractions as Sub, not Add of a Neg; graph outputs without an Identity copy each.
+  assert.equal(countOps(plain, "Sub"), 0);
+  assert.ok(countOps(opt, "Sub") > 0 && countOps(opt, "Neg") < countOps(plain, "Neg"), `Neg ${countOps(opt, "Neg")} vs ${countOps(plain, "Neg")}`);
+  assert.ok(countOps(opt, "Identity") < countOps(plain, "Identity"));
+  const feeds: Record<string, ort.Tensor> = {};
+  const flat = (f: (x: number) => number) => Float32Array.from(Object.values(params).flatMap((p) => Array.from(p.data, f)));
+  for (const g of ["params", "m", "v", "ema"]) {
+    const data = flat(g === "v" ? (d) => d * d : (d) => d);
+    feeds[`0.${g}.flat`] = new ort.Tensor("float32", data, [data.length]);
+  }
+  const t = rng.uniforms(n);
+  feeds["1"] = new ort.Tensor("float32", rng.normals(2 * n), [n, 2]);
+  feeds["2"] = new ort.Tensor("float32", rng.normals(2 * n), [n, 2]);
+  feeds["3"] = new ort.Tensor("float32", t, [n]);
+  feeds["4"] = new ort.Tensor("float32", Float32Array.from({ length: 4 * n }, (_, i) => [1 - t[i >> 2], t[i >> 2], -1, 1][i % 4]), [n, 4]);
+  feeds["5"] = new ort.Tensor("int32", new Int32Array(n), [n]);
+  feeds["6"] = new ort.Tensor("float32", Float32Array.of(1e-3), []);
+  feeds["7"] = new ort.Tensor("float32", Float32Array.of(0.9), []);
+  assertClose(await runGraph(opt, feeds), await runGraph(plain, feeds), 1e-6, "optimized vs plain step");
+});
