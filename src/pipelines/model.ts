@@ -77,7 +77,8 @@ export async function loadModel(path: string, opts: LoadModelOptions = {}): Prom
   return {
     kind: config.kind,
     family,
-    config,
+    // The checked model config (defaults filled in, e.g. one channel for old grey checkpoints) for every reader.
+    config: { ...config, model },
     model,
     params: state.params,
     ema: state.ema,

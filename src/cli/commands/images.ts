@@ -61,6 +61,10 @@ interface TrainImageFlags {
   path: PathName;
   timeSampler: TimeSamplerName;
   limit: number;
+  grey: boolean;
+  resize?: number;
+  centerCrop?: number;
+  horizontalFlip: boolean;
   out?: string;
   checkpointEvery: number;
   resume: boolean;
@@ -90,6 +94,10 @@ export function registerImageCommands(program: Command): void {
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
     .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
     .option("--limit <n>", "use only the first N training images (0 = all)", nonNegativeInt, 0)
+    .option("--grey", "folder:DIR: convert colour images to grey (default: grey only when every image is)", false)
+    .option("--resize <n>", "folder:DIR: scale images so the shorter side is N, then crop the centre N x N", positiveInt)
+    .option("--center-crop <n>", "folder:DIR: crop the centre N x N of each image", positiveInt)
+    .option("--horizontal-flip", "augment: mirror each training image left-right with probability 1/2 (seeded)", false)
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 250)
     .option("--resume", "continue from the checkpoint in --out", false)
@@ -119,6 +127,10 @@ export function registerImageCommands(program: Command): void {
         emaDecay: flags.ema,
         labelDropout: flags.labelDropout,
         limit: flags.limit,
+        grey: flags.grey,
+        resize: flags.resize,
+        centerCrop: flags.centerCrop,
+        horizontalFlip: flags.horizontalFlip,
         model: { channels: flags.channels, timeEmbDim: flags.timeEmbDim, groups: flags.groups },
         out: flags.out,
         checkpointEvery: flags.checkpointEvery,
