@@ -12,6 +12,7 @@ import { registerServeCommand } from "./commands/serve.js";
 import { registerDeviceOption } from "./device.js";
 import { registerPytorchCommands } from "./commands/pytorch.js";
 import { registerDatasetsCommand } from "./commands/datasets.js";
+import { registerQualityCommands } from "./commands/quality.js";
 
 export function buildProgram(): Command {
   const program = new Command("flowmatch")
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerServeCommand(program);
   registerPytorchCommands(program);
   registerDatasetsCommand(program);
+  registerQualityCommands(program);
   return program;
 }
 

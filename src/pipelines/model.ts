@@ -50,6 +50,9 @@ const RUN_CHECKS: Record<string, (config: CheckpointConfig, source: string) => v
   image: (c, source) => {
     if (typeof c.dataset !== "string") throw new UserError(`${source} has no "dataset"; re-run training to write it again`);
   },
+  classifier: (c, source) => {
+    if (typeof c.dataset !== "string") throw new UserError(`${source} has no "dataset"; re-run train-classifier to write it again`);
+  },
 };
 
 export interface LoadModelOptions {
