@@ -69,7 +69,7 @@ function colourfulness(png: Buffer): number {
   return coloured / (data.length / 4);
 }
 
-test("RGB through the CLI: train-image on both backends, guided sampling on engine and onnxruntime, export, bits/dim over 3 channels", async () => {
+test("RGB through the CLI: train-image on both backends, guided sampling on engine and onnxruntime, export, reflow, bits/dim over 3 channels", async () => {
   const root = temp();
   const data = colourFolder(root);
   const model = ["--channels", "4,8", "--groups", "4", "--time-emb-dim", "4", "--batch-size", "4", "--steps", "3", "--per-class", "2", "--nfe", "2"];
@@ -92,6 +92,11 @@ test("RGB through the CLI: train-image on both backends, guided sampling on engi
   const onnx = join(root, "m.onnx");
   assert.equal(runCli(["export", "--ckpt", ckpt, "--onnx", onnx]).code, 0);
   assert.match(readFileSync(onnx).toString("latin1"), /stem/);
+
+  const rf = runCli(["reflow", "--teacher", ckpt, "--pairs", "8", "--steps", "2", "--batch-size", "4", "--pair-solver", "euler", "--pair-nfe", "2", "--out", join(root, "reflow")]);
+  assert.equal(rf.code, 0, rf.err);
+  assert.equal(JSON.parse(readFileSync(join(root, "reflow", "ckpt.json"), "utf8")).model.inChannels, 3, "reflow keeps the teacher's colour");
+  assert.ok(colourfulness(readFileSync(join(root, "reflow", "samples.png"))) > 0.3);
 
   const loaded = await loadModel(ckpt, { kind: "image" });
   const ds = await loadImageDataset(`folder:${data}`, { limit: 2 });
