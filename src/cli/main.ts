@@ -13,6 +13,7 @@ import { registerServeCommand } from "./commands/serve.js";
 import { registerDeviceOption } from "./device.js";
 import { registerPytorchCommands } from "./commands/pytorch.js";
 import { registerDatasetsCommand } from "./commands/datasets.js";
+import { registerQualityCommands } from "./commands/quality.js";
 
 // package.json is two folders up from both src/cli/main.ts and the compiled dist/cli/main.js.
 function packageVersion(): string {
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerServeCommand(program);
   registerPytorchCommands(program);
   registerDatasetsCommand(program);
+  registerQualityCommands(program);
   return program;
 }
 

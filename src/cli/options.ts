@@ -6,6 +6,7 @@ import { UserError } from "../core/errors.js";
 import { stepsForNfe, type SolverName } from "../core/solvers.js";
 import { parseToyDataset } from "../data/toy2d.js";
 import { checkImageDatasetSpec } from "../data/images.js";
+import { checkSamplesPath } from "../io/samplesFile.js";
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -153,6 +154,20 @@ export const outDir = asFlag((value: string) => {
 export const toyDataset = asFlag(parseToyDataset);
 
 /** --dataset for the image commands: the name's form (folders are read when the command runs). */
+/** --save-samples FILE: .safetensors or .npy, not a folder, in a folder we can write. */
+export const samplesFile = asFlag((value: string) => {
+  checkSamplesPath(value);
+  let isDir = false;
+  try {
+    isDir = statSync(value).isDirectory();
+  } catch {
+    // Not there yet: written later.
+  }
+  if (isDir) throw new UserError(`--save-samples ${value} is a folder; pass a file such as ${resolve(value, "samples.npy")}`);
+  assertWritableDir(dirname(resolve(value)), "--save-samples folder");
+  return value;
+});
+
 export const imageDataset = asFlag((value: string) => {
   checkImageDatasetSpec(value);
   return value;

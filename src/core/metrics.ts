@@ -413,3 +413,112 @@ export function formatQuality(r: QualityReport): string {
     .map((c) => `${c.label} ${c.value} (floor ${c.floor})`)
     .join("  ");
 }
+
+/** Mean [d] and covariance [d, d] (divisor n - 1) of n feature rows ([n, d] flattened), in float64. */
+export function meanCovariance(x: Float32Array, d: number): { mean: Float64Array; cov: Float64Array } {
+  const n = x.length / d;
+  if (!(n >= 2)) throw new RangeError(`meanCovariance: needs at least 2 rows, got ${n}`);
+  const mean = new Float64Array(d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += x[i * d + j] / n;
+  const cov = new Float64Array(d * d);
+  const row = new Float64Array(d);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) row[j] = x[i * d + j] - mean[j];
+    for (let a = 0; a < d; a++) for (let b = a; b < d; b++) cov[a * d + b] += (row[a] * row[b]) / (n - 1);
+  }
+  for (let a = 0; a < d; a++) for (let b = 0; b < a; b++) cov[a * d + b] = cov[b * d + a];
+  return { mean, cov };
+}
+
+/** Eigenvalues of a symmetric d x d matrix by cyclic Jacobi rotations (small d: feature sizes of 16-256). */
+export function symmetricEigenvalues(m: Float64Array, d: number): Float64Array {
+  const a = Float64Array.from(m);
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let p = 0; p < d; p++) for (let q = p + 1; q < d; q++) off += a[p * d + q] ** 2;
+    if (off < 1e-30) break;
+    for (let p = 0; p < d; p++) {
+      for (let q = p + 1; q < d; q++) {
+        const apq = a[p * d + q];
+        if (Math.abs(apq) < 1e-300) continue;
+        const theta = (a[q * d + q] - a[p * d + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1), s = t * c;
+        for (let k = 0; k < d; k++) {
+          const akp = a[k * d + p], akq = a[k * d + q];
+          a[k * d + p] = c * akp - s * akq;
+          a[k * d + q] = s * akp + c * akq;
+        }
+        for (let k = 0; k < d; k++) {
+          const apk = a[p * d + k], aqk = a[q * d + k];
+          a[p * d + k] = c * apk - s * aqk;
+          a[q * d + k] = s * apk + c * aqk;
+        }
+      }
+    }
+  }
+  return Float64Array.from({ length: d }, (_, i) => a[i * d + i]);
+}
+
+/**
+ * Fréchet distance between Gaussians N(mu1, S1) and N(mu2, S2):
+ * |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)). The last trace is the sum of square
+ * roots of the eigenvalues of S1^(1/2) S2 S1^(1/2) (symmetric, same spectrum as S1 S2).
+ */
+export function frechetDistance(mu1: Float64Array, s1: Float64Array, mu2: Float64Array, s2: Float64Array): number {
+  const d = mu1.length;
+  let dist = 0;
+  for (let i = 0; i < d; i++) dist += (mu1[i] - mu2[i]) ** 2 + s1[i * d + i] + s2[i * d + i];
+  // S1^(1/2) from S1's eigen-decomposition would need vectors; Jacobi on S1 with vectors is the same
+  // loop, so use the symmetric product B = L^T S2 L with S1 = L L^T (Cholesky, jittered if singular).
+  const L = cholesky(s1, d);
+  const tmp = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
+    let v = 0;
+    for (let k = 0; k < d; k++) v += s2[i * d + k] * L[k * d + j];
+    tmp[i * d + j] = v;
+  }
+  const b = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
+    let v = 0;
+    for (let k = 0; k < d; k++) v += L[k * d + i] * tmp[k * d + j];
+    b[i * d + j] = v;
+  }
+  let trSqrt = 0;
+  for (const e of symmetricEigenvalues(b, d)) trSqrt += Math.sqrt(Math.max(0, e));
+  return Math.max(0, dist - 2 * trSqrt);
+}
+
+/** Lower-triangular L with L L^T = S (S symmetric PSD; a tiny diagonal jitter keeps singular S usable). */
+function cholesky(s: Float64Array, d: number): Float64Array {
+  let scale = 0;
+  for (let i = 0; i < d; i++) scale = Math.max(scale, s[i * d + i]);
+  const jitter = 1e-12 * (scale || 1);
+  const L = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) {
+    for (let j = 0; j <= i; j++) {
+      let v = s[i * d + j] + (i === j ? jitter : 0);
+      for (let k = 0; k < j; k++) v -= L[i * d + k] * L[j * d + k];
+      L[i * d + j] = i === j ? Math.sqrt(Math.max(v, 0)) : L[j * d + j] > 0 ? v / L[j * d + j] : 0;
+    }
+  }
+  return L;
+}
+
+/** Fréchet distance between the Gaussians fitted to two feature sets ([n, d] flattened each). */
+export function frechetDistanceOf(a: Float32Array, b: Float32Array, d: number): number {
+  const x = meanCovariance(a, d), y = meanCovariance(b, d);
+  return frechetDistance(x.mean, x.cov, y.mean, y.cov);
+}
+
+/** Fraction of rows of `logits` ([n, k] flattened) whose largest entry is at the row's label. */
+export function classAccuracy(logits: Float32Array, labels: Int32Array): number {
+  const n = labels.length, k = logits.length / n;
+  let right = 0;
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let c = 1; c < k; c++) if (logits[i * k + c] > logits[i * k + best]) best = c;
+    if (best === labels[i]) right++;
+  }
+  return right / n;
+}

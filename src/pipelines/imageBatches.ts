@@ -12,6 +12,8 @@ export interface ImageBatchOptions {
   sampleTimes: TimeSampler;
   /** Reflow: noise coupled to each image (x0 of image i is noise[i]) instead of fresh noise. */
   coupledNoise?: Float32Array;
+  /** Mirror each image left-right with probability 1/2 (drawn after the noise, so runs without it are unchanged). */
+  horizontalFlip?: boolean;
 }
 
 /** Batch k (0-based) of images x1, their (dropped-out) labels, times t and noise x0. Buffers are reused between calls. */
@@ -40,6 +42,23 @@ export function imageBatches(data: ImageDataset, o: ImageBatchOptions): (k: numb
       for (let i = 0; i < n; i++) x0.set(noise.subarray(index[i] * per, (index[i] + 1) * per), i * per);
     } else {
       x0 = rng.normals(n * per);
+    }
+    if (o.horizontalFlip) {
+      const { width: w, channels: c } = data;
+      for (let i = 0; i < n; i++) {
+        if (rng.uniform() >= 0.5) continue;
+        for (let y = 0; y < data.height; y++) {
+          const row = i * per + y * w * c;
+          for (let x = 0; x < w >> 1; x++) {
+            for (let ch = 0; ch < c; ch++) {
+              const a = row + x * c + ch, b = row + (w - 1 - x) * c + ch;
+              const tmp = x1[a];
+              x1[a] = x1[b];
+              x1[b] = tmp;
+            }
+          }
+        }
+      }
     }
     return { x0, x1, t, labels };
   };

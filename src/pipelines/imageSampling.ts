@@ -54,7 +54,7 @@ export async function imageField(loaded: LoadedImage, labels: Int32Array, guidan
   return { field, dispose: () => session.release() };
 }
 
-export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions): Promise<{ files: string[]; images: Float32Array; seconds: number; nfe: number }> {
+export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions): Promise<{ files: string[]; images: Float32Array; labels: Int32Array; seconds: number; nfe: number }> {
   const cfg = loaded.config.model;
   const classes = opts.classes ?? Array.from({ length: cfg.numClasses }, (_, i) => i);
   for (const c of classes) {
@@ -87,7 +87,7 @@ export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions
   const gifPath = join(opts.out, "trajectory.gif");
   await writeFileAtomic(gifPath, encodeGif(held, { delayMs: 100, loop: true }));
   files.push(gifPath);
-  return { files, images: result.x, seconds, nfe: result.nfe };
+  return { files, images: result.x, labels, seconds, nfe: result.nfe };
 }
 
 export async function exportOnnx(loaded: LoadedImage, path: string, opts: { guided?: boolean } = {}): Promise<void> {

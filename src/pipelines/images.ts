@@ -10,7 +10,7 @@ import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js"
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { unetFamily, unetParamCount, type UnetConfig } from "../core/models/unet.js";
 import { unetTrainBytes } from "../core/memory.js";
-import { loadImageDataset, type ImageDataset } from "../data/images.js";
+import { loadImageDataset, recordedImageTransforms, type ImageDataset } from "../data/images.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { linePlot } from "../viz/index.js";
@@ -34,6 +34,12 @@ export interface ImageTrainConfig {
   labelDropout: number;
   /** Use only the first N training images (0 = all). */
   limit: number;
+  /** folder:DIR transforms (absent in older checkpoints: none). */
+  grey?: boolean;
+  resize?: number;
+  centerCrop?: number;
+  /** Mirror each training image left-right with probability 1/2 (seeded per step). */
+  horizontalFlip?: boolean;
 }
 
 /** ckpt.json of an image run (kind "image"): the run, the dataset and its class names, the UNet, the path and the training settings. */
@@ -88,7 +94,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
   // Refuse a wrong --resume/--force before loading a dataset.
   checkRunFolder({ out, resume: opts.resume, force: opts.force, log });
   await initEngine();
-  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log }));
+  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log, ...recordedImageTransforms(opts) }));
   const cfg: UnetConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width } as UnetConfig;
   const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
   assertTrainingFits(
@@ -111,6 +117,11 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     emaDecay: opts.emaDecay,
     labelDropout: opts.labelDropout,
     limit: opts.limit,
+    // Recorded only when used, so older checkpoints' settings stay the same.
+    ...(opts.grey ? { grey: true } : {}),
+    ...(opts.resize ? { resize: opts.resize } : {}),
+    ...(opts.centerCrop ? { centerCrop: opts.centerCrop } : {}),
+    ...(opts.horizontalFlip ? { horizontalFlip: true } : {}),
   };
   const run = await openTrainingRun({
     out,
@@ -135,7 +146,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     }),
     identity: setupImage,
   });
-  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: opts.labelDropout, sampleTimes, coupledNoise: opts.coupledNoise });
+  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: opts.labelDropout, sampleTimes, coupledNoise: opts.coupledNoise, horizontalFlip: opts.horizontalFlip });
   const result = await run.train({
     init: () => opts.initParams ?? unetFamily.init(cfg, new Rng(opts.seed)),
     backend,
@@ -165,6 +176,9 @@ export function setupImage(config: CheckpointConfig): Setting[] {
   return [
     { flag: "--dataset", value: value(c.dataset) },
     { flag: "--limit", value: value(c.train?.limit ?? 0) },
+    { flag: "--grey", value: c.train?.grey === true },
+    { flag: "--resize", value: value(c.train?.resize ?? 0) },
+    { flag: "--center-crop", value: value(c.train?.centerCrop ?? 0) },
     { flag: "--path", value: value(c.path) },
     { flag: "--channels", value: Array.isArray(m?.channels) ? m.channels.join(",") : null },
     { flag: "--time-emb-dim", value: value(m?.timeEmbDim) },

@@ -56,6 +56,9 @@ const RUN_CHECKS: Record<string, (config: CheckpointConfig, source: string) => v
   image: (c, source) => {
     if (typeof c.dataset !== "string") throw new UserError(`${source} has no "dataset"; re-run training to write it again`);
   },
+  classifier: (c, source) => {
+    if (typeof c.dataset !== "string") throw new UserError(`${source} has no "dataset"; re-run train-classifier to write it again`);
+  },
 };
 
 /** What loadModel's caller accepts: one model kind only, and the command to name in messages. */
@@ -85,7 +88,8 @@ export async function loadModel(path: string, opts: LoadModelOptions = {}): Prom
   return {
     kind: config.kind,
     family,
-    config,
+    // The checked model config (defaults filled in, e.g. one channel for old grey checkpoints) for every reader.
+    config: { ...config, model },
     model,
     params: state.params,
     ema: state.ema,

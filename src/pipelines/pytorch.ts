@@ -15,7 +15,7 @@ import { Rng } from "../core/rng.js";
 import { mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
 import { unetParamShapes, type UnetConfig } from "../core/models/unet.js";
 import { sampleToy, parseToyDataset } from "../data/toy2d.js";
-import { loadImageDataset } from "../data/images.js";
+import { loadImageDataset, recordedImageTransforms } from "../data/images.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { checkParams, firstNonFinite, loadCheckpoint, saveCheckpoint, CONFIG_FILE, WEIGHTS_FILE, type CheckpointConfig } from "../io/checkpoint.js";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "../io/safetensors.js";
@@ -119,7 +119,7 @@ export async function exportPytorch(o: ExportPytorchOptions): Promise<{ files: s
   } else {
     const m = model as UnetConfig;
     const limit = num(train.limit, 0);
-    const data = await loadImageDataset(String(config.dataset), { split: "train", limit: limit > 0 ? limit : undefined, onWarn: log });
+    const data = await loadImageDataset(String(config.dataset), { split: "train", limit: limit > 0 ? limit : undefined, onWarn: log, ...recordedImageTransforms(config.train) });
     if (data.height !== m.height || data.width !== m.width || data.channels !== m.inChannels || data.numClasses !== m.numClasses) {
       throw new UserError(`dataset ${String(config.dataset)} is now ${data.height}x${data.width}x${data.channels} with ${data.numClasses} classes, the model was trained on ${m.height}x${m.width}x${m.inChannels} with ${m.numClasses}; restore the training data`);
     }

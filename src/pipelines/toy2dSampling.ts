@@ -68,7 +68,7 @@ export interface RenderOptions {
  * particles are read off the measured solve's own steps (interpolated between them; see odeint's
  * saveAt), so frames cost no evaluations and never change the samples; `nfe` is the count made.
  */
-export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promise<{ files: string[]; quality: QualityReport; summary: string; nfe: number }> {
+export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promise<{ files: string[]; quality: QualityReport; summary: string; nfe: number; samples: Float32Array }> {
   const { dataset } = loaded.config;
   const bounds = toyBounds(dataset);
   const frameTimes = Array.from({ length: opts.frames }, (_, i) => i / (opts.frames - 1));
@@ -119,5 +119,5 @@ export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promis
     "metrics.json",
     JSON.stringify({ dataset, solver: opts.solver, nfe: sample.nfe, steps: sample.steps, n: opts.n, step: loaded.config.step, ...quality, floors: FLOORS_NOTE }, null, 2) + "\n",
   );
-  return { files, quality, summary, nfe: sample.nfe };
+  return { files, quality, summary, nfe: sample.nfe, samples: sample.x };
 }

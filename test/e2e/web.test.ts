@@ -24,7 +24,7 @@ let page: Page;
 const consoleErrors: string[] = [];
 
 const playgroundState = () => statusOf(page);
-const countPixels = (selector: string, kind: "particle" | "bright") => countPixelsOn(page, selector, kind);
+const countPixels = (selector: string, kind: "particle" | "bright" | "colour") => countPixelsOn(page, selector, kind);
 
 async function errorBanner(): Promise<string> {
   await page.locator("#error").waitFor({ state: "visible", timeout: 15_000 });
@@ -197,5 +197,15 @@ test("a 2-D checkpoint from the CLI shows its samples; an image checkpoint forms
   assert.equal(s.images.step, 4, "every solver step is drawn");
   assert.equal(s.images.nfe, 4);
   assert.ok((await countPixels("#image-canvas", "bright")) > 100, "generated images are drawn");
+  assert.equal(await countPixels("#image-canvas", "colour"), 0, "a grey model draws grey tiles");
+
+  // A colour checkpoint: fresh weights (v = 0) leave the colour noise, drawn in colour.
+  const dirRgb = join(tmp, "ckpt-rgb");
+  await writeImageCheckpoint(dirRgb, 3);
+  await page.setInputFiles("#ckpt-input", [join(dirRgb, "ckpt.json"), join(dirRgb, "ckpt.safetensors")]);
+  await page.waitForFunction(() => window.__flowmatch.state.checkpoint?.summary?.startsWith("tiny-rgb") === true, null, { timeout: 20_000 });
+  await page.click("#generate");
+  await page.waitForFunction(() => window.__flowmatch.state.images.done, null, { timeout: 30_000 });
+  assert.ok((await countPixels("#image-canvas", "colour")) > 100, "colour images are drawn in colour");
   assert.deepEqual(consoleErrors, []);
 });

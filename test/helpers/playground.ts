@@ -20,7 +20,7 @@ export async function playgroundState(page: Page): Promise<PlaygroundState> {
 }
 
 /** Pixels of a canvas matching a colour test, counted in the page. */
-export async function countPixels(page: Page, selector: string, kind: "particle" | "bright"): Promise<number> {
+export async function countPixels(page: Page, selector: string, kind: "particle" | "bright" | "colour"): Promise<number> {
   return page.evaluate(
     ([sel, k]) => {
       const canvas = document.querySelector(sel) as HTMLCanvasElement;
@@ -30,7 +30,8 @@ export async function countPixels(page: Page, selector: string, kind: "particle"
       for (let i = 0; i < d.length; i += 4) {
         const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
         // Particles are red (#d1495b) over a near-white plot; image tiles are grey on near-black.
-        if (k === "particle" ? r > 150 && r - g > 50 && r - b > 40 : r > 60 && Math.abs(r - g) < 10) n++;
+        // "colour": channels far apart (colour image tiles; grey tiles and the UI have none).
+        if (k === "particle" ? r > 150 && r - g > 50 && r - b > 40 : k === "colour" ? Math.max(Math.abs(r - g), Math.abs(g - b)) > 40 : r > 60 && Math.abs(r - g) < 10) n++;
       }
       return n;
     },
@@ -66,9 +67,9 @@ export async function write2dCheckpoint(dir: string, hidden: number): Promise<vo
   }
 }
 
-/** A tiny class-conditional UNet checkpoint (fresh weights) in the image checkpoint layout. */
-export async function writeImageCheckpoint(dir: string): Promise<void> {
-  const model: UnetConfig = { channels: [8, 8], numClasses: 3, timeEmbDim: 8, groups: 4, inChannels: 1, height: 8, width: 8 };
+/** A tiny class-conditional UNet checkpoint (fresh weights) in the image checkpoint layout; grey unless `inChannels` is 3. */
+export async function writeImageCheckpoint(dir: string, inChannels = 1): Promise<void> {
+  const model: UnetConfig = { channels: [8, 8], numClasses: 3, timeEmbDim: 8, groups: 4, inChannels, height: 8, width: 8 };
   const data = initUnet(model, new Rng(3));
   const params = Object.fromEntries(Object.entries(unetParamShapes(model)).map(([name, shape]) => [name, { shape, data: data[name] }]));
   const config: CheckpointConfig = {
@@ -77,7 +78,7 @@ export async function writeImageCheckpoint(dir: string): Promise<void> {
     kind: "image",
     runId: "web-test-image",
     step: 0,
-    dataset: "tiny",
+    dataset: inChannels === 3 ? "tiny-rgb" : "tiny",
     classNames: ["zero", "one", "two"],
     model,
     path: "straight",

@@ -14,10 +14,11 @@ import { DEFAULT_UNET } from "../../core/models/unet.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { exportMlpOnnx } from "../../io/onnx.js";
 import { writeFileAtomic } from "../../io/atomic.js";
+import { writeSamplesFiles } from "../../io/samplesFile.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { stopRequested } from "../../core/interrupt.js";
 import { addPytorchExportOptions, runPytorchExport, type PytorchExportFlags } from "./pytorch.js";
-import { assertWritableDir, checkNfeFlags, fraction, frameCount, guidance, imageDataset, nonNegativeInt, outDir, positiveInt, positiveNumber, seed } from "../options.js";
+import { assertWritableDir, checkNfeFlags, fraction, frameCount, guidance, imageDataset, nonNegativeInt, outDir, positiveInt, positiveNumber, samplesFile, seed } from "../options.js";
 
 /** The file's real path, or (not there yet) its real folder's plus its name. */
 function realPathOf(path: string): string {
@@ -61,6 +62,10 @@ interface TrainImageFlags {
   path: PathName;
   timeSampler: TimeSamplerName;
   limit: number;
+  grey: boolean;
+  resize?: number;
+  centerCrop?: number;
+  horizontalFlip: boolean;
   out?: string;
   checkpointEvery: number;
   resume: boolean;
@@ -90,6 +95,10 @@ export function registerImageCommands(program: Command): void {
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
     .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
     .option("--limit <n>", "use only the first N training images (0 = all)", nonNegativeInt, 0)
+    .option("--grey", "folder:DIR: convert colour images to grey (default: grey only when every image is)", false)
+    .option("--resize <n>", "folder:DIR: scale images so the shorter side is N, then crop the centre N x N", positiveInt)
+    .option("--center-crop <n>", "folder:DIR: crop the centre N x N of each image", positiveInt)
+    .option("--horizontal-flip", "augment: mirror each training image left-right with probability 1/2 (seeded)", false)
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 250)
     .option("--resume", "continue from the checkpoint in --out", false)
@@ -119,6 +128,10 @@ export function registerImageCommands(program: Command): void {
         emaDecay: flags.ema,
         labelDropout: flags.labelDropout,
         limit: flags.limit,
+        grey: flags.grey,
+        resize: flags.resize,
+        centerCrop: flags.centerCrop,
+        horizontalFlip: flags.horizontalFlip,
         model: { channels: flags.channels, timeEmbDim: flags.timeEmbDim, groups: flags.groups },
         out: flags.out,
         checkpointEvery: flags.checkpointEvery,
@@ -167,7 +180,8 @@ export function registerImageCommands(program: Command): void {
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
     .option("--frames <n>", "trajectory GIF frames (2 to 1000)", frameCount, 11)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
-    .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string }, cmd: Command) => {
+    .option("--save-samples <file>", "also save the samples [n, H, W, C] in [-1, 1] and their labels: FILE.safetensors, or FILE.npy (labels in FILE.labels.npy)", samplesFile)
+    .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string; saveSamples?: string }, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const loaded = await loadModel(flags.ckpt, { kind: "image", command: "sample-image" });
       const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
@@ -176,6 +190,11 @@ export function registerImageCommands(program: Command): void {
       const n = r.images.length / (loaded.config.model.height * loaded.config.model.width * loaded.config.model.inChannels);
       process.stdout.write(`sampled ${n} images with ${flags.solver} NFE ${r.nfe} on ${flags.runtime} in ${r.seconds.toFixed(2)} s (${(n / r.seconds).toFixed(1)} images/s)\n`);
       for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
+      if (flags.saveSamples) {
+        const m = loaded.config.model;
+        const meta = { checkpoint: flags.ckpt, step: String(loaded.config.step), solver: flags.solver, nfe: String(r.nfe), guidance: String(flags.guidance), seed: String(flags.seed), range: "[-1, 1]", layout: "NHWC" };
+        for (const f of await writeSamplesFiles(flags.saveSamples, r.images, [m.height, m.width, m.inChannels], r.labels, meta)) process.stdout.write(`wrote ${f}\n`);
+      }
     });
 
   const exportCommand = program

@@ -7,7 +7,7 @@ import { Rng } from "../../core/rng.js";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import type { ProbeKind } from "../../core/likelihood.js";
 import { sampleToy } from "../../data/toy2d.js";
-import { loadImageDataset } from "../../data/images.js";
+import { loadImageDataset, recordedImageTransforms } from "../../data/images.js";
 import { loadModel } from "../../pipelines/model.js";
 import { bitsPerDimImages, logLikelihood2d, renderDensity2d, sampleWithLogDensity2d } from "../../pipelines/loglik.js";
 import { assertWritableDir, outDir, positiveInt, positiveNumber, sampleCount, seed } from "../options.js";
@@ -93,7 +93,7 @@ export function registerLoglikCommand(program: Command): void {
         if (flags.density) process.stdout.write(`wrote ${await renderDensity2d(loaded, out, opts)}\n`);
       } else if (loaded.kind === "image") {
         if (flags.data !== "fresh") throw new UserError('image models take --data fresh (the dataset\'s test split); CSV input is for 2-D models');
-        const ds = await loadImageDataset(loaded.config.dataset, { split: "test", limit: flags.n });
+        const ds = await loadImageDataset(loaded.config.dataset, { split: "test", limit: flags.n, ...recordedImageTransforms(loaded.config.train) });
         const r = await bitsPerDimImages(loaded, ds.images, ds.labels, { ...opts, rtol: flags.rtol, atol: flags.atol, probes: flags.probes, probe: flags.probeKind, seed: flags.seed });
         const probeNote = flags.probes >= 2 ? `, of which ±${r.probeStderr.toFixed(3)} from the probes` : "";
         process.stdout.write(

@@ -12,7 +12,8 @@ import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.
 import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
-import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, nonNegativeNumber, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
+import { writeSamplesFiles } from "../../io/samplesFile.js";
+import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, nonNegativeNumber, outDir, positiveInt, positiveNumber, sampleCount, samplesFile, seed, toyDataset } from "../options.js";
 
 interface Train2dFlags {
   dataset: ToyDatasetName;
@@ -136,13 +137,18 @@ export function registerToy2dCommands(program: Command): void {
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
     .option("--frames <n>", "GIF frames (2 to 1000)", frameCount, 41)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
-    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string }, cmd: Command) => {
+    .option("--save-samples <file>", "also save the samples [n, 2]: FILE.safetensors or FILE.npy", samplesFile)
+    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string; saveSamples?: string }, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const loaded = await loadModel(flags.ckpt, { kind: "2d", command: "sample2d" });
       const out = flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
       if (flags.out === undefined) assertWritableDir(out);
       const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
+      if (flags.saveSamples) {
+        const meta = { checkpoint: flags.ckpt, step: String(loaded.config.step), solver: flags.solver, nfe: String(rendered.nfe), seed: String(flags.seed) };
+        for (const f of await writeSamplesFiles(flags.saveSamples, rendered.samples, [2], null, meta)) process.stdout.write(`wrote ${f}\n`);
+      }
       process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}, n=${flags.n}): ${rendered.summary}\n`);
     });
 }

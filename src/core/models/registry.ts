@@ -4,6 +4,7 @@ import { UserError } from "../errors.js";
 import type { ModelFamily } from "./family.js";
 import { mlpFamily } from "./mlp.js";
 import { unetFamily } from "./unet.js";
+import { classifierFamily } from "./classifier.js";
 
 const families = new Map<string, ModelFamily>();
 
@@ -15,6 +16,7 @@ export function registerModelFamily<C>(family: ModelFamily<C>): void {
 
 registerModelFamily(mlpFamily);
 registerModelFamily(unetFamily);
+registerModelFamily(classifierFamily);
 
 /** The kinds with a registered family ("2d", "image", ...). */
 export function modelKinds(): string[] {

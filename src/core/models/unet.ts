@@ -216,7 +216,8 @@ export function parseUnetConfig(raw: unknown, source: string): UnetConfig {
     numClasses: int("numClasses", 1),
     timeEmbDim: int("timeEmbDim", 2),
     groups: int("groups", 1),
-    inChannels: int("inChannels", 1),
+    // Written since the first release, but a hand-made or older grey config may lack it: grey.
+    inChannels: m.inChannels === undefined ? 1 : int("inChannels", 1),
     height: int("height", 1),
     width: int("width", 1),
   };

@@ -119,33 +119,35 @@ test("idx:DIR and folder:DIR load user data; mismatches are explained", async ()
       writeFileSync(join(folder, cls, "a.png"), png(6, 5, v));
       writeFileSync(join(folder, cls, "b.png"), png(6, 5, v));
     }
-    // An RGB file is converted to luma: pure red (255, 0, 0) -> 0.299.
+    // One RGB file makes the dataset colour (grey files get R = G = B); --grey converts to luma: pure red (255, 0, 0) -> 0.299.
     mkdirSync(join(folder, "red"));
     const red = new PNG({ width: 6, height: 5 });
     for (let i = 0; i < red.data.length; i += 4) red.data.set([255, 0, 0, 255], i);
     writeFileSync(join(folder, "red", "r.png"), PNG.sync.write(red));
     writeFileSync(join(folder, "red", "notes.txt"), "not an image");
     const f = await loadImageDataset(`folder:${folder}`);
-    assert.ok(Math.abs(f.images[4 * 30] - (0.299 * 2 - 1)) < 1e-3);
+    assert.equal(f.channels, 3);
+    assert.deepEqual([...f.images.subarray(4 * 30 * 3, 4 * 30 * 3 + 3)], [1, -1, -1]);
+    assert.ok(Math.abs((await loadImageDataset(`folder:${folder}`, { grey: true })).images[4 * 30] - (0.299 * 2 - 1)) < 1e-3);
     rmSync(join(folder, "red"), { recursive: true });
     const g = await loadImageDataset(`folder:${folder}`);
     assert.deepEqual((await loadImageDataset(`folder:${folder}`, { limit: 3 })).n, 3);
     assert.deepEqual([f.n, f.height, f.width, f.numClasses], [5, 5, 6, 3]);
     assert.deepEqual(f.classNames, ["cat", "dog", "red"]);
     assert.deepEqual([...f.labels], [0, 0, 1, 1, 2]);
-    assert.deepEqual([g.n, g.numClasses], [4, 2]);
+    assert.deepEqual([g.n, g.numClasses, g.channels], [4, 2, 1]);
     assert.deepEqual([...g.labels], [0, 0, 1, 1]);
     assert.equal(g.images[0], -1);
     assert.equal(g.images[g.images.length - 1], 1);
     writeFileSync(join(folder, "dog", "c.png"), png(7, 5, 10));
-    await assert.rejects(loadImageDataset(`folder:${folder}`), isUserError(/c\.png is 7x5 but .* is 6x5; all images must have the same size/));
+    await assert.rejects(loadImageDataset(`folder:${folder}`), isUserError(/c\.png is 7x5 but .* is 6x5; all images must have the same size: pass --resize N or --center-crop N/));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 test("unknown specs and a missing Fashion-MNIST say how to fix it", async () => {
-  await assert.rejects(loadImageDataset("cifar10"), isUserError(/use mnist, fashion-mnist, idx:DIR .* folder:DIR/));
+  await assert.rejects(loadImageDataset("cifr10"), isUserError(/use mnist, fashion-mnist, cifar10:DIR .* folder:DIR/));
   const saved = process.env.FLOWMATCH_FASHION_MNIST_DIR;
   process.env.FLOWMATCH_FASHION_MNIST_DIR = join(tmpdir(), "definitely-not-here");
   try {

@@ -1,0 +1,200 @@
+// train-classifier and eval-image: a small classifier trained with the project's own training run
+// (core/models/classifier.ts explains how the flow-matching step trains it), and the quality score
+// of an image model measured with it: class accuracy of samples for their requested labels, the
+// Fréchet distance between classifier features of samples and of real test images, and the floor
+// of that distance between two real sets of the same size.
+import { join } from "node:path";
+import { fromHost, initEngine, jit, toHost, tree, type Array } from "../engine/index.js";
+import { Rng } from "../core/rng.js";
+import { UserError } from "../core/errors.js";
+import type { Params } from "../core/optim.js";
+import { toEngine } from "../core/train.js";
+import { classAccuracy, frechetDistanceOf } from "../core/metrics.js";
+import { classifierApply, classifierFamily, type ClassifierConfig } from "../core/models/classifier.js";
+import { getTimeSampler } from "../core/timeSamplers.js";
+import { loadImageDataset, recordedImageTransforms, type ImageDataset } from "../data/images.js";
+import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
+import type { TrainProgress } from "./loop.js";
+import { checkRunFolder, openTrainingRun, type RunResult } from "./run.js";
+import { imageBatches } from "./imageBatches.js";
+import { sampleImages, type ImageSampleOptions } from "./imageSampling.js";
+import type { LoadedImage, LoadedModel } from "./model.js";
+import type { TrainBackend } from "./trainers.js";
+
+export interface ClassifierCheckpointConfig extends CheckpointConfig {
+  kind: "classifier";
+  runId: string;
+  dataset: string;
+  classNames: string[];
+  model: ClassifierConfig;
+  train: { dataset: string; steps: number; batchSize: number; lr: number; seed: number; limit: number; horizontalFlip?: boolean };
+}
+export type LoadedClassifier = LoadedModel<ClassifierCheckpointConfig, ClassifierConfig>;
+
+export interface ClassifierTrainOptions {
+  dataset: string;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  limit: number;
+  horizontalFlip?: boolean;
+  model: Omit<ClassifierConfig, "numClasses" | "inChannels" | "height" | "width">;
+  out: string;
+  checkpointEvery: number;
+  resume: boolean;
+  force?: boolean;
+  backend: TrainBackend;
+  data?: ImageDataset;
+  onProgress?: (p: TrainProgress) => void;
+  onLog?: (line: string) => void;
+  shouldStop?: () => boolean;
+}
+
+/** What a classifier checkpoint's weights are: a resume must match these. */
+export function setupClassifier(config: CheckpointConfig): Setting[] {
+  const c = config as Partial<ClassifierCheckpointConfig>;
+  const m = c.model;
+  return [
+    { flag: "--dataset", value: typeof c.dataset === "string" ? c.dataset : null },
+    { flag: "--channels", value: Array.isArray(m?.channels) ? m.channels.join(",") : null },
+    { flag: "--groups", value: typeof m?.groups === "number" ? m.groups : null },
+    { flag: "--feature-dim", value: typeof m?.featureDim === "number" ? m.featureDim : null },
+    { flag: "image size and classes of the data", value: m ? `${m.height}x${m.width}x${m.inChannels}, ${m.numClasses} classes` : null },
+  ];
+}
+
+export async function trainClassifier(opts: ClassifierTrainOptions): Promise<RunResult<ClassifierCheckpointConfig, ClassifierConfig>> {
+  const log = opts.onLog ?? (() => {});
+  checkRunFolder({ out: opts.out, resume: opts.resume, force: opts.force, log });
+  await initEngine();
+  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log }));
+  const cfg: ClassifierConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width };
+  classifierFamily.parseConfig(cfg, "--channels/--groups");
+  const train = { dataset: opts.dataset, steps: opts.steps, batchSize: opts.batchSize, lr: opts.lr, seed: opts.seed, limit: opts.limit, ...(opts.horizontalFlip ? { horizontalFlip: true } : {}) };
+  const run = await openTrainingRun({
+    out: opts.out,
+    resume: opts.resume,
+    force: opts.force,
+    log,
+    command: "train-classifier",
+    family: classifierFamily,
+    model: cfg,
+    configAt: (step, runId): ClassifierCheckpointConfig => ({ format: "flowmatch-checkpoint", version: 1, kind: "classifier", runId, step, dataset: opts.dataset, classNames: data.classNames, model: cfg, train }),
+    identity: setupClassifier,
+  });
+  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: 0, sampleTimes: getTimeSampler("uniform"), horizontalFlip: opts.horizontalFlip });
+  // alpha = 1, sigma = dAlpha = dSigma = 0: x_t is the image and the target 0 (see core/models/classifier.ts).
+  const coef = new Float32Array(opts.batchSize * 4);
+  for (let i = 0; i < opts.batchSize; i++) coef[4 * i] = 1;
+  return run.train({
+    init: () => classifierFamily.init(cfg, new Rng(opts.seed)),
+    backend: opts.backend,
+    lr: opts.lr,
+    // Evaluation uses the EMA weights; a short decay suits runs of a few thousand steps.
+    emaDecay: 0.99,
+    steps: opts.steps,
+    checkpointEvery: opts.checkpointEvery,
+    onProgress: opts.onProgress,
+    shouldStop: opts.shouldStop,
+    nextBatch: (k) => {
+      const { x1, t, labels } = batches(k);
+      return { x0: new Float32Array(x1.length), x1, t, coef, labels };
+    },
+  });
+}
+
+/** Features [n, d] and logits [n, k] of images ([n, H, W, C] in [-1, 1]) under a classifier's EMA weights. */
+export async function classify(loaded: LoadedClassifier, images: Float32Array, batch = 64): Promise<{ features: Float32Array; logits: Float32Array; featureDim: number }> {
+  await initEngine();
+  const cfg = loaded.config.model;
+  const per = cfg.height * cfg.width * cfg.inChannels;
+  const n = images.length / per;
+  const d = cfg.featureDim;
+  const params = toEngine(loaded.ema);
+  const fwd = jit((p: Params, x: Array) => {
+    const { features, logits } = classifierApply(p, x, cfg);
+    return [features, logits] as [Array, Array];
+  });
+  const features = new Float32Array(n * d);
+  const logits = new Float32Array(n * cfg.numClasses);
+  try {
+    for (let s = 0; s < n; s += batch) {
+      const e = Math.min(n, s + batch);
+      // Pad the last batch to the jitted size; the extra rows are ignored.
+      const x = new Float32Array(batch * per);
+      x.set(images.subarray(s * per, e * per));
+      const [f, l] = fwd(tree.ref(params), fromHost(x, [batch, cfg.height, cfg.width, cfg.inChannels]));
+      features.set((await toHost(f)).subarray(0, (e - s) * d), s * d);
+      logits.set((await toHost(l)).subarray(0, (e - s) * cfg.numClasses), s * cfg.numClasses);
+    }
+  } finally {
+    tree.dispose(params);
+    fwd.dispose();
+  }
+  return { features, logits, featureDim: d };
+}
+
+export interface EvalImageResult {
+  n: number;
+  accuracy: number;
+  /** Fréchet distance of classifier features: samples vs real test images. */
+  frechet: number;
+  /** The same distance between two real sets of n images each: the best a model can expect. */
+  floor: number;
+  /** Where the real sets came from, for the report. */
+  realSets: string;
+  /** Classifier accuracy on the real test images (how much its features can be trusted). */
+  realAccuracy: number;
+  nfe: number;
+}
+
+/** Samples `perClass` images of every class and scores them with the classifier. */
+export async function evalImage(model: LoadedImage, classifier: LoadedClassifier, opts: Omit<ImageSampleOptions, "classes">): Promise<EvalImageResult> {
+  const m = model.config.model, c = classifier.config.model;
+  if (m.height !== c.height || m.width !== c.width || m.inChannels !== c.inChannels || m.numClasses !== c.numClasses) {
+    throw new UserError(
+      `the classifier takes ${c.height}x${c.width}x${c.inChannels} images of ${c.numClasses} classes but the model makes ${m.height}x${m.width}x${m.inChannels} of ${m.numClasses}; train a classifier on the model's dataset (${model.config.dataset})`,
+    );
+  }
+  const s = await sampleImages(model, opts);
+  const n = s.labels.length;
+  const per = m.height * m.width * m.inChannels;
+  // Real sets: the test split against the train split, both n images (a folder has no test split: two halves of it).
+  const transforms = recordedImageTransforms(classifier.config.train);
+  let a: ImageDataset, b: ImageDataset, realSets: string;
+  const dataset = classifier.config.dataset;
+  try {
+    a = await loadImageDataset(dataset, { split: "test", limit: n, ...transforms });
+    b = await loadImageDataset(dataset, { split: "train", limit: n, ...transforms });
+    realSets = `${dataset} test vs train`;
+  } catch (err) {
+    if (!(err instanceof UserError) || !/no test split/.test(err.message)) throw err;
+    const all = await loadImageDataset(dataset, { split: "train", limit: 2 * n, ...transforms });
+    const half = Math.floor(all.n / 2);
+    const slice = (from: number): ImageDataset => ({ ...all, n: half, images: all.images.slice(from * per, (from + half) * per), labels: all.labels.slice(from, from + half) });
+    a = slice(0);
+    b = slice(half);
+    realSets = `two halves of ${dataset}`;
+  }
+  if (a.n < 2 || b.n < 2) throw new UserError(`${dataset} has too few images for the real reference sets (need at least 2 each)`);
+  const gen = await classify(classifier, s.images);
+  const ra = await classify(classifier, a.images);
+  const rb = await classify(classifier, b.images);
+  const d = gen.featureDim;
+  return {
+    n,
+    accuracy: classAccuracy(gen.logits, s.labels),
+    frechet: frechetDistanceOf(gen.features, ra.features, d),
+    floor: frechetDistanceOf(rb.features, ra.features, d),
+    realSets: `${realSets}, ${a.n} and ${b.n} images`,
+    realAccuracy: classAccuracy(ra.logits, a.labels),
+    nfe: s.nfe,
+  };
+}
+
+export function defaultClassifierOut(dataset: string): string {
+  const name = dataset.includes(":") ? (dataset.split(/[\\/]/).filter(Boolean).pop() ?? "custom") : dataset;
+  return join("outputs", "classifier", name);
+}
+
