@@ -4,12 +4,12 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runCli, snapshotTree, assertTreeKept, tempDir } from "./helpers/cli.js";
-import { encodePng } from "../src/viz/png.js";
-import { CIFAR10_URL, loadImageDataset, type ImageDataset } from "../src/data/images.js";
-import { imageBatches } from "../src/pipelines/imageBatches.js";
-import { getTimeSampler } from "../src/core/timeSamplers.js";
-import { UserError } from "../src/core/errors.js";
+import { runCli, snapshotTree, assertTreeKept, tempDir } from "../../helpers/cli.js";
+import { encodePng } from "../../../src/viz/png.js";
+import { CIFAR10_URL, loadImageDataset, type ImageDataset } from "../../../src/data/images.js";
+import { imageBatches } from "../../../src/pipelines/imageBatches.js";
+import { getTimeSampler } from "../../../src/core/timeSamplers.js";
+import { UserError } from "../../../src/core/errors.js";
 
 const roots: string[] = [];
 after(() => {

@@ -4,10 +4,10 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runCli, tempDir } from "./helpers/cli.js";
-import { classAccuracy, frechetDistance, frechetDistanceOf, symmetricEigenvalues } from "../src/core/metrics.js";
-import { Rng } from "../src/core/rng.js";
-import { colourFolder } from "./helpers/colour.js";
+import { runCli, tempDir } from "../helpers/cli.js";
+import { classAccuracy, frechetDistance, frechetDistanceOf, symmetricEigenvalues } from "../../src/core/metrics.js";
+import { Rng } from "../../src/core/rng.js";
+import { colourFolder } from "../helpers/colour.js";
 
 const roots: string[] = [];
 after(() => {

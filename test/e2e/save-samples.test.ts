@@ -4,9 +4,9 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runCli, snapshotTree, assertTreeKept, tempDir } from "./helpers/cli.js";
-import { encodeNpy } from "../src/io/samplesFile.js";
-import { decodeSafetensors } from "../src/io/safetensors.js";
+import { runCli, snapshotTree, assertTreeKept, tempDir } from "../helpers/cli.js";
+import { encodeNpy } from "../../src/io/samplesFile.js";
+import { decodeSafetensors } from "../../src/io/safetensors.js";
 
 const roots: string[] = [];
 after(() => {
@@ -46,7 +46,7 @@ test("encodeNpy: header per the spec (1-D shapes with a trailing comma), data ro
 
 test("sample2d --save-samples writes the samples as .npy and .safetensors (the same numbers)", () => {
   const root = temp();
-  cpSync(join(import.meta.dirname, "fixtures", "ckpt-2d-v1"), join(root, "ckpt"), { recursive: true });
+  cpSync(join(import.meta.dirname, "..", "fixtures", "ckpt-2d-v1"), join(root, "ckpt"), { recursive: true });
   const args = ["sample2d", "--ckpt", join(root, "ckpt"), "--n", "10", "--solver", "euler", "--nfe", "2", "--frames", "2", "--out", join(root, "out")];
   const a = runCli([...args, "--save-samples", join(root, "s.npy")]);
   assert.equal(a.code, 0, a.err);
@@ -64,7 +64,7 @@ test("sample2d --save-samples writes the samples as .npy and .safetensors (the s
 
 test("sample-image --save-samples: samples [n, H, W, C] and labels in .npy (+ .labels.npy) and .safetensors", () => {
   const root = temp();
-  cpSync(join(import.meta.dirname, "fixtures", "ckpt-image-v1"), join(root, "ckpt"), { recursive: true });
+  cpSync(join(import.meta.dirname, "..", "fixtures", "ckpt-image-v1"), join(root, "ckpt"), { recursive: true });
   const args = ["sample-image", "--ckpt", join(root, "ckpt"), "--per-class", "2", "--solver", "euler", "--nfe", "2", "--frames", "2", "--runtime", "engine", "--out", join(root, "out")];
   const a = runCli([...args, "--save-samples", join(root, "x.npy")]);
   assert.equal(a.code, 0, a.err);
@@ -82,7 +82,7 @@ test("sample-image --save-samples: samples [n, H, W, C] and labels in .npy (+ .l
 
 test("--save-samples with another extension, or naming a folder, exits 2 before sampling; nothing changes", () => {
   const root = temp();
-  cpSync(join(import.meta.dirname, "fixtures", "ckpt-2d-v1"), join(root, "ckpt"), { recursive: true });
+  cpSync(join(import.meta.dirname, "..", "fixtures", "ckpt-2d-v1"), join(root, "ckpt"), { recursive: true });
   const before = snapshotTree(root);
   const r = runCli(["sample2d", "--ckpt", join(root, "ckpt"), "--save-samples", join(root, "s.csv")]);
   assert.equal(r.code, 2, r.err);

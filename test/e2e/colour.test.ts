@@ -6,14 +6,14 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runCli, tempDir } from "./helpers/cli.js";
-import { colourFolder, rgbOf } from "./helpers/colour.js";
-import { decodePng } from "../src/data/png.js";
-import { loadImageDataset } from "../src/data/images.js";
-import { loadModel } from "../src/pipelines/model.js";
-import { bitsPerDimImages } from "../src/pipelines/loglik.js";
-import { bitsPerDim } from "../src/core/likelihood.js";
-import { UserError } from "../src/core/errors.js";
+import { runCli, tempDir } from "../helpers/cli.js";
+import { colourFolder, rgbOf } from "../helpers/colour.js";
+import { decodePng } from "../../src/data/png.js";
+import { loadImageDataset } from "../../src/data/images.js";
+import { loadModel } from "../../src/pipelines/model.js";
+import { bitsPerDimImages } from "../../src/pipelines/loglik.js";
+import { bitsPerDim } from "../../src/core/likelihood.js";
+import { UserError } from "../../src/core/errors.js";
 
 const roots: string[] = [];
 after(() => {
@@ -48,7 +48,7 @@ test("folder:DIR keeps colour (NHWC, exact values); all-grey folders and --grey 
 
 test("an old grey checkpoint without a channel field loads as one channel; a wrong channel count is refused", async () => {
   const root = temp();
-  const fixture = join(import.meta.dirname, "fixtures", "ckpt-image-v1");
+  const fixture = join(import.meta.dirname, "..", "fixtures", "ckpt-image-v1");
   cpSync(fixture, join(root, "old"), { recursive: true });
   const cfgPath = join(root, "old", "ckpt.json");
   const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
