@@ -33,7 +33,13 @@ export interface ImageTrainConfig {
   labelDropout: number;
   /** Use only the first N training images (0 = all). */
   limit: number;
+  /** Noise-image pairing in a batch: "ot" pairs by exact OT within each label (default independent). */
+  coupling?: ImageCoupling;
 }
+
+/** Image couplings: class-aware OT only (OT across classes would skew each class's noise). */
+export type ImageCoupling = "independent" | "ot";
+export const IMAGE_COUPLINGS: readonly ImageCoupling[] = ["independent", "ot"];
 
 export interface ImageCheckpointConfig extends CheckpointConfig {
   kind: "image";
@@ -109,7 +115,10 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     emaDecay: opts.emaDecay,
     labelDropout: opts.labelDropout,
     limit: opts.limit,
+    // Recorded only when set, so independent runs keep the config they always had.
+    ...(opts.coupling === "ot" ? { coupling: opts.coupling } : {}),
   };
+  if (opts.coupling === "ot" && opts.coupledNoise) throw new Error("trainImage: coupledNoise (reflow) already fixes the pairs; coupling 'ot' does not apply");
   const run = await openTrainingRun({
     out,
     resume: opts.resume,
@@ -133,7 +142,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     }),
     identity: setupImage,
   });
-  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: opts.labelDropout, sampleTimes, coupledNoise: opts.coupledNoise });
+  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: opts.labelDropout, sampleTimes, coupledNoise: opts.coupledNoise, coupling: opts.coupling });
   const result = await run.train({
     init: () => opts.initParams ?? unetFamily.init(cfg, new Rng(opts.seed)),
     backend,
@@ -163,6 +172,7 @@ export function setupImage(config: CheckpointConfig): Setting[] {
   return [
     { flag: "--dataset", value: value(c.dataset) },
     { flag: "--limit", value: value(c.train?.limit ?? 0) },
+    { flag: "--coupling", value: value(c.train?.coupling ?? "independent") },
     { flag: "--path", value: value(c.path) },
     { flag: "--channels", value: Array.isArray(m?.channels) ? m.channels.join(",") : null },
     { flag: "--time-emb-dim", value: value(m?.timeEmbDim) },
