@@ -113,11 +113,15 @@ test("reflow --rounds: pairs from the previous round, counted evaluations, resum
 
     // compare takes any number of checkpoints: five here, one table row per model and NFE.
     const ckpts = [teacherDir, roundDir(out, 1), roundDir(out, 2), roundDir(out, 3), distillDir];
-    const cli = runCli(["compare", "--ckpts", ...ckpts, "--names", "CFM", "R1", "R2", "R3", "D1", "--nfe", "1,2", "--n", "300", "--out", join(dir, "cmp5")]);
+    const cli = runCli(["compare", "--ckpts", ...ckpts, "--names", "CFM", "R1", "R2", "R3", "D1", "--nfe", "1,2", "--n", "300", "--density-n", "300", "--out", join(dir, "cmp5")]);
     assert.equal(cli.code, 0, cli.err);
     for (const name of ["CFM", "R1", "R2", "R3", "D1"]) assert.equal(cli.out.split("\n").filter((l: string) => new RegExp(`^\\| \\d+ \\| ${name} \\|`).test(l)).length, 2, `${name}: a row at NFE 1 and 2`);
     assert.match(cli.out, /Straightness.*CFM [\d.]+, R1 [\d.]+, R2 [\d.]+, R3 [\d.]+, D1 [\d.]+/);
     assert.ok(existsSync(join(dir, "cmp5", "checkerboard_cfm_vs_r1_vs_r2_vs_r3_vs_d1.gif")));
+    // The density-and-field GIF: one column per model, 21 frames (20 RK4 steps) plus held ends.
+    const fields = readFileSync(join(dir, "cmp5", "checkerboard_cfm_vs_r1_vs_r2_vs_r3_vs_d1_fields.gif"));
+    assert.equal(fields.subarray(0, 6).toString("latin1"), "GIF89a");
+    assert.ok(fields.readUInt16LE(6) > 5 * 300, `five columns wide (${fields.readUInt16LE(6)} px)`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -40,6 +40,7 @@ interface CompareFlags {
   timeGrid: TimeGridName[];
   shift: number;
   n: number;
+  densityN: number;
   seed: number;
   out?: string;
 }
@@ -249,6 +250,7 @@ export function registerReflowCommands(program: Command): void {
     .option("--time-grid <list>", `where the steps fall: ${TIME_GRIDS.join(", ")} (a list with --solvers)`, listOf(parseTimeGrid), ["uniform"] as TimeGridName[])
     .option("--shift <s>", "shift of the shifted grid (> 1: more steps near the noise)", positiveNumber, 3)
     .option("--n <n>", "samples per model (at least 2)", sampleCount, 4000)
+    .option("--density-n <n>", "samples per model in the density-and-field GIF (<out>/<dataset>_<names>_fields.gif)", sampleCount, 20000)
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 3)
     .option("--out <dir>", "output folder (default outputs/comparisons)", outDir)
     .action(async (flags: CompareFlags, cmd: Command) => {
@@ -281,7 +283,7 @@ export function registerReflowCommands(program: Command): void {
       if (names.length !== paths.length) throw new UserError(`--names has ${names.length} labels for ${paths.length} checkpoints`);
       const models = [];
       for (let i = 0; i < paths.length; i++) models.push({ name: names[i], loaded: await loadModel(paths[i], { kind: "2d", command: "compare" }) });
-      for (const m of models) checkSample2dMemory(m.loaded.config.model, flags.n);
+      for (const m of models) checkSample2dMemory(m.loaded.config.model, Math.max(flags.n, flags.densityN));
       const datasets = new Set(models.map((m) => m.loaded.config.dataset));
       if (datasets.size > 1) throw new UserError(`the checkpoints were trained on different datasets (${[...datasets].join(", ")}); compare models of one dataset`);
       if (flags.solvers) {
@@ -290,7 +292,7 @@ export function registerReflowCommands(program: Command): void {
         for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
         return;
       }
-      const result = await compare2d(models, { nfes, n: flags.n, seed: flags.seed, out, solver: flags.solver, timeGrid: flags.timeGrid[0], shift: flags.shift });
+      const result = await compare2d(models, { nfes, n: flags.n, seed: flags.seed, out, solver: flags.solver, timeGrid: flags.timeGrid[0], shift: flags.shift, densitySamples: flags.densityN });
       process.stdout.write(result.markdown + "\n");
       for (const f of result.files) process.stdout.write(`wrote ${f}\n`);
     });
