@@ -186,7 +186,7 @@ export async function compare2d(
   await writeFileAtomic(gifPath, encodeGif(frames, { delayMs: 60, loop: true }));
   files.push(gifPath);
   const fieldsPath = join(opts.out, `${stem}_fields.gif`);
-  await writeFileAtomic(fieldsPath, await densityAndFieldGif(models, { n: opts.densitySamples ?? 20000, seed: opts.seed, steps: DENSITY_STEPS }));
+  await writeFileAtomic(fieldsPath, await densityAndFieldGif(models, { n: opts.densitySamples ?? opts.n, seed: opts.seed, steps: DENSITY_STEPS }));
   files.push(fieldsPath);
 
   const names = models.map((m) => m.name);
