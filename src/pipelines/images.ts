@@ -39,6 +39,7 @@ export interface ImageTrainConfig {
 
 /** Image couplings: class-aware OT only (OT across classes would skew each class's noise). */
 export type ImageCoupling = "independent" | "ot";
+/** Every ImageCoupling, in the order the CLI lists them. */
 export const IMAGE_COUPLINGS: readonly ImageCoupling[] = ["independent", "ot"];
 
 export interface ImageCheckpointConfig extends CheckpointConfig {

@@ -215,6 +215,7 @@ export function roundDir(out: string, r: number): string {
   return join(out, `round${r}`);
 }
 
+/** One round of reflowRounds2d: where it lives, what this call spent on it, and its model as saved. */
 export interface ReflowRoundResult {
   round: number;
   out: string;

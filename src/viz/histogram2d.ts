@@ -4,6 +4,7 @@ import type { Raster } from "./raster.js";
 import type { Bounds } from "./scale.js";
 import { heatmap } from "./heatmap.js";
 
+/** Options of densityPlot: the plotted square, bins, blur, title and size. */
 export interface Histogram2dOptions {
   bounds: Bounds;
   /** Bins per axis (default 100). */
