@@ -10,7 +10,7 @@ import { odeint, stepsForNfe, timeGrid, type SolverName, type TimeGridName } fro
 import { qualityCells, type QualityReport } from "../core/metrics.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
-import { encodeGif, scatterPlot, type Raster } from "../viz/index.js";
+import { densityPlot, encodeGif, labelled, scatterPlot, sideBySide, stacked, vectorFieldFrame, vectorFieldGrid, type Raster } from "../viz/index.js";
 import { evaluateToy2d } from "./toy2dSampling.js";
 import type { Loaded2d } from "./model.js";
 
@@ -52,6 +52,54 @@ export function straightnessFromEuler(xs: Float32Array[], dim: number): number {
   return total / (K * n);
 }
 
+/** RK4 steps of the density GIF's solves: one frame per step, no interpolation between them. */
+const DENSITY_STEPS = 20;
+
+/**
+ * The seed project's CFM-vs-Reflow GIF: per model a column with the smoothed histogram of many
+ * samples (top) and its velocity field with particles (bottom), one frame per RK4 step from noise
+ * to data, so the density and the field that moves it are seen together.
+ */
+export async function densityAndFieldGif(models: { name: string; loaded: Loaded2d }[], o: { n: number; seed: number; steps: number }): Promise<Uint8Array> {
+  const frames = await densityAndFieldFrames(models, o);
+  const held = [...Array(4).fill(frames[0]), ...frames, ...Array(10).fill(frames[frames.length - 1])];
+  return encodeGif(held, { delayMs: 100, loop: true });
+}
+
+/** The frames of densityAndFieldGif, one per RK4 step time k / steps. */
+export async function densityAndFieldFrames(models: { name: string; loaded: Loaded2d }[], o: { n: number; seed: number; steps: number }): Promise<Raster[]> {
+  const dataset = models[0].loaded.config.dataset;
+  const bounds = toyBounds(dataset);
+  const times = Array.from({ length: o.steps + 1 }, (_, k) => k / o.steps);
+  const x0 = new Rng(o.seed + 1).normals(o.n * 2);
+  const gridN = 17;
+  const grid = vectorFieldGrid(bounds, gridN);
+  const columns: Raster[][] = [];
+  for (const m of models) {
+    const f = modelField(mlpModel(m.loaded.config.model), m.loaded.ema, { sampleShape: [2] });
+    try {
+      const r = await odeint(f.field, x0, { solver: "rk4", nfe: 4 * o.steps, saveAt: times });
+      const xs = r.trajectory?.xs ?? [];
+      const fields: Float32Array[] = [];
+      for (const t of times) fields.push(await f.field(grid, t));
+      // One arrow scale for all frames of a model, so speeds compare over time.
+      let maxMagnitude = 0;
+      for (const v of fields) for (let k = 0; k < v.length; k += 2) maxMagnitude = Math.max(maxMagnitude, Math.hypot(v[k], v[k + 1]) || 0);
+      columns.push(
+        times.map((t, i) =>
+          stacked([
+            densityPlot(xs[i], { bounds, bins: 120, smooth: 1.2, size: 300, title: `${m.name} density, t = ${t.toFixed(2)}` }),
+            vectorFieldFrame({ bounds, gridN, field: fields[i], particles: xs[i].subarray(0, Math.min(o.n, 800) * 2), t, size: 300, maxMagnitude, title: `${m.name} field` }),
+          ]),
+        ),
+      );
+    } finally {
+      f.dispose();
+    }
+  }
+  return times.map((_, i) => labelled(sideBySide(columns.map((c) => c[i]), 16), `${dataset}: ${o.n} samples per model, RK4 ${o.steps} steps`));
+}
+
 /** What the table's columns measure, in one paragraph. */
 function metricLegend(q: QualityReport): string {
   const parts: string[] = [];
@@ -68,7 +116,7 @@ function nfeCell(made: number[]): string {
 
 export async function compare2d(
   models: { name: string; loaded: Loaded2d }[],
-  opts: { nfes: number[]; n: number; seed: number; out: string; solver?: SolverName; timeGrid?: TimeGridName; shift?: number; gifParticles?: number; onLog?: (line: string) => void },
+  opts: { nfes: number[]; n: number; seed: number; out: string; solver?: SolverName; timeGrid?: TimeGridName; shift?: number; gifParticles?: number; densitySamples?: number; onLog?: (line: string) => void },
 ): Promise<CompareResult> {
   await initEngine();
   const dataset = models[0].loaded.config.dataset;
@@ -133,9 +181,13 @@ export async function compare2d(
       if (f === framesPerSegment) for (let hold = 0; hold < 12; hold++) frames.push(frame);
     }
   }
-  const gifPath = join(opts.out, `${dataset}_${models.map((m) => m.name.toLowerCase()).join("_vs_")}.gif`);
+  const stem = `${dataset}_${models.map((m) => m.name.toLowerCase()).join("_vs_")}`;
+  const gifPath = join(opts.out, `${stem}.gif`);
   await writeFileAtomic(gifPath, encodeGif(frames, { delayMs: 60, loop: true }));
   files.push(gifPath);
+  const fieldsPath = join(opts.out, `${stem}_fields.gif`);
+  await writeFileAtomic(fieldsPath, await densityAndFieldGif(models, { n: opts.densitySamples ?? opts.n, seed: opts.seed, steps: DENSITY_STEPS }));
+  files.push(fieldsPath);
 
   const names = models.map((m) => m.name);
   // One row per NFE and model, the columns shared with the CLI's quality line; the floor row is

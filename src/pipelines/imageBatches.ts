@@ -1,6 +1,7 @@
 // Training batches for image models: epoch-wise shuffles derived from (seed, epoch) and per-step
 // randomness from stepRng, so a resumed run sees exactly the batches the original would.
 import { Rng, stepRng } from "../core/rng.js";
+import { otCoupleByClass } from "../core/coupling.js";
 import type { TimeSampler } from "../core/timeSamplers.js";
 import type { ImageDataset } from "../data/images.js";
 
@@ -14,6 +15,8 @@ export interface ImageBatchOptions {
   coupledNoise?: Float32Array;
   /** Mirror each image left-right with probability 1/2 (drawn after the noise, so runs without it are unchanged). */
   horizontalFlip?: boolean;
+  /** "ot": noise paired with the images by exact OT within each label (train-image --coupling ot). */
+  coupling?: "independent" | "ot";
 }
 
 /** Batch k (0-based) of images x1, their (dropped-out) labels, times t and noise x0. Buffers are reused between calls. */
@@ -42,6 +45,9 @@ export function imageBatches(data: ImageDataset, o: ImageBatchOptions): (k: numb
       for (let i = 0; i < n; i++) x0.set(noise.subarray(index[i] * per, (index[i] + 1) * per), i * per);
     } else {
       x0 = rng.normals(n * per);
+      // Within each label the model sees (dropped-out rows share the null label: unconditional OT
+      // among them), so the noise given a label stays N(0, I).
+      if (o.coupling === "ot") x0 = otCoupleByClass(x0, x1, per, labels).x0;
     }
     if (o.horizontalFlip) {
       const { width: w, channels: c } = data;

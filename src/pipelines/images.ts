@@ -40,7 +40,14 @@ export interface ImageTrainConfig {
   centerCrop?: number;
   /** Mirror each training image left-right with probability 1/2 (seeded per step). */
   horizontalFlip?: boolean;
+  /** Noise-image pairing in a batch: "ot" pairs by exact OT within each label (default independent). */
+  coupling?: ImageCoupling;
 }
+
+/** Image couplings: class-aware OT only (OT across classes would skew each class's noise). */
+export type ImageCoupling = "independent" | "ot";
+/** Every ImageCoupling, in the order the CLI lists them. */
+export const IMAGE_COUPLINGS: readonly ImageCoupling[] = ["independent", "ot"];
 
 /** ckpt.json of an image run (kind "image"): the run, the dataset and its class names, the UNet, the path and the training settings. */
 export interface ImageCheckpointConfig extends CheckpointConfig {
@@ -122,7 +129,9 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     ...(opts.resize ? { resize: opts.resize } : {}),
     ...(opts.centerCrop ? { centerCrop: opts.centerCrop } : {}),
     ...(opts.horizontalFlip ? { horizontalFlip: true } : {}),
+    ...(opts.coupling === "ot" ? { coupling: opts.coupling } : {}),
   };
+  if (opts.coupling === "ot" && opts.coupledNoise) throw new Error("trainImage: coupledNoise (reflow) already fixes the pairs; coupling 'ot' does not apply");
   const run = await openTrainingRun({
     out,
     resume: opts.resume,
@@ -146,7 +155,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     }),
     identity: setupImage,
   });
-  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: opts.labelDropout, sampleTimes, coupledNoise: opts.coupledNoise, horizontalFlip: opts.horizontalFlip });
+  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: opts.labelDropout, sampleTimes, coupledNoise: opts.coupledNoise, horizontalFlip: opts.horizontalFlip, coupling: opts.coupling });
   const result = await run.train({
     init: () => opts.initParams ?? unetFamily.init(cfg, new Rng(opts.seed)),
     backend,
@@ -179,6 +188,7 @@ export function setupImage(config: CheckpointConfig): Setting[] {
     { flag: "--grey", value: c.train?.grey === true },
     { flag: "--resize", value: value(c.train?.resize ?? 0) },
     { flag: "--center-crop", value: value(c.train?.centerCrop ?? 0) },
+    { flag: "--coupling", value: value(c.train?.coupling ?? "independent") },
     { flag: "--path", value: value(c.path) },
     { flag: "--channels", value: Array.isArray(m?.channels) ? m.channels.join(",") : null },
     { flag: "--time-emb-dim", value: value(m?.timeEmbDim) },

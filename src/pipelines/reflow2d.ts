@@ -7,7 +7,7 @@ import { initEngine } from "../engine/index.js";
 import { Rng, stepRng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { pathCoefficients, straightScheduler } from "../core/paths.js";
-import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
+import { getTimeSampler, type TimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { mlpFamily, mlpModel, type MlpConfig } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
 import { odeint, type SolverName } from "../core/solvers.js";
@@ -15,12 +15,14 @@ import { cachedPairs, f32 } from "./pairsCache.js";
 import { checkTrain2dMemory, setup2d, type Toy2dCheckpointConfig } from "./toy2d.js";
 import type { Loaded2d } from "./model.js";
 import type { TrainProgress } from "./loop.js";
-import { openTrainingRun, type RunResult } from "./run.js";
+import { checkRunFolder, openTrainingRun, type RunResult } from "./run.js";
 import { DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface ReflowPairs {
   x0: Float32Array;
   x1: Float32Array;
+  /** Teacher evaluations made to draw them (counted by odeint; 0 when read from the cache). */
+  nfe?: number;
 }
 
 /** Integrate the teacher from fresh noise: the (x0, x1) pairs define 2-rectified flow's coupling. */
@@ -34,17 +36,19 @@ export async function generatePairs(
   const x1 = new Float32Array(x0.length);
   const f = modelField(mlpModel(teacher.config.model), teacher.ema, { sampleShape: [dim] });
   const batch = opts.batch ?? 4096;
+  let nfe = 0;
   try {
     for (let start = 0; start < opts.n; start += batch) {
       const end = Math.min(opts.n, start + batch);
-      const { x } = await odeint(f.field, x0.slice(start * dim, end * dim), { solver: opts.solver, nfe: opts.nfe, rtol: 1e-5, atol: 1e-5 });
-      x1.set(x, start * dim);
+      const r = await odeint(f.field, x0.slice(start * dim, end * dim), { solver: opts.solver, nfe: opts.nfe, rtol: 1e-5, atol: 1e-5 });
+      x1.set(r.x, start * dim);
+      nfe += r.nfe;
       opts.onProgress?.(end);
     }
   } finally {
     f.dispose();
   }
-  return { x0, x1 };
+  return { x0, x1, nfe };
 }
 
 export interface Reflow2dOptions {
@@ -62,6 +66,12 @@ export interface Reflow2dOptions {
   warmStart: boolean;
   pairSolver: SolverName;
   pairNfe: number;
+  /**
+   * Distillation instead of reflow: train only at the k times 0, 1/k, ..., (k-1)/k of a k-step
+   * Euler sampler (k = 1: t = 0, regress x1 - x0 from x0 alone, as gnobitab's one-step distillation).
+   * A field that fits x1 - x0 at those points of each pair's line carries x0 to x1 in k Euler steps.
+   */
+  distillSteps?: number;
   /** Continue the student checkpoint in out (which must exist). */
   resume?: boolean;
   /** Replace a student checkpoint already in out (otherwise refused). */
@@ -77,8 +87,19 @@ export interface Reflow2dOptions {
   onProgress?: (p: TrainProgress) => void;
 }
 
-/** Trains (or continues) the student; the result's `model` is what was saved. */
-export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCheckpointConfig, MlpConfig> & { checkpointDir: string }> {
+/** Training times of k-step distillation: each drawn uniformly from the grid 0, 1/k, ..., (k-1)/k. */
+export function distillTimes(k: number): TimeSampler {
+  return (n, rng) => {
+    const t = new Float32Array(n);
+    for (let i = 0; i < n; i++) t[i] = rng.int(k) / k;
+    return t;
+  };
+}
+
+/** Trains (or continues) the student; the result's `model` is what was saved, `pairNfe` the teacher evaluations this call made. */
+export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCheckpointConfig, MlpConfig> & { checkpointDir: string; pairNfe: number }> {
+  const distill = opts.distillSteps;
+  if (distill !== undefined && (!Number.isInteger(distill) || distill < 1)) throw new UserError(`--student-nfe must be a positive integer, got ${distill}`);
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) {
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
@@ -121,6 +142,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCh
       pairSolver: opts.pairSolver,
       pairNfe: opts.pairNfe,
       warmStart: opts.warmStart,
+      ...(distill === undefined ? {} : { distill }),
     },
   });
   const run = await openTrainingRun({
@@ -128,7 +150,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCh
     resume: opts.resume ?? false,
     force: opts.force,
     log,
-    command: "reflow",
+    command: distill === undefined ? "reflow" : "distill",
     family: mlpFamily,
     model: mlp,
     configAt,
@@ -136,6 +158,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCh
   });
 
   // Pairs are the expensive part; keep them so a second run (or a crash) does not redo them.
+  let pairNfe = 0;
   const pairsPath = join(opts.out, "pairs.safetensors");
   const wantMeta = { teacherRun: String(opts.teacher.config.runId ?? ""), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe) };
   const stored = await cachedPairs(
@@ -150,6 +173,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCh
         nfe: opts.pairNfe,
         onProgress: (done) => opts.onPairs?.(done, opts.pairs),
       });
+      pairNfe += p.nfe ?? 0;
       const shape = [opts.pairs, dim];
       return { x0: { dtype: "F32", shape, data: p.x0 }, x1: { dtype: "F32", shape, data: p.x1 } };
     },
@@ -157,7 +181,7 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCh
   );
   const pairs: ReflowPairs = { x0: f32(stored, "x0", pairsPath), x1: f32(stored, "x1", pairsPath) };
 
-  const sampleTimes = getTimeSampler(opts.timeSampler);
+  const sampleTimes = distill === undefined ? getTimeSampler(opts.timeSampler) : distillTimes(distill);
   const n = opts.batchSize;
   const x0 = new Float32Array(n * dim);
   const x1 = new Float32Array(n * dim);
@@ -183,5 +207,54 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCh
       return { x0, x1, t, coef: pathCoefficients(straightScheduler, t) };
     },
   });
-  return { ...result, checkpointDir: opts.out };
+  return { ...result, checkpointDir: opts.out, pairNfe };
+}
+
+/** Where round r (1-based) of a k-round reflow keeps its checkpoint and pairs. */
+export function roundDir(out: string, r: number): string {
+  return join(out, `round${r}`);
+}
+
+/** One round of reflowRounds2d: where it lives, what this call spent on it, and its model as saved. */
+export interface ReflowRoundResult {
+  round: number;
+  out: string;
+  /** Teacher evaluations this call made for the round's pairs (0: reused from its pairs.safetensors). */
+  pairNfe: number;
+  /** Steps trained in this call (0: the round's checkpoint was already complete). */
+  stepsTrained: number;
+  model: Loaded2d;
+}
+
+/**
+ * k-rectified flow (Liu et al. 2023): round 1 is reflow from `teacher`, round r > 1 reflow from round
+ * r - 1's model (pairs drawn from it, warm start from it), each in `out/round<r>` with its own pairs
+ * and checkpoint. With `resume`, a round whose checkpoint exists is continued (a finished one trains
+ * no further and reuses its pairs), a missing one is trained fresh. Round r's seed is seed + r - 1, so
+ * every round draws fresh noise. Stops after the round Ctrl-C (or shouldStop) interrupted.
+ */
+export async function reflowRounds2d(
+  opts: Reflow2dOptions & { rounds: number; onRound?: (round: number, rounds: number) => void },
+): Promise<{ rounds: ReflowRoundResult[]; stopped: boolean }> {
+  if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new UserError(`--rounds must be a positive integer, got ${opts.rounds}`);
+  if (opts.resume && opts.force) throw new UserError("pass --resume to continue the rounds or --force to replace them, not both");
+  const log = opts.onLog ?? (() => {});
+  // Settle --resume/--force for every round before any pairs are drawn.
+  const present = Array.from({ length: opts.rounds }, (_, i) => checkRunFolder({ out: roundDir(opts.out, i + 1), resume: false, force: opts.force || opts.resume, log }));
+  if (opts.resume && !present[0]) throw new UserError(`--resume: ${roundDir(opts.out, 1)} holds no checkpoint; run without --resume to start the rounds there`);
+  const results: ReflowRoundResult[] = [];
+  let teacher = opts.teacher;
+  let teacherPath = opts.teacherPath;
+  for (let r = 1; r <= opts.rounds; r++) {
+    opts.onRound?.(r, opts.rounds);
+    const out = roundDir(opts.out, r);
+    const resume = Boolean(opts.resume && present[r - 1]);
+    const res = await reflow2d({ ...opts, teacher, teacherPath, out, seed: (opts.seed + r - 1) >>> 0, resume, force: opts.force && !resume });
+    results.push({ round: r, out, pairNfe: res.pairNfe, stepsTrained: res.step - res.startStep, model: res.model });
+    log(`round ${r}/${opts.rounds}: ${out} at step ${res.step}${res.pairNfe === 0 ? " (pairs reused)" : ""}`);
+    if (res.stopped) return { rounds: results, stopped: true };
+    teacher = res.model;
+    teacherPath = out;
+  }
+  return { rounds: results, stopped: false };
 }

@@ -238,6 +238,8 @@ export function reflowSetup(config: CheckpointConfig): Setting[] {
     { flag: "--pair-solver", value: value(r.pairSolver) },
     { flag: "--pair-nfe", value: value(r.pairNfe) },
     { flag: "--guidance", value: value(r.guidance) },
+    // distill: the student's step count decides the times it trains at.
+    { flag: "--student-nfe", value: value(r.distill) },
     // The pairs are drawn with the run's seed, so for reflow the seed is part of the data.
     { flag: "--seed", value: value(r.seed) },
   ];

@@ -7,11 +7,11 @@ import { UserError } from "../core/errors.js";
 import { mlpModel, type MlpConfig } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
 import { assertEngineFits, mlpForwardBytes } from "../core/memory.js";
-import { odeint, type SolverName } from "../core/solvers.js";
+import { odeint, type SolverName, type TimeGridName } from "../core/solvers.js";
 import { qualityReport, formatQuality, type QualityReport } from "../core/metrics.js";
 import { sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
-import { encodeGif, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
+import { PALETTE, encodeGif, labelled, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
 import { weightsOf, type Loaded2d } from "./model.js";
 
 /** Refuses, before any allocation, a sample set too large for one forward pass in the engine. */
@@ -25,6 +25,9 @@ export interface SampleOptions {
   nfe: number;
   seed: number;
   weights: "ema" | "raw";
+  /** Fixed-step solvers: where the steps fall (default uniform) and the shifted grid's shift. */
+  timeGrid?: TimeGridName;
+  shift?: number;
   /** Record states at these times (for GIFs); they never change the samples or the evaluations made. */
   saveAt?: number[];
 }
@@ -39,7 +42,7 @@ export async function sampleToy2d(loaded: Loaded2d, opts: SampleOptions) {
   });
   try {
     const x0 = new Rng(opts.seed).normals(opts.n * loaded.config.model.dim);
-    const result = await odeint(f.field, x0, { solver: opts.solver, nfe: opts.nfe, saveAt: opts.saveAt });
+    const result = await odeint(f.field, x0, { solver: opts.solver, nfe: opts.nfe, saveAt: opts.saveAt, timeGrid: opts.timeGrid, shift: opts.shift });
     return { x0, ...result };
   } finally {
     f.dispose();
@@ -51,6 +54,16 @@ export async function evaluateToy2d(dataset: ToyDatasetName, generated: Float32A
   return qualityReport(generated, (n, seed) => sampleToy(dataset, n, new Rng(seed)), 2, generated.length / 2, { density: toyDensity(dataset) });
 }
 
+/** The time grid for metrics.json: nothing for the default uniform grid, the shift only for the shifted one. */
+function gridRecord(o: { timeGrid?: TimeGridName; shift?: number }): { timeGrid?: TimeGridName; shift?: number } {
+  const grid = o.timeGrid ?? "uniform";
+  if (grid === "uniform") return {};
+  return grid === "shifted" ? { timeGrid: grid, shift: o.shift ?? 3 } : { timeGrid: grid };
+}
+
+/** Panels of evolution.png: t = 0, 1/9, ..., 1. */
+const EVOLUTION_PANELS = 10;
+
 const FLOORS_NOTE = "each *Floor is the same figure for fresh data of n points: what a perfect model would score";
 
 export interface RenderOptions {
@@ -60,6 +73,8 @@ export interface RenderOptions {
   n: number;
   seed: number;
   frames: number;
+  timeGrid?: TimeGridName;
+  shift?: number;
   losses?: number[];
 }
 
@@ -72,7 +87,13 @@ export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promis
   const { dataset } = loaded.config;
   const bounds = toyBounds(dataset);
   const frameTimes = Array.from({ length: opts.frames }, (_, i) => i / (opts.frames - 1));
-  const sample = await sampleToy2d(loaded, { n: opts.n, solver: opts.solver, nfe: opts.nfe, seed: opts.seed, weights: "ema", saveAt: frameTimes });
+  // The evolution strip's times join the GIF's in one solve (saved states never change it).
+  const stripTimes = Array.from({ length: EVOLUTION_PANELS }, (_, i) => i / (EVOLUTION_PANELS - 1));
+  const saveAt = [...new Set([...frameTimes, ...stripTimes])].sort((a, b) => a - b);
+  const sample = await sampleToy2d(loaded, { n: opts.n, solver: opts.solver, nfe: opts.nfe, seed: opts.seed, weights: "ema", saveAt, timeGrid: opts.timeGrid, shift: opts.shift });
+  const trajectory = sample.trajectory;
+  if (!trajectory) throw new Error("solver returned no trajectory");
+  const stateAt = (t: number) => trajectory.xs[saveAt.indexOf(t)];
   const real = sampleToy(dataset, opts.n, new Rng(opts.seed + 1));
   const quality = await evaluateToy2d(dataset, sample.x);
   const files: string[] = [];
@@ -91,18 +112,22 @@ export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promis
   );
   await write("samples.png", scatter.toPng());
 
+  // The seed project's "ODE sampling evolution": the same samples at 10 times from noise to data.
+  const evolution = scatterPlot(
+    stripTimes.map((t) => ({ title: `t = ${t.toFixed(2)}`, points: stateAt(t), color: PALETTE[0] })),
+    { bounds, size: 150 },
+  );
+  await write("evolution.png", labelled(evolution, `${dataset}: ${opts.solver}, NFE ${sample.nfe}, states at 10 times`).toPng());
+
   // The learned field on a grid, one frame per saved time, with the particles that ride it.
   const gridN = 21;
   const grid = vectorFieldGrid(bounds, gridN);
   const f = modelField(mlpModel(loaded.config.model), loaded.ema, { sampleShape: [2] });
   const frames = [];
   try {
-    const trajectory = sample.trajectory;
-    if (!trajectory) throw new Error("solver returned no trajectory");
-    for (let i = 0; i < trajectory.t.length; i++) {
-      const t = trajectory.t[i];
+    for (const t of frameTimes) {
       const field = await f.field(grid, t);
-      frames.push(vectorFieldFrame({ bounds, gridN, field, particles: trajectory.xs[i].subarray(0, Math.min(opts.n, 1500) * 2), t, title: `${dataset} CFM` }));
+      frames.push(vectorFieldFrame({ bounds, gridN, field, particles: stateAt(t).subarray(0, Math.min(opts.n, 1500) * 2), t, title: `${dataset} CFM` }));
     }
   } finally {
     f.dispose();
@@ -117,7 +142,7 @@ export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promis
   const summary = formatQuality(quality);
   await write(
     "metrics.json",
-    JSON.stringify({ dataset, solver: opts.solver, nfe: sample.nfe, steps: sample.steps, n: opts.n, step: loaded.config.step, ...quality, floors: FLOORS_NOTE }, null, 2) + "\n",
+    JSON.stringify({ dataset, solver: opts.solver, ...gridRecord(opts), nfe: sample.nfe, steps: sample.steps, n: opts.n, step: loaded.config.step, ...quality, floors: FLOORS_NOTE }, null, 2) + "\n",
   );
   return { files, quality, summary, nfe: sample.nfe, samples: sample.x };
 }

@@ -23,4 +23,5 @@ export { vectorFieldFrame, type VectorFieldOptions } from "./vectorField.js";
 export { linePlot, type LineSeries, type LinePlotOptions } from "./linePlot.js";
 export { imageGrid, imageGridCell, type ImageGridOptions } from "./imageGrid.js";
 export { heatmap, viridis } from "./heatmap.js";
-export { sideBySide, labelled } from "./compose.js";
+export { histogram2d, densityPlot, type Histogram2dOptions } from "./histogram2d.js";
+export { sideBySide, stacked, labelled } from "./compose.js";

@@ -130,6 +130,34 @@ test("Ctrl-C during 2-D reflow: in the teacher pairs it stops at once; in traini
   }
 });
 
+test("Ctrl-C in round 2 of reflow --rounds 2 saves that round; --resume keeps round 1 and finishes round 2", async () => {
+  const dir = tempDir();
+  try {
+    const teacher = join(dir, "teacher");
+    const trained = runCli(["train2d", "--dataset", "moons", "--out", teacher, ...MLP, "--steps", "20", "--n", "200", "--nfe", "4", "--frames", "2"]);
+    assert.equal(trained.code, 0, trained.err);
+    const out = join(dir, "rounds");
+    const args = ["reflow", "--teacher", teacher, "--out", out, "--rounds", "2", "--pairs", "64", "--batch-size", "32", "--pair-nfe", "8", "--steps", "1000", "--backend", "jax"];
+    const r = await interrupt(args, /round 2\/2[\s\S]*reflow\s+1\//);
+    assert.equal(r.code, 130, `exit code (signal ${r.signal}); stderr:\n${r.err}`);
+    assert.ok(r.ms < EXIT_BOUND_MS, `took ${r.ms} ms to stop after Ctrl-C`);
+    const m = /stopped early in round 2 at step (\d+)/.exec(r.out);
+    assert.ok(m, `says where it stopped; stdout:\n${r.out}`);
+    const step = Number(m[1]);
+    assert.equal(savedStep(join(out, "round1")), 1000, "round 1 finished before the stop");
+    assert.equal(savedStep(join(out, "round2")), step, "round 2 saved where it stopped");
+    const round1 = readFileSync(join(out, "round1", "ckpt.safetensors"));
+    const resumed = runCli([...args, "--resume"]);
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.match(resumed.err, new RegExp(`resuming from step ${step}\\b`));
+    assert.match(resumed.err, /round 1\/2: .* at step 1000 \(pairs reused\)/);
+    assert.ok(readFileSync(join(out, "round1", "ckpt.safetensors")).equals(round1), "round 1 untouched");
+    assert.equal(savedStep(join(out, "round2")), 1000);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("Ctrl-C during image reflow training saves, exits 130, and --resume continues", async () => {
   const dir = tempDir();
   try {

@@ -173,7 +173,7 @@ test("stale temp files of a killed save are removed on the next start; other fil
     assert.equal(r.code, 0, r.err);
     for (const name of stale) assert.equal(existsSync(join(dir, name)), false, `${name} was left behind`);
     for (const name of kept) assert.ok(existsSync(join(dir, name)), `${name} was removed`);
-    for (const name of ["ckpt.json", "ckpt.safetensors", "samples.png", "loss.png", "metrics.json", "vector_field.gif"]) before.delete(name);
+    for (const name of ["ckpt.json", "ckpt.safetensors", "samples.png", "loss.png", "metrics.json", "vector_field.gif", "evolution.png"]) before.delete(name);
     assertTreeKept(before, dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });

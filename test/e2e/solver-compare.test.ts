@@ -32,7 +32,7 @@ test("compare --solvers writes one row per (NFE, solver, grid) it can spend exac
 
 test("compare --time-grid edm runs the GIF comparison on that grid and says so", () => {
   const out = join(shared, "gif");
-  const r = runCli(["compare", "--ckpts", ckpt, ckpt, "--solver", "ab2", "--time-grid", "edm", "--nfe", "3", "--n", "200", "--out", out]);
+  const r = runCli(["compare", "--ckpts", ckpt, ckpt, "--solver", "ab2", "--time-grid", "edm", "--nfe", "3", "--n", "200", "--density-n", "200", "--out", out]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /ab2 solver on the edm time grid/);
   assert.ok(existsSync(join(out, "checkerboard_cfm_vs_reflow.gif")));

@@ -7,7 +7,7 @@ import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js"
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { UserError } from "../../core/errors.js";
 import { checkpointFiles } from "../../io/checkpoint.js";
-import { defaultImageOut, trainImage } from "../../pipelines/images.js";
+import { defaultImageOut, IMAGE_COUPLINGS, trainImage, type ImageCoupling } from "../../pipelines/images.js";
 import { exportOnnx, sampleImages } from "../../pipelines/imageSampling.js";
 import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_UNET } from "../../core/models/unet.js";
@@ -76,6 +76,7 @@ interface TrainImageFlags {
   guidance: number;
   timeLimit?: number;
   backend: TrainBackend;
+  coupling: ImageCoupling;
 }
 
 export function registerImageCommands(program: Command): void {
@@ -94,6 +95,7 @@ export function registerImageCommands(program: Command): void {
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
     .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
+    .addOption(new Option("--coupling <name>", "noise-image pairing in a batch (ot = exact OT within each class, so each class keeps N(0, I) noise)").choices(IMAGE_COUPLINGS).default("independent"))
     .option("--limit <n>", "use only the first N training images (0 = all)", nonNegativeInt, 0)
     .option("--grey", "folder:DIR: convert colour images to grey (default: grey only when every image is)", false)
     .option("--resize <n>", "folder:DIR: scale images so the shorter side is N, then crop the centre N x N", positiveInt)
@@ -132,6 +134,7 @@ export function registerImageCommands(program: Command): void {
         resize: flags.resize,
         centerCrop: flags.centerCrop,
         horizontalFlip: flags.horizontalFlip,
+        coupling: flags.coupling,
         model: { channels: flags.channels, timeEmbDim: flags.timeEmbDim, groups: flags.groups },
         out: flags.out,
         checkpointEvery: flags.checkpointEvery,

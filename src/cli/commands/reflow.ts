@@ -5,9 +5,9 @@ import { UserError } from "../../core/errors.js";
 import { parseSolver, parseTimeGrid, SOLVERS, TIME_GRIDS, type SolverName, type TimeGridName } from "../../core/solvers.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
-import { loadModel, type LoadedImage } from "../../pipelines/model.js";
+import { loadModel, type Loaded2d, type LoadedImage } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
-import { reflow2d } from "../../pipelines/reflow2d.js";
+import { reflow2d, reflowRounds2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
 import { checkSolverBudgets, compareSolvers2d } from "../../pipelines/solverCompare.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
@@ -40,6 +40,7 @@ interface CompareFlags {
   timeGrid: TimeGridName[];
   shift: number;
   n: number;
+  densityN: number;
   seed: number;
   out?: string;
 }
@@ -57,6 +58,7 @@ interface ReflowFlags {
   pairSolver: SolverName;
   pairNfe: number;
   guidance: number;
+  rounds: number;
   out?: string;
   resume: boolean;
   force: boolean;
@@ -116,63 +118,124 @@ async function reflowImageCommand(flags: ReflowFlags, teacher: LoadedImage): Pro
   for (const f of r.files) process.stdout.write(`wrote ${f} (euler, NFE ${r.nfe})\n`);
 }
 
-export function registerReflowCommands(program: Command): void {
-  program
-    .command("reflow")
-    .description("train a 2-rectified flow from a trained CFM checkpoint (2-D or image teacher); writes outputs/reflow/<dataset>/")
-    .requiredOption("--teacher <path>", "checkpoint of the trained teacher model")
+/** The flags reflow and distill share (the student's training and its teacher pairs). */
+function addReflowFlags(cmd: Command): Command {
+  return cmd
     .option("--pairs <n>", "(noise, sample) pairs drawn from the teacher", positiveInt, 20000)
     .option("--steps <n>", "training steps", positiveInt, 5000)
     .option("--batch-size <n>", "pairs per step", positiveInt, 256)
     .option("--lr <rate>", "Adam learning rate", positiveNumber, 5e-4)
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
-    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
+    .addOption(new Option("--time-sampler <name>", "training time distribution (reflow)").choices(TIME_SAMPLERS).default("uniform"))
     .option("--ema <decay>", "EMA decay", fraction, 0.999)
     .option("--no-warm-start", "start from fresh weights instead of the teacher's")
     .addOption(new Option("--pair-solver <name>", "solver that generates the pairs").choices(SOLVERS).default("rk4"))
     .option("--pair-nfe <n>", "network evaluations per pair", positiveInt, 100)
-    .option("--guidance <w>", "guidance weight the teacher samples image pairs with (-20 to 20)", guidance, 2)
-    .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)", outDir)
     .option("--resume", "continue the student checkpoint in --out", false)
     .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
-    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND))
+    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND));
+}
+
+/** 2-D reflow (one round or k) and distillation (`studentNfe` steps): train, then draw each student. */
+async function reflow2dCommand(flags: ReflowFlags, teacher: Loaded2d, rounds: number, studentNfe?: number): Promise<void> {
+  const command = studentNfe === undefined ? "reflow" : "distill";
+  const out = flags.out ?? join("outputs", command, teacher.config.dataset);
+  if (flags.out === undefined) assertWritableDir(out);
+  const started = Date.now();
+  const common = {
+    teacher,
+    teacherPath: flags.teacher,
+    out,
+    pairs: flags.pairs,
+    steps: flags.steps,
+    batchSize: flags.batchSize,
+    lr: flags.lr,
+    seed: flags.seed,
+    timeSampler: flags.timeSampler,
+    emaDecay: flags.ema,
+    warmStart: flags.warmStart,
+    pairSolver: flags.pairSolver,
+    pairNfe: flags.pairNfe,
+    distillSteps: studentNfe,
+    resume: flags.resume,
+    force: flags.force,
+    backend: flags.backend,
+  };
+  let trained: { out: string; model: Loaded2d; losses: number[] }[];
+  if (rounds === 1) {
+    const progress = reflowProgress(flags.pairs);
+    const result = await reflow2d({ ...common, ...progress }).finally(() => progress.stop());
+    if (result.stopped) {
+      // Ctrl-C: main exits 130.
+      process.stdout.write(`stopped early at step ${result.step}; checkpoint ${join(out, "ckpt.safetensors")}; continue with --resume\n`);
+      return;
+    }
+    trained = [{ out, model: result.model, losses: result.losses }];
+  } else {
+    let progress = reflowProgress(flags.pairs);
+    const result = await reflowRounds2d({
+      ...common,
+      rounds,
+      onLog: (line) => process.stderr.write(line + "\n"),
+      onRound: (r) => {
+        progress.stop();
+        process.stderr.write(`round ${r}/${rounds}\n`);
+        progress = reflowProgress(flags.pairs);
+      },
+      onPairs: (done) => progress.onPairs(done),
+      onProgress: (p) => progress.onProgress(p),
+    }).finally(() => progress.stop());
+    const last = result.rounds.at(-1);
+    if (result.stopped && last) {
+      process.stdout.write(`stopped early in round ${last.round} at step ${last.model.config.step}; checkpoint ${join(last.out, "ckpt.safetensors")}; continue with --resume\n`);
+      return;
+    }
+    trained = result.rounds.map((r) => ({ out: r.out, model: r.model, losses: r.model.losses }));
+  }
+  process.stdout.write(`${command} trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint${trained.length > 1 ? "s" : ""} ${trained.map((t) => join(t.out, "ckpt.safetensors")).join(", ")}\n`);
+  const nfe = studentNfe ?? 1;
+  for (const t of trained) {
+    const rendered = await renderToy2d(t.model, { out: t.out, solver: "euler", nfe, n: 4000, seed: flags.seed + 12345, frames: 21, losses: t.losses });
+    for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
+    process.stdout.write(`quality${trained.length > 1 ? ` of ${t.out}` : ""} (euler, NFE ${rendered.nfe}): ${rendered.summary}\n`);
+  }
+}
+
+export function registerReflowCommands(program: Command): void {
+  addReflowFlags(
+    program
+      .command("reflow")
+      .description("train a 2-rectified flow from a trained CFM checkpoint (2-D or image teacher); writes outputs/reflow/<dataset>/")
+      .requiredOption("--teacher <path>", "checkpoint of the trained teacher model")
+      .option("--rounds <k>", "k-rectified flow (2-D): round r learns from round r-1's pairs; writes <out>/round1 ... round<k>", positiveInt, 1)
+      .option("--guidance <w>", "guidance weight the teacher samples image pairs with (-20 to 20)", guidance, 2),
+  )
+    .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)", outDir)
     .action(async (flags: ReflowFlags, cmd: Command) => {
       checkNfeFlags(cmd, flags.pairSolver, [flags.pairNfe], "pairNfe");
       const teacher = await loadModel(flags.teacher, { command: "reflow" });
-      if (teacher.kind === "image") return reflowImageCommand(flags, teacher);
-      if (teacher.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${(teacher as { kind: string }).kind}'`);
-      const out = flags.out ?? join("outputs", "reflow", teacher.config.dataset);
-      if (flags.out === undefined) assertWritableDir(out);
-      const progress = reflowProgress(flags.pairs);
-      const started = Date.now();
-      const result = await reflow2d({
-        teacher,
-        teacherPath: flags.teacher,
-        out,
-        pairs: flags.pairs,
-        steps: flags.steps,
-        batchSize: flags.batchSize,
-        lr: flags.lr,
-        seed: flags.seed,
-        timeSampler: flags.timeSampler,
-        emaDecay: flags.ema,
-        warmStart: flags.warmStart,
-        pairSolver: flags.pairSolver,
-        pairNfe: flags.pairNfe,
-        resume: flags.resume,
-        force: flags.force,
-        backend: flags.backend,
-        ...progress,
-      }).finally(() => progress.stop());
-      if (result.stopped) {
-        // Ctrl-C: main exits 130.
-        process.stdout.write(`stopped early at step ${result.step}; checkpoint ${join(out, "ckpt.safetensors")}; continue with --resume\n`);
-        return;
+      if (teacher.kind === "image") {
+        if (flags.rounds > 1) throw new UserError("--rounds applies to 2-D teachers; image reflow trains one round");
+        return reflowImageCommand(flags, teacher);
       }
-      process.stdout.write(`reflow trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint ${join(out, "ckpt.safetensors")}\n`);
-      const rendered = await renderToy2d(result.model, { out, solver: "euler", nfe: 1, n: 4000, seed: flags.seed + 12345, frames: 21, losses: result.losses });
-      for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
-      process.stdout.write(`quality (euler, NFE ${rendered.nfe}): ${rendered.summary}\n`);
+      if (teacher.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${(teacher as { kind: string }).kind}'`);
+      return reflow2dCommand(flags, teacher, flags.rounds);
+    });
+
+  addReflowFlags(
+    program
+      .command("distill")
+      .description("train a k-step student (default one step) on a 2-D teacher's (noise, sample) pairs; writes outputs/distill/<dataset>/")
+      .requiredOption("--teacher <path>", "checkpoint of the teacher (a CFM or reflow model)")
+      .option("--student-nfe <k>", "Euler steps the student takes from noise to data (1 = one-step model)", positiveInt, 1),
+  )
+    .option("--out <dir>", "output folder (default outputs/distill/<dataset>)", outDir)
+    .action(async (flags: ReflowFlags & { studentNfe: number }, cmd: Command) => {
+      checkNfeFlags(cmd, flags.pairSolver, [flags.pairNfe], "pairNfe");
+      if (cmd.getOptionValueSource("timeSampler") === "cli") throw new UserError("--time-sampler does not apply to distill: the student trains at its own step times (0, 1/k, ...); drop the flag");
+      const teacher = await loadModel(flags.teacher, { command: "distill" });
+      if (teacher.kind !== "2d") throw new UserError(`distill supports '2d' checkpoints; ${flags.teacher} is a '${teacher.kind}' checkpoint`);
+      await reflow2dCommand(flags, teacher, 1, flags.studentNfe);
     });
 
   program
@@ -187,6 +250,7 @@ export function registerReflowCommands(program: Command): void {
     .option("--time-grid <list>", `where the steps fall: ${TIME_GRIDS.join(", ")} (a list with --solvers)`, listOf(parseTimeGrid), ["uniform"] as TimeGridName[])
     .option("--shift <s>", "shift of the shifted grid (> 1: more steps near the noise)", positiveNumber, 3)
     .option("--n <n>", "samples per model (at least 2)", sampleCount, 4000)
+    .option("--density-n <n>", "samples per model in the density-and-field GIF (<out>/<dataset>_<names>_fields.gif)", sampleCount, 20000)
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 3)
     .option("--out <dir>", "output folder (default outputs/comparisons)", outDir)
     .action(async (flags: CompareFlags, cmd: Command) => {
@@ -219,7 +283,7 @@ export function registerReflowCommands(program: Command): void {
       if (names.length !== paths.length) throw new UserError(`--names has ${names.length} labels for ${paths.length} checkpoints`);
       const models = [];
       for (let i = 0; i < paths.length; i++) models.push({ name: names[i], loaded: await loadModel(paths[i], { kind: "2d", command: "compare" }) });
-      for (const m of models) checkSample2dMemory(m.loaded.config.model, flags.n);
+      for (const m of models) checkSample2dMemory(m.loaded.config.model, Math.max(flags.n, flags.densityN));
       const datasets = new Set(models.map((m) => m.loaded.config.dataset));
       if (datasets.size > 1) throw new UserError(`the checkpoints were trained on different datasets (${[...datasets].join(", ")}); compare models of one dataset`);
       if (flags.solvers) {
@@ -228,7 +292,7 @@ export function registerReflowCommands(program: Command): void {
         for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
         return;
       }
-      const result = await compare2d(models, { nfes, n: flags.n, seed: flags.seed, out, solver: flags.solver, timeGrid: flags.timeGrid[0], shift: flags.shift });
+      const result = await compare2d(models, { nfes, n: flags.n, seed: flags.seed, out, solver: flags.solver, timeGrid: flags.timeGrid[0], shift: flags.shift, densitySamples: flags.densityN });
       process.stdout.write(result.markdown + "\n");
       for (const f of result.files) process.stdout.write(`wrote ${f}\n`);
     });

@@ -1,10 +1,11 @@
 // train2d / sample2d: conditional flow matching on the 2-D toy datasets.
 import { join } from "node:path";
 import { Command, Option } from "commander";
+import { UserError } from "../../core/errors.js";
 import { TOY_DATASETS, type ToyDatasetName } from "../../data/toy2d.js";
 import { PATHS, type PathName } from "../../core/paths.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
-import { SOLVERS, type SolverName } from "../../core/solvers.js";
+import { SOLVERS, TIME_GRIDS, type SolverName, type TimeGridName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
 import { checkTrain2dMemory, trainToy2d } from "../../pipelines/toy2d.js";
@@ -135,20 +136,25 @@ export function registerToy2dCommands(program: Command): void {
     .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations (fixed-step solvers)", positiveInt, 100)
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
+    .addOption(new Option("--time-grid <name>", "where a fixed-step solver's steps fall (shifted: more near the noise; edm: small steps at both ends)").choices(TIME_GRIDS).default("uniform"))
+    .option("--shift <s>", "shift of the shifted grid (> 1: more steps near the noise)", positiveNumber, 3)
     .option("--frames <n>", "GIF frames (2 to 1000)", frameCount, 41)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
     .option("--save-samples <file>", "also save the samples [n, 2]: FILE.safetensors or FILE.npy", samplesFile)
-    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; frames: number; out?: string; saveSamples?: string }, cmd: Command) => {
+    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; timeGrid: TimeGridName; shift: number; frames: number; out?: string; saveSamples?: string }, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
+      if (flags.solver === "dopri5" && flags.timeGrid !== "uniform") throw new UserError("dopri5 chooses its own steps; drop --time-grid or pick a fixed-step solver");
+      if (cmd.getOptionValueSource("shift") === "cli" && flags.timeGrid !== "shifted") throw new UserError("--shift applies to --time-grid shifted only");
       const loaded = await loadModel(flags.ckpt, { kind: "2d", command: "sample2d" });
       const out = flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
       if (flags.out === undefined) assertWritableDir(out);
-      const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames });
+      const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames, timeGrid: flags.timeGrid, shift: flags.shift });
       for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
       if (flags.saveSamples) {
-        const meta = { checkpoint: flags.ckpt, step: String(loaded.config.step), solver: flags.solver, nfe: String(rendered.nfe), seed: String(flags.seed) };
+        const meta = { checkpoint: flags.ckpt, step: String(loaded.config.step), solver: flags.solver, nfe: String(rendered.nfe), seed: String(flags.seed), timeGrid: flags.timeGrid };
         for (const f of await writeSamplesFiles(flags.saveSamples, rendered.samples, [2], null, meta)) process.stdout.write(`wrote ${f}\n`);
       }
-      process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}, n=${flags.n}): ${rendered.summary}\n`);
+      const grid = flags.timeGrid === "uniform" ? "" : `, ${flags.timeGrid} grid${flags.timeGrid === "shifted" ? ` (shift ${flags.shift})` : ""}`;
+      process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}${grid}, n=${flags.n}): ${rendered.summary}\n`);
     });
 }

@@ -1,0 +1,65 @@
+// The seed project's pictures (issue 15 item 2): smooth density histograms, grids of panels, the
+// sampling-evolution strip, and the likelihood figure whose Hutchinson panel converges to the exact one.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { histogram2d, densityPlot, stacked, sideBySide, Raster, WHITE } from "../../../src/viz/index.js";
+import { pngDimensions } from "../../../src/data/png.js";
+import { loadModel } from "../../../src/pipelines/model.js";
+import { renderDensity2d } from "../../../src/pipelines/loglik.js";
+import { runCli, tempDir } from "../../helpers/cli.js";
+
+const FIXTURE_2D = join(import.meta.dirname, "..", "..", "fixtures", "ckpt-2d-v1");
+
+test("histogram2d: shares per cell, top row first, outside points left out; the blur keeps interior mass", () => {
+  // bounds [0, 4] x [0, 4], 4 bins: cell (row 0, col 0) is x in [0, 1), y in [3, 4].
+  const pts = Float32Array.from([0.5, 3.5, 0.5, 3.2, 3.5, 0.5, 9, 9]);
+  const h = histogram2d(pts, [0, 4, 0, 4], 4, 0);
+  assert.equal(h[0], 0.5, "two of four points in the top-left cell");
+  assert.equal(h[3 * 4 + 3], 0.25, "one in the bottom-right cell");
+  assert.ok(Math.abs(h.reduce((a, b) => a + b, 0) - 0.75) < 1e-12, "the point outside is not counted");
+  const centre = histogram2d(Float32Array.from([5.5, 5.5]), [0, 11, 0, 11], 11, 1.5);
+  assert.ok(Math.abs(centre.reduce((a, b) => a + b, 0) - 1) < 1e-9, "blurring a point far from the edges keeps its mass");
+  assert.ok(centre[5 * 11 + 5] < 0.2 && centre[5 * 11 + 5] > centre[5 * 11 + 6] && centre[5 * 11 + 6] === centre[4 * 11 + 5], "spread symmetrically, peak at the point");
+  const pic = densityPlot(pts, { bounds: [0, 4, 0, 4], bins: 4, size: 100 });
+  assert.ok(pic.width > 100 && pic.height > 100);
+});
+
+test("stacked with sideBySide makes a grid of panels", () => {
+  const a = new Raster(10, 20, WHITE);
+  const b = new Raster(30, 5, WHITE);
+  const g = stacked([sideBySide([a, b], 2), sideBySide([b, a], 2)], 3);
+  assert.equal(g.width, 42);
+  assert.equal(g.height, 20 + 3 + 20);
+});
+
+test("density.png: Hutchinson's panel approaches the exact one as probes grow", async () => {
+  const dir = tempDir("fm-density-");
+  try {
+    const loaded = await loadModel(FIXTURE_2D, { kind: "2d" });
+    const one = await renderDensity2d(loaded, dir, { gridN: 12, probes: 1, probe: "gaussian", seed: 3, solver: "rk4" });
+    const many = await renderDensity2d(loaded, dir, { gridN: 12, probes: 64, probe: "gaussian", seed: 3, solver: "rk4" });
+    console.log(`mean |log p exact - Hutchinson|: 1 probe ${one.meanAbsDiff.toFixed(4)}, 64 probes ${many.meanAbsDiff.toFixed(4)} nats`);
+    assert.ok(one.meanAbsDiff > 0, "one probe is an estimate, not the exact divergence");
+    assert.ok(many.meanAbsDiff < one.meanAbsDiff / 3, `64 probes (${many.meanAbsDiff}) should be much closer than 1 (${one.meanAbsDiff})`);
+    const size = pngDimensions(readFileSync(one.file));
+    assert.ok(size && size.width > 2.5 * size.height, `exact, Hutchinson and samples side by side: ${size?.width}x${size?.height}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("sample2d writes evolution.png: ten panels of the samples from noise to data", () => {
+  const dir = tempDir("fm-evolution-");
+  try {
+    const r = runCli(["sample2d", "--ckpt", FIXTURE_2D, "--n", "200", "--nfe", "8", "--frames", "3", "--out", dir]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /wrote .*evolution\.png/);
+    const size = pngDimensions(readFileSync(join(dir, "evolution.png")));
+    // Ten 150-px scatter panels (36 px of tick labels left, 12 right), whatever --frames is.
+    assert.deepEqual(size?.width, 10 * (36 + 150 + 12));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
