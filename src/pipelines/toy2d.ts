@@ -42,6 +42,25 @@ export interface Toy2dTrainConfig {
   bridgeSigma?: number;
 }
 
+/**
+ * What `npm start` (train2d) trains with unless told otherwise, chosen by measurement on checkerboard
+ * (README, "How the defaults were chosen"); the model is core/models/mlp.ts's DEFAULT_MLP.
+ */
+export const TRAIN2D_DEFAULTS = {
+  steps: 36000,
+  batchSize: 256,
+  lr: 2e-3,
+  lrSchedule: "cosine" as LrScheduleName,
+  warmup: 1000,
+  timeSampler: "uniform" as TimeSamplerName,
+  emaDecay: 0.999,
+};
+
+/** The warm-up of a run that does not pass --warmup: the default, but at most a tenth of its steps. */
+export function defaultWarmup(steps: number): number {
+  return Math.min(TRAIN2D_DEFAULTS.warmup, Math.floor(steps / 10));
+}
+
 export interface Toy2dCheckpointConfig extends CheckpointConfig {
   kind: "2d";
   /** Identifies one training run across its saves and resumes. */

@@ -8,7 +8,7 @@ import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { LR_SCHEDULES, type LrScheduleName } from "../../core/lrSchedule.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
-import { checkTrain2dMemory, trainToy2d } from "../../pipelines/toy2d.js";
+import { checkTrain2dMemory, defaultWarmup, TRAIN2D_DEFAULTS, trainToy2d } from "../../pipelines/toy2d.js";
 import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
 import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
@@ -43,14 +43,6 @@ interface Train2dFlags {
   backend: TrainBackend;
 }
 
-/** train2d's defaults, chosen by measurement (README, "Choosing the defaults"). */
-export const TRAIN2D_DEFAULTS = { steps: 20000, batchSize: 256, lr: 1e-3, lrSchedule: "constant" as LrScheduleName, warmup: 0, ema: 0.999 };
-
-/** The warm-up of a run that does not pass --warmup: the default, but at most a tenth of its steps. */
-export function defaultWarmup(steps: number): number {
-  return Math.min(TRAIN2D_DEFAULTS.warmup, Math.floor(steps / 10));
-}
-
 export function registerToy2dCommands(program: Command): void {
   program
     .command("train2d")
@@ -66,11 +58,11 @@ export function registerToy2dCommands(program: Command): void {
     .option("--time-emb-dim <n>", "sinusoidal time embedding size (0 = raw t)", nonNegativeInt, DEFAULT_MLP.timeEmbDim)
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
-    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
+    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default(TRAIN2D_DEFAULTS.timeSampler))
     .addOption(new Option("--coupling <name>", "noise-data pairing in a batch (ot = minibatch optimal transport, sinkhorn = entropic OT with --reg)").choices(COUPLINGS).default("independent"))
     .option("--reg <eps>", "entropic regularisation of --coupling sinkhorn, in squared-distance units (Schrodinger bridge: 2 sigma^2)", positiveNumber)
     .option("--bridge-sigma <s>", "Schrodinger-bridge CFM: Brownian-bridge noise s sqrt(t(1-t)) on the straight path (0 = none)", nonNegativeNumber, 0)
-    .option("--ema <decay>", "EMA decay of the weights", fraction, TRAIN2D_DEFAULTS.ema)
+    .option("--ema <decay>", "EMA decay of the weights", fraction, TRAIN2D_DEFAULTS.emaDecay)
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 1000)
     .option("--resume", "continue from the checkpoint in --out", false)
