@@ -157,5 +157,5 @@ test("CLI: a short run without --warmup warms up for at most a tenth of its step
   assert.equal(r.code, 0, r.err);
   const train = JSON.parse(readFileSync(join(dir, "ckpt.json"), "utf8")).train as { lrSchedule: string; warmup: number };
   assert.equal(train.lrSchedule, "cosine");
-  assert.ok(train.warmup <= 2, `warmup ${train.warmup}`);
+  assert.equal(train.warmup, 2); // the default 1,000, cut to a tenth of 20 steps
 });
