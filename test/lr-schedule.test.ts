@@ -23,15 +23,18 @@ const close = (a: number, b: number) => Math.abs(a - b) <= 1e-12 * Math.max(1, M
 
 test("lrAt: linear warm-up to the peak, then constant or a half cosine down to zero at the last step", () => {
   const c: LrSchedule = { kind: "constant", lr: 0.01, warmup: 4, steps: 100 };
-  assert.deepEqual([0, 1, 2, 3, 4, 50, 99].map((d) => lrAt(c, d)), [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01, 0.01]);
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 50, 99].map((d) => lrAt(c, d)),
+    [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01, 0.01],
+  );
   assert.equal(lrAt({ ...c, warmup: 0 }, 0), 0.01);
   const s: LrSchedule = { kind: "cosine", lr: 0.01, warmup: 10, steps: 110 };
   assert.ok(close(lrAt(s, 0), 0.001));
   assert.ok(close(lrAt(s, 9), 0.01));
   assert.ok(close(lrAt(s, 10), 0.01)); // the first post-warm-up step is at the peak
   assert.ok(close(lrAt(s, 60), 0.005)); // half way through the decay: lr (1 + cos(pi/2)) / 2
-  assert.ok(close(lrAt(s, 35), 0.01 * (1 + Math.cos(Math.PI / 4)) / 2));
-  assert.ok(close(lrAt(s, 109), 0.01 * (1 + Math.cos((Math.PI * 99) / 100)) / 2)); // the last step: small, not zero
+  assert.ok(close(lrAt(s, 35), (0.01 * (1 + Math.cos(Math.PI / 4))) / 2));
+  assert.ok(close(lrAt(s, 109), (0.01 * (1 + Math.cos((Math.PI * 99) / 100))) / 2)); // the last step: small, not zero
   assert.ok(lrAt(s, 109) > 0 && lrAt(s, 109) < 3e-5);
   assert.equal(lrAt(s, 110), 0);
   for (let d = 11; d < 110; d++) assert.ok(lrAt(s, d) < lrAt(s, d - 1), `cosine decreases at ${d}`);
@@ -40,7 +43,11 @@ test("lrAt: linear warm-up to the peak, then constant or a half cosine down to z
 test("checkLrSchedule refuses what cannot be followed, naming the flag", () => {
   const ok: LrSchedule = { kind: "cosine", lr: 1e-3, warmup: 10, steps: 20 };
   assert.equal(checkLrSchedule(ok), ok);
-  const refuses = (s: LrSchedule, re: RegExp) => assert.throws(() => checkLrSchedule(s), (e: unknown) => e instanceof UserError && re.test(e.message));
+  const refuses = (s: LrSchedule, re: RegExp) =>
+    assert.throws(
+      () => checkLrSchedule(s),
+      (e: unknown) => e instanceof UserError && re.test(e.message),
+    );
   refuses({ ...ok, warmup: 20 }, /--warmup 20 is not shorter than --steps 20/);
   refuses({ ...ok, warmup: -1 }, /--warmup must be a non-negative integer/);
   refuses({ ...ok, lr: 0 }, /--lr must be positive/);
@@ -69,11 +76,20 @@ function recording(trainer: Trainer, seen: (number | undefined)[]): Trainer {
 test("the training loop gives each step the rate of its number, and a resumed trainer continues the curve", async () => {
   await initEngine();
   const schedule: LrSchedule = { kind: "cosine", lr: 4e-3, warmup: 2, steps: 8 };
-  const opts = { model: mlpModel(CFG), params: initMlp(CFG, new Rng(0)), sampleShape: [2], adam: { ...DEFAULT_ADAM, lr: 4e-3 }, emaDecay: 0.9 };
+  const opts = {
+    model: mlpModel(CFG),
+    params: initMlp(CFG, new Rng(0)),
+    sampleShape: [2],
+    adam: { ...DEFAULT_ADAM, lr: 4e-3 },
+    emaDecay: 0.9,
+  };
   const seen: (number | undefined)[] = [];
   const fresh = await createTrainer("jax", opts);
   await runTrainingLoop({ trainer: recording(fresh, seen), steps: 8, losses: [], lr: 4e-3, schedule, nextBatch: (d) => batch(32, d) });
-  assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7].map((d) => lrAt(schedule, d)));
+  assert.deepEqual(
+    seen,
+    [0, 1, 2, 3, 4, 5, 6, 7].map((d) => lrAt(schedule, d)),
+  );
   fresh.dispose();
 
   // From step 5 of the same run: steps 6-8 get the rates of steps 6-8, not a new warm-up.
@@ -87,7 +103,10 @@ test("the training loop gives each step the rate of its number, and a resumed tr
   const later: (number | undefined)[] = [];
   const resumed = await createTrainer("jax", { ...opts, params: state.params, resume: { ...state, step: 5 } });
   await runTrainingLoop({ trainer: recording(resumed, later), steps: 8, losses: [], lr: 4e-3, schedule, nextBatch: (d) => batch(32, d) });
-  assert.deepEqual(later, [5, 6, 7].map((d) => lrAt(schedule, d)));
+  assert.deepEqual(
+    later,
+    [5, 6, 7].map((d) => lrAt(schedule, d)),
+  );
   resumed.dispose();
 
   // Without a schedule the trainer keeps its own constant rate.
@@ -109,7 +128,23 @@ for (const backend of ["ort", "jax"] as const satisfies readonly TrainBackend[])
   test(`${backend} backend follows the schedule: Adam's first step moves the weights by the first step's rate`, async () => {
     // Adam's first update is lr * g / |g| per weight (bias-corrected), so the largest move is that step's rate.
     const dir = tempDir("fm-lr-");
-    const base: Toy2dTrainOptions = { dataset: "checkerboard", steps: 1, batchSize: 64, lr: 0.01, seed: 3, path: "straight", timeSampler: "uniform", emaDecay: 0.9, coupling: "independent", model: CFG, out: dir, checkpointEvery: 100, resume: false, force: true, backend };
+    const base: Toy2dTrainOptions = {
+      dataset: "checkerboard",
+      steps: 1,
+      batchSize: 64,
+      lr: 0.01,
+      seed: 3,
+      path: "straight",
+      timeSampler: "uniform",
+      emaDecay: 0.9,
+      coupling: "independent",
+      model: CFG,
+      out: dir,
+      checkpointEvery: 100,
+      resume: false,
+      force: true,
+      backend,
+    };
     const init = initMlp(CFG, new Rng(3));
     const moved = async (o: Partial<Toy2dTrainOptions>) => maxMove((await trainToy2d({ ...base, ...o })).model.params, init);
     const constant = await moved({});
@@ -122,7 +157,24 @@ for (const backend of ["ort", "jax"] as const satisfies readonly TrainBackend[])
 
 test("train2d records the schedule in the checkpoint, and stop + --resume trains exactly as one run", async () => {
   const dir = tempDir("fm-lr-resume-");
-  const base: Toy2dTrainOptions = { dataset: "moons", steps: 12, batchSize: 32, lr: 5e-3, lrSchedule: "cosine", warmup: 3, seed: 1, path: "straight", timeSampler: "uniform", emaDecay: 0.9, coupling: "independent", model: CFG, out: join(dir, "whole"), checkpointEvery: 100, resume: false, backend: "jax" };
+  const base: Toy2dTrainOptions = {
+    dataset: "moons",
+    steps: 12,
+    batchSize: 32,
+    lr: 5e-3,
+    lrSchedule: "cosine",
+    warmup: 3,
+    seed: 1,
+    path: "straight",
+    timeSampler: "uniform",
+    emaDecay: 0.9,
+    coupling: "independent",
+    model: CFG,
+    out: join(dir, "whole"),
+    checkpointEvery: 100,
+    resume: false,
+    backend: "jax",
+  };
   const whole = await trainToy2d(base);
   let stops = 0;
   const split = join(dir, "split");
@@ -153,7 +205,25 @@ test("CLI: --warmup not shorter than --steps, and an unknown --lr-schedule, are 
 
 test("CLI: a short run without --warmup warms up for at most a tenth of its steps, and says so in its checkpoint", () => {
   const dir = tempDir("fm-lr-cli-");
-  const r = runCli(["train2d", "--dataset", "moons", "--steps", "20", "--lr-schedule", "cosine", "--hidden", "8", "--depth", "1", "--n", "50", "--frames", "2", "--out", dir]);
+  const r = runCli([
+    "train2d",
+    "--dataset",
+    "moons",
+    "--steps",
+    "20",
+    "--lr-schedule",
+    "cosine",
+    "--hidden",
+    "8",
+    "--depth",
+    "1",
+    "--n",
+    "50",
+    "--frames",
+    "2",
+    "--out",
+    dir,
+  ]);
   assert.equal(r.code, 0, r.err);
   const train = JSON.parse(readFileSync(join(dir, "ckpt.json"), "utf8")).train as { lrSchedule: string; warmup: number };
   assert.equal(train.lrSchedule, "cosine");

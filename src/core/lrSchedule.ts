@@ -30,9 +30,13 @@ export function lrAt(s: LrSchedule, done: number): number {
 
 /** Refuses a schedule that cannot be followed (naming the flags); returns it. */
 export function checkLrSchedule(s: LrSchedule): LrSchedule {
-  if (!(LR_SCHEDULES as readonly string[]).includes(s.kind)) throw new UserError(`unknown --lr-schedule "${s.kind}"; choose one of: ${LR_SCHEDULES.join(", ")}`);
+  if (!(LR_SCHEDULES as readonly string[]).includes(s.kind))
+    throw new UserError(`unknown --lr-schedule "${s.kind}"; choose one of: ${LR_SCHEDULES.join(", ")}`);
   if (!(s.lr > 0)) throw new UserError(`--lr must be positive, got ${s.lr}`);
   if (!Number.isInteger(s.warmup) || s.warmup < 0) throw new UserError(`--warmup must be a non-negative integer, got ${s.warmup}`);
-  if (s.warmup >= s.steps) throw new UserError(`--warmup ${s.warmup} is not shorter than --steps ${s.steps}: the rate would never reach --lr; use a smaller --warmup`);
+  if (s.warmup >= s.steps)
+    throw new UserError(
+      `--warmup ${s.warmup} is not shorter than --steps ${s.steps}: the rate would never reach --lr; use a smaller --warmup`,
+    );
   return s;
 }
