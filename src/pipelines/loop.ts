@@ -3,6 +3,7 @@
 import { UserError } from "../core/errors.js";
 import { pausePoint } from "../core/interrupt.js";
 import type { FlowBatch, StepOutcome, Trainer } from "../core/train.js";
+import { lrAt, type LrSchedule } from "../core/lrSchedule.js";
 
 export interface TrainProgress {
   step: number;
@@ -23,7 +24,10 @@ export interface LoopOptions {
   losses: number[];
   /** Steps skipped earlier (resumed runs); the numbers of newly skipped steps are appended. */
   skipped?: number[];
+  /** The (peak) learning rate, for messages; the trainer's own rate unless `schedule` is given. */
   lr: number;
+  /** Rate of each step by its number (resumed runs continue the curve); absent: the trainer's constant rate. */
+  schedule?: LrSchedule;
   /** Writes a checkpoint; called every `checkpointEvery` steps and once at the end. */
   save?: () => Promise<void>;
   checkpointEvery?: number;
@@ -53,7 +57,7 @@ export async function runTrainingLoop(o: LoopOptions): Promise<{ stopped: boolea
   const streak: { outcome: StepOutcome; badData: string | null }[] = [];
   while (trainer.stepCount < o.steps) {
     const batch = o.nextBatch(trainer.stepCount);
-    const loss = await trainer.step(batch);
+    const loss = await trainer.step(batch, o.schedule ? lrAt(o.schedule, trainer.stepCount) : undefined);
     const outcome = trainer.lastStep as StepOutcome;
     if (outcome.applied) {
       streak.length = 0;

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { UserError } from "../core/errors.js";
 import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
 import type { FlowBatch } from "../core/train.js";
+import type { LrSchedule } from "../core/lrSchedule.js";
 import type { ModelFamily } from "../core/models/family.js";
 import { removeStaleTemps } from "../io/atomic.js";
 import { assertSameSetup, checkParams, loadCheckpoint, saveCheckpoint, CONFIG_FILE, WEIGHTS_FILE, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
@@ -70,6 +71,8 @@ export interface RunTrainOptions {
   backend: TrainBackend;
   backendOptions?: BackendOptions;
   lr: number;
+  /** Rate of each step by its number (its lr is the peak); absent: constant `lr`. */
+  schedule?: LrSchedule;
   emaDecay: number;
   /** Train until this step count. */
   steps: number;
@@ -180,6 +183,7 @@ export async function openTrainingRun<C extends CheckpointConfig, M>(o: OpenRunO
         losses,
         skipped,
         lr: t.lr,
+        schedule: t.schedule,
         save,
         checkpointEvery: t.checkpointEvery,
         onProgress: t.onProgress,

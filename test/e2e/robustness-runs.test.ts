@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { PNG } from "pngjs";
 import { runCli, tempDir, snapshotTree, assertTreeKept } from "../helpers/cli.js";
 import { decodeSafetensors, encodeSafetensors } from "../../src/io/safetensors.js";
+import { TRAIN2D_DEFAULTS } from "../../src/pipelines/toy2d.js";
 
 const TINY = ["--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "8", "--frames", "3"];
 
@@ -71,7 +72,7 @@ test("train2d --resume with another --lr and --seed keeps the record of how earl
     assert.deepEqual(
       segments.map((s) => [s.from, s.to, s.train.lr, s.train.seed]),
       [
-        [0, 20, 1e-3, 0],
+        [0, 20, TRAIN2D_DEFAULTS.lr, 0],
         [20, 30, 5e-4, 7],
       ],
     );
@@ -95,7 +96,7 @@ test("a save killed between its two files after a resume with another --lr still
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /resuming from step 30/);
     const segments = readJson(join(dir, "ckpt.json")).segments as { from: number; to: number; train: { lr: number } }[];
-    assert.deepEqual(segments.map((s) => [s.from, s.to, s.train.lr]), [[0, 20, 1e-3], [20, 35, 5e-4]]);
+    assert.deepEqual(segments.map((s) => [s.from, s.to, s.train.lr]), [[0, 20, TRAIN2D_DEFAULTS.lr], [20, 35, 5e-4]]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

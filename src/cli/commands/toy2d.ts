@@ -7,8 +7,9 @@ import { PATHS, type PathName } from "../../core/paths.js";
 import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js";
 import { SOLVERS, TIME_GRIDS, type SolverName, type TimeGridName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
+import { LR_SCHEDULES, type LrScheduleName } from "../../core/lrSchedule.js";
 import { DEFAULT_MLP } from "../../core/models/mlp.js";
-import { checkTrain2dMemory, trainToy2d } from "../../pipelines/toy2d.js";
+import { checkTrain2dMemory, defaultWarmup, TRAIN2D_DEFAULTS, trainToy2d } from "../../pipelines/toy2d.js";
 import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
 import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
@@ -21,6 +22,8 @@ interface Train2dFlags {
   steps: number;
   batchSize: number;
   lr: number;
+  lrSchedule: LrScheduleName;
+  warmup?: number;
   hidden: number;
   depth: number;
   timeEmbDim: number;
@@ -47,19 +50,21 @@ export function registerToy2dCommands(program: Command): void {
     .command("train2d")
     .description("train conditional flow matching on a 2-D toy dataset; writes ckpt, samples.png, vector_field.gif, loss.png")
     .requiredOption("--dataset <name>", `toy dataset: ${TOY_DATASETS.join(", ")}`, toyDataset)
-    .option("--steps <n>", "training steps", positiveInt, 20000)
-    .option("--batch-size <n>", "samples per step", positiveInt, 256)
-    .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
+    .option("--steps <n>", "training steps", positiveInt, TRAIN2D_DEFAULTS.steps)
+    .option("--batch-size <n>", "samples per step", positiveInt, TRAIN2D_DEFAULTS.batchSize)
+    .option("--lr <rate>", "Adam learning rate (the peak of --lr-schedule)", positiveNumber, TRAIN2D_DEFAULTS.lr)
+    .addOption(new Option("--lr-schedule <name>", "learning rate over the run: constant, or cosine decay to 0 at --steps (after --warmup)").choices(LR_SCHEDULES).default(TRAIN2D_DEFAULTS.lrSchedule))
+    .option("--warmup <n>", `steps of linear warm-up to --lr (default ${TRAIN2D_DEFAULTS.warmup}, at most a tenth of --steps)`, nonNegativeInt)
     .option("--hidden <n>", "MLP width", positiveInt, DEFAULT_MLP.hidden)
     .option("--depth <n>", "MLP hidden layers", positiveInt, DEFAULT_MLP.depth)
     .option("--time-emb-dim <n>", "sinusoidal time embedding size (0 = raw t)", nonNegativeInt, DEFAULT_MLP.timeEmbDim)
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
-    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
+    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default(TRAIN2D_DEFAULTS.timeSampler))
     .addOption(new Option("--coupling <name>", "noise-data pairing in a batch (ot = minibatch optimal transport, sinkhorn = entropic OT with --reg)").choices(COUPLINGS).default("independent"))
     .option("--reg <eps>", "entropic regularisation of --coupling sinkhorn, in squared-distance units (Schrodinger bridge: 2 sigma^2)", positiveNumber)
     .option("--bridge-sigma <s>", "Schrodinger-bridge CFM: Brownian-bridge noise s sqrt(t(1-t)) on the straight path (0 = none)", nonNegativeNumber, 0)
-    .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
+    .option("--ema <decay>", "EMA decay of the weights", fraction, TRAIN2D_DEFAULTS.emaDecay)
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 1000)
     .option("--resume", "continue from the checkpoint in --out", false)
@@ -85,6 +90,8 @@ export function registerToy2dCommands(program: Command): void {
         steps: flags.steps,
         batchSize: flags.batchSize,
         lr: flags.lr,
+        lrSchedule: flags.lrSchedule,
+        warmup: flags.warmup ?? defaultWarmup(flags.steps),
         seed: flags.seed,
         path: flags.path,
         timeSampler: flags.timeSampler,

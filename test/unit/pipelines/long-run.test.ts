@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
-import { trainToy2d } from "../../../src/pipelines/toy2d.js";
+import { defaultWarmup, trainToy2d, TRAIN2D_DEFAULTS } from "../../../src/pipelines/toy2d.js";
 import { DEFAULT_MLP } from "../../../src/core/models/mlp.js";
 import { firstNonFinite, loadCheckpoint } from "../../../src/io/checkpoint.js";
 import { tensorsToState } from "../../../src/pipelines/state.js";
@@ -18,12 +18,14 @@ test("train2d checkerboard defaults, seed 0, 40,000 steps: every value finite, n
     const r = await trainToy2d({
       dataset: "checkerboard",
       steps: 40000,
-      batchSize: 256,
-      lr: 1e-3,
+      batchSize: TRAIN2D_DEFAULTS.batchSize,
+      lr: TRAIN2D_DEFAULTS.lr,
+      lrSchedule: TRAIN2D_DEFAULTS.lrSchedule,
+      warmup: defaultWarmup(40000),
       seed: 0,
       path: "straight",
-      timeSampler: "uniform",
-      emaDecay: 0.999,
+      timeSampler: TRAIN2D_DEFAULTS.timeSampler,
+      emaDecay: TRAIN2D_DEFAULTS.emaDecay,
       coupling: "independent",
       model: DEFAULT_MLP,
       out: dir,
