@@ -24,11 +24,22 @@ import { WORKLOADS, initialParams, isMlp, sampleShape } from "./workloads.js";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { threads: { type: "string", default: "1" }, steps: { type: "string", default: "30" }, top: { type: "string", default: "25" }, ab: { type: "boolean" }, "ab-threads": { type: "boolean" }, save: { type: "string" } },
+  options: {
+    threads: { type: "string", default: "1" },
+    steps: { type: "string", default: "30" },
+    top: { type: "string", default: "25" },
+    ab: { type: "boolean" },
+    "ab-threads": { type: "boolean" },
+    save: { type: "string" },
+  },
 });
 const found = WORKLOADS.find((x) => x.id === positionals[0]);
 if (!found || !(found.kind === "train-mlp" || found.kind === "train-unet")) {
-  console.error(`usage: bench/profile.ts <${WORKLOADS.filter((x) => x.kind.startsWith("train")).map((x) => x.id).join("|")}> [--threads N] [--steps N]`);
+  console.error(
+    `usage: bench/profile.ts <${WORKLOADS.filter((x) => x.kind.startsWith("train"))
+      .map((x) => x.id)
+      .join("|")}> [--threads N] [--steps N]`,
+  );
   process.exit(2);
 }
 const w = found;
@@ -41,34 +52,48 @@ const shapes = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.s
 const traced = await traceTrainStep({ model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, shapes, w.batch);
 
 function makeFeeds(inputNames: readonly string[]): Record<string, ort.Tensor> {
-const feeds: Record<string, ort.Tensor> = {};
-const flat = (f: (x: number) => number) => Float32Array.from(Object.values(params).flatMap((p) => Array.from(p.data, f)));
-for (const g of ["params", "m", "v", "ema"]) {
-  const data = flat(g === "m" || g === "v" ? () => 0 : (x) => x);
-  feeds[`0.${g}.flat`] = new ort.Tensor("float32", data, [data.length]);
-}
-const rng = new Rng(1);
-const per = sampleShape(w).reduce((a, b) => a * b, 1);
-const full = [w.batch, ...sampleShape(w)];
-const t = rng.uniforms(w.batch);
-feeds["1"] = new ort.Tensor("float32", rng.normals(w.batch * per), full);
-feeds["2"] = new ort.Tensor("float32", rng.normals(w.batch * per), full);
-feeds["3"] = new ort.Tensor("float32", t, [w.batch]);
-feeds["4"] = new ort.Tensor("float32", pathCoefficients(getScheduler("straight"), t), [w.batch, 4]);
-feeds["5"] = new ort.Tensor("int32", new Int32Array(w.batch), [w.batch]);
-feeds["6"] = new ort.Tensor("float32", Float32Array.of(adamStepSize(DEFAULT_ADAM, 1)), []);
-feeds["7"] = new ort.Tensor("float32", Float32Array.of(0.5), []);
-for (const k of Object.keys(feeds)) if (!inputNames.includes(k)) delete feeds[k];
-return feeds;
+  const feeds: Record<string, ort.Tensor> = {};
+  const flat = (f: (x: number) => number) => Float32Array.from(Object.values(params).flatMap((p) => Array.from(p.data, f)));
+  for (const g of ["params", "m", "v", "ema"]) {
+    const data = flat(g === "m" || g === "v" ? () => 0 : (x) => x);
+    feeds[`0.${g}.flat`] = new ort.Tensor("float32", data, [data.length]);
+  }
+  const rng = new Rng(1);
+  const per = sampleShape(w).reduce((a, b) => a * b, 1);
+  const full = [w.batch, ...sampleShape(w)];
+  const t = rng.uniforms(w.batch);
+  feeds["1"] = new ort.Tensor("float32", rng.normals(w.batch * per), full);
+  feeds["2"] = new ort.Tensor("float32", rng.normals(w.batch * per), full);
+  feeds["3"] = new ort.Tensor("float32", t, [w.batch]);
+  feeds["4"] = new ort.Tensor("float32", pathCoefficients(getScheduler("straight"), t), [w.batch, 4]);
+  feeds["5"] = new ort.Tensor("int32", new Int32Array(w.batch), [w.batch]);
+  feeds["6"] = new ort.Tensor("float32", Float32Array.of(adamStepSize(DEFAULT_ADAM, 1)), []);
+  feeds["7"] = new ort.Tensor("float32", Float32Array.of(0.5), []);
+  for (const k of Object.keys(feeds)) if (!inputNames.includes(k)) delete feeds[k];
+  return feeds;
 }
 
-const fmt = (c: Record<string, number>) => Object.entries(c).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(", ");
+const fmt = (c: Record<string, number>) =>
+  Object.entries(c)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
 
 if (values.ab || values["ab-threads"]) {
-  const plain = values.ab ? await traceTrainStep({ model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, shapes, w.batch, { optimize: false }) : traced;
+  const plain = values.ab
+    ? await traceTrainStep({ model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, shapes, w.batch, {
+        optimize: false,
+      })
+    : traced;
   const variants = values.ab
-    ? [{ label: "optimized", bytes: traced.bytes, threads }, { label: "plain", bytes: plain.bytes, threads }]
-    : [{ label: "1 thread", bytes: traced.bytes, threads: 1 }, { label: "2 threads", bytes: traced.bytes, threads: 2 }];
+    ? [
+        { label: "optimized", bytes: traced.bytes, threads },
+        { label: "plain", bytes: plain.bytes, threads },
+      ]
+    : [
+        { label: "1 thread", bytes: traced.bytes, threads: 1 },
+        { label: "2 threads", bytes: traced.bytes, threads: 2 },
+      ];
   const sessions = await Promise.all(variants.map((v) => createOrtSession(v.bytes, { threads: v.threads, memPattern: isMlp(w) })));
   const feeds = makeFeeds(sessions[0].inputNames);
   const times: number[][] = variants.map(() => []);
@@ -81,7 +106,9 @@ if (values.ab || values["ab-threads"]) {
     }
   }
   const med = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
-  console.log(`${w.id}: ${variants.map((v, k) => `${v.label} ${med(times[k]).toFixed(2)} ms/step`).join(", ")}; ratio ${(med(times[0]) / med(times[1])).toFixed(3)}; per-pair ratio median ${med(times[0].map((t, i) => t / times[1][i])).toFixed(3)}; nodes ${traced.stats.nodes} vs ${plain.stats.nodes}; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`);
+  console.log(
+    `${w.id}: ${variants.map((v, k) => `${v.label} ${med(times[k]).toFixed(2)} ms/step`).join(", ")}; ratio ${(med(times[0]) / med(times[1])).toFixed(3)}; per-pair ratio median ${med(times[0].map((t, i) => t / times[1][i])).toFixed(3)}; nodes ${traced.stats.nodes} vs ${plain.stats.nodes}; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`,
+  );
   process.exit(0);
 }
 
@@ -103,8 +130,15 @@ const feeds = makeFeeds(session.inputNames);
 for (let i = 0; i < steps; i++) await session.run(feeds);
 session.endProfiling();
 await session.release();
-const file = readdirSync(dir).filter((n) => n.startsWith("prof")).map((n) => join(dir, n))[0];
-const events = JSON.parse(readFileSync(file, "utf8")) as { cat: string; name: string; dur: number; args?: { op_name?: string; input_type_shape?: unknown; output_type_shape?: unknown } }[];
+const file = readdirSync(dir)
+  .filter((n) => n.startsWith("prof"))
+  .map((n) => join(dir, n))[0];
+const events = JSON.parse(readFileSync(file, "utf8")) as {
+  cat: string;
+  name: string;
+  dur: number;
+  args?: { op_name?: string; input_type_shape?: unknown; output_type_shape?: unknown };
+}[];
 const shapesOf = new Map<string, string>();
 const byOp = new Map<string, number>();
 const byNode = new Map<string, number>();
@@ -124,10 +158,19 @@ for (const e of events) {
 // The first runs include allocator growth: report the later half.
 const late = runs.slice(runs.length >> 1);
 const perRun = (us: number) => (us / runs.length / 1000).toFixed(2);
-console.log(`${w.id} threads ${threads}: model_run ${(late.reduce((a, b) => a + b, 0) / late.length / 1000).toFixed(2)} ms/step (median of later half), kernels ${perRun(kernels)} ms/step; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`);
-console.log(`by op type (ms/step): ${[...byOp.entries()].sort((a, b) => b[1] - a[1]).slice(0, 16).map(([k, v]) => `${k} ${perRun(v)}`).join(", ")}`);
+console.log(
+  `${w.id} threads ${threads}: model_run ${(late.reduce((a, b) => a + b, 0) / late.length / 1000).toFixed(2)} ms/step (median of later half), kernels ${perRun(kernels)} ms/step; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`,
+);
+console.log(
+  `by op type (ms/step): ${[...byOp.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 16)
+    .map(([k, v]) => `${k} ${perRun(v)}`)
+    .join(", ")}`,
+);
 console.log("top nodes (ms/step):");
-for (const [k, v] of [...byNode.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top))) console.log(`  ${perRun(v)} ${k.replace("_kernel_time", "")} ${shapesOf.get(k)}`);
+for (const [k, v] of [...byNode.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top)))
+  console.log(`  ${perRun(v)} ${k.replace("_kernel_time", "")} ${shapesOf.get(k)}`);
 console.log(`translated: ${traced.stats.nodes} nodes: ${fmt(opCounts(traced.bytes))}`);
 console.log(`after onnxruntime 'all': ${fmt(opCounts(readFileSync(optimized)))}`);
 if (values.save) {

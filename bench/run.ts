@@ -75,7 +75,13 @@ function parseOptions(argv: string[]): Options {
     },
   });
   if (values.help) {
-    console.log(readFileSync(new URL(import.meta.url), "utf8").split("\n").filter((l) => l.startsWith("//")).map((l) => l.slice(3)).join("\n"));
+    console.log(
+      readFileSync(new URL(import.meta.url), "utf8")
+        .split("\n")
+        .filter((l) => l.startsWith("//"))
+        .map((l) => l.slice(3))
+        .join("\n"),
+    );
     process.exit(0);
   }
   const posInt = (flag: string, raw: string): number => {
@@ -88,13 +94,22 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isFinite(n) || n <= 0) throw new BenchError(`--${flag} must be a positive number of seconds, got "${raw}"`);
     return n;
   };
-  const only = values.only ? values.only.split(",").map((s) => s.trim()).filter(Boolean) : [];
+  const only = values.only
+    ? values.only
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
   for (const name of only) {
-    if (selectWorkloads([name]).length === 0) throw new BenchError(`--only: unknown workload "${name}"; choose from ${WORKLOADS.map((w) => w.id).join(", ")} or a group (mlp, unet, sample)`);
+    if (selectWorkloads([name]).length === 0)
+      throw new BenchError(
+        `--only: unknown workload "${name}"; choose from ${WORKLOADS.map((w) => w.id).join(", ")} or a group (mlp, unet, sample)`,
+      );
   }
   let backends = [...BACKENDS];
   if (values.backend !== undefined) {
-    if (!(BACKENDS as readonly string[]).includes(values.backend)) throw new BenchError(`--backend must be one of ${BACKENDS.join(", ")}, got "${values.backend}"`);
+    if (!(BACKENDS as readonly string[]).includes(values.backend))
+      throw new BenchError(`--backend must be one of ${BACKENDS.join(", ")}, got "${values.backend}"`);
     backends = [values.backend as Backend];
   }
   const quick = values.quick as boolean;
@@ -102,7 +117,10 @@ function parseOptions(argv: string[]): Options {
     only,
     quick,
     backends,
-    threads: posInt(values["flowmatch-threads"] === undefined ? "threads" : "flowmatch-threads", values["flowmatch-threads"] ?? (values.threads as string)),
+    threads: posInt(
+      values["flowmatch-threads"] === undefined ? "threads" : "flowmatch-threads",
+      values["flowmatch-threads"] ?? (values.threads as string),
+    ),
     torchThreads: posInt("threads", values.threads as string),
     rounds: values.rounds === undefined ? (quick ? 2 : 5) : posInt("rounds", values.rounds),
     minRounds: values.rounds === undefined ? (quick ? 1 : 3) : posInt("rounds", values.rounds),
@@ -240,7 +258,10 @@ function loadAvg(): string {
   try {
     return readFileSync("/proc/loadavg", "utf8").trim().split(/\s+/).slice(0, 3).join(" ");
   } catch {
-    return os.loadavg().map((l) => l.toFixed(2)).join(" ");
+    return os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ");
   }
 }
 
@@ -313,9 +334,22 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
       sides.map(async (side) => {
         try {
           const r = await side.child.request<{ params: number; threads: string | number }>(side.setup, 600_000);
-          if (r.params !== result.params) throw new BenchError(`${side.child.label} model has ${r.params} parameters, flowmatch's has ${result.params}`);
+          if (r.params !== result.params)
+            throw new BenchError(`${side.child.label} model has ${r.params} parameters, flowmatch's has ${result.params}`);
           const threads = side.backend === "torch" ? `PyTorch ${r.threads}` : String(r.threads);
-          alive.set(side, { side: side.child.label, backend: side.backend, threads, params: r.params, blocks: [], iterations: 0, medianSeconds: NaN, maxRssKiB: 0, rssFirstKiB: 0, rssLastKiB: 0, rssAt: [] });
+          alive.set(side, {
+            side: side.child.label,
+            backend: side.backend,
+            threads,
+            params: r.params,
+            blocks: [],
+            iterations: 0,
+            medianSeconds: NaN,
+            maxRssKiB: 0,
+            rssFirstKiB: 0,
+            rssLastKiB: 0,
+            rssAt: [],
+          });
         } catch (err) {
           fail(side, err);
         }
@@ -351,7 +385,10 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
       const res = alive.get(side);
       if (!res) continue;
       try {
-        const r = await side.child.request<RunReply>({ op: "run", seconds: opts.warmupSeconds, minIters: 1 }, runTimeout(opts.warmupSeconds));
+        const r = await side.child.request<RunReply>(
+          { op: "run", seconds: opts.warmupSeconds, minIters: 1 },
+          runTimeout(opts.warmupSeconds),
+        );
         res.rssFirstKiB = r.rssKiB;
         roundSeconds += Math.max(opts.blockSeconds, r.seconds / r.iters);
       } catch (err) {
@@ -366,7 +403,10 @@ async function runWorkload(w: Workload, opts: Options, torch: TorchInfo, log: (s
         const res = alive.get(side);
         if (!res) continue;
         try {
-          const r = await side.child.request<RunReply>({ op: "run", seconds: opts.blockSeconds, minIters: 1 }, runTimeout(opts.blockSeconds));
+          const r = await side.child.request<RunReply>(
+            { op: "run", seconds: opts.blockSeconds, minIters: 1 },
+            runTimeout(opts.blockSeconds),
+          );
           res.blocks.push(r.seconds / r.iters);
           res.iterations += r.iters;
           res.rssLastKiB = r.rssKiB;
@@ -418,14 +458,20 @@ function table(results: WorkloadResult[], torchVersion: string | null): string {
       ? `${s.rssAt.map((a) => `${mib(a.kib)} at step ${a.step}`).join(", ")}`
       : `${s.rssLastKiB >= s.rssFirstKiB ? "+" : ""}${((s.rssLastKiB - s.rssFirstKiB) / 1024).toFixed(1)} MiB over ${s.iterations} it`;
   for (const r of results) {
-    const ref = r.torch ? formatTime(r, r.torch.medianSeconds) : r.torchNote?.startsWith("reference failed") ? "reference failed" : "reference not available";
+    const ref = r.torch
+      ? formatTime(r, r.torch.medianSeconds)
+      : r.torchNote?.startsWith("reference failed")
+        ? "reference failed"
+        : "reference not available";
     if (r.flowmatch.length === 0) lines.push(`| ${r.title} | failed: ${r.errors.join("; ")} | ${ref} | | | |`);
     for (const fm of r.flowmatch) {
       const ratio = r.ratios[fm.backend];
       const ratioText = ratio === null || ratio === undefined ? "reference not available" : `${ratio.toFixed(2)}`;
       const rss = `${mib(fm.maxRssKiB)} / ${r.torch ? mib(r.torch.maxRssKiB) : "-"}`;
       const torchRss = r.torch?.rssAt.length ? `; PyTorch ${growth(r.torch)}` : "";
-      lines.push(`| ${r.title} | ${formatTime(r, fm.medianSeconds)} (${fm.backend}, ${fm.threads}) | ${ref} | ${ratioText} | ${rss} | ${growth(fm)}${torchRss} |`);
+      lines.push(
+        `| ${r.title} | ${formatTime(r, fm.medianSeconds)} (${fm.backend}, ${fm.threads}) | ${ref} | ${ratioText} | ${rss} | ${growth(fm)}${torchRss} |`,
+      );
     }
   }
   return lines.join("\n");
@@ -448,13 +494,22 @@ async function main(): Promise<void> {
   const threadsLine =
     `threads: flowmatch ${opts.threads} (jax-js pool, onnxruntime intra-op); PyTorch ${opts.torchThreads} (torch.set_num_threads)` +
     (opts.threads === opts.torchThreads ? "" : " -- not the same threads, so the ratio is not like for like");
-  console.log(`flowmatch bench ${startedAt.toISOString()}${opts.quick ? " (quick)" : ""}: ${opts.rounds} interleaved rounds (fewer, at least ${opts.minRounds}, when slow) of ~${opts.blockSeconds} s blocks per side, median per iteration`);
+  console.log(
+    `flowmatch bench ${startedAt.toISOString()}${opts.quick ? " (quick)" : ""}: ${opts.rounds} interleaved rounds (fewer, at least ${opts.minRounds}, when slow) of ~${opts.blockSeconds} s blocks per side, median per iteration`,
+  );
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}; node ${process.version}`);
-  console.log(torch.torch ? `reference: PyTorch ${torch.torch} (python ${torch.python}, numpy ${torch.numpy}) replicas of the same models and weights` : `reference not available: ${opts.python}: ${torch.error}`);
+  console.log(
+    torch.torch
+      ? `reference: PyTorch ${torch.torch} (python ${torch.python}, numpy ${torch.numpy}) replicas of the same models and weights`
+      : `reference not available: ${opts.python}: ${torch.error}`,
+  );
   console.log(threadsLine);
   console.log(`load average (1/5/15 min) at start: ${loadStart}`);
   const busy = Number(loadStart.split(" ")[0]) >= machine.cores;
-  if (busy) console.log(`note: the machine is busy (load ${loadStart.split(" ")[0]} on ${machine.cores} cores): times are slow and noisy; the interleaved ratio less so, but use more rounds before trusting it`);
+  if (busy)
+    console.log(
+      `note: the machine is busy (load ${loadStart.split(" ")[0]} on ${machine.cores} cores): times are slow and noisy; the interleaved ratio less so, but use more rounds before trusting it`,
+    );
   let busyLoop: ChildProcessWithoutNullStreams | null = null;
   if (opts.busyLoop) {
     const pin = spawnSync("taskset", ["--version"]).status === 0;
@@ -462,7 +517,9 @@ async function main(): Promise<void> {
     busyLoop = pin ? spawn("taskset", ["-c", "0", ...loop]) : spawn(loop[0], loop.slice(1));
     const loopProc = busyLoop;
     process.on("exit", () => loopProc.kill("SIGKILL"));
-    console.log(`competing load: one busy-loop process (pid ${busyLoop.pid}${pin ? ", pinned to core 0" : ""}) runs for the whole benchmark`);
+    console.log(
+      `competing load: one busy-loop process (pid ${busyLoop.pid}${pin ? ", pinned to core 0" : ""}) runs for the whole benchmark`,
+    );
   }
   const results: WorkloadResult[] = [];
   for (const w of workloads) {
@@ -471,7 +528,9 @@ async function main(): Promise<void> {
     results.push(r);
     for (const fm of r.flowmatch) {
       const ratio = r.ratios[fm.backend];
-      log(`  ${w.id} [${fm.backend}]: ${formatTime(r, fm.medianSeconds)}; PyTorch ${r.torch ? formatTime(r, r.torch.medianSeconds) : "n/a"}; ratio ${ratio == null ? "reference not available" : ratio.toFixed(2)}`);
+      log(
+        `  ${w.id} [${fm.backend}]: ${formatTime(r, fm.medianSeconds)}; PyTorch ${r.torch ? formatTime(r, r.torch.medianSeconds) : "n/a"}; ratio ${ratio == null ? "reference not available" : ratio.toFixed(2)}`,
+      );
     }
   }
   busyLoop?.kill("SIGKILL");
@@ -484,11 +543,20 @@ async function main(): Promise<void> {
   const report = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    mode: { quick: opts.quick, rounds: opts.rounds, minRounds: opts.minRounds, budgetSeconds: opts.budgetSeconds, blockSeconds: opts.blockSeconds, warmupSeconds: opts.warmupSeconds },
+    mode: {
+      quick: opts.quick,
+      rounds: opts.rounds,
+      minRounds: opts.minRounds,
+      budgetSeconds: opts.budgetSeconds,
+      blockSeconds: opts.blockSeconds,
+      warmupSeconds: opts.warmupSeconds,
+    },
     machine,
     load: { start: loadStart, end: loadEnd },
     node: process.version,
-    torch: torch.torch ? { version: torch.torch, python: torch.python, numpy: torch.numpy ?? null } : { version: null, note: `reference not available: ${torch.error}` },
+    torch: torch.torch
+      ? { version: torch.torch, python: torch.python, numpy: torch.numpy ?? null }
+      : { version: null, note: `reference not available: ${torch.error}` },
     threads: { flowmatch: opts.threads, torch: opts.torchThreads },
     busyLoop: opts.busyLoop,
     results,

@@ -65,7 +65,11 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
     // The ort backend traces the UNet with native convolutions (NCHW) and no memory pattern, as train-image does.
     const model = isMlp(w) ? mlpModel(w.model) : unetModel(w.model, backend === "ort" ? "nchw" : "hbwc");
     const ortThreads = threads ?? 2; // trainers.ts's default
-    const trainer = await createTrainer(backend, { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, { threads: ortThreads, memPattern: isMlp(w) });
+    const trainer = await createTrainer(
+      backend,
+      { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 },
+      { threads: ortThreads, memPattern: isMlp(w) },
+    );
     const pool = batchPool(w, rng);
     let i = 0;
     return {
@@ -159,7 +163,15 @@ async function main(): Promise<void> {
   let runner: Runner | null = null;
   for await (const line of createInterface({ input: process.stdin })) {
     if (line.trim() === "") continue;
-    const req = JSON.parse(line) as { op: string; workload?: Workload; weights?: string; backend?: Backend; threads?: number | null; seconds?: number; minIters?: number };
+    const req = JSON.parse(line) as {
+      op: string;
+      workload?: Workload;
+      weights?: string;
+      backend?: Backend;
+      threads?: number | null;
+      seconds?: number;
+      minIters?: number;
+    };
     try {
       if (req.op === "setup") {
         runner = await setup(req.workload as Workload, loadParams(req.weights as string), req.backend as Backend, req.threads ?? null);

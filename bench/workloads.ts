@@ -45,16 +45,82 @@ export function isMlp(w: Workload): w is MlpWorkload {
 }
 
 /** MNIST-shaped UNet with `train-image`'s defaults (time embedding 64, 8 groups). */
-const mnistUnet = (channels: number[]): UnetConfig => ({ channels, numClasses: 10, timeEmbDim: 64, groups: 8, inChannels: 1, height: 28, width: 28 });
+const mnistUnet = (channels: number[]): UnetConfig => ({
+  channels,
+  numClasses: 10,
+  timeEmbDim: 64,
+  groups: 8,
+  inChannels: 1,
+  height: 28,
+  width: 28,
+});
 
 export const WORKLOADS: readonly Workload[] = [
-  { id: "mlp-default", title: "2-D MLP 256x3 train step, batch 256", kind: "train-mlp", model: DEFAULT_MLP, batch: 256, backends: TRAIN_BACKENDS, unit: "ms/step" },
-  { id: "mlp-large", title: "2-D MLP 512x3 train step, batch 4096", kind: "train-mlp", model: { ...DEFAULT_MLP, hidden: 512 }, batch: 4096, backends: TRAIN_BACKENDS, unit: "ms/step" },
-  { id: "unet-recipe", title: "UNet 16,32,32 training, batch 32", kind: "train-unet", model: mnistUnet([16, 32, 32]), batch: 32, backends: TRAIN_BACKENDS, unit: "img/s" },
-  { id: "unet-default", title: "UNet 32,64,64 training, batch 32", kind: "train-unet", model: mnistUnet([32, 64, 64]), batch: 32, backends: TRAIN_BACKENDS, unit: "img/s" },
-  { id: "rss-2d", title: "2-D MLP 256x3 train, batch 256: RSS over a long run", kind: "train-mlp", model: DEFAULT_MLP, batch: 256, steps: 10_000, backends: ["ort"], unit: "ms/step" },
-  { id: "sample-2d", title: "2-D sampling RK4 NFE 100, batch 4000", kind: "sample-mlp", model: DEFAULT_MLP, batch: 4000, nfe: 100, backends: ["jax", "ort"], unit: "s/run" },
-  { id: "unet-forward", title: "UNet 32,64,64 forward, batch 64", kind: "forward-unet", model: mnistUnet([32, 64, 64]), batch: 64, backends: ["ort"], unit: "img/s" },
+  {
+    id: "mlp-default",
+    title: "2-D MLP 256x3 train step, batch 256",
+    kind: "train-mlp",
+    model: DEFAULT_MLP,
+    batch: 256,
+    backends: TRAIN_BACKENDS,
+    unit: "ms/step",
+  },
+  {
+    id: "mlp-large",
+    title: "2-D MLP 512x3 train step, batch 4096",
+    kind: "train-mlp",
+    model: { ...DEFAULT_MLP, hidden: 512 },
+    batch: 4096,
+    backends: TRAIN_BACKENDS,
+    unit: "ms/step",
+  },
+  {
+    id: "unet-recipe",
+    title: "UNet 16,32,32 training, batch 32",
+    kind: "train-unet",
+    model: mnistUnet([16, 32, 32]),
+    batch: 32,
+    backends: TRAIN_BACKENDS,
+    unit: "img/s",
+  },
+  {
+    id: "unet-default",
+    title: "UNet 32,64,64 training, batch 32",
+    kind: "train-unet",
+    model: mnistUnet([32, 64, 64]),
+    batch: 32,
+    backends: TRAIN_BACKENDS,
+    unit: "img/s",
+  },
+  {
+    id: "rss-2d",
+    title: "2-D MLP 256x3 train, batch 256: RSS over a long run",
+    kind: "train-mlp",
+    model: DEFAULT_MLP,
+    batch: 256,
+    steps: 10_000,
+    backends: ["ort"],
+    unit: "ms/step",
+  },
+  {
+    id: "sample-2d",
+    title: "2-D sampling RK4 NFE 100, batch 4000",
+    kind: "sample-mlp",
+    model: DEFAULT_MLP,
+    batch: 4000,
+    nfe: 100,
+    backends: ["jax", "ort"],
+    unit: "s/run",
+  },
+  {
+    id: "unet-forward",
+    title: "UNet 32,64,64 forward, batch 64",
+    kind: "forward-unet",
+    model: mnistUnet([32, 64, 64]),
+    batch: 64,
+    backends: ["ort"],
+    unit: "img/s",
+  },
 ];
 
 /** Workloads named by --only: exact ids or group prefixes ("mlp" = every "mlp-..."). */

@@ -170,4 +170,4 @@ export {
   type KnownModel,
 } from "./pipelines/model.js";
 export type { Toy2dCheckpointConfig, Toy2dTrainConfig } from "./pipelines/toy2d.js";
-export type { ImageCheckpointConfig, ImageTrainConfig } from "./pipelines/images.js";
+export type { ImageCheckpointConfig, ImageTrainConfig, ImageCoupling } from "./pipelines/images.js";

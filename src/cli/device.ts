@@ -20,7 +20,10 @@ const NO_ENGINE = new Set(["serve", "export"]);
 
 export function registerDeviceOption(program: Command): void {
   program.addOption(
-    new Option("--device <name>", "where jax-js runs tensors: wasm (CPU) or webgpu (a GPU through WebGPU; on Node needs the npm package `webgpu`)").choices(DEVICES),
+    new Option(
+      "--device <name>",
+      "where jax-js runs tensors: wasm (CPU) or webgpu (a GPU through WebGPU; on Node needs the npm package `webgpu`)",
+    ).choices(DEVICES),
   );
   program.hook("preAction", async (root, action) => {
     const device = root.opts().device as DeviceName | undefined;
@@ -37,7 +40,10 @@ export function registerDeviceOption(program: Command): void {
     for (const [flag, ortValue, engineValue, what] of ONNX_CHOICES) {
       if (action.getOptionValue(flag) !== ortValue) continue;
       if (action.getOptionValueSource(flag) === "cli") {
-        throw new UserError(`--device ${device} runs jax-js, but --${flag} ${ortValue} ${what} on onnxruntime's CPU: ` + `use --${flag} ${engineValue}, or drop --device`);
+        throw new UserError(
+          `--device ${device} runs jax-js, but --${flag} ${ortValue} ${what} on onnxruntime's CPU: ` +
+            `use --${flag} ${engineValue}, or drop --device`,
+        );
       }
       action.setOptionValueWithSource(flag, engineValue, "implied");
     }
@@ -52,7 +58,11 @@ async function startDevice(device: DeviceName): Promise<void> {
       const { provideNodeWebgpu } = await import("../engine/webgpuNode.js");
       await provideNodeWebgpu();
       const adapter = await webgpuAdapterInfo();
-      if (adapter) process.stderr.write(`device: webgpu on ${describeAdapter(adapter)}` + `${adapter.isFallbackAdapter ? "; a CPU emulation: check results, not speed" : ""}\n`);
+      if (adapter)
+        process.stderr.write(
+          `device: webgpu on ${describeAdapter(adapter)}` +
+            `${adapter.isFallbackAdapter ? "; a CPU emulation: check results, not speed" : ""}\n`,
+        );
     }
     await initEngine(device);
   } catch (err) {

@@ -80,7 +80,10 @@ function outOfMemoryMessage(err: unknown): string | null {
   if (!(err instanceof Error)) return null;
   const m = err.message;
   if (/memory32 limit|Out of memory|Cannot allocate Wasm memory|WebAssembly\.Memory/i.test(m)) {
-    return `out of engine memory (${m}); the engine's WebAssembly heap holds at most 4 GiB: ` + `use a smaller --batch-size, --n, --hidden or --channels`;
+    return (
+      `out of engine memory (${m}); the engine's WebAssembly heap holds at most 4 GiB: ` +
+      `use a smaller --batch-size, --n, --hidden or --channels`
+    );
   }
   if (err instanceof RangeError && /Array buffer allocation failed|Invalid typed array length|Invalid array length/i.test(m)) {
     return `out of memory (${m}); use a smaller --batch-size, --n, --pairs, --hidden or --channels`;

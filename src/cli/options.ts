@@ -105,7 +105,9 @@ export function guidance(value: string): number {
   const w = Number(value);
   const [lo, hi] = GUIDANCE_RANGE;
   if (!Number.isFinite(w) || w < lo || w > hi) {
-    throw new InvalidArgumentError(`must be a number from ${lo} to ${hi} (0 = unconditional, 1 = conditional, 1-5 typical), got "${value}"`);
+    throw new InvalidArgumentError(
+      `must be a number from ${lo} to ${hi} (0 = unconditional, 1 = conditional, 1-5 typical), got "${value}"`,
+    );
   }
   return w;
 }
@@ -179,7 +181,8 @@ export const imageDataset = asFlag((value: string) => {
 export function checkNfeFlags(cmd: Command, solver: SolverName, nfes: number[], nfeOption = "nfe"): void {
   const flag = `--${nfeOption.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}`;
   if (solver === "dopri5") {
-    if (cmd.getOptionValueSource(nfeOption) === "cli") process.stderr.write(`note: dopri5 chooses its own steps; ${flag} is ignored and the evaluations made are reported\n`);
+    if (cmd.getOptionValueSource(nfeOption) === "cli")
+      process.stderr.write(`note: dopri5 chooses its own steps; ${flag} is ignored and the evaluations made are reported\n`);
     return;
   }
   for (const nfe of nfes) {

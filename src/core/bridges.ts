@@ -31,7 +31,8 @@ export function bridgePath(
   checkBridgeSigma(sigma);
   const n = t.length;
   const dim = x0.length / n;
-  if (x1.length !== x0.length || eps.length !== x0.length) throw new Error(`bridgePath needs x0, x1 and eps of one shape, got ${x0.length}, ${x1.length}, ${eps.length}`);
+  if (x1.length !== x0.length || eps.length !== x0.length)
+    throw new Error(`bridgePath needs x0, x1 and eps of one shape, got ${x0.length}, ${x1.length}, ${eps.length}`);
   const xt = new Float32Array(x0.length);
   const ut = new Float32Array(x0.length);
   for (let i = 0; i < n; i++) {

@@ -64,7 +64,8 @@ export function otCouple(x0: Float32Array, x1: Float32Array, dim: number, labels
  */
 export function otCoupleByClass(x0: Float32Array, x1: Float32Array, dim: number, labels: Int32Array): { x0: Float32Array } {
   const n = labels.length;
-  if (x0.length !== n * dim || x1.length !== n * dim) throw new Error(`class-aware OT needs ${n} rows of ${dim} in x0 and x1, got ${x0.length / dim} and ${x1.length / dim}`);
+  if (x0.length !== n * dim || x1.length !== n * dim)
+    throw new Error(`class-aware OT needs ${n} rows of ${dim} in x0 and x1, got ${x0.length / dim} and ${x1.length / dim}`);
   const byClass = new Map<number, number[]>();
   for (let i = 0; i < n; i++) {
     const rows = byClass.get(labels[i]) ?? [];

@@ -67,7 +67,13 @@ export function modelField(model: VelocityModel, host: HostParams, opts: ModelFi
       return toHost(v);
     }
     // guidedVelocity: both halves in one network call per evaluation (the formula ONNX exports trace).
-    const v = guidedForward(tree.ref(params), fromHost(x, [n, ...opts.sampleShape]), np.full([n], t), np.array(opts.labels as Int32Array, { dtype: np.int32 }), np.array(opts.guidance as number, { dtype: np.float32 }));
+    const v = guidedForward(
+      tree.ref(params),
+      fromHost(x, [n, ...opts.sampleShape]),
+      np.full([n], t),
+      np.array(opts.labels as Int32Array, { dtype: np.int32 }),
+      np.array(opts.guidance as number, { dtype: np.float32 }),
+    );
     return toHost(v);
   };
   return {

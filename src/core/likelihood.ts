@@ -77,7 +77,8 @@ async function integrateWithDivergence(
   opts: LogLikelihoodOptions,
 ): Promise<{ x: Float32Array; integral: Float64Array; stderr?: Float64Array; nfe: number }> {
   const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
-  if (x.length % dim !== 0) throw new UserError(`data has ${x.length} values, not a whole number of samples of shape [${opts.sampleShape.join(", ")}]`);
+  if (x.length % dim !== 0)
+    throw new UserError(`data has ${x.length} values, not a whole number of samples of shape [${opts.sampleShape.join(", ")}]`);
   const n = x.length / dim;
   const k = opts.estimates ?? 1;
   const state = new Float32Array(x.length + k * n);
@@ -90,7 +91,14 @@ async function integrateWithDivergence(
     out.set(div, n * dim);
     return out;
   };
-  const r = await odeint(augmented, state, { solver: opts.solver ?? "dopri5", t0, t1, rtol: opts.rtol ?? 1e-5, atol: opts.atol ?? 1e-5, nfe: opts.nfe });
+  const r = await odeint(augmented, state, {
+    solver: opts.solver ?? "dopri5",
+    t0,
+    t1,
+    rtol: opts.rtol ?? 1e-5,
+    atol: opts.atol ?? 1e-5,
+    nfe: opts.nfe,
+  });
   const acc = r.x.subarray(n * dim);
   const integral = new Float64Array(n);
   const stderr = k >= 2 ? new Float64Array(n) : undefined;
@@ -111,7 +119,11 @@ async function integrateWithDivergence(
  * Integrate [x, L_1..L_K] from t = 1 to 0 with dx/dt = v and dL_k/dt = div_k v (K divergence
  * estimates per sample); log p1 = log p0(x0) + mean_k L_k(0).
  */
-export async function logLikelihoodWith(field: FieldWithDivergence, x: Float32Array, opts: LogLikelihoodOptions): Promise<LogLikelihoodResult> {
+export async function logLikelihoodWith(
+  field: FieldWithDivergence,
+  x: Float32Array,
+  opts: LogLikelihoodOptions,
+): Promise<LogLikelihoodResult> {
   const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
   const r = await integrateWithDivergence(field, x, 1, 0, opts);
   const logp0 = gaussianLogDensity(r.x, dim);
@@ -141,7 +153,11 @@ export interface SampleWithLogDensityResult {
  * log p1(x1) = log N(x0; 0, I) - L(1). Every evaluation yields the velocity and the divergence
  * together: the samples cost the same evaluations as a plain solve with the same solver.
  */
-export async function sampleWithLogDensityWith(field: FieldWithDivergence, x0: Float32Array, opts: LogLikelihoodOptions): Promise<SampleWithLogDensityResult> {
+export async function sampleWithLogDensityWith(
+  field: FieldWithDivergence,
+  x0: Float32Array,
+  opts: LogLikelihoodOptions,
+): Promise<SampleWithLogDensityResult> {
   const dim = opts.sampleShape.reduce((a, b) => a * b, 1);
   const r = await integrateWithDivergence(field, x0, 0, 1, opts);
   const logp0 = gaussianLogDensity(x0, dim);
@@ -156,7 +172,16 @@ export async function sampleWithLogDensityWith(field: FieldWithDivergence, x0: F
  * summed into the trace) or [K, n] (one Hutchinson estimate per probe). Consumes x, t, y, the
  * tangents and p. Jitted on the engine and traced as is into ONNX (io/onnx.ts).
  */
-export function velocityAndDivergence(model: VelocityModel, p: Params, x: Array, t: Array, y: Array, tangents: Array[], sampleRank: number, exact: boolean): [Array, Array] {
+export function velocityAndDivergence(
+  model: VelocityModel,
+  p: Params,
+  x: Array,
+  t: Array,
+  y: Array,
+  tangents: Array[],
+  sampleRank: number,
+  exact: boolean,
+): [Array, Array] {
   const f = (xx: Array) => model.apply(tree.ref(p), xx, t.ref, y.ref);
   let v: Array | null = null;
   const terms: Array[] = [];
@@ -266,7 +291,12 @@ export interface ModelLogLikelihoodOptions extends Omit<LogLikelihoodOptions, "e
  * the model's divergence (Dopri5, rtol = atol = 1e-5 by default). With Hutchinson probes the
  * result also carries each sample's standard error over the probes.
  */
-export async function logLikelihood(model: VelocityModel, params: HostParams, x: Float32Array, opts: ModelLogLikelihoodOptions): Promise<LogLikelihoodResult> {
+export async function logLikelihood(
+  model: VelocityModel,
+  params: HostParams,
+  x: Float32Array,
+  opts: ModelLogLikelihoodOptions,
+): Promise<LogLikelihoodResult> {
   const f = modelDivergenceField(model, params, { sampleShape: opts.sampleShape, divergence: opts.divergence, labels: opts.labels });
   try {
     return await logLikelihoodWith(f.field, x, { ...opts, estimates: f.estimates });
@@ -276,7 +306,12 @@ export async function logLikelihood(model: VelocityModel, params: HostParams, x:
 }
 
 /** sampleWithLogDensityWith for a model: its divergence exactly (low dimensions) or by Hutchinson probes. */
-export async function sampleWithLogDensity(model: VelocityModel, params: HostParams, x0: Float32Array, opts: ModelLogLikelihoodOptions): Promise<SampleWithLogDensityResult> {
+export async function sampleWithLogDensity(
+  model: VelocityModel,
+  params: HostParams,
+  x0: Float32Array,
+  opts: ModelLogLikelihoodOptions,
+): Promise<SampleWithLogDensityResult> {
   const f = modelDivergenceField(model, params, { sampleShape: opts.sampleShape, divergence: opts.divergence, labels: opts.labels });
   try {
     return await sampleWithLogDensityWith(f.field, x0, { ...opts, estimates: f.estimates });

@@ -86,6 +86,9 @@ export function unetForwardBytes(cfg: UnetConfig, n: number): number {
 /** Throws a UserError naming the estimate, the limit and the fix when `bytes` exceed the engine heap. */
 export function assertEngineFits(bytes: number, what: string, fix: string): void {
   if (bytes > ENGINE_MEMORY_LIMIT) {
-    throw new UserError(`${what} needs about ${formatBytes(bytes)} of engine memory, ` + `more than the engine's ${formatBytes(ENGINE_MEMORY_LIMIT)} limit (WebAssembly memory32); ${fix}`);
+    throw new UserError(
+      `${what} needs about ${formatBytes(bytes)} of engine memory, ` +
+        `more than the engine's ${formatBytes(ENGINE_MEMORY_LIMIT)} limit (WebAssembly memory32); ${fix}`,
+    );
   }
 }

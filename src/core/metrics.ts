@@ -59,7 +59,12 @@ function w2SquaredSorted(a: Float64Array, b: Float64Array): number {
  * figures are comparable across runs. Non-finite points make the result NaN.
  * For a shift by d of the same distribution in 2-D, SW2 = |d| sqrt(E cos^2) = |d| / sqrt(2).
  */
-export function slicedWasserstein2(a: Float32Array, b: Float32Array, dim: number, opts: { directions?: number; seed?: number } = {}): number {
+export function slicedWasserstein2(
+  a: Float32Array,
+  b: Float32Array,
+  dim: number,
+  opts: { directions?: number; seed?: number } = {},
+): number {
   const na = rowCount(a, dim, "first sample", 1);
   const nb = rowCount(b, dim, "second sample", 1);
   const directions = opts.directions ?? 128;
@@ -123,11 +128,17 @@ function subsample(x: Float32Array, dim: number, max: number, seed: number): Flo
  * subsampled to `maxSamples` rows (default 2000) by a seeded draw, since the cost is quadratic.
  * Identical distributions give ~0 (slightly negative is possible: the estimate is unbiased).
  */
-export function mmdRbf(a: Float32Array, b: Float32Array, dim: number, opts: { bandwidths?: number[]; maxSamples?: number; seed?: number } = {}): number {
+export function mmdRbf(
+  a: Float32Array,
+  b: Float32Array,
+  dim: number,
+  opts: { bandwidths?: number[]; maxSamples?: number; seed?: number } = {},
+): number {
   rowCount(a, dim, "first sample", 2);
   rowCount(b, dim, "second sample", 2);
   const bandwidths = opts.bandwidths ?? [0.1, 0.2, 0.5, 1, 2, 5];
-  if (bandwidths.length === 0 || bandwidths.some((h) => !(h > 0))) throw new RangeError(`bandwidths must be positive numbers, got [${bandwidths.join(", ")}]`);
+  if (bandwidths.length === 0 || bandwidths.some((h) => !(h > 0)))
+    throw new RangeError(`bandwidths must be positive numbers, got [${bandwidths.join(", ")}]`);
   const maxSamples = opts.maxSamples ?? 2000;
   if (!Number.isInteger(maxSamples) || maxSamples < 2) throw new RangeError(`maxSamples must be an integer >= 2, got ${maxSamples}`);
   const seed = opts.seed ?? DEFAULT_SUBSAMPLE_SEED;
@@ -239,7 +250,11 @@ function fractionInBalls(query: Float32Array, centres: Float32Array, radii2: Flo
  * neighbours come from a spatial index, never an n x n matrix, so n = 10,000 takes well under a
  * second. Non-finite generated points count as outside and carry no ball.
  */
-export function precisionRecall(real: Float32Array, generated: Float32Array, opts: { k?: number } = {}): { precision: number; recall: number } {
+export function precisionRecall(
+  real: Float32Array,
+  generated: Float32Array,
+  opts: { k?: number } = {},
+): { precision: number; recall: number } {
   const k = opts.k ?? 3;
   return {
     precision: fractionInBalls(generated, real, knnRadiiSquared(real, k)),
@@ -302,7 +317,12 @@ export function histogramTV(x: Float32Array, density: KnownDensity2d): number {
   let massInBox = 0;
   for (let by = 0; by < B; by++) {
     for (let bx = 0; bx < B; bx++) {
-      const m = density.mass(x0 + ((x1 - x0) * bx) / B, x0 + ((x1 - x0) * (bx + 1)) / B, y0 + ((y1 - y0) * by) / B, y0 + ((y1 - y0) * (by + 1)) / B);
+      const m = density.mass(
+        x0 + ((x1 - x0) * bx) / B,
+        x0 + ((x1 - x0) * (bx + 1)) / B,
+        y0 + ((y1 - y0) * by) / B,
+        y0 + ((y1 - y0) * (by + 1)) / B,
+      );
       massInBox += m;
       tv += Math.abs(counts[by * B + bx] / n - m);
     }
@@ -443,14 +463,17 @@ export function symmetricEigenvalues(m: Float64Array, d: number): Float64Array {
         if (Math.abs(apq) < 1e-300) continue;
         const theta = (a[q * d + q] - a[p * d + p]) / (2 * apq);
         const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1), s = t * c;
+        const c = 1 / Math.sqrt(t * t + 1),
+          s = t * c;
         for (let k = 0; k < d; k++) {
-          const akp = a[k * d + p], akq = a[k * d + q];
+          const akp = a[k * d + p],
+            akq = a[k * d + q];
           a[k * d + p] = c * akp - s * akq;
           a[k * d + q] = s * akp + c * akq;
         }
         for (let k = 0; k < d; k++) {
-          const apk = a[p * d + k], aqk = a[q * d + k];
+          const apk = a[p * d + k],
+            aqk = a[q * d + k];
           a[p * d + k] = c * apk - s * aqk;
           a[q * d + k] = s * apk + c * aqk;
         }
@@ -473,17 +496,19 @@ export function frechetDistance(mu1: Float64Array, s1: Float64Array, mu2: Float6
   // loop, so use the symmetric product B = L^T S2 L with S1 = L L^T (Cholesky, jittered if singular).
   const L = cholesky(s1, d);
   const tmp = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
-    let v = 0;
-    for (let k = 0; k < d; k++) v += s2[i * d + k] * L[k * d + j];
-    tmp[i * d + j] = v;
-  }
+  for (let i = 0; i < d; i++)
+    for (let j = 0; j < d; j++) {
+      let v = 0;
+      for (let k = 0; k < d; k++) v += s2[i * d + k] * L[k * d + j];
+      tmp[i * d + j] = v;
+    }
   const b = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
-    let v = 0;
-    for (let k = 0; k < d; k++) v += L[k * d + i] * tmp[k * d + j];
-    b[i * d + j] = v;
-  }
+  for (let i = 0; i < d; i++)
+    for (let j = 0; j < d; j++) {
+      let v = 0;
+      for (let k = 0; k < d; k++) v += L[k * d + i] * tmp[k * d + j];
+      b[i * d + j] = v;
+    }
   let trSqrt = 0;
   for (const e of symmetricEigenvalues(b, d)) trSqrt += Math.sqrt(Math.max(0, e));
   return Math.max(0, dist - 2 * trSqrt);
@@ -507,13 +532,15 @@ function cholesky(s: Float64Array, d: number): Float64Array {
 
 /** Fréchet distance between the Gaussians fitted to two feature sets ([n, d] flattened each). */
 export function frechetDistanceOf(a: Float32Array, b: Float32Array, d: number): number {
-  const x = meanCovariance(a, d), y = meanCovariance(b, d);
+  const x = meanCovariance(a, d),
+    y = meanCovariance(b, d);
   return frechetDistance(x.mean, x.cov, y.mean, y.cov);
 }
 
 /** Fraction of rows of `logits` ([n, k] flattened) whose largest entry is at the row's label. */
 export function classAccuracy(logits: Float32Array, labels: Int32Array): number {
-  const n = labels.length, k = logits.length / n;
+  const n = labels.length,
+    k = logits.length / n;
   let right = 0;
   for (let i = 0; i < n; i++) {
     let best = 0;

@@ -49,15 +49,30 @@ function logSumExp(values: Float64Array): number {
  * iterations, as POT does). If the scalings overflow (a reg far below the costs), it starts over in
  * the log domain, which cannot.
  */
-export function sinkhornPlan(cost: Float64Array, n: number, m: number, opts: SinkhornOptions): { plan: Float64Array; iterations: number; error: number } {
+export function sinkhornPlan(
+  cost: Float64Array,
+  n: number,
+  m: number,
+  opts: SinkhornOptions,
+): { plan: Float64Array; iterations: number; error: number } {
   const { reg } = opts;
   if (!(reg > 0 && Number.isFinite(reg))) throw new UserError(`--reg must be a positive number (the entropic regularisation), got ${reg}`);
   if (cost.length !== n * m) throw new Error(`cost has ${cost.length} entries for a ${n} x ${m} plan`);
-  return sinkhornScaling(cost, n, m, reg, opts.tol ?? 1e-9, opts.maxIter ?? 1000) ?? sinkhornLog(cost, n, m, reg, opts.tol ?? 1e-9, opts.maxIter ?? 1000);
+  return (
+    sinkhornScaling(cost, n, m, reg, opts.tol ?? 1e-9, opts.maxIter ?? 1000) ??
+    sinkhornLog(cost, n, m, reg, opts.tol ?? 1e-9, opts.maxIter ?? 1000)
+  );
 }
 
 /** Kernel-scaling Sinkhorn; null when a scaling stops being finite. */
-function sinkhornScaling(cost: Float64Array, n: number, m: number, reg: number, tol: number, maxIter: number): { plan: Float64Array; iterations: number; error: number } | null {
+function sinkhornScaling(
+  cost: Float64Array,
+  n: number,
+  m: number,
+  reg: number,
+  tol: number,
+  maxIter: number,
+): { plan: Float64Array; iterations: number; error: number } | null {
   // Subtracting each row's and then each column's smallest cost rescales K's rows and columns
   // (absorbed by u and v) and leaves a 1 in every row and column, so no sum starts at zero.
   const rowMin = new Float64Array(n).fill(Infinity);
@@ -101,7 +116,14 @@ function sinkhornScaling(cost: Float64Array, n: number, m: number, reg: number, 
 }
 
 /** Log-domain Sinkhorn on the potentials f, g: slower (an exp per entry per iteration) but never overflows. */
-function sinkhornLog(cost: Float64Array, n: number, m: number, reg: number, tol: number, maxIter: number): { plan: Float64Array; iterations: number; error: number } {
+function sinkhornLog(
+  cost: Float64Array,
+  n: number,
+  m: number,
+  reg: number,
+  tol: number,
+  maxIter: number,
+): { plan: Float64Array; iterations: number; error: number } {
   const logA = -Math.log(n);
   const logB = -Math.log(m);
   const f = new Float64Array(n);
@@ -152,7 +174,10 @@ export function sinkhornCouple(
   const { plan, error, iterations } = sinkhornPlan(squaredDistances(x0, x1, dim), n, m, opts);
   // A plan far from its marginals would drop or repeat points wholesale: refuse rather than train on it.
   if (!(error <= 1e-4)) {
-    throw new UserError(`Sinkhorn did not converge at --reg ${opts.reg} (marginal error ${error.toExponential(1)} after ${iterations} iterations); ` + `raise --reg (squared-distance units, e.g. 0.1) or use --coupling ot`);
+    throw new UserError(
+      `Sinkhorn did not converge at --reg ${opts.reg} (marginal error ${error.toExponential(1)} after ${iterations} iterations); ` +
+        `raise --reg (squared-distance units, e.g. 0.1) or use --coupling ot`,
+    );
   }
   const cdf = new Float64Array(plan.length);
   let acc = 0;

@@ -58,8 +58,13 @@ const DOPRI5: Tableau & { bHat: number[]; dense: number[] } = {
   bHat: [5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40],
   // Continuous extension coefficients (Hairer's dopri5.f, CONTD5) for states inside a step.
   dense: [
-    -12715105075 / 11282082432, 0, 87487479700 / 32700410799, -10690763975 / 1880347072, 701980252875 / 199316789632,
-    -1453857185 / 822651844, 69997945 / 29380423,
+    -12715105075 / 11282082432,
+    0,
+    87487479700 / 32700410799,
+    -10690763975 / 1880347072,
+    701980252875 / 199316789632,
+    -1453857185 / 822651844,
+    69997945 / 29380423,
   ],
 };
 const DOPRI5_ERR = DOPRI5.b.map((b, j) => b - DOPRI5.bHat[j]);
@@ -79,7 +84,9 @@ export function stepsForNfe(solver: SolverName, nfe: number, flag = "--nfe"): nu
   if (nfe % per === 0) return nfe / per;
   const lower = Math.floor(nfe / per) * per;
   const options = [lower, lower + per].filter((v) => v > 0).map((v) => `${flag} ${v}`);
-  throw new UserError(`${solver} makes ${per} network evaluations per step, so it cannot spend ${flag} ${nfe}; use ${options.join(" or ")}`);
+  throw new UserError(
+    `${solver} makes ${per} network evaluations per step, so it cannot spend ${flag} ${nfe}; use ${options.join(" or ")}`,
+  );
 }
 
 /** How odeint integrates: the solver, the time span, the step budget or tolerances, and what to record. */
@@ -139,7 +146,8 @@ export async function odeint(field: VelocityField, x0: Float32Array, opts: OdeOp
   const t1 = opts.t1 ?? 1;
   if (!Number.isFinite(t0) || !Number.isFinite(t1)) throw new UserError(`integration times must be finite, got ${t0} -> ${t1}`);
   const saves = new SaveTimes(opts.saveAt, t0, t1);
-  if (opts.solver !== "dopri5" && opts.solver !== "ab2" && !TABLEAUS[opts.solver]) throw new UserError(`unknown solver "${String(opts.solver)}"; choose one of: ${SOLVERS.join(", ")}`);
+  if (opts.solver !== "dopri5" && opts.solver !== "ab2" && !TABLEAUS[opts.solver])
+    throw new UserError(`unknown solver "${String(opts.solver)}"; choose one of: ${SOLVERS.join(", ")}`);
   let steps = 0;
   if (opts.solver !== "dopri5") {
     if (opts.steps !== undefined) {
@@ -147,7 +155,9 @@ export async function odeint(field: VelocityField, x0: Float32Array, opts: OdeOp
       steps = opts.steps;
     } else steps = stepsForNfe(opts.solver, opts.nfe ?? 100) as number;
   } else if ((opts.timeGrid ?? "uniform") !== "uniform") {
-    throw new UserError(`dopri5 chooses its own steps, so a time grid ("${opts.timeGrid}") does not apply; use a fixed-step solver or the uniform grid`);
+    throw new UserError(
+      `dopri5 chooses its own steps, so a time grid ("${opts.timeGrid}") does not apply; use a fixed-step solver or the uniform grid`,
+    );
   }
   // The one place evaluations happen: count them here (the reported NFE is the number made) and
   // let the event loop run between them so Ctrl-C can stop a long solve.
@@ -322,7 +332,14 @@ function scaledRms(v: ArrayLike<number>, scale: Float64Array): number {
   return Math.sqrt(s / scale.length);
 }
 
-async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: number, saves: SaveTimes, opts: OdeOptions): Promise<Omit<OdeResult, "nfe">> {
+async function dopri5(
+  field: VelocityField,
+  x0: Float32Array,
+  t0: number,
+  t1: number,
+  saves: SaveTimes,
+  opts: OdeOptions,
+): Promise<Omit<OdeResult, "nfe">> {
   const rtol = opts.rtol ?? 1e-5;
   const atol = opts.atol ?? 1e-5;
   const maxSteps = opts.maxSteps ?? 10000;
@@ -351,7 +368,11 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
   const d1 = scaledRms(k1, scale);
   const h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * (d0 / d1);
   const k2 = await evaluate(field, combine(x, dir * h0, [1], [k1]), t + dir * h0);
-  const d2 = scaledRms(Float64Array.from(k2, (v, i) => v - k1[i]), scale) / h0;
+  const d2 =
+    scaledRms(
+      Float64Array.from(k2, (v, i) => v - k1[i]),
+      scale,
+    ) / h0;
   const h1 = Math.max(d1, d2) <= 1e-15 ? Math.max(1e-6, h0 * 1e-3) : Math.pow(0.01 / Math.max(d1, d2), 1 / 5);
   let h = Math.min(100 * h0, h1, Math.abs(t1 - t0));
 
@@ -361,7 +382,8 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
   while ((t1 - t) * dir > saves.eps) {
     if (steps + rejected >= maxSteps) {
       throw new Error(
-        `dopri5 exceeded ${maxSteps} steps at t=${t.toFixed(6)} of [${t0}, ${t1}]; ` + `the field may be stiff or not finite — loosen rtol/atol, raise maxSteps or use a fixed-step solver`,
+        `dopri5 exceeded ${maxSteps} steps at t=${t.toFixed(6)} of [${t0}, ${t1}]; ` +
+          `the field may be stiff or not finite — loosen rtol/atol, raise maxSteps or use a fixed-step solver`,
       );
     }
     // Stretch the step by up to 1% rather than leave a sliver before t1.
@@ -371,7 +393,8 @@ async function dopri5(field: VelocityField, x0: Float32Array, t0: number, t1: nu
     setScale(x, xNew);
     const errVec = combine(new Float64Array(n), hs, DOPRI5_ERR, ks);
     const err = scaledRms(errVec, scale);
-    if (!Number.isFinite(err)) throw new Error(`dopri5 hit a non-finite state at t=${t.toFixed(6)}; the velocity field returned NaN or Inf`);
+    if (!Number.isFinite(err))
+      throw new Error(`dopri5 hit a non-finite state at t=${t.toFixed(6)}; the velocity field returned NaN or Inf`);
     // Standard controller: h_new = h * 0.9 * err^(-1/5), factor in [0.2, 10]; no growth right after a rejection.
     const factor = Math.max(0.2, Math.min(lastRejected ? 1 : 10, 0.9 * Math.pow(Math.max(err, 1e-16), -1 / 5)));
     if (err <= 1) {

@@ -4,7 +4,18 @@
 // A step whose loss or gradient norm is not finite is skipped: weights, Adam moments, EMA and the
 // update count stay as they were, so one bad batch cannot poison the run.
 import { jit, np, tree, valueAndGrad, fromHost, toHost, type Array } from "../engine/index.js";
-import { adamStepSize, adamUpdate, emaDecayAt, emaUpdate, globalNorm, initAdamState, type AdamConfig, type AdamState, type HostParams, type Params } from "./optim.js";
+import {
+  adamStepSize,
+  adamUpdate,
+  emaDecayAt,
+  emaUpdate,
+  globalNorm,
+  initAdamState,
+  type AdamConfig,
+  type AdamState,
+  type HostParams,
+  type Params,
+} from "./optim.js";
 import type { VelocityModel } from "./models/family.js";
 
 /** A training batch on the host: noise x0, data x1, times t, path coefficients, optional labels. */
@@ -108,8 +119,7 @@ export function trainStepFn(opts: Pick<TrainerOptions, "model" | "adam" | "sampl
   return (state, x0, x1, t, coef, labels, stepSize, decay) => {
     // coef is [n, 4] = (alpha, sigma, dAlpha, dSigma): one upload instead of four.
     const [alpha, sigma, dAlpha, dSigma] = np.split(coef, 4, 1).map((c) => c.reshape(broadcast));
-    const lossOf = (p: Params) =>
-      cfmLoss(model, p, x0.ref, x1.ref, t.ref, alpha.ref, sigma.ref, dAlpha.ref, dSigma.ref, labels.ref);
+    const lossOf = (p: Params) => cfmLoss(model, p, x0.ref, x1.ref, t.ref, alpha.ref, sigma.ref, dAlpha.ref, dSigma.ref, labels.ref);
     const [loss, grads] = valueAndGrad(lossOf)(tree.ref(state.params));
     tree.dispose([x0, x1, t, alpha, sigma, dAlpha, dSigma, labels]);
     const norm = globalNorm(grads);
@@ -121,7 +131,11 @@ export function trainStepFn(opts: Pick<TrainerOptions, "model" | "adam" | "sampl
 }
 
 /** Host scalars fed to the step numbered k (1-based): Adam's bias-corrected step size and the EMA decay. */
-export function stepScalars(opts: Pick<TrainerOptions, "adam" | "emaDecay">, k: number, lr?: number): { stepSize: number; emaDecay: number } {
+export function stepScalars(
+  opts: Pick<TrainerOptions, "adam" | "emaDecay">,
+  k: number,
+  lr?: number,
+): { stepSize: number; emaDecay: number } {
   return { stepSize: adamStepSize(opts.adam, k, lr), emaDecay: emaDecayAt(opts.emaDecay, k) };
 }
 

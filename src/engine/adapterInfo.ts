@@ -15,7 +15,13 @@ export async function webgpuAdapterInfo(): Promise<AdapterInfo | null> {
   const adapter = await gpu?.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) return null;
   const i = adapter.info;
-  return { vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description, isFallbackAdapter: i.isFallbackAdapter === true };
+  return {
+    vendor: i.vendor,
+    architecture: i.architecture,
+    device: i.device,
+    description: i.description,
+    isFallbackAdapter: i.isFallbackAdapter === true,
+  };
 }
 
 /** One line for people: "google swiftshader (software fallback adapter)". */

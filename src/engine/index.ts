@@ -43,7 +43,8 @@ export async function initEngine(device?: Device): Promise<void> {
       if (!devices.includes(want)) {
         throw new Error(
           want === "webgpu"
-            ? "WebGPU is not available here: no GPU adapter was found " + "(a WebGPU-capable browser or, on Node, a Vulkan/Metal/D3D12 driver Dawn can use)"
+            ? "WebGPU is not available here: no GPU adapter was found " +
+                "(a WebGPU-capable browser or, on Node, a Vulkan/Metal/D3D12 driver Dawn can use)"
             : `engine device "${want}" is not available here (have: ${devices.join(", ") || "none"})`,
         );
       }

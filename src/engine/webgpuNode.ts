@@ -13,7 +13,9 @@ export async function provideNodeWebgpu(): Promise<void> {
     dawn = await import("webgpu");
   } catch (err) {
     const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
-    throw new Error(`--device webgpu needs the "webgpu" package (Dawn for Node), which did not load (${why}): run \`npm install webgpu@0.6.2\``);
+    throw new Error(
+      `--device webgpu needs the "webgpu" package (Dawn for Node), which did not load (${why}): run \`npm install webgpu@0.6.2\``,
+    );
   }
   // jax-js reads GPUBufferUsage, GPUMapMode, GPUShaderStage... as globals, as in a browser.
   for (const [name, value] of Object.entries(dawn.globals)) {

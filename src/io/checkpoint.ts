@@ -60,7 +60,8 @@ export async function checkpointFiles(pathOrDir: string): Promise<{ weightsPath:
   }
   if (!(await isDirectory(pathOrDir))) {
     throw new UserError(
-      `no checkpoint at ${pathOrDir}: it is not a folder, a .safetensors file or a .json file; ` + `run training first (its --out folder holds ${CONFIG_FILE} and ${WEIGHTS_FILE}) and pass that folder as --ckpt`,
+      `no checkpoint at ${pathOrDir}: it is not a folder, a .safetensors file or a .json file; ` +
+        `run training first (its --out folder holds ${CONFIG_FILE} and ${WEIGHTS_FILE}) and pass that folder as --ckpt`,
     );
   }
   return { weightsPath: join(pathOrDir, WEIGHTS_FILE), configPath: join(pathOrDir, CONFIG_FILE) };
@@ -71,7 +72,11 @@ async function readCheckpointFile(path: string, what: string): Promise<Buffer> {
     return await readFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new UserError(`checkpoint ${what} ${path} does not exist; run training first to create it, ` + `or pass the folder of an existing checkpoint as --ckpt`);
+    if (code === "ENOENT")
+      throw new UserError(
+        `checkpoint ${what} ${path} does not exist; run training first to create it, ` +
+          `or pass the folder of an existing checkpoint as --ckpt`,
+      );
     throw new UserError(`cannot read checkpoint ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`);
   }
 }

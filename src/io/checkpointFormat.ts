@@ -85,7 +85,10 @@ export async function encodeCheckpoint(ckpt: Checkpoint, where: string): Promise
   const { config, tensors } = ckpt;
   const bad = firstNonFinite(tensors);
   if (bad !== null) {
-    throw new UserError(`not writing the step-${config.step} checkpoint to ${where}: ` + `it holds a non-finite value (${bad}); the checkpoint already there is kept`);
+    throw new UserError(
+      `not writing the step-${config.step} checkpoint to ${where}: ` +
+        `it holds a non-finite value (${bad}); the checkpoint already there is kept`,
+    );
   }
   const embedded: CheckpointConfig = { ...config, format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION };
   delete embedded.weightsSha256;
@@ -131,17 +134,26 @@ export function parseCheckpointConfig(text: string, source: string, rewrite: str
   } catch (err) {
     throw new UserError(`checkpoint config ${source} is not valid JSON (${err instanceof Error ? err.message : String(err)}); ${rewrite}`);
   }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new UserError(`checkpoint config ${source} is not a JSON object; ${rewrite}`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new UserError(`checkpoint config ${source} is not a JSON object; ${rewrite}`);
   const cfg = raw as Record<string, unknown>;
   if (cfg.format !== CHECKPOINT_FORMAT) {
-    throw new UserError(`${source} is not a flowmatch checkpoint config ` + `(its "format" is ${JSON.stringify(cfg.format)}, expected "${CHECKPOINT_FORMAT}"); ${rewrite}`);
+    throw new UserError(
+      `${source} is not a flowmatch checkpoint config ` +
+        `(its "format" is ${JSON.stringify(cfg.format)}, expected "${CHECKPOINT_FORMAT}"); ${rewrite}`,
+    );
   }
   if (cfg.version !== CHECKPOINT_VERSION) {
-    throw new UserError(`${source} has checkpoint version ${JSON.stringify(cfg.version)}, but this flowmatch reads version ${CHECKPOINT_VERSION}; ` + `use the flowmatch that wrote it or re-run training`);
+    throw new UserError(
+      `${source} has checkpoint version ${JSON.stringify(cfg.version)}, but this flowmatch reads version ${CHECKPOINT_VERSION}; ` +
+        `use the flowmatch that wrote it or re-run training`,
+    );
   }
   if (typeof cfg.kind !== "string") throw new UserError(`${source} has no model "kind"; ${rewrite}`);
-  if (typeof cfg.step !== "number" || !Number.isInteger(cfg.step) || cfg.step < 0) throw new UserError(`${source} has no valid "step"; ${rewrite}`);
-  if (cfg.weightsSha256 !== undefined && typeof cfg.weightsSha256 !== "string") throw new UserError(`${source} has a malformed "weightsSha256"; ${rewrite}`);
+  if (typeof cfg.step !== "number" || !Number.isInteger(cfg.step) || cfg.step < 0)
+    throw new UserError(`${source} has no valid "step"; ${rewrite}`);
+  if (cfg.weightsSha256 !== undefined && typeof cfg.weightsSha256 !== "string")
+    throw new UserError(`${source} has a malformed "weightsSha256"; ${rewrite}`);
   return cfg as CheckpointConfig;
 }
 
@@ -149,7 +161,8 @@ export function parseCheckpointConfig(text: string, source: string, rewrite: str
 export function assertKind(config: CheckpointConfig, source: string, expect: ExpectKind | undefined): void {
   if (expect?.kind !== undefined && config.kind !== expect.kind) {
     throw new UserError(
-      `checkpoint ${source} is a '${config.kind}' model; ${expect.command ?? "this command"} needs a '${expect.kind}' model; ` + `pass a checkpoint trained for '${expect.kind}'`,
+      `checkpoint ${source} is a '${config.kind}' model; ${expect.command ?? "this command"} needs a '${expect.kind}' model; ` +
+        `pass a checkpoint trained for '${expect.kind}'`,
     );
   }
 }
@@ -169,7 +182,8 @@ export async function parseCheckpoint(
   if (input.configText === null) {
     const decoded = decode();
     const text = decoded.metadata.config;
-    if (text === undefined) throw new UserError(`checkpoint ${source.weights} embeds no config and there is no ${source.config}; ${source.missingConfig}`);
+    if (text === undefined)
+      throw new UserError(`checkpoint ${source.weights} embeds no config and there is no ${source.config}; ${source.missingConfig}`);
     const embeddedSource = `${source.weights} (embedded config)`;
     const config = parseCheckpointConfig(text, embeddedSource, source.rewrite);
     assertKind(config, source.weights, expect);
@@ -185,7 +199,8 @@ export async function parseCheckpoint(
       const newer = interruptedSave(config, decoded.metadata.config);
       if (newer) return { config: newer, tensors: assertFinite(decoded.tensors, source.weights, source.rewrite), newerThanConfig: true };
       throw new UserError(
-        `checkpoint weights ${source.weights} do not belong to this config ${source.config} ` + `(sha256 ${actual.slice(0, 12)}… vs recorded ${config.weightsSha256.slice(0, 12)}…); ${source.mixedUp}`,
+        `checkpoint weights ${source.weights} do not belong to this config ${source.config} ` +
+          `(sha256 ${actual.slice(0, 12)}… vs recorded ${config.weightsSha256.slice(0, 12)}…); ${source.mixedUp}`,
       );
     }
   }
@@ -198,7 +213,10 @@ function assertFinite(tensors: Record<string, HostTensor>, source: string, rewri
     if (!(t.data instanceof Float32Array || t.data instanceof Float64Array)) continue;
     const i = t.data.findIndex((v) => !Number.isFinite(v));
     if (i >= 0) {
-      throw new UserError(`checkpoint ${source}: tensor "${name}" has a non-finite value (${t.data[i]}) at index ${i}; ` + `the weights are corrupt or training diverged; restore a good checkpoint or ${rewrite}`);
+      throw new UserError(
+        `checkpoint ${source}: tensor "${name}" has a non-finite value (${t.data[i]}) at index ${i}; ` +
+          `the weights are corrupt or training diverged; restore a good checkpoint or ${rewrite}`,
+      );
     }
   }
   return tensors;
@@ -221,7 +239,13 @@ function interruptedSave(json: CheckpointConfig, embeddedText: string | undefine
     return null;
   }
   const stable = (c: CheckpointConfig) =>
-    JSON.stringify(Object.fromEntries(Object.entries(c).filter(([k]) => !PER_SAVE_FIELDS.has(k)).sort(([a], [b]) => a.localeCompare(b))));
+    JSON.stringify(
+      Object.fromEntries(
+        Object.entries(c)
+          .filter(([k]) => !PER_SAVE_FIELDS.has(k))
+          .sort(([a], [b]) => a.localeCompare(b)),
+      ),
+    );
   if (embedded.step < json.step || stable(embedded) !== stable(json)) return null;
   return embedded;
 }
@@ -243,7 +267,9 @@ export function assertSameSetup(stored: Setting[], next: Setting[], where: strin
     .filter((s) => (wanted.get(s.flag) ?? null) !== s.value)
     .map((s) => `${s.flag} ${show(s.value)} (you passed ${show(wanted.get(s.flag))})`);
   if (diffs.length > 0) {
-    throw new UserError(`cannot resume ${where}: it was trained with ${diffs.join(", ")}; pass the same flags, another --out, or --force to start over`);
+    throw new UserError(
+      `cannot resume ${where}: it was trained with ${diffs.join(", ")}; pass the same flags, another --out, or --force to start over`,
+    );
   }
 }
 
@@ -265,14 +291,16 @@ export function checkParams(expected: Record<string, number[]>, tensors: Record<
   for (const [name, shape] of Object.entries(expected)) {
     const t = tensors[name];
     if (!Object.prototype.hasOwnProperty.call(tensors, name) || t === undefined) missing.push(`${name} (expected ${fmtShape(shape)})`);
-    else if (!sameShape(t.shape, shape)) misshaped.push(`${name} is ${fmtShape(t.shape)} in the checkpoint, the model needs ${fmtShape(shape)}`);
+    else if (!sameShape(t.shape, shape))
+      misshaped.push(`${name} is ${fmtShape(t.shape)} in the checkpoint, the model needs ${fmtShape(shape)}`);
   }
   for (const [key, t] of Object.entries(tensors)) {
     if (key.startsWith(TENSOR_PREFIX.opt) || key.startsWith(TENSOR_PREFIX.log)) continue;
     const name = key.startsWith(TENSOR_PREFIX.ema) ? key.slice(TENSOR_PREFIX.ema.length) : key;
     const want = Object.prototype.hasOwnProperty.call(expected, name) ? expected[name] : undefined;
     if (want === undefined) extra.push(`${key} ${fmtShape(t.shape)}`);
-    else if (key !== name && !sameShape(t.shape, want)) misshaped.push(`${key} is ${fmtShape(t.shape)} in the checkpoint, the model needs ${fmtShape(want)}`);
+    else if (key !== name && !sameShape(t.shape, want))
+      misshaped.push(`${key} is ${fmtShape(t.shape)} in the checkpoint, the model needs ${fmtShape(want)}`);
   }
   if (missing.length + extra.length + misshaped.length === 0) return;
 
@@ -286,6 +314,9 @@ export function checkParams(expected: Record<string, number[]>, tensors: Record<
   const guesses: string[] = [];
   if (missing.length + extra.length > 0) guesses.push("the number of layers (--depth)");
   if (misshaped.length > 0) guesses.push("layer sizes (--hidden, --time-emb-dim, or the data dimension)");
-  const advice = hint ?? `The model flags probably differ from those used in training: ${guesses.join("; ")}. ` + `Pass the same flags as in training, or a checkpoint trained with these.`;
+  const advice =
+    hint ??
+    `The model flags probably differ from those used in training: ${guesses.join("; ")}. ` +
+      `Pass the same flags as in training, or a checkpoint trained with these.`;
   throw new UserError(`${source} does not fit the model:\n${listed.join("\n")}\n${advice}`);
 }

@@ -13,4 +13,12 @@ export {
   type Checkpoint,
   type CheckpointConfig,
 } from "./checkpoint.js";
-export { parseCheckpoint, parseCheckpointConfig, encodeCheckpoint, TENSOR_PREFIX, LOSS_LOG, SKIPPED_LOG, type CheckpointSource } from "./checkpointFormat.js";
+export {
+  parseCheckpoint,
+  parseCheckpointConfig,
+  encodeCheckpoint,
+  TENSOR_PREFIX,
+  LOSS_LOG,
+  SKIPPED_LOG,
+  type CheckpointSource,
+} from "./checkpointFormat.js";

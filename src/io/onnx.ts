@@ -40,7 +40,13 @@ function int64LabelInput(bytes: Uint8Array): Uint8Array {
   if (!input) throw new Error(`ONNX export: the traced graph has no ${LABELS_INT32} input`);
   input.name = "y";
   input.type.tensor_type.elem_type = ONNX_TYPE.INT64;
-  model.graph.node.unshift({ op_type: "Cast", input: ["y"], output: [LABELS_INT32], name: "labels_int32", attribute: [{ name: "to", type: 2, i: ONNX_TYPE.INT32 }] });
+  model.graph.node.unshift({
+    op_type: "Cast",
+    input: ["y"],
+    output: [LABELS_INT32],
+    name: "labels_int32",
+    attribute: [{ name: "to", type: 2, i: ONNX_TYPE.INT32 }],
+  });
   return encodeOnnxModel(model);
 }
 
@@ -76,7 +82,11 @@ export interface UnetExportOptions {
  * The image UNet (src/core/models/unet.ts) as ONNX: inputs x [B, H, W, C] float32 (NHWC), t [B]
  * float32, y [B] int64 labels (numClasses = null class), w [] float32 when guided; output v [B, H, W, C].
  */
-export async function exportUnetOnnx(params: Record<string, Float32Array>, cfg: UnetConfig, opts: UnetExportOptions = {}): Promise<Uint8Array> {
+export async function exportUnetOnnx(
+  params: Record<string, Float32Array>,
+  cfg: UnetConfig,
+  opts: UnetExportOptions = {},
+): Promise<Uint8Array> {
   const shapes = unetParamShapes(cfg);
   checkWeights(params, shapes);
   await initEngine();
@@ -89,10 +99,18 @@ export async function exportUnetOnnx(params: Record<string, Float32Array>, cfg: 
     const args = (b: number) => [toParams(params, shapes), ...data(b), np.array(1, { dtype: np.float32 })];
     const model = { apply };
     const fn = (p: Params, x: Array, t: Array, y: Array, w: Array) => guidedVelocity(model, p, x, t, y, w, cfg.numClasses);
-    bytes = await traceToOnnxBatched(fn, args, { ...traceOpts, inputNames: inputNames(shapes, ["x", "t", LABELS_INT32, "w"]), graphName: "flowmatch_unet_guided" });
+    bytes = await traceToOnnxBatched(fn, args, {
+      ...traceOpts,
+      inputNames: inputNames(shapes, ["x", "t", LABELS_INT32, "w"]),
+      graphName: "flowmatch_unet_guided",
+    });
   } else {
     const args = (b: number) => [toParams(params, shapes), ...data(b)];
-    bytes = await traceToOnnxBatched(apply, args, { ...traceOpts, inputNames: inputNames(shapes, ["x", "t", LABELS_INT32]), graphName: "flowmatch_unet" });
+    bytes = await traceToOnnxBatched(apply, args, {
+      ...traceOpts,
+      inputNames: inputNames(shapes, ["x", "t", LABELS_INT32]),
+      graphName: "flowmatch_unet",
+    });
   }
   return int64LabelInput(bytes);
 }
@@ -120,7 +138,9 @@ export async function exportDivergenceOnnx(
   await initEngine();
   const sample = model.kind === "mlp" ? [model.config.dim] : [model.config.height, model.config.width, model.config.inChannels];
   const unet = model.kind === "unet" ? model.config : null;
-  const velocity = unet ? { apply: (p: Params, x: Array, t: Array, y: Array) => unetApply(p, x, t, y, unet, "nchw") } : mlpModel(model.config as MlpConfig);
+  const velocity = unet
+    ? { apply: (p: Params, x: Array, t: Array, y: Array) => unetApply(p, x, t, y, unet, "nchw") }
+    : mlpModel(model.config as MlpConfig);
   const tangentNames = Array.from({ length: opts.tangents }, (_, k) => `e.${k}`);
   const args = (b: number) => [
     toParams(params, shapes),
@@ -129,7 +149,8 @@ export async function exportDivergenceOnnx(
     np.zeros([b], { dtype: np.int32 }),
     tangentNames.map(() => np.zeros([b, ...sample])),
   ];
-  const fn = (p: Params, x: Array, t: Array, y: Array, e: Array[]) => velocityAndDivergence(velocity, p, x, t, y, e, sample.length, opts.exact);
+  const fn = (p: Params, x: Array, t: Array, y: Array, e: Array[]) =>
+    velocityAndDivergence(velocity, p, x, t, y, e, sample.length, opts.exact);
   const bytes = await traceToOnnxBatched(fn, args, {
     inputNames: inputNames(shapes, ["x", "t", LABELS_INT32, ...tangentNames]),
     outputNames: ["v", "div"],

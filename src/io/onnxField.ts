@@ -42,7 +42,8 @@ export async function createOnnxField(modelBytes: Uint8Array, opts: OnnxFieldOpt
         feeds.y = new ort.Tensor("int64", y, [batch]);
       }
       if (guided) {
-        if (w === undefined || !Number.isFinite(w)) throw new UserError("ONNX field: this export is guided and needs a finite guidance weight w");
+        if (w === undefined || !Number.isFinite(w))
+          throw new UserError("ONNX field: this export is guided and needs a finite guidance weight w");
         feeds.w = new ort.Tensor("float32", Float32Array.of(w), []);
       }
       const v = (await session.run(feeds)).v;
@@ -103,14 +104,23 @@ export async function createOnnxDivergenceSession(modelBytes: Uint8Array, opts: 
     field({ sampleShape, labels, divergence: mode }) {
       const dim = sampleShape.reduce((a, b) => a * b, 1);
       const expected = mode === "exact" ? dim : mode.hutchinson;
-      if (tangentCount !== expected) throw new Error(`ONNX divergence field: the graph has ${tangentCount} tangent inputs, this divergence needs ${expected}`);
+      if (tangentCount !== expected)
+        throw new Error(`ONNX divergence field: the graph has ${tangentCount} tangent inputs, this divergence needs ${expected}`);
       let probes: Float32Array[] | null = null;
       const field: FieldWithDivergence = async (x, t) => {
         const n = x.length / dim;
         if (!probes || probes[0].length !== x.length) probes = divergenceProbes(mode, n, dim);
         const shape = [n, ...sampleShape];
-        const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor("float32", x, shape), t: new ort.Tensor("float32", new Float32Array(n).fill(t), [n]) };
-        if (conditional) feeds.y = new ort.Tensor("int64", BigInt64Array.from(labels ?? new Int32Array(n), (l) => BigInt(l)), [n]);
+        const feeds: Record<string, ort.Tensor> = {
+          x: new ort.Tensor("float32", x, shape),
+          t: new ort.Tensor("float32", new Float32Array(n).fill(t), [n]),
+        };
+        if (conditional)
+          feeds.y = new ort.Tensor(
+            "int64",
+            BigInt64Array.from(labels ?? new Int32Array(n), (l) => BigInt(l)),
+            [n],
+          );
         probes.forEach((e, k) => (feeds[`e.${k}`] = new ort.Tensor("float32", e, shape)));
         const out = await session.run(feeds);
         return { v: out.v.data as Float32Array, div: out.div.data as Float32Array };

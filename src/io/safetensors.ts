@@ -21,7 +21,21 @@ export const DTYPE_ITEMSIZE: Readonly<Record<Dtype, number>> = { F32: 4, F64: 8,
 
 /** Dtypes valid in safetensors that this reader does not convert. */
 const UNSUPPORTED_DTYPES = new Set([
-  "BOOL", "I8", "I16", "U16", "U32", "U64", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64",
+  "BOOL",
+  "I8",
+  "I16",
+  "U16",
+  "U32",
+  "U64",
+  "F16",
+  "BF16",
+  "F8_E4M3",
+  "F8_E5M2",
+  "F8_E8M0",
+  "F6_E2M3",
+  "F6_E3M2",
+  "F4",
+  "C64",
 ]);
 
 const METADATA_KEY = "__metadata__";
@@ -42,11 +56,16 @@ function isDtype(s: string): s is Dtype {
 
 function dataMatchesDtype(dtype: Dtype, data: HostTensorData): boolean {
   switch (dtype) {
-    case "F32": return data instanceof Float32Array;
-    case "F64": return data instanceof Float64Array;
-    case "I32": return data instanceof Int32Array;
-    case "U8": return data instanceof Uint8Array;
-    case "I64": return data instanceof BigInt64Array;
+    case "F32":
+      return data instanceof Float32Array;
+    case "F64":
+      return data instanceof Float64Array;
+    case "I32":
+      return data instanceof Int32Array;
+    case "U8":
+      return data instanceof Uint8Array;
+    case "I64":
+      return data instanceof BigInt64Array;
   }
 }
 
@@ -74,7 +93,8 @@ export function encodeSafetensors(tensors: Record<string, HostTensor>, metadata?
     if (name === METADATA_KEY) throw new TypeError(`"${METADATA_KEY}" is reserved and cannot name a tensor`);
     if (!isDtype(t.dtype)) throw new TypeError(`tensor "${name}": unsupported dtype ${String(t.dtype)}`);
     if (!isShape(t.shape)) throw new TypeError(`tensor "${name}": shape ${JSON.stringify(t.shape)} is not a list of non-negative integers`);
-    if (!dataMatchesDtype(t.dtype, t.data)) throw new TypeError(`tensor "${name}": data is a ${t.data.constructor.name}, which does not match dtype ${t.dtype}`);
+    if (!dataMatchesDtype(t.dtype, t.data))
+      throw new TypeError(`tensor "${name}": data is a ${t.data.constructor.name}, which does not match dtype ${t.dtype}`);
     if (t.data.length !== product(t.shape)) {
       throw new TypeError(`tensor "${name}": shape [${t.shape.join(", ")}] needs ${product(t.shape)} elements, data has ${t.data.length}`);
     }
@@ -122,13 +142,13 @@ export function decodeSafetensors(
   metadata: Record<string, string>;
 } {
   assertLittleEndianHost();
-  const corrupt = (defect: string): UserError =>
-    new UserError(`${source} is corrupt: ${defect}; ${fix}`);
+  const corrupt = (defect: string): UserError => new UserError(`${source} is corrupt: ${defect}; ${fix}`);
 
   if (bytes.length < 8) throw corrupt(`file has ${bytes.length} bytes, too few for the 8-byte header length`);
   const headerLen64 = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true);
   const available = bytes.length - 8;
-  if (headerLen64 > BigInt(available)) throw corrupt(`header says ${headerLen64} bytes but file has ${available} after the length field (truncated?)`);
+  if (headerLen64 > BigInt(available))
+    throw corrupt(`header says ${headerLen64} bytes but file has ${available} after the length field (truncated?)`);
   const headerLen = Number(headerLen64);
   if (headerLen > MAX_HEADER_BYTES) throw corrupt(`header of ${headerLen} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
 
@@ -157,27 +177,37 @@ export function decodeSafetensors(
       }
       continue;
     }
-    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw corrupt(`tensor "${name}" has no {dtype, shape, data_offsets} entry`);
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+      throw corrupt(`tensor "${name}" has no {dtype, shape, data_offsets} entry`);
     const info = raw as Record<string, unknown>;
     const dtype = info.dtype;
     if (typeof dtype !== "string") throw corrupt(`tensor "${name}" has no dtype`);
     if (!isDtype(dtype)) {
       if (UNSUPPORTED_DTYPES.has(dtype)) {
         throw new UserError(
-          `${source}: tensor "${name}" has dtype ${dtype}, which flowmatch does not read ` + `(supported: ${Object.keys(DTYPE_ITEMSIZE).join(", ")}); convert the file to F32 first`,
+          `${source}: tensor "${name}" has dtype ${dtype}, which flowmatch does not read ` +
+            `(supported: ${Object.keys(DTYPE_ITEMSIZE).join(", ")}); convert the file to F32 first`,
         );
       }
       throw corrupt(`tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
     }
-    if (!isShape(info.shape)) throw corrupt(`tensor "${name}" has shape ${JSON.stringify(info.shape)}, not a list of non-negative integers`);
+    if (!isShape(info.shape))
+      throw corrupt(`tensor "${name}" has shape ${JSON.stringify(info.shape)}, not a list of non-negative integers`);
     const offsets = info.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
+      offsets[0] > offsets[1]
+    ) {
       throw corrupt(`tensor "${name}" has data_offsets ${JSON.stringify(offsets)}, expected [begin, end] with 0 <= begin <= end`);
     }
     const [begin, end] = offsets as [number, number];
     const expectedBytes = product(info.shape) * DTYPE_ITEMSIZE[dtype];
     if (end - begin !== expectedBytes) {
-      throw corrupt(`tensor "${name}" (${dtype} [${info.shape.join(", ")}]) needs ${expectedBytes} bytes but data_offsets span ${end - begin}`);
+      throw corrupt(
+        `tensor "${name}" (${dtype} [${info.shape.join(", ")}]) needs ${expectedBytes} bytes but data_offsets span ${end - begin}`,
+      );
     }
     entries.push({ name, dtype, shape: info.shape, begin, end });
   }
@@ -215,10 +245,15 @@ function setOwn<T>(target: Record<string, T>, key: string, value: T): void {
 
 function viewAs(dtype: Dtype, buf: ArrayBuffer): HostTensorData {
   switch (dtype) {
-    case "F32": return new Float32Array(buf);
-    case "F64": return new Float64Array(buf);
-    case "I32": return new Int32Array(buf);
-    case "U8": return new Uint8Array(buf);
-    case "I64": return new BigInt64Array(buf);
+    case "F32":
+      return new Float32Array(buf);
+    case "F64":
+      return new Float64Array(buf);
+    case "I32":
+      return new Int32Array(buf);
+    case "U8":
+      return new Uint8Array(buf);
+    case "I64":
+      return new BigInt64Array(buf);
   }
 }

@@ -62,7 +62,10 @@ export function encodeSamplesFiles(
     files.set(path, encodeNpy(samples, shape));
     if (labels) files.set(npyLabelsPath(path), encodeNpy(labels, [labels.length]));
   } else {
-    const tensors = { samples: { dtype: "F32" as const, shape, data: samples }, ...(labels ? { labels: { dtype: "I32" as const, shape: [labels.length], data: labels } } : {}) };
+    const tensors = {
+      samples: { dtype: "F32" as const, shape, data: samples },
+      ...(labels ? { labels: { dtype: "I32" as const, shape: [labels.length], data: labels } } : {}),
+    };
     files.set(path, encodeSafetensors(tensors, metadata));
   }
   return files;

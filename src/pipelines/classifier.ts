@@ -68,10 +68,25 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
   const log = opts.onLog ?? (() => {});
   checkRunFolder({ out: opts.out, resume: opts.resume, force: opts.force, log });
   await initEngine();
-  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log }));
-  const cfg: ClassifierConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width };
+  const data =
+    opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log }));
+  const cfg: ClassifierConfig = {
+    ...opts.model,
+    numClasses: data.numClasses,
+    inChannels: data.channels,
+    height: data.height,
+    width: data.width,
+  };
   classifierFamily.parseConfig(cfg, "--channels/--groups");
-  const train = { dataset: opts.dataset, steps: opts.steps, batchSize: opts.batchSize, lr: opts.lr, seed: opts.seed, limit: opts.limit, ...(opts.horizontalFlip ? { horizontalFlip: true } : {}) };
+  const train = {
+    dataset: opts.dataset,
+    steps: opts.steps,
+    batchSize: opts.batchSize,
+    lr: opts.lr,
+    seed: opts.seed,
+    limit: opts.limit,
+    ...(opts.horizontalFlip ? { horizontalFlip: true } : {}),
+  };
   const run = await openTrainingRun({
     out: opts.out,
     resume: opts.resume,
@@ -80,10 +95,26 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
     command: "train-classifier",
     family: classifierFamily,
     model: cfg,
-    configAt: (step, runId): ClassifierCheckpointConfig => ({ format: "flowmatch-checkpoint", version: 1, kind: "classifier", runId, step, dataset: opts.dataset, classNames: data.classNames, model: cfg, train }),
+    configAt: (step, runId): ClassifierCheckpointConfig => ({
+      format: "flowmatch-checkpoint",
+      version: 1,
+      kind: "classifier",
+      runId,
+      step,
+      dataset: opts.dataset,
+      classNames: data.classNames,
+      model: cfg,
+      train,
+    }),
     identity: setupClassifier,
   });
-  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: 0, sampleTimes: getTimeSampler("uniform"), horizontalFlip: opts.horizontalFlip });
+  const batches = imageBatches(data, {
+    batchSize: opts.batchSize,
+    seed: opts.seed,
+    labelDropout: 0,
+    sampleTimes: getTimeSampler("uniform"),
+    horizontalFlip: opts.horizontalFlip,
+  });
   // alpha = 1, sigma = dAlpha = dSigma = 0: x_t is the image and the target 0 (see core/models/classifier.ts).
   const coef = new Float32Array(opts.batchSize * 4);
   for (let i = 0; i < opts.batchSize; i++) coef[4 * i] = 1;
@@ -105,7 +136,11 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
 }
 
 /** Features [n, d] and logits [n, k] of images ([n, H, W, C] in [-1, 1]) under a classifier's EMA weights. */
-export async function classify(loaded: LoadedClassifier, images: Float32Array, batch = 64): Promise<{ features: Float32Array; logits: Float32Array; featureDim: number }> {
+export async function classify(
+  loaded: LoadedClassifier,
+  images: Float32Array,
+  batch = 64,
+): Promise<{ features: Float32Array; logits: Float32Array; featureDim: number }> {
   await initEngine();
   const cfg = loaded.config.model;
   const per = cfg.height * cfg.width * cfg.inChannels;
@@ -150,8 +185,13 @@ export interface EvalImageResult {
 }
 
 /** Samples `perClass` images of every class and scores them with the classifier. */
-export async function evalImage(model: LoadedImage, classifier: LoadedClassifier, opts: Omit<ImageSampleOptions, "classes">): Promise<EvalImageResult> {
-  const m = model.config.model, c = classifier.config.model;
+export async function evalImage(
+  model: LoadedImage,
+  classifier: LoadedClassifier,
+  opts: Omit<ImageSampleOptions, "classes">,
+): Promise<EvalImageResult> {
+  const m = model.config.model,
+    c = classifier.config.model;
   if (m.height !== c.height || m.width !== c.width || m.inChannels !== c.inChannels || m.numClasses !== c.numClasses) {
     throw new UserError(
       `the classifier takes ${c.height}x${c.width}x${c.inChannels} images of ${c.numClasses} classes but the model makes ${m.height}x${m.width}x${m.inChannels} of ${m.numClasses}; train a classifier on the model's dataset (${model.config.dataset})`,
@@ -172,7 +212,12 @@ export async function evalImage(model: LoadedImage, classifier: LoadedClassifier
     if (!(err instanceof UserError) || !/no test split/.test(err.message)) throw err;
     const all = await loadImageDataset(dataset, { split: "train", limit: 2 * n, ...transforms });
     const half = Math.floor(all.n / 2);
-    const slice = (from: number): ImageDataset => ({ ...all, n: half, images: all.images.slice(from * per, (from + half) * per), labels: all.labels.slice(from, from + half) });
+    const slice = (from: number): ImageDataset => ({
+      ...all,
+      n: half,
+      images: all.images.slice(from * per, (from + half) * per),
+      labels: all.labels.slice(from, from + half),
+    });
     a = slice(0);
     b = slice(half);
     realSets = `two halves of ${dataset}`;
@@ -197,4 +242,3 @@ export function defaultClassifierOut(dataset: string): string {
   const name = dataset.includes(":") ? (dataset.split(/[\\/]/).filter(Boolean).pop() ?? "custom") : dataset;
   return join("outputs", "classifier", name);
 }
-

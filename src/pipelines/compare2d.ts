@@ -10,7 +10,17 @@ import { odeint, stepsForNfe, timeGrid, type SolverName, type TimeGridName } fro
 import { qualityCells, type QualityReport } from "../core/metrics.js";
 import { toyBounds } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
-import { densityPlot, encodeGif, labelled, scatterPlot, sideBySide, stacked, vectorFieldFrame, vectorFieldGrid, type Raster } from "../viz/index.js";
+import {
+  densityPlot,
+  encodeGif,
+  labelled,
+  scatterPlot,
+  sideBySide,
+  stacked,
+  vectorFieldFrame,
+  vectorFieldGrid,
+  type Raster,
+} from "../viz/index.js";
 import { evaluateToy2d } from "./toy2dSampling.js";
 import type { Loaded2d } from "./model.js";
 
@@ -60,14 +70,20 @@ const DENSITY_STEPS = 20;
  * samples (top) and its velocity field with particles (bottom), one frame per RK4 step from noise
  * to data, so the density and the field that moves it are seen together.
  */
-export async function densityAndFieldGif(models: { name: string; loaded: Loaded2d }[], o: { n: number; seed: number; steps: number }): Promise<Uint8Array> {
+export async function densityAndFieldGif(
+  models: { name: string; loaded: Loaded2d }[],
+  o: { n: number; seed: number; steps: number },
+): Promise<Uint8Array> {
   const frames = await densityAndFieldFrames(models, o);
   const held = [...Array(4).fill(frames[0]), ...frames, ...Array(10).fill(frames[frames.length - 1])];
   return encodeGif(held, { delayMs: 100, loop: true });
 }
 
 /** The frames of densityAndFieldGif, one per RK4 step time k / steps. */
-export async function densityAndFieldFrames(models: { name: string; loaded: Loaded2d }[], o: { n: number; seed: number; steps: number }): Promise<Raster[]> {
+export async function densityAndFieldFrames(
+  models: { name: string; loaded: Loaded2d }[],
+  o: { n: number; seed: number; steps: number },
+): Promise<Raster[]> {
   const dataset = models[0].loaded.config.dataset;
   const bounds = toyBounds(dataset);
   const times = Array.from({ length: o.steps + 1 }, (_, k) => k / o.steps);
@@ -89,7 +105,16 @@ export async function densityAndFieldFrames(models: { name: string; loaded: Load
         times.map((t, i) =>
           stacked([
             densityPlot(xs[i], { bounds, bins: 120, smooth: 1.2, size: 300, title: `${m.name} density, t = ${t.toFixed(2)}` }),
-            vectorFieldFrame({ bounds, gridN, field: fields[i], particles: xs[i].subarray(0, Math.min(o.n, 800) * 2), t, size: 300, maxMagnitude, title: `${m.name} field` }),
+            vectorFieldFrame({
+              bounds,
+              gridN,
+              field: fields[i],
+              particles: xs[i].subarray(0, Math.min(o.n, 800) * 2),
+              t,
+              size: 300,
+              maxMagnitude,
+              title: `${m.name} field`,
+            }),
           ]),
         ),
       );
@@ -97,14 +122,26 @@ export async function densityAndFieldFrames(models: { name: string; loaded: Load
       f.dispose();
     }
   }
-  return times.map((_, i) => labelled(sideBySide(columns.map((c) => c[i]), 16), `${dataset}: ${o.n} samples per model, RK4 ${o.steps} steps`));
+  return times.map((_, i) =>
+    labelled(
+      sideBySide(
+        columns.map((c) => c[i]),
+        16,
+      ),
+      `${dataset}: ${o.n} samples per model, RK4 ${o.steps} steps`,
+    ),
+  );
 }
 
 /** What the table's columns measure, in one paragraph. */
 function metricLegend(q: QualityReport): string {
   const parts: string[] = [];
-  if (q.density) parts.push(`outside = share of samples outside ${q.density.support}; TV = total variation between a histogram (${q.density.histogram}) and the exact density`);
-  if (q.precisionRecall) parts.push(`precision/recall = k-NN manifold precision and recall (Kynkäänniemi et al. 2019, k = ${q.precisionRecall.k})`);
+  if (q.density)
+    parts.push(
+      `outside = share of samples outside ${q.density.support}; TV = total variation between a histogram (${q.density.histogram}) and the exact density`,
+    );
+  if (q.precisionRecall)
+    parts.push(`precision/recall = k-NN manifold precision and recall (Kynkäänniemi et al. 2019, k = ${q.precisionRecall.k})`);
   parts.push("sliced-W2 and MMD^2 against fresh data");
   return `Columns: ${parts.join("; ")}.`;
 }
@@ -116,7 +153,18 @@ function nfeCell(made: number[]): string {
 
 export async function compare2d(
   models: { name: string; loaded: Loaded2d }[],
-  opts: { nfes: number[]; n: number; seed: number; out: string; solver?: SolverName; timeGrid?: TimeGridName; shift?: number; gifParticles?: number; densitySamples?: number; onLog?: (line: string) => void },
+  opts: {
+    nfes: number[];
+    n: number;
+    seed: number;
+    out: string;
+    solver?: SolverName;
+    timeGrid?: TimeGridName;
+    shift?: number;
+    gifParticles?: number;
+    densitySamples?: number;
+    onLog?: (line: string) => void;
+  },
 ): Promise<CompareResult> {
   await initEngine();
   const dataset = models[0].loaded.config.dataset;
@@ -146,10 +194,23 @@ export async function compare2d(
       }
       rows.push({ nfe, made, quality });
       trajectories.push(perModel);
-      opts.onLog?.(`NFE ${nfeCell(made)}: ${models.map((m, i) => `${m.name} ${qualityCells(quality[i]).map((c) => `${c.label} ${c.value}`).join(", ")}`).join("; ")}`);
+      opts.onLog?.(
+        `NFE ${nfeCell(made)}: ${models
+          .map(
+            (m, i) =>
+              `${m.name} ${qualityCells(quality[i])
+                .map((c) => `${c.label} ${c.value}`)
+                .join(", ")}`,
+          )
+          .join("; ")}`,
+      );
     }
     for (const f of fields) {
-      const r = await odeint(f.field, x0.subarray(0, Math.min(opts.n, 2000) * dim), { solver: "euler", nfe: 100, saveAt: Array.from({ length: 101 }, (_, k) => k / 100) });
+      const r = await odeint(f.field, x0.subarray(0, Math.min(opts.n, 2000) * dim), {
+        solver: "euler",
+        nfe: 100,
+        saveAt: Array.from({ length: 101 }, (_, k) => k / 100),
+      });
       straightness.push(straightnessFromEuler(r.trajectory?.xs ?? [], dim));
     }
   } finally {
@@ -186,7 +247,10 @@ export async function compare2d(
   await writeFileAtomic(gifPath, encodeGif(frames, { delayMs: 60, loop: true }));
   files.push(gifPath);
   const fieldsPath = join(opts.out, `${stem}_fields.gif`);
-  await writeFileAtomic(fieldsPath, await densityAndFieldGif(models, { n: opts.densitySamples ?? opts.n, seed: opts.seed, steps: DENSITY_STEPS }));
+  await writeFileAtomic(
+    fieldsPath,
+    await densityAndFieldGif(models, { n: opts.densitySamples ?? opts.n, seed: opts.seed, steps: DENSITY_STEPS }),
+  );
   files.push(fieldsPath);
 
   const names = models.map((m) => m.name);
@@ -195,7 +259,14 @@ export async function compare2d(
   const columns = qualityCells(rows[0].quality[0]);
   const header = `| NFE | model | ${columns.map((c) => c.label).join(" | ")} |`;
   const sep = `|---:|:---|${columns.map(() => "---:|").join("")}`;
-  const body = rows.flatMap((r) => r.quality.map((q, i) => `| ${r.made[i]} | ${names[i]} | ${qualityCells(q).map((c) => c.value).join(" | ")} |`));
+  const body = rows.flatMap((r) =>
+    r.quality.map(
+      (q, i) =>
+        `| ${r.made[i]} | ${names[i]} | ${qualityCells(q)
+          .map((c) => c.value)
+          .join(" | ")} |`,
+    ),
+  );
   const floorRow = `| | fresh data (floor) | ${columns.map((c) => c.floor).join(" | ")} |`;
   const markdown = [
     `# ${names.join(" vs ")} on ${dataset}`,

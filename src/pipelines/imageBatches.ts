@@ -20,7 +20,10 @@ export interface ImageBatchOptions {
 }
 
 /** Batch k (0-based) of images x1, their (dropped-out) labels, times t and noise x0. Buffers are reused between calls. */
-export function imageBatches(data: ImageDataset, o: ImageBatchOptions): (k: number) => { x0: Float32Array; x1: Float32Array; t: Float32Array; labels: Int32Array } {
+export function imageBatches(
+  data: ImageDataset,
+  o: ImageBatchOptions,
+): (k: number) => { x0: Float32Array; x1: Float32Array; t: Float32Array; labels: Int32Array } {
   const n = o.batchSize;
   const per = data.height * data.width * data.channels;
   const x1 = new Float32Array(n * per);
@@ -57,7 +60,8 @@ export function imageBatches(data: ImageDataset, o: ImageBatchOptions): (k: numb
           const row = i * per + y * w * c;
           for (let x = 0; x < w >> 1; x++) {
             for (let ch = 0; ch < c; ch++) {
-              const a = row + x * c + ch, b = row + (w - 1 - x) * c + ch;
+              const a = row + x * c + ch,
+                b = row + (w - 1 - x) * c + ch;
               const tmp = x1[a];
               x1[a] = x1[b];
               x1[b] = tmp;

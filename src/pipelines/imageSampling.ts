@@ -37,7 +37,12 @@ export interface ImageSampleOptions {
 }
 
 /** A guided velocity field for the image model on the chosen runtime. */
-export async function imageField(loaded: LoadedImage, labels: Int32Array, guidance: number, runtime: "engine" | "onnx"): Promise<{ field: VelocityField; dispose: () => void }> {
+export async function imageField(
+  loaded: LoadedImage,
+  labels: Int32Array,
+  guidance: number,
+  runtime: "engine" | "onnx",
+): Promise<{ field: VelocityField; dispose: () => void }> {
   const cfg = loaded.config.model;
   const sampleShape = [cfg.height, cfg.width, cfg.inChannels];
   if (runtime === "engine") {
@@ -54,11 +59,15 @@ export async function imageField(loaded: LoadedImage, labels: Int32Array, guidan
   return { field, dispose: () => session.release() };
 }
 
-export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions): Promise<{ files: string[]; images: Float32Array; labels: Int32Array; seconds: number; nfe: number }> {
+export async function sampleImages(
+  loaded: LoadedImage,
+  opts: ImageSampleOptions,
+): Promise<{ files: string[]; images: Float32Array; labels: Int32Array; seconds: number; nfe: number }> {
   const cfg = loaded.config.model;
   const classes = opts.classes ?? Array.from({ length: cfg.numClasses }, (_, i) => i);
   for (const c of classes) {
-    if (!Number.isInteger(c) || c < 0 || c >= cfg.numClasses) throw new UserError(`--class ${c} is out of range; this model has classes 0..${cfg.numClasses - 1}`);
+    if (!Number.isInteger(c) || c < 0 || c >= cfg.numClasses)
+      throw new UserError(`--class ${c} is out of range; this model has classes 0..${cfg.numClasses - 1}`);
   }
   const labels = Int32Array.from(classes.flatMap((c) => Array<number>(opts.perClass).fill(c)));
   const n = labels.length;
@@ -77,7 +86,16 @@ export async function sampleImages(loaded: LoadedImage, opts: ImageSampleOptions
   const seconds = (performance.now() - started) / 1000;
   const rowLabels = classes.map((c) => loaded.config.classNames[c] ?? String(c));
   const grid = (x: Float32Array) =>
-    imageGrid(x, { n, height: cfg.height, width: cfg.width, channels: cfg.inChannels === 3 ? 3 : 1, cols: opts.perClass, scale: 2, range: "minus1to1", rowLabels });
+    imageGrid(x, {
+      n,
+      height: cfg.height,
+      width: cfg.width,
+      channels: cfg.inChannels === 3 ? 3 : 1,
+      cols: opts.perClass,
+      scale: 2,
+      range: "minus1to1",
+      rowLabels,
+    });
   const files: string[] = [];
   const samplesPath = join(opts.out, "samples.png");
   await writeFileAtomic(samplesPath, grid(result.x).toPng());

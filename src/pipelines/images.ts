@@ -95,14 +95,28 @@ export function defaultImageOut(dataset: string): string {
 /** Trains (or continues) an image model; the result's `model` is what was saved. */
 export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<ImageCheckpointConfig, UnetConfig>> {
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
-  if (!(opts.labelDropout >= 0 && opts.labelDropout < 1)) throw new UserError(`--label-dropout must be in [0, 1), got ${opts.labelDropout}`);
+  if (!(opts.labelDropout >= 0 && opts.labelDropout < 1))
+    throw new UserError(`--label-dropout must be in [0, 1), got ${opts.labelDropout}`);
   const log = opts.onLog ?? (() => {});
   const out = opts.out ?? defaultImageOut(opts.dataset);
   // Refuse a wrong --resume/--force before loading a dataset.
   checkRunFolder({ out, resume: opts.resume, force: opts.force, log });
   await initEngine();
-  const data = opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log, ...recordedImageTransforms(opts) }));
-  const cfg: UnetConfig = { ...opts.model, numClasses: data.numClasses, inChannels: data.channels, height: data.height, width: data.width } as UnetConfig;
+  const data =
+    opts.data ??
+    (await loadImageDataset(opts.dataset, {
+      split: "train",
+      limit: opts.limit > 0 ? opts.limit : undefined,
+      onWarn: log,
+      ...recordedImageTransforms(opts),
+    }));
+  const cfg: UnetConfig = {
+    ...opts.model,
+    numClasses: data.numClasses,
+    inChannels: data.channels,
+    height: data.height,
+    width: data.width,
+  } as UnetConfig;
   const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
   assertTrainingFits(
     backend,
@@ -131,7 +145,8 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     ...(opts.horizontalFlip ? { horizontalFlip: true } : {}),
     ...(opts.coupling === "ot" ? { coupling: opts.coupling } : {}),
   };
-  if (opts.coupling === "ot" && opts.coupledNoise) throw new Error("trainImage: coupledNoise (reflow) already fixes the pairs; coupling 'ot' does not apply");
+  if (opts.coupling === "ot" && opts.coupledNoise)
+    throw new Error("trainImage: coupledNoise (reflow) already fixes the pairs; coupling 'ot' does not apply");
   const run = await openTrainingRun({
     out,
     resume: opts.resume,
@@ -155,7 +170,15 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     }),
     identity: setupImage,
   });
-  const batches = imageBatches(data, { batchSize: opts.batchSize, seed: opts.seed, labelDropout: opts.labelDropout, sampleTimes, coupledNoise: opts.coupledNoise, horizontalFlip: opts.horizontalFlip, coupling: opts.coupling });
+  const batches = imageBatches(data, {
+    batchSize: opts.batchSize,
+    seed: opts.seed,
+    labelDropout: opts.labelDropout,
+    sampleTimes,
+    coupledNoise: opts.coupledNoise,
+    horizontalFlip: opts.horizontalFlip,
+    coupling: opts.coupling,
+  });
   const result = await run.train({
     init: () => opts.initParams ?? unetFamily.init(cfg, new Rng(opts.seed)),
     backend,
@@ -173,7 +196,11 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     },
   });
   const { losses } = result;
-  if (losses.length > 1) await writeFileAtomic(join(out, "loss.png"), linePlot([{ name: "CFM loss", values: losses }], { title: `${opts.dataset} training loss`, logY: true }).toPng());
+  if (losses.length > 1)
+    await writeFileAtomic(
+      join(out, "loss.png"),
+      linePlot([{ name: "CFM loss", values: losses }], { title: `${opts.dataset} training loss`, logY: true }).toPng(),
+    );
   return result;
 }
 
@@ -198,4 +225,3 @@ export function setupImage(config: CheckpointConfig): Setting[] {
     ...reflowSetup(config),
   ];
 }
-

@@ -2,7 +2,15 @@
 // heat-map), image models with Hutchinson's estimator, reported in bits per dimension.
 import { join } from "node:path";
 import { initEngine } from "../engine/index.js";
-import { logLikelihood, logLikelihoodWith, modelDivergenceField, sampleWithLogDensityWith, bitsPerDim, type DivergenceMode, type ProbeKind } from "../core/likelihood.js";
+import {
+  logLikelihood,
+  logLikelihoodWith,
+  modelDivergenceField,
+  sampleWithLogDensityWith,
+  bitsPerDim,
+  type DivergenceMode,
+  type ProbeKind,
+} from "../core/likelihood.js";
 import { mlpModel } from "../core/models/mlp.js";
 import { Rng } from "../core/rng.js";
 import type { SolverName } from "../core/solvers.js";
@@ -63,18 +71,36 @@ async function batched(
 }
 
 /** log p(x) in nats for a 2-D model (EMA weights), Dopri5 by default; exact divergence unless `divergence` says Hutchinson. */
-export async function logLikelihood2d(loaded: Loaded2d, x: Float32Array, opts: LoglikOptions & { nfe?: number; divergence?: DivergenceMode }): Promise<LoglikSummary> {
+export async function logLikelihood2d(
+  loaded: Loaded2d,
+  x: Float32Array,
+  opts: LoglikOptions & { nfe?: number; divergence?: DivergenceMode },
+): Promise<LoglikSummary> {
   await initEngine();
   const setupStart = performance.now();
   const divergence = opts.divergence ?? "exact";
   // The onnx runtime runs the exact-divergence export; a Hutchinson estimate (density.png's panel) stays on the engine.
-  const session = opts.runtime === "onnx" && divergence === "exact" ? await createOnnxDivergenceSession(await exportDivergenceOnnx(hostData(loaded.ema), { kind: "mlp", config: loaded.config.model }, { tangents: 2, exact: true })) : null;
+  const session =
+    opts.runtime === "onnx" && divergence === "exact"
+      ? await createOnnxDivergenceSession(
+          await exportDivergenceOnnx(hostData(loaded.ema), { kind: "mlp", config: loaded.config.model }, { tangents: 2, exact: true }),
+        )
+      : null;
   // The export and session start count in the reported time (the engine's jit compile does too).
   const setupSeconds = (performance.now() - setupStart) / 1000;
-  const f = session ? { ...session.field({ sampleShape: [2], divergence: "exact" }), dispose: () => session.release() } : modelDivergenceField(mlpModel(loaded.config.model), loaded.ema, { sampleShape: [2], divergence });
+  const f = session
+    ? { ...session.field({ sampleShape: [2], divergence: "exact" }), dispose: () => session.release() }
+    : modelDivergenceField(mlpModel(loaded.config.model), loaded.ema, { sampleShape: [2], divergence });
   try {
     const r = await batched(x, 2, opts.batch ?? 2048, (chunk) =>
-      logLikelihoodWith(f.field, chunk, { sampleShape: [2], solver: opts.solver, rtol: opts.rtol, atol: opts.atol, nfe: opts.nfe ?? 48, estimates: f.estimates }),
+      logLikelihoodWith(f.field, chunk, {
+        sampleShape: [2],
+        solver: opts.solver,
+        rtol: opts.rtol,
+        atol: opts.atol,
+        nfe: opts.nfe ?? 48,
+        estimates: f.estimates,
+      }),
     );
     return summarise(r.logp, r.nfe, setupSeconds + r.seconds);
   } finally {
@@ -97,7 +123,13 @@ export async function sampleWithLogDensity2d(
   try {
     let at = 0; // batches run in order
     const r = await batched(x0, 2, opts.batch ?? 2048, async (chunk) => {
-      const s = await sampleWithLogDensityWith(f.field, chunk, { sampleShape: [2], solver: opts.solver, rtol: opts.rtol, atol: opts.atol, nfe: opts.nfe ?? 48 });
+      const s = await sampleWithLogDensityWith(f.field, chunk, {
+        sampleShape: [2],
+        solver: opts.solver,
+        rtol: opts.rtol,
+        atol: opts.atol,
+        nfe: opts.nfe ?? 48,
+      });
       x.set(s.x, at);
       at += s.x.length;
       return s;
@@ -128,9 +160,16 @@ export async function renderDensity2d(
   const grid = vectorFieldGrid(bounds, gridN);
   // A fixed-step solver for the picture: one far-off grid point must not stall or break the adaptive
   // step size of the whole batch; points whose backward path blows up get density 0.
-  const solve = { solver: "rk4" as SolverName, batch: gridN * gridN, ...(opts.solver === "dopri5" || opts.solver === undefined ? {} : { solver: opts.solver }) };
+  const solve = {
+    solver: "rk4" as SolverName,
+    batch: gridN * gridN,
+    ...(opts.solver === "dopri5" || opts.solver === undefined ? {} : { solver: opts.solver }),
+  };
   const exact = await logLikelihood2d(loaded, grid, solve);
-  const hutch = await logLikelihood2d(loaded, grid, { ...solve, divergence: { hutchinson: probes, seed: opts.seed ?? 0, probe: opts.probe } });
+  const hutch = await logLikelihood2d(loaded, grid, {
+    ...solve,
+    divergence: { hutchinson: probes, seed: opts.seed ?? 0, probe: opts.probe },
+  });
   const density = (logp: Float64Array) => Float64Array.from(logp, (v) => (Number.isFinite(v) ? Math.exp(v) : 0));
   let diff = 0;
   let count = 0;
@@ -142,7 +181,10 @@ export async function renderDensity2d(
   const samples = await sampleToy2d(loaded, { n: 3000, solver: "rk4", nfe: 100, seed: 5, weights: "ema" });
   const picture = sideBySide([
     heatmap(density(exact.logp), gridN, { title: "exact divergence: p(x)", bounds }),
-    heatmap(density(hutch.logp), gridN, { title: `Hutchinson, ${probes} ${opts.probe ?? "rademacher"} probe${probes === 1 ? "" : "s"}`, bounds }),
+    heatmap(density(hutch.logp), gridN, {
+      title: `Hutchinson, ${probes} ${opts.probe ?? "rademacher"} probe${probes === 1 ? "" : "s"}`,
+      bounds,
+    }),
     scatterPlot([{ title: "samples", points: samples.x }], { bounds }),
   ]);
   const caption = `${loaded.config.dataset}: mean |log p exact - log p Hutchinson| = ${meanAbsDiff.toFixed(3)} nats over ${count} grid points`;
@@ -188,7 +230,12 @@ export async function bitsPerDimImages(
   let nfe = 0;
   const dequantized = dequantizeImages(images, opts.seed + 7);
   const started = performance.now();
-  const session = opts.runtime === "onnx" ? await createOnnxDivergenceSession(await exportDivergenceOnnx(hostData(loaded.ema), { kind: "unet", config: cfg }, { tangents: opts.probes, exact: false })) : null;
+  const session =
+    opts.runtime === "onnx"
+      ? await createOnnxDivergenceSession(
+          await exportDivergenceOnnx(hostData(loaded.ema), { kind: "unet", config: cfg }, { tangents: opts.probes, exact: false }),
+        )
+      : null;
   try {
     for (let s = 0; s < n; s += batch) {
       const e = Math.min(n, s + batch);
@@ -211,5 +258,10 @@ export async function bitsPerDimImages(
   }
   const summary = summarise(logp, nfe, (performance.now() - started) / 1000);
   const toBits = 1 / (dim * Math.LN2);
-  return { ...summary, bpd: bitsPerDim(summary.mean, dim), bpdStderr: summary.stderr * toBits, probeStderr: (Math.sqrt(probeVariance / n) / Math.sqrt(n)) * toBits };
+  return {
+    ...summary,
+    bpd: bitsPerDim(summary.mean, dim),
+    bpdStderr: summary.stderr * toBits,
+    probeStderr: (Math.sqrt(probeVariance / n) / Math.sqrt(n)) * toBits,
+  };
 }

@@ -91,7 +91,12 @@ function describeBad(s: StepOutcome): string {
 
 /** The first batch field holding a NaN or an infinity, or null. */
 function nonFiniteField(b: FlowBatch): string | null {
-  for (const [name, a] of [["x1 (data)", b.x1], ["x0 (noise)", b.x0], ["t", b.t], ["path coefficients", b.coef]] as const) {
+  for (const [name, a] of [
+    ["x1 (data)", b.x1],
+    ["x0 (noise)", b.x0],
+    ["t", b.t],
+    ["path coefficients", b.coef],
+  ] as const) {
     for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return name;
   }
   return null;
@@ -118,7 +123,13 @@ export function lossTrend(applied: readonly number[], later: readonly number[] =
   return { rising: to > 1.5 * from, from, to };
 }
 
-function stopMessage(step: number, streak: { outcome: StepOutcome; badData: string | null }[], losses: number[], lastSaved: number | null, lr: number): string {
+function stopMessage(
+  step: number,
+  streak: { outcome: StepOutcome; badData: string | null }[],
+  losses: number[],
+  lastSaved: number | null,
+  lr: number,
+): string {
   const lossBad = streak.filter((s) => !Number.isFinite(s.outcome.loss)).length;
   const what = lossBad === streak.length ? "loss" : lossBad === 0 ? "gradient norm" : "loss or gradient norm";
   const last = streak[streak.length - 1].outcome;
@@ -133,6 +144,8 @@ function stopMessage(step: number, streak: { outcome: StepOutcome; badData: stri
   if (trend?.rising) {
     return `${head} The loss rose from ${trend.from.toPrecision(4)} to ${trend.to.toPrecision(4)} before this, so the learning rate is the likely cause: lower --lr (now ${lr}).`;
   }
-  const steady = trend ? ` The loss was not rising before this (about ${trend.to.toPrecision(4)}), so the learning rate is an unlikely cause.` : "";
+  const steady = trend
+    ? ` The loss was not rising before this (about ${trend.to.toPrecision(4)}), so the learning rate is an unlikely cause.`
+    : "";
   return `${head}${steady} This looks like a numerical problem in the model or the engine; please report it with the command line that produced it.`;
 }

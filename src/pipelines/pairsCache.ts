@@ -28,7 +28,10 @@ export async function cachedPairs(
       for (const [name, shape] of Object.entries(shapes)) {
         const got = tensors[name].shape;
         if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
-          const rows = got[0] === shape[0] ? `"${name}" is [${got.join(", ")}], expected [${shape.join(", ")}]` : `${got[0] ?? 0} pairs in "${name}" but its metadata says n=${meta.n ?? shape[0]}`;
+          const rows =
+            got[0] === shape[0]
+              ? `"${name}" is [${got.join(", ")}], expected [${shape.join(", ")}]`
+              : `${got[0] ?? 0} pairs in "${name}" but its metadata says n=${meta.n ?? shape[0]}`;
           throw new UserError(`${path} holds ${rows}; the file was changed or cut short; ${deleteIt}`);
         }
       }
@@ -45,6 +48,7 @@ export async function cachedPairs(
 /** The tensor's data as a Float32Array, or a UserError naming the file. */
 export function f32(tensors: Record<string, HostTensor>, name: string, path: string): Float32Array {
   const data = tensors[name]?.data;
-  if (!(data instanceof Float32Array)) throw new UserError(`${path}: tensor "${name}" must be F32; delete ${path} and run again to regenerate the pairs`);
+  if (!(data instanceof Float32Array))
+    throw new UserError(`${path}: tensor "${name}" must be F32; delete ${path} and run again to regenerate the pairs`);
   return data;
 }

@@ -17,7 +17,15 @@ import { unetParamShapes, type UnetConfig } from "../core/models/unet.js";
 import { sampleToy, parseToyDataset } from "../data/toy2d.js";
 import { loadImageDataset, recordedImageTransforms } from "../data/images.js";
 import { writeFileAtomic } from "../io/atomic.js";
-import { checkParams, firstNonFinite, loadCheckpoint, saveCheckpoint, CONFIG_FILE, WEIGHTS_FILE, type CheckpointConfig } from "../io/checkpoint.js";
+import {
+  checkParams,
+  firstNonFinite,
+  loadCheckpoint,
+  saveCheckpoint,
+  CONFIG_FILE,
+  WEIGHTS_FILE,
+  type CheckpointConfig,
+} from "../io/checkpoint.js";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "../io/safetensors.js";
 import { paramsFromTorch, paramsToTorch, type TorchModelKind } from "../io/pytorch/layout.js";
 import { stateToTensors, tensorsToState, type TrainerHostState } from "./state.js";
@@ -81,7 +89,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 function assertReplaceable(out: string, files: readonly string[], force: boolean, what: string): void {
   if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} is a file; pass a folder for the ${what}`);
   const present = files.filter((f) => existsSync(join(out, f)));
-  if (present.length > 0 && !force) throw new UserError(`${out} already holds ${present.join(", ")}; pass another --out, or --force to replace them`);
+  if (present.length > 0 && !force)
+    throw new UserError(`${out} already holds ${present.join(", ")}; pass another --out, or --force to replace them`);
 }
 
 export interface ExportPytorchOptions {
@@ -119,16 +128,24 @@ export async function exportPytorch(o: ExportPytorchOptions): Promise<{ files: s
   } else {
     const m = model as UnetConfig;
     const limit = num(train.limit, 0);
-    const data = await loadImageDataset(String(config.dataset), { split: "train", limit: limit > 0 ? limit : undefined, onWarn: log, ...recordedImageTransforms(config.train) });
+    const data = await loadImageDataset(String(config.dataset), {
+      split: "train",
+      limit: limit > 0 ? limit : undefined,
+      onWarn: log,
+      ...recordedImageTransforms(config.train),
+    });
     if (data.height !== m.height || data.width !== m.width || data.channels !== m.inChannels || data.numClasses !== m.numClasses) {
-      throw new UserError(`dataset ${String(config.dataset)} is now ${data.height}x${data.width}x${data.channels} with ${data.numClasses} classes, the model was trained on ${m.height}x${m.width}x${m.inChannels} with ${m.numClasses}; restore the training data`);
+      throw new UserError(
+        `dataset ${String(config.dataset)} is now ${data.height}x${data.width}x${data.channels} with ${data.numClasses} classes, the model was trained on ${m.height}x${m.width}x${m.inChannels} with ${m.numClasses}; restore the training data`,
+      );
     }
     rows = data.n;
     const per = data.height * data.width * data.channels;
     const nchw = new Float32Array(data.images.length);
     const hw = data.height * data.width;
     for (let i = 0; i < data.n; i++)
-      for (let p = 0; p < hw; p++) for (let c = 0; c < data.channels; c++) nchw[i * per + c * hw + p] = data.images[i * per + p * data.channels + c];
+      for (let p = 0; p < hw; p++)
+        for (let c = 0; c < data.channels; c++) nchw[i * per + c * hw + p] = data.images[i * per + p * data.channels + c];
     dataTensors.x = { dtype: "F32", shape: [data.n, data.channels, data.height, data.width], data: nchw };
     dataTensors.y = { dtype: "I64", shape: [data.n], data: BigInt64Array.from(data.labels, (l) => BigInt(l)) };
   }
@@ -148,11 +165,22 @@ export async function exportPytorch(o: ExportPytorchOptions): Promise<{ files: s
       lr: num(train.lr, DEFAULT_ADAM.lr),
       batchSize: num(train.batchSize, 256),
       seed: num(train.seed, 0),
-      adam: { beta1: DEFAULT_ADAM.beta1, beta2: DEFAULT_ADAM.beta2, eps: DEFAULT_ADAM.eps, weightDecay: DEFAULT_ADAM.weightDecay, clipNorm: DEFAULT_ADAM.clipNorm },
+      adam: {
+        beta1: DEFAULT_ADAM.beta1,
+        beta2: DEFAULT_ADAM.beta2,
+        eps: DEFAULT_ADAM.eps,
+        weightDecay: DEFAULT_ADAM.weightDecay,
+        clipNorm: DEFAULT_ADAM.clipNorm,
+      },
       ...(kind === "mlp" ? { coupling: str(train.coupling, "independent") } : { labelDropout: num(train.labelDropout, 0.1) }),
     },
     data: { file: PACKAGE_DATA, n: rows },
-    ...(config.reflow !== undefined ? { notContinuable: "this run is a reflow student, trained on pairs drawn from its teacher, which the package does not hold; continue it with flowmatch reflow --resume" } : {}),
+    ...(config.reflow !== undefined
+      ? {
+          notContinuable:
+            "this run is a reflow student, trained on pairs drawn from its teacher, which the package does not hold; continue it with flowmatch reflow --resume",
+        }
+      : {}),
     flowmatch,
   };
   const torchState: TrainerHostState = {
@@ -180,30 +208,47 @@ function readJson(path: string, what: string): Record<string, unknown> {
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
-    throw new UserError(`cannot read ${what} ${path}: ${err instanceof Error ? err.message : String(err)}; pass the config.json of a package written by flowmatch export --format pytorch`);
+    throw new UserError(
+      `cannot read ${what} ${path}: ${err instanceof Error ? err.message : String(err)}; pass the config.json of a package written by flowmatch export --format pytorch`,
+    );
   }
   if (!isRecord(raw)) throw new UserError(`${what} ${path} is not a JSON object`);
   return raw;
 }
 
 /** The architecture and run a state dict belongs to: a package's config.json, or a flowmatch checkpoint's. */
-async function readArchitecture(path: string): Promise<{ kind: TorchModelKind; model: MlpConfig | UnetConfig; flowmatch: CheckpointConfig; step: number; fromPackage: boolean }> {
+async function readArchitecture(
+  path: string,
+): Promise<{ kind: TorchModelKind; model: MlpConfig | UnetConfig; flowmatch: CheckpointConfig; step: number; fromPackage: boolean }> {
   const isDir = existsSync(path) && statSync(path).isDirectory();
   const pkgPath = isDir ? join(path, PACKAGE_CONFIG) : path;
   if (existsSync(pkgPath) && basename(pkgPath) !== CONFIG_FILE) {
     const cfg = readJson(pkgPath, "package config");
-    if (cfg.format !== PACKAGE_FORMAT) throw new UserError(`${pkgPath} is not a flowmatch PyTorch package config (format ${JSON.stringify(cfg.format)}); pass the package folder or its config.json`);
-    if (cfg.version !== PACKAGE_VERSION) throw new UserError(`${pkgPath} is package version ${JSON.stringify(cfg.version)}, this flowmatch reads ${PACKAGE_VERSION}`);
+    if (cfg.format !== PACKAGE_FORMAT)
+      throw new UserError(
+        `${pkgPath} is not a flowmatch PyTorch package config (format ${JSON.stringify(cfg.format)}); pass the package folder or its config.json`,
+      );
+    if (cfg.version !== PACKAGE_VERSION)
+      throw new UserError(`${pkgPath} is package version ${JSON.stringify(cfg.version)}, this flowmatch reads ${PACKAGE_VERSION}`);
     const kind = cfg.kind === "mlp" || cfg.kind === "unet" ? cfg.kind : null;
     if (kind === null || !isRecord(cfg.model) || !isRecord(cfg.flowmatch) || typeof cfg.step !== "number") {
-      throw new UserError(`${pkgPath} lacks a valid "kind", "model", "flowmatch" or "step"; export the run again with flowmatch export --format pytorch`);
+      throw new UserError(
+        `${pkgPath} lacks a valid "kind", "model", "flowmatch" or "step"; export the run again with flowmatch export --format pytorch`,
+      );
     }
-    return { kind, model: cfg.model as unknown as MlpConfig | UnetConfig, flowmatch: cfg.flowmatch as CheckpointConfig, step: cfg.step, fromPackage: true };
+    return {
+      kind,
+      model: cfg.model as unknown as MlpConfig | UnetConfig,
+      flowmatch: cfg.flowmatch as CheckpointConfig,
+      step: cfg.step,
+      fromPackage: true,
+    };
   }
   // A flowmatch checkpoint (folder, ckpt.json or ckpt.safetensors) for the same architecture.
   const { config } = await loadCheckpoint(path);
   const kind = packageKind(config.kind);
-  if (kind === null || !isRecord(config.model)) throw new UserError(`${path} is a '${config.kind}' checkpoint; import needs a '2d' or 'image' model's config`);
+  if (kind === null || !isRecord(config.model))
+    throw new UserError(`${path} is a '${config.kind}' checkpoint; import needs a '2d' or 'image' model's config`);
   return { kind, model: config.model as unknown as MlpConfig | UnetConfig, flowmatch: config, step: config.step, fromPackage: false };
 }
 
@@ -216,7 +261,9 @@ function ptToSafetensors(file: string): Uint8Array {
     const r = spawnSync(python, [join(pythonSourceDir(), "model.py"), "to-safetensors", file, dst], { encoding: "utf8" });
     if (r.error || r.status !== 0) {
       const why = r.error?.message ?? r.stderr.trim().split("\n").pop() ?? `exit ${r.status}`;
-      throw new UserError(`cannot read ${file}: reading a .pt file needs ${python} with torch (${why}); install python3-torch, or save the state dict as .safetensors`);
+      throw new UserError(
+        `cannot read ${file}: reading a .pt file needs ${python} with torch (${why}); install python3-torch, or save the state dict as .safetensors`,
+      );
     }
     return readFileSync(dst);
   } finally {
@@ -237,17 +284,26 @@ export async function importPytorch(o: ImportPytorchOptions): Promise<{ config: 
   const fromIsDir = existsSync(o.from) && statSync(o.from).isDirectory();
   const weightsPath = fromIsDir ? join(o.from, PACKAGE_WEIGHTS) : o.from;
   if (!existsSync(weightsPath)) {
-    throw new UserError(`${weightsPath} does not exist; pass a package folder written by flowmatch export --format pytorch (or by its train.py), or a .safetensors/.pt state dict with --config`);
+    throw new UserError(
+      `${weightsPath} does not exist; pass a package folder written by flowmatch export --format pytorch (or by its train.py), or a .safetensors/.pt state dict with --config`,
+    );
   }
   const archFrom = o.config ?? (fromIsDir ? o.from : undefined);
-  if (archFrom === undefined) throw new UserError(`${o.from} is a bare state dict: pass --config with the package (or flowmatch checkpoint) whose architecture it has`);
+  if (archFrom === undefined)
+    throw new UserError(
+      `${o.from} is a bare state dict: pass --config with the package (or flowmatch checkpoint) whose architecture it has`,
+    );
   const arch = await readArchitecture(archFrom);
   assertReplaceable(o.out, [CONFIG_FILE, WEIGHTS_FILE], o.force ?? false, "flowmatch checkpoint");
 
   const ext = extname(weightsPath).toLowerCase();
   const bytes = ext === ".pt" || ext === ".pth" ? ptToSafetensors(weightsPath) : readFileSync(weightsPath);
   const fix = `pass the state dict of the model in ${archFrom}, or --config with the architecture it was trained with`;
-  const { tensors: raw } = decodeSafetensors(bytes, weightsPath, "write it again (torch.save the state dict, or a train.py checkpoint), or restore it from a copy");
+  const { tensors: raw } = decodeSafetensors(
+    bytes,
+    weightsPath,
+    "write it again (torch.save the state dict, or a train.py checkpoint), or restore it from a copy",
+  );
   const groups: Record<"params" | "ema" | "m" | "v", HostParams> = { params: {}, ema: {}, m: {}, v: {} };
   let losses: number[] | undefined;
   let skipped: number[] | undefined;
@@ -258,7 +314,10 @@ export async function importPytorch(o: ImportPytorchOptions): Promise<{ config: 
     else if (key === "log.skipped") skipped = Array.from(t.data as ArrayLike<number | bigint>, Number);
     else if (key.startsWith("log.")) continue;
     else {
-      if (!(t.data instanceof Float32Array)) throw new UserError(`${weightsPath}: tensor "${key}" is ${t.dtype}; flowmatch models are float32: save the state dict with .float()`);
+      if (!(t.data instanceof Float32Array))
+        throw new UserError(
+          `${weightsPath}: tensor "${key}" is ${t.dtype}; flowmatch models are float32: save the state dict with .float()`,
+        );
       const value = { shape: t.shape, data: t.data };
       if (key.startsWith("ema.")) groups.ema[key.slice(4)] = value;
       else if (key.startsWith("opt.m.")) groups.m[key.slice(6)] = value;
@@ -267,9 +326,13 @@ export async function importPytorch(o: ImportPytorchOptions): Promise<{ config: 
     }
   }
   const bad = firstNonFinite(raw);
-  if (bad !== null) throw new UserError(`${weightsPath}: tensor ${bad} is not finite; the weights are corrupt or training diverged: import an earlier checkpoint`);
+  if (bad !== null)
+    throw new UserError(
+      `${weightsPath}: tensor ${bad} is not finite; the weights are corrupt or training diverged: import an earlier checkpoint`,
+    );
   const shapes = fmShapes(arch.kind, arch.model);
-  const convert = (p: HostParams, what: string) => paramsFromTorch(arch.kind, p, shapes, what === "" ? weightsPath : `${weightsPath} (${what})`, fix);
+  const convert = (p: HostParams, what: string) =>
+    paramsFromTorch(arch.kind, p, shapes, what === "" ? weightsPath : `${weightsPath} (${what})`, fix);
   const params = convert(groups.params, "");
   const hasEma = Object.keys(groups.ema).length > 0;
   // A package folder continues its run: same runId, its step, Adam state, losses and segments. A bare
@@ -283,7 +346,12 @@ export async function importPytorch(o: ImportPytorchOptions): Promise<{ config: 
     ...(isPackage && losses ? { losses } : {}),
     ...(isPackage && skipped ? { skipped } : {}),
   };
-  const config: CheckpointConfig = { ...arch.flowmatch, kind: flowmatchKind(arch.kind), model: arch.model, step: isPackage ? arch.step : 0 };
+  const config: CheckpointConfig = {
+    ...arch.flowmatch,
+    kind: flowmatchKind(arch.kind),
+    model: arch.model,
+    step: isPackage ? arch.step : 0,
+  };
   delete config.weightsSha256;
   if (!isPackage) {
     config.runId = randomUUID();

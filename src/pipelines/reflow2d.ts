@@ -97,9 +97,12 @@ export function distillTimes(k: number): TimeSampler {
 }
 
 /** Trains (or continues) the student; the result's `model` is what was saved, `pairNfe` the teacher evaluations this call made. */
-export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCheckpointConfig, MlpConfig> & { checkpointDir: string; pairNfe: number }> {
+export async function reflow2d(
+  opts: Reflow2dOptions,
+): Promise<RunResult<Toy2dCheckpointConfig, MlpConfig> & { checkpointDir: string; pairNfe: number }> {
   const distill = opts.distillSteps;
-  if (distill !== undefined && (!Number.isInteger(distill) || distill < 1)) throw new UserError(`--student-nfe must be a positive integer, got ${distill}`);
+  if (distill !== undefined && (!Number.isInteger(distill) || distill < 1))
+    throw new UserError(`--student-nfe must be a positive integer, got ${distill}`);
   if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) {
     throw new UserError(`--pairs must be an integer of at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   }
@@ -160,7 +163,14 @@ export async function reflow2d(opts: Reflow2dOptions): Promise<RunResult<Toy2dCh
   // Pairs are the expensive part; keep them so a second run (or a crash) does not redo them.
   let pairNfe = 0;
   const pairsPath = join(opts.out, "pairs.safetensors");
-  const wantMeta = { teacherRun: String(opts.teacher.config.runId ?? ""), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe) };
+  const wantMeta = {
+    teacherRun: String(opts.teacher.config.runId ?? ""),
+    teacherStep: String(opts.teacher.config.step),
+    n: String(opts.pairs),
+    seed: String(opts.seed),
+    solver: opts.pairSolver,
+    nfe: String(opts.pairNfe),
+  };
   const stored = await cachedPairs(
     pairsPath,
     wantMeta,
@@ -240,8 +250,11 @@ export async function reflowRounds2d(
   if (opts.resume && opts.force) throw new UserError("pass --resume to continue the rounds or --force to replace them, not both");
   const log = opts.onLog ?? (() => {});
   // Settle --resume/--force for every round before any pairs are drawn.
-  const present = Array.from({ length: opts.rounds }, (_, i) => checkRunFolder({ out: roundDir(opts.out, i + 1), resume: false, force: opts.force || opts.resume, log }));
-  if (opts.resume && !present[0]) throw new UserError(`--resume: ${roundDir(opts.out, 1)} holds no checkpoint; run without --resume to start the rounds there`);
+  const present = Array.from({ length: opts.rounds }, (_, i) =>
+    checkRunFolder({ out: roundDir(opts.out, i + 1), resume: false, force: opts.force || opts.resume, log }),
+  );
+  if (opts.resume && !present[0])
+    throw new UserError(`--resume: ${roundDir(opts.out, 1)} holds no checkpoint; run without --resume to start the rounds there`);
   const results: ReflowRoundResult[] = [];
   let teacher = opts.teacher;
   let teacherPath = opts.teacherPath;
@@ -249,7 +262,15 @@ export async function reflowRounds2d(
     opts.onRound?.(r, opts.rounds);
     const out = roundDir(opts.out, r);
     const resume = Boolean(opts.resume && present[r - 1]);
-    const res = await reflow2d({ ...opts, teacher, teacherPath, out, seed: (opts.seed + r - 1) >>> 0, resume, force: opts.force && !resume });
+    const res = await reflow2d({
+      ...opts,
+      teacher,
+      teacherPath,
+      out,
+      seed: (opts.seed + r - 1) >>> 0,
+      resume,
+      force: opts.force && !resume,
+    });
     results.push({ round: r, out, pairNfe: res.pairNfe, stepsTrained: res.step - res.startStep, model: res.model });
     log(`round ${r}/${opts.rounds}: ${out} at step ${res.step}${res.pairNfe === 0 ? " (pairs reused)" : ""}`);
     if (res.stopped) return { rounds: results, stopped: true };

@@ -73,7 +73,8 @@ export interface ReflowImageOptions {
 
 /** Trains (or continues) the student; the result's `model` is what was saved. */
 export async function reflowImage(opts: ReflowImageOptions): Promise<RunResult<ImageCheckpointConfig, UnetConfig>> {
-  if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize) throw new UserError(`--pairs must be at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
+  if (!Number.isInteger(opts.pairs) || opts.pairs < opts.batchSize)
+    throw new UserError(`--pairs must be at least --batch-size (${opts.batchSize}), got ${opts.pairs}`);
   // Refuse a wrong --resume/--force before the teacher spends minutes on pairs.
   checkRunFolder({ out: opts.out, resume: opts.resume ?? false, force: opts.force, log: opts.onLog });
   const cfg = opts.teacher.config.model;
@@ -94,20 +95,40 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<RunResult<I
     assertSameSetup(reflowSetup(config), reflowSetup({ ...config, reflow: reflowRecord }), opts.out);
   }
   const pairsPath = join(opts.out, "pairs.safetensors");
-  const meta = { teacherRun: String(opts.teacher.config.runId), teacherStep: String(opts.teacher.config.step), n: String(opts.pairs), seed: String(opts.seed), solver: opts.pairSolver, nfe: String(opts.pairNfe), guidance: String(opts.guidance) };
+  const meta = {
+    teacherRun: String(opts.teacher.config.runId),
+    teacherStep: String(opts.teacher.config.step),
+    n: String(opts.pairs),
+    seed: String(opts.seed),
+    solver: opts.pairSolver,
+    nfe: String(opts.pairNfe),
+    guidance: String(opts.guidance),
+  };
   const shape = [opts.pairs, cfg.height, cfg.width, cfg.inChannels];
   const stored = await cachedPairs(
     pairsPath,
     meta,
     { x0: shape, x1: shape, labels: [opts.pairs] },
     async () => {
-      const p = await generateImagePairs(opts.teacher, { n: opts.pairs, seed: opts.seed + 7919, solver: opts.pairSolver, nfe: opts.pairNfe, guidance: opts.guidance, onProgress: (d) => opts.onPairs?.(d, opts.pairs) });
-      return { x0: { dtype: "F32", shape, data: p.x0 }, x1: { dtype: "F32", shape, data: p.x1 }, labels: { dtype: "I32", shape: [opts.pairs], data: p.labels } };
+      const p = await generateImagePairs(opts.teacher, {
+        n: opts.pairs,
+        seed: opts.seed + 7919,
+        solver: opts.pairSolver,
+        nfe: opts.pairNfe,
+        guidance: opts.guidance,
+        onProgress: (d) => opts.onPairs?.(d, opts.pairs),
+      });
+      return {
+        x0: { dtype: "F32", shape, data: p.x0 },
+        x1: { dtype: "F32", shape, data: p.x1 },
+        labels: { dtype: "I32", shape: [opts.pairs], data: p.labels },
+      };
     },
     opts.onLog,
   );
   const labels = stored.labels.data;
-  if (!(labels instanceof Int32Array)) throw new UserError(`${pairsPath}: tensor "labels" must be I32; delete ${pairsPath} and run again to regenerate the pairs`);
+  if (!(labels instanceof Int32Array))
+    throw new UserError(`${pairsPath}: tensor "labels" must be I32; delete ${pairsPath} and run again to regenerate the pairs`);
   const pairs: ImagePairs = { x0: f32(stored, "x0", pairsPath), x1: f32(stored, "x1", pairsPath), labels };
   const data: ImageDataset = {
     name: `reflow of ${opts.teacher.config.dataset}`,

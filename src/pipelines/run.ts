@@ -11,7 +11,16 @@ import type { FlowBatch } from "../core/train.js";
 import type { LrSchedule } from "../core/lrSchedule.js";
 import type { ModelFamily } from "../core/models/family.js";
 import { removeStaleTemps } from "../io/atomic.js";
-import { assertSameSetup, checkParams, loadCheckpoint, saveCheckpoint, CONFIG_FILE, WEIGHTS_FILE, type CheckpointConfig, type Setting } from "../io/checkpoint.js";
+import {
+  assertSameSetup,
+  checkParams,
+  loadCheckpoint,
+  saveCheckpoint,
+  CONFIG_FILE,
+  WEIGHTS_FILE,
+  type CheckpointConfig,
+  type Setting,
+} from "../io/checkpoint.js";
 import { stateToTensors, tensorsToState, type TrainerHostState } from "./state.js";
 import { runTrainingLoop, type TrainProgress } from "./loop.js";
 import { createTrainer, type BackendOptions, type TrainBackend } from "./trainers.js";
@@ -43,10 +52,14 @@ export function checkRunFolder(o: RunFolderOptions): boolean {
   if (removed.length > 0) o.log?.(`removed ${removed.length} temp file(s) left in ${o.out} by an interrupted save: ${removed.join(", ")}`);
   const present = [CONFIG_FILE, WEIGHTS_FILE].filter((f) => existsSync(join(o.out, f)));
   if (present.length > 0 && !o.resume && !o.force) {
-    throw new UserError(`${o.out} already holds a checkpoint (${present.join(", ")}); pass --resume to continue it or --force to replace it`);
+    throw new UserError(
+      `${o.out} already holds a checkpoint (${present.join(", ")}); pass --resume to continue it or --force to replace it`,
+    );
   }
   if (present.length === 0 && o.resume) {
-    throw new UserError(`--resume: ${o.out} holds no checkpoint (no ${CONFIG_FILE} or ${WEIGHTS_FILE}); run without --resume to start training there`);
+    throw new UserError(
+      `--resume: ${o.out} holds no checkpoint (no ${CONFIG_FILE} or ${WEIGHTS_FILE}); run without --resume to start training there`,
+    );
   }
   return present.length > 0;
 }
@@ -128,7 +141,8 @@ export async function openTrainingRun<C extends CheckpointConfig, M>(o: OpenRunO
     assertSameSetup(o.identity(config), o.identity(o.configAt(0, "")), o.out);
     checkParams(o.family.paramShapes(o.model), tensors, source);
     const state = tensorsToState(tensors, source);
-    if (!state.m || !state.v) throw new UserError(`${source} has no optimizer state, so it cannot be resumed; pass --force to train from scratch there`);
+    if (!state.m || !state.v)
+      throw new UserError(`${source} has no optimizer state, so it cannot be resumed; pass --force to train from scratch there`);
     skipped = state.skipped ?? [];
     resume = { params: state.params, ema: state.ema, m: state.m, v: state.v, step: config.step, skipped: skipped.length };
     losses = state.losses ?? [];
@@ -172,7 +186,8 @@ export async function openTrainingRun<C extends CheckpointConfig, M>(o: OpenRunO
       const state = await trainer.hostState();
       saved = { step, state };
       // Nothing trained since the start: the checkpoint on disk is this state already.
-      if (step !== startStep) await saveCheckpoint(o.out, { config: configFor(step), tensors: stateToTensors({ ...state, losses, skipped }) });
+      if (step !== startStep)
+        await saveCheckpoint(o.out, { config: configFor(step), tensors: stateToTensors({ ...state, losses, skipped }) });
     };
     let stopped: boolean;
     let last: { step: number; state: TrainerHostState };
@@ -221,7 +236,9 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /** The segments a checkpoint records; older checkpoints hold only the settings of their last run. */
 function storedSegments(config: CheckpointConfig): TrainSegment[] {
   if (Array.isArray(config.segments)) {
-    return config.segments.filter((s): s is TrainSegment => isRecord(s) && typeof s.from === "number" && typeof s.to === "number" && isRecord(s.train));
+    return config.segments.filter(
+      (s): s is TrainSegment => isRecord(s) && typeof s.from === "number" && typeof s.to === "number" && isRecord(s.train),
+    );
   }
   return isRecord(config.train) ? [{ from: 0, to: config.step, train: config.train }] : [];
 }

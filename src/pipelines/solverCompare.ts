@@ -37,14 +37,20 @@ export interface SolverCompareOptions {
 /** Which budgets each solver can spend exactly; a solver that can spend none is a UserError. */
 export function checkSolverBudgets(solvers: SolverName[], nfes: number[]): void {
   for (const s of solvers) {
-    if (s === "dopri5") throw new UserError("dopri5 chooses its own steps, so it cannot be compared at a fixed NFE; compare it alone with --solver dopri5");
+    if (s === "dopri5")
+      throw new UserError("dopri5 chooses its own steps, so it cannot be compared at a fixed NFE; compare it alone with --solver dopri5");
     if (!nfes.some((nfe) => nfe % EVALS_PER_STEP[s] === 0)) {
-      throw new UserError(`${s} makes ${EVALS_PER_STEP[s]} evaluations per step and can spend none of --nfe ${nfes.join(",")}; add a multiple of ${EVALS_PER_STEP[s]}`);
+      throw new UserError(
+        `${s} makes ${EVALS_PER_STEP[s]} evaluations per step and can spend none of --nfe ${nfes.join(",")}; add a multiple of ${EVALS_PER_STEP[s]}`,
+      );
     }
   }
 }
 
-export async function compareSolvers2d(models: { name: string; loaded: Loaded2d }[], opts: SolverCompareOptions): Promise<{ rows: SolverRow[]; markdown: string; files: string[] }> {
+export async function compareSolvers2d(
+  models: { name: string; loaded: Loaded2d }[],
+  opts: SolverCompareOptions,
+): Promise<{ rows: SolverRow[]; markdown: string; files: string[] }> {
   checkSolverBudgets(opts.solvers, opts.nfes);
   await initEngine();
   const dataset = models[0].loaded.config.dataset;
@@ -63,7 +69,11 @@ export async function compareSolvers2d(models: { name: string; loaded: Loaded2d 
             const r = await odeint(fields[mi].field, x0, { solver, nfe, timeGrid: grid, shift: opts.shift });
             const quality = await evaluateToy2d(dataset, r.x);
             rows.push({ model: models[mi].name, solver, grid, nfe: r.nfe, quality });
-            opts.onLog?.(`NFE ${r.nfe} ${models[mi].name} ${solver}/${grid}: ${qualityCells(quality).map((c) => `${c.label} ${c.value}`).join(", ")}`);
+            opts.onLog?.(
+              `NFE ${r.nfe} ${models[mi].name} ${solver}/${grid}: ${qualityCells(quality)
+                .map((c) => `${c.label} ${c.value}`)
+                .join(", ")}`,
+            );
           }
         }
       }
@@ -84,7 +94,9 @@ export async function compareSolvers2d(models: { name: string; loaded: Loaded2d 
   const label = (r: SolverRow) => `${r.solver}${opts.grids.length > 1 || r.grid !== "uniform" ? ` (${r.grid})` : ""}`;
   const body = rows.map((r) => {
     const mark = best.get(`${r.nfe}|${r.model}`) === r ? "**" : "";
-    return `| ${r.nfe} | ${r.model} | ${mark}${label(r)}${mark} | ${qualityCells(r.quality).map((c) => c.value).join(" | ")} |`;
+    return `| ${r.nfe} | ${r.model} | ${mark}${label(r)}${mark} | ${qualityCells(r.quality)
+      .map((c) => c.value)
+      .join(" | ")} |`;
   });
   const markdown = [
     `# Solvers at equal NFE on ${dataset}`,

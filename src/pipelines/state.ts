@@ -29,8 +29,10 @@ export function stateToTensors(state: TrainerHostState): Record<string, HostTens
   put(TENSOR_PREFIX.ema, state.ema);
   put(TENSOR_PREFIX.adamM, state.m);
   put(TENSOR_PREFIX.adamV, state.v);
-  if (state.losses && state.losses.length > 0) out[LOSS_LOG] = { dtype: "F32", shape: [state.losses.length], data: Float32Array.from(state.losses) };
-  if (state.skipped && state.skipped.length > 0) out[SKIPPED_LOG] = { dtype: "I32", shape: [state.skipped.length], data: Int32Array.from(state.skipped) };
+  if (state.losses && state.losses.length > 0)
+    out[LOSS_LOG] = { dtype: "F32", shape: [state.losses.length], data: Float32Array.from(state.losses) };
+  if (state.skipped && state.skipped.length > 0)
+    out[SKIPPED_LOG] = { dtype: "I32", shape: [state.skipped.length], data: Int32Array.from(state.skipped) };
   return out;
 }
 

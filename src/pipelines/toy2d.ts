@@ -62,7 +62,6 @@ export function defaultWarmup(steps: number): number {
   return Math.min(TRAIN2D_DEFAULTS.warmup, Math.floor(steps / 10));
 }
 
-
 /** ckpt.json of a 2-D run (kind "2d"): the run, the dataset, the MLP, the path and the training settings. */
 export interface Toy2dCheckpointConfig extends CheckpointConfig {
   kind: "2d";
@@ -115,12 +114,16 @@ export function checkTrain2dMemory(model: MlpConfig, batchSize: number, backend:
 
 export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainResult> {
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
-  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UserError(`--batch-size must be a positive integer, got ${opts.batchSize}`);
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)
+    throw new UserError(`--batch-size must be a positive integer, got ${opts.batchSize}`);
   const schedule = checkLrSchedule({ kind: opts.lrSchedule ?? "constant", lr: opts.lr, warmup: opts.warmup ?? 0, steps: opts.steps });
   const bridgeSigma = checkBridgeSigma(opts.bridgeSigma ?? 0);
-  if (bridgeSigma > 0 && opts.path !== "straight") throw new UserError(`--bridge-sigma adds Brownian-bridge noise to the straight path; use --path straight (got ${opts.path})`);
-  if (opts.coupling === "sinkhorn" && !(opts.reg !== undefined && opts.reg > 0)) throw new UserError("--coupling sinkhorn needs --reg EPS, a positive entropic regularisation (e.g. 0.1)");
-  if (opts.coupling !== "sinkhorn" && opts.reg !== undefined) throw new UserError(`--reg applies to --coupling sinkhorn only (got --coupling ${opts.coupling})`);
+  if (bridgeSigma > 0 && opts.path !== "straight")
+    throw new UserError(`--bridge-sigma adds Brownian-bridge noise to the straight path; use --path straight (got ${opts.path})`);
+  if (opts.coupling === "sinkhorn" && !(opts.reg !== undefined && opts.reg > 0))
+    throw new UserError("--coupling sinkhorn needs --reg EPS, a positive entropic regularisation (e.g. 0.1)");
+  if (opts.coupling !== "sinkhorn" && opts.reg !== undefined)
+    throw new UserError(`--reg applies to --coupling sinkhorn only (got --coupling ${opts.coupling})`);
   checkTrain2dMemory(opts.model, opts.batchSize, opts.backend);
   await initEngine();
   const log = opts.onLog ?? (() => {});
@@ -169,7 +172,14 @@ export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainRes
       return { x0, x1, t, coef: pathCoefficients(scheduler, t) };
     },
   });
-  return { checkpointDir: opts.out, startStep: result.startStep, step: result.step, losses: result.losses, stopped: result.stopped, model: result.model };
+  return {
+    checkpointDir: opts.out,
+    startStep: result.startStep,
+    step: result.step,
+    losses: result.losses,
+    stopped: result.stopped,
+    model: result.model,
+  };
 }
 
 function pick(o: Toy2dTrainConfig): Toy2dTrainConfig {
@@ -177,7 +187,22 @@ function pick(o: Toy2dTrainConfig): Toy2dTrainConfig {
   // The schedule is recorded resolved, so a checkpoint says how its every step was trained.
   const lrSchedule = o.lrSchedule ?? "constant";
   const warmup = o.warmup ?? 0;
-  return { dataset, steps, batchSize, lr, lrSchedule, warmup, seed, path, timeSampler, emaDecay, model, coupling, ...(reg === undefined ? {} : { reg }), ...(bridgeSigma ? { bridgeSigma } : {}) };
+  return {
+    dataset,
+    steps,
+    batchSize,
+    lr,
+    lrSchedule,
+    warmup,
+    seed,
+    path,
+    timeSampler,
+    emaDecay,
+    model,
+    coupling,
+    ...(reg === undefined ? {} : { reg }),
+    ...(bridgeSigma ? { bridgeSigma } : {}),
+  };
 }
 
 /** What a 2-D checkpoint's weights are: a resume must match every one of these (see openTrainingRun). */

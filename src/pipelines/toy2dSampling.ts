@@ -42,7 +42,13 @@ export async function sampleToy2d(loaded: Loaded2d, opts: SampleOptions) {
   });
   try {
     const x0 = new Rng(opts.seed).normals(opts.n * loaded.config.model.dim);
-    const result = await odeint(f.field, x0, { solver: opts.solver, nfe: opts.nfe, saveAt: opts.saveAt, timeGrid: opts.timeGrid, shift: opts.shift });
+    const result = await odeint(f.field, x0, {
+      solver: opts.solver,
+      nfe: opts.nfe,
+      saveAt: opts.saveAt,
+      timeGrid: opts.timeGrid,
+      shift: opts.shift,
+    });
     return { x0, ...result };
   } finally {
     f.dispose();
@@ -51,7 +57,9 @@ export async function sampleToy2d(loaded: Loaded2d, opts: SampleOptions) {
 
 /** The full metric set (metrics.ts qualityReport) of generated 2-D samples against fresh data of the same size. */
 export async function evaluateToy2d(dataset: ToyDatasetName, generated: Float32Array): Promise<QualityReport> {
-  return qualityReport(generated, (n, seed) => sampleToy(dataset, n, new Rng(seed)), 2, generated.length / 2, { density: toyDensity(dataset) });
+  return qualityReport(generated, (n, seed) => sampleToy(dataset, n, new Rng(seed)), 2, generated.length / 2, {
+    density: toyDensity(dataset),
+  });
 }
 
 /** The time grid for metrics.json: nothing for the default uniform grid, the shift only for the shifted one. */
@@ -83,14 +91,26 @@ export interface RenderOptions {
  * particles are read off the measured solve's own steps (interpolated between them; see odeint's
  * saveAt), so frames cost no evaluations and never change the samples; `nfe` is the count made.
  */
-export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promise<{ files: string[]; quality: QualityReport; summary: string; nfe: number; samples: Float32Array }> {
+export async function renderToy2d(
+  loaded: Loaded2d,
+  opts: RenderOptions,
+): Promise<{ files: string[]; quality: QualityReport; summary: string; nfe: number; samples: Float32Array }> {
   const { dataset } = loaded.config;
   const bounds = toyBounds(dataset);
   const frameTimes = Array.from({ length: opts.frames }, (_, i) => i / (opts.frames - 1));
   // The evolution strip's times join the GIF's in one solve (saved states never change it).
   const stripTimes = Array.from({ length: EVOLUTION_PANELS }, (_, i) => i / (EVOLUTION_PANELS - 1));
   const saveAt = [...new Set([...frameTimes, ...stripTimes])].sort((a, b) => a - b);
-  const sample = await sampleToy2d(loaded, { n: opts.n, solver: opts.solver, nfe: opts.nfe, seed: opts.seed, weights: "ema", saveAt, timeGrid: opts.timeGrid, shift: opts.shift });
+  const sample = await sampleToy2d(loaded, {
+    n: opts.n,
+    solver: opts.solver,
+    nfe: opts.nfe,
+    seed: opts.seed,
+    weights: "ema",
+    saveAt,
+    timeGrid: opts.timeGrid,
+    shift: opts.shift,
+  });
   const trajectory = sample.trajectory;
   if (!trajectory) throw new Error("solver returned no trajectory");
   const stateAt = (t: number) => trajectory.xs[saveAt.indexOf(t)];
@@ -127,7 +147,16 @@ export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promis
   try {
     for (const t of frameTimes) {
       const field = await f.field(grid, t);
-      frames.push(vectorFieldFrame({ bounds, gridN, field, particles: stateAt(t).subarray(0, Math.min(opts.n, 1500) * 2), t, title: `${dataset} CFM` }));
+      frames.push(
+        vectorFieldFrame({
+          bounds,
+          gridN,
+          field,
+          particles: stateAt(t).subarray(0, Math.min(opts.n, 1500) * 2),
+          t,
+          title: `${dataset} CFM`,
+        }),
+      );
     }
   } finally {
     f.dispose();
@@ -142,7 +171,21 @@ export async function renderToy2d(loaded: Loaded2d, opts: RenderOptions): Promis
   const summary = formatQuality(quality);
   await write(
     "metrics.json",
-    JSON.stringify({ dataset, solver: opts.solver, ...gridRecord(opts), nfe: sample.nfe, steps: sample.steps, n: opts.n, step: loaded.config.step, ...quality, floors: FLOORS_NOTE }, null, 2) + "\n",
+    JSON.stringify(
+      {
+        dataset,
+        solver: opts.solver,
+        ...gridRecord(opts),
+        nfe: sample.nfe,
+        steps: sample.steps,
+        n: opts.n,
+        step: loaded.config.step,
+        ...quality,
+        floors: FLOORS_NOTE,
+      },
+      null,
+      2,
+    ) + "\n",
   );
   return { files, quality, summary, nfe: sample.nfe, samples: sample.x };
 }

@@ -6,7 +6,16 @@ import { np, type Array } from "../engine/index.js";
 import { traceToOnnx, type TraceOptions, type TracedOnnx } from "../engine/onnx/trace.js";
 import { createOrtSession, ort } from "../engine/onnx/session.js";
 import { UserError } from "../core/errors.js";
-import { FlowTrainer, stepScalars, trainStepFn, type FlowBatch, type StepOutcome, type Trainer, type TrainerOptions, type TrainState } from "../core/train.js";
+import {
+  FlowTrainer,
+  stepScalars,
+  trainStepFn,
+  type FlowBatch,
+  type StepOutcome,
+  type Trainer,
+  type TrainerOptions,
+  type TrainState,
+} from "../core/train.js";
 import type { VelocityModel } from "../core/models/family.js";
 import type { HostParams, Params } from "../core/optim.js";
 import { assertEngineFits, formatBytes } from "../core/memory.js";
@@ -33,7 +42,10 @@ export function assertTrainingFits(backend: TrainBackend, engineBytes: number, w
   if (backend === "jax") return assertEngineFits(engineBytes, what, fix);
   const bytes = engineBytes * ORT_PER_ENGINE_BYTE;
   const limit = totalmem();
-  if (bytes > limit) throw new UserError(`${what} needs about ${formatBytes(bytes)} of memory on onnxruntime, more than this machine's ${formatBytes(limit)}; ${fix}`);
+  if (bytes > limit)
+    throw new UserError(
+      `${what} needs about ${formatBytes(bytes)} of memory on onnxruntime, more than this machine's ${formatBytes(limit)}; ${fix}`,
+    );
 }
 
 export interface BackendOptions {
@@ -226,13 +238,26 @@ export class OrtTrainer implements Trainer {
  * Inputs: the state as "0.<group>.flat" ([total]), then the batch "1".."7"; outputs "out.0.<group>.flat"
  * and "out.1" = [loss, gradient norm].
  */
-export async function traceTrainStep(opts: TrainerOptions, shapes: Record<string, number[]>, n: number, trace: TraceOptions = {}): Promise<TracedOnnx> {
+export async function traceTrainStep(
+  opts: TrainerOptions,
+  shapes: Record<string, number[]>,
+  n: number,
+  trace: TraceOptions = {},
+): Promise<TracedOnnx> {
   const names = Object.keys(shapes);
   const total = names.reduce((a, k) => a + shapes[k].reduce((x, y) => x * y, 1), 0);
   const state: TrainState = { params: {}, m: {}, v: {}, ema: {} };
   for (const g of GROUPS) state[g][PACKED] = np.zeros([total]);
   const full = [n, ...opts.sampleShape];
-  const batch: Array[] = [np.zeros(full), np.zeros(full), np.zeros([n]), np.zeros([n, 4]), np.zeros([n], { dtype: np.int32 }), np.array(0), np.array(0)];
+  const batch: Array[] = [
+    np.zeros(full),
+    np.zeros(full),
+    np.zeros([n]),
+    np.zeros([n, 4]),
+    np.zeros([n], { dtype: np.int32 }),
+    np.array(0),
+    np.array(0),
+  ];
   try {
     const step = trainStepFn({ ...opts, model: packedModel(opts.model, names, shapes) });
     return await traceToOnnx(step, [state, ...batch], { graphName: "flowmatch_train_step", ...trace });

@@ -28,7 +28,9 @@ export function encodeGif(frames: readonly RgbaImage[], opts: GifOptions): Buffe
   const { width, height } = frames[0];
   frames.forEach((f, i) => {
     if (f.width !== width || f.height !== height) {
-      throw new RangeError(`encodeGif: frame ${i} is ${f.width}x${f.height} but frame 0 is ${width}x${height}; all frames must share one size`);
+      throw new RangeError(
+        `encodeGif: frame ${i} is ${f.width}x${f.height} but frame 0 is ${width}x${height}; all frames must share one size`,
+      );
     }
   });
   const format = "rgb565";

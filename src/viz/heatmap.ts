@@ -13,12 +13,18 @@ export function viridis(u: number): RGBA {
 }
 
 /** Heat-map of gridN x gridN values laid out as vectorFieldGrid (row-major from the top-left), e.g. a log-density. */
-export function heatmap(values: Float32Array | Float64Array, gridN: number, opts: { title?: string; size?: number; bounds?: Bounds } = {}): Raster {
-  if (values.length !== gridN * gridN) throw new RangeError(`heatmap: got ${values.length} values, expected gridN*gridN = ${gridN * gridN}`);
+export function heatmap(
+  values: Float32Array | Float64Array,
+  gridN: number,
+  opts: { title?: string; size?: number; bounds?: Bounds } = {},
+): Raster {
+  if (values.length !== gridN * gridN)
+    throw new RangeError(`heatmap: got ${values.length} values, expected gridN*gridN = ${gridN * gridN}`);
   const size = opts.size ?? 320;
   const bounds = opts.bounds ?? [0, 1, 0, 1];
   const r = new Raster(LEFT + size + RIGHT, TITLE_BAND + size + (opts.bounds ? BOTTOM : 12), WHITE);
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   for (const v of values) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
   if (!(hi > lo)) hi = lo + 1;
   const axes = new Axes(LEFT, TITLE_BAND, size, size, bounds);

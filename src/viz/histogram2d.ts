@@ -60,5 +60,9 @@ function blur(v: Float64Array, bins: number, sigma: number): Float64Array {
 /** A density picture of 2-D samples: their smoothed histogram as a heat-map with axes. */
 export function densityPlot(points: Float32Array, opts: Histogram2dOptions): Raster {
   const bins = opts.bins ?? 100;
-  return heatmap(histogram2d(points, opts.bounds, bins, opts.smooth ?? 1), bins, { title: opts.title, size: opts.size, bounds: opts.bounds });
+  return heatmap(histogram2d(points, opts.bounds, bins, opts.smooth ?? 1), bins, {
+    title: opts.title,
+    size: opts.size,
+    bounds: opts.bounds,
+  });
 }

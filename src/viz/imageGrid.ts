@@ -21,7 +21,8 @@ export interface ImageGridOptions {
 
 /** Where image k's top-left pixel lands in imageGrid's picture. */
 export function imageGridCell(k: number, opts: ImageGridOptions): { x: number; y: number } {
-  const scale = opts.scale ?? 2, pad = opts.pad ?? 2;
+  const scale = opts.scale ?? 2,
+    pad = opts.pad ?? 2;
   const labelW = opts.rowLabels ? 8 + Math.max(0, ...opts.rowLabels.map((l) => textWidth(l))) : 0;
   return {
     x: labelW + pad + (k % opts.cols) * (opts.width * scale + pad),
@@ -33,10 +34,13 @@ export function imageGridCell(k: number, opts: ImageGridOptions): { x: number; y
 export function imageGrid(images: Float32Array, opts: ImageGridOptions): Raster {
   const { n, height: h, width: w, channels: c, cols } = opts;
   if (images.length !== n * h * w * c) {
-    throw new RangeError(`imageGrid: got ${images.length} values, expected n*height*width*channels = ${n}*${h}*${w}*${c} = ${n * h * w * c}`);
+    throw new RangeError(
+      `imageGrid: got ${images.length} values, expected n*height*width*channels = ${n}*${h}*${w}*${c} = ${n * h * w * c}`,
+    );
   }
   if (!(cols >= 1)) throw new RangeError(`imageGrid: cols must be >= 1, got ${cols}`);
-  const scale = Math.max(1, Math.round(opts.scale ?? 2)), pad = opts.pad ?? 2;
+  const scale = Math.max(1, Math.round(opts.scale ?? 2)),
+    pad = opts.pad ?? 2;
   const rows = Math.ceil(n / cols);
   const origin = imageGridCell(0, opts);
   const r = new Raster(origin.x + cols * (w * scale + pad), pad + rows * (h * scale + pad), opts.padColor ?? hexColor("#f3f4f6"));

@@ -24,9 +24,14 @@ export interface LinePlotOptions {
 
 /** Loss curves: raw values drawn faint, a moving average on top, legend, ticks, optional log y. */
 export function linePlot(series: readonly LineSeries[], opts: LinePlotOptions = {}): Raster {
-  const W = opts.width ?? 640, H = opts.height ?? 400;
-  const left = 58, right = 16, top = opts.title ? 38 : 14, bottom = opts.xLabel ? 40 : 28;
-  const pw = W - left - right, ph = H - top - bottom;
+  const W = opts.width ?? 640,
+    H = opts.height ?? 400;
+  const left = 58,
+    right = 16,
+    top = opts.title ? 38 : 14,
+    bottom = opts.xLabel ? 40 : 28;
+  const pw = W - left - right,
+    ph = H - top - bottom;
   if (pw < 20 || ph < 20) throw new RangeError(`linePlot: ${W}x${H} leaves no room to plot`);
   const r = new Raster(W, H, WHITE);
   const log = opts.logY ?? false;
@@ -39,22 +44,25 @@ export function linePlot(series: readonly LineSeries[], opts: LinePlotOptions = 
 
   // y range from the smoothed curve plus raw values between the 1st and 99th percentile, so one
   // early spike does not flatten the rest of the curve.
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   const take = (v: number) => {
     if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
   };
   smooth.forEach((s) => s.forEach(take));
   for (const v of raw) {
     const sorted = Float64Array.from(v.filter(Number.isFinite)).sort();
-    if (sorted.length > 0) (take(quantile(sorted, 0.01)), take(quantile(sorted, 0.99)));
+    if (sorted.length > 0) take(quantile(sorted, 0.01)), take(quantile(sorted, 0.99));
   }
   if (!Number.isFinite(lo)) (lo = 0), (hi = 1);
   if (hi - lo < 1e-12) (lo -= 0.5), (hi += 0.5);
   const padY = 0.05 * (hi - lo);
   lo -= padY;
   hi += padY;
-  const xStep = opts.xStep ?? 1, xOffset = opts.xOffset ?? 0;
-  const xLo = xOffset, xHi = xOffset + (longest - 1) * xStep;
+  const xStep = opts.xStep ?? 1,
+    xOffset = opts.xOffset ?? 0;
+  const xLo = xOffset,
+    xHi = xOffset + (longest - 1) * xStep;
   const axes = new Axes(left, top, pw, ph, [xLo, xHi, lo, hi]);
   const plot = new Raster(pw, ph, WHITE);
 
@@ -77,8 +85,23 @@ export function linePlot(series: readonly LineSeries[], opts: LinePlotOptions = 
 
   // All faint raw curves first, so no series' noise covers another's average.
   const xsOf = (k: number) => raw[k].map((_, i) => axes.px(xOffset + i * xStep));
-  if (window > 1) series.forEach((s, k) => plot.polyline(xsOf(k), raw[k].map((v) => axes.py(v)), mixColor(s.color ?? PALETTE[k % PALETTE.length], WHITE, 0.72), 1));
-  series.forEach((s, k) => plot.polyline(xsOf(k), smooth[k].map((v) => axes.py(v)), s.color ?? PALETTE[k % PALETTE.length], 2));
+  if (window > 1)
+    series.forEach((s, k) =>
+      plot.polyline(
+        xsOf(k),
+        raw[k].map((v) => axes.py(v)),
+        mixColor(s.color ?? PALETTE[k % PALETTE.length], WHITE, 0.72),
+        1,
+      ),
+    );
+  series.forEach((s, k) =>
+    plot.polyline(
+      xsOf(k),
+      smooth[k].map((v) => axes.py(v)),
+      s.color ?? PALETTE[k % PALETTE.length],
+      2,
+    ),
+  );
 
   r.blit(plot, left, top);
   r.strokeRect(left - 1, top - 1, pw + 2, ph + 2, AXIS_GREY);
@@ -98,7 +121,8 @@ export function linePlot(series: readonly LineSeries[], opts: LinePlotOptions = 
   // Legend in the top-right corner of the plot, on a white card so curves do not cross the names.
   const rowH = 12;
   const legendW = 28 + Math.max(...series.map((s) => textWidth(s.name)));
-  const lx = left + pw - legendW - 8, ly = top + 6;
+  const lx = left + pw - legendW - 8,
+    ly = top + 6;
   r.fillRect(lx - 4, ly - 3, legendW + 8, series.length * rowH + 4, withAlpha(WHITE, 230));
   series.forEach((s, k) => {
     const color = s.color ?? PALETTE[k % PALETTE.length];

@@ -126,8 +126,10 @@ export class Raster {
 
   /** Axis-aligned rectangle in pixel units, blended. */
   fillRect(x: number, y: number, w: number, h: number, color: RGBA): this {
-    const x0 = Math.max(0, Math.round(x)), y0 = Math.max(0, Math.round(y));
-    const x1 = Math.min(this.width, Math.round(x + w)), y1 = Math.min(this.height, Math.round(y + h));
+    const x0 = Math.max(0, Math.round(x)),
+      y0 = Math.max(0, Math.round(y));
+    const x1 = Math.min(this.width, Math.round(x + w)),
+      y1 = Math.min(this.height, Math.round(y + h));
     for (let j = y0; j < y1; j++) for (let i = x0; i < x1; i++) this.blendPixel(i, j, color);
     return this;
   }
@@ -145,8 +147,10 @@ export class Raster {
   fillCircle(cx: number, cy: number, radius: number, color: RGBA): this {
     if (!Number.isFinite(cx) || !Number.isFinite(cy)) return this;
     const reach = radius + 0.5;
-    const i0 = Math.max(0, Math.floor(cx - reach)), i1 = Math.min(this.width - 1, Math.floor(cx + reach));
-    const j0 = Math.max(0, Math.floor(cy - reach)), j1 = Math.min(this.height - 1, Math.floor(cy + reach));
+    const i0 = Math.max(0, Math.floor(cx - reach)),
+      i1 = Math.min(this.width - 1, Math.floor(cx + reach));
+    const j0 = Math.max(0, Math.floor(cy - reach)),
+      j1 = Math.min(this.height - 1, Math.floor(cy + reach));
     for (let j = j0; j <= j1; j++) {
       const dy = j + 0.5 - cy;
       for (let i = i0; i <= i1; i++) {
@@ -163,16 +167,20 @@ export class Raster {
     if (![x0, y0, x1, y1].every(Number.isFinite)) return this;
     const half = width / 2;
     const reach = half + 0.5;
-    const i0 = Math.max(0, Math.floor(Math.min(x0, x1) - reach)), i1 = Math.min(this.width - 1, Math.floor(Math.max(x0, x1) + reach));
-    const j0 = Math.max(0, Math.floor(Math.min(y0, y1) - reach)), j1 = Math.min(this.height - 1, Math.floor(Math.max(y0, y1) + reach));
-    const dx = x1 - x0, dy = y1 - y0;
+    const i0 = Math.max(0, Math.floor(Math.min(x0, x1) - reach)),
+      i1 = Math.min(this.width - 1, Math.floor(Math.max(x0, x1) + reach));
+    const j0 = Math.max(0, Math.floor(Math.min(y0, y1) - reach)),
+      j1 = Math.min(this.height - 1, Math.floor(Math.max(y0, y1) + reach));
+    const dx = x1 - x0,
+      dy = y1 - y0;
     const len2 = dx * dx + dy * dy;
     for (let j = j0; j <= j1; j++) {
       const py = j + 0.5;
       for (let i = i0; i <= i1; i++) {
         const px = i + 0.5;
         const s = len2 > 0 ? clamp01(((px - x0) * dx + (py - y0) * dy) / len2) : 0;
-        const ex = px - (x0 + s * dx), ey = py - (y0 + s * dy);
+        const ex = px - (x0 + s * dx),
+          ey = py - (y0 + s * dy);
         const cover = reach - Math.sqrt(ex * ex + ey * ey);
         if (cover > 0) this.blendPixel(i, j, color, cover);
       }
@@ -186,19 +194,28 @@ export class Raster {
    */
   polyline(xs: ArrayLike<number>, ys: ArrayLike<number>, color: RGBA, width = 1): this {
     const cover = new Float32Array(this.width * this.height);
-    const half = width / 2, reach = half + 0.5;
+    const half = width / 2,
+      reach = half + 0.5;
     for (let k = 0; k + 1 < xs.length; k++) {
-      const x0 = xs[k], y0 = ys[k], x1 = xs[k + 1], y1 = ys[k + 1];
+      const x0 = xs[k],
+        y0 = ys[k],
+        x1 = xs[k + 1],
+        y1 = ys[k + 1];
       if (![x0, y0, x1, y1].every(Number.isFinite)) continue;
-      const i0 = Math.max(0, Math.floor(Math.min(x0, x1) - reach)), i1 = Math.min(this.width - 1, Math.floor(Math.max(x0, x1) + reach));
-      const j0 = Math.max(0, Math.floor(Math.min(y0, y1) - reach)), j1 = Math.min(this.height - 1, Math.floor(Math.max(y0, y1) + reach));
-      const dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
+      const i0 = Math.max(0, Math.floor(Math.min(x0, x1) - reach)),
+        i1 = Math.min(this.width - 1, Math.floor(Math.max(x0, x1) + reach));
+      const j0 = Math.max(0, Math.floor(Math.min(y0, y1) - reach)),
+        j1 = Math.min(this.height - 1, Math.floor(Math.max(y0, y1) + reach));
+      const dx = x1 - x0,
+        dy = y1 - y0,
+        len2 = dx * dx + dy * dy;
       for (let j = j0; j <= j1; j++) {
         const py = j + 0.5;
         for (let i = i0; i <= i1; i++) {
           const px = i + 0.5;
           const s = len2 > 0 ? clamp01(((px - x0) * dx + (py - y0) * dy) / len2) : 0;
-          const ex = px - (x0 + s * dx), ey = py - (y0 + s * dy);
+          const ex = px - (x0 + s * dx),
+            ey = py - (y0 + s * dy);
           const c = clamp01(reach - Math.sqrt(ex * ex + ey * ey));
           const o = j * this.width + i;
           if (c > cover[o]) cover[o] = c;
@@ -217,15 +234,22 @@ export class Raster {
     if (area === 0) return this;
     if (area < 0) [bx, by, cx, cy] = [cx, cy, bx, by];
     const edges: [number, number, number, number][] = [];
-    for (const [px, py, qx, qy] of [[ax, ay, bx, by], [bx, by, cx, cy], [cx, cy, ax, ay]]) {
+    for (const [px, py, qx, qy] of [
+      [ax, ay, bx, by],
+      [bx, by, cx, cy],
+      [cx, cy, ax, ay],
+    ]) {
       const len = Math.hypot(qx - px, qy - py);
       edges.push([px, py, (qx - px) / len, (qy - py) / len]);
     }
-    const i0 = Math.max(0, Math.floor(Math.min(ax, bx, cx) - 1)), i1 = Math.min(this.width - 1, Math.floor(Math.max(ax, bx, cx) + 1));
-    const j0 = Math.max(0, Math.floor(Math.min(ay, by, cy) - 1)), j1 = Math.min(this.height - 1, Math.floor(Math.max(ay, by, cy) + 1));
+    const i0 = Math.max(0, Math.floor(Math.min(ax, bx, cx) - 1)),
+      i1 = Math.min(this.width - 1, Math.floor(Math.max(ax, bx, cx) + 1));
+    const j0 = Math.max(0, Math.floor(Math.min(ay, by, cy) - 1)),
+      j1 = Math.min(this.height - 1, Math.floor(Math.max(ay, by, cy) + 1));
     for (let j = j0; j <= j1; j++) {
       for (let i = i0; i <= i1; i++) {
-        const px = i + 0.5, py = j + 0.5;
+        const px = i + 0.5,
+          py = j + 0.5;
         let inside = Infinity;
         for (const [ex, ey, ux, uy] of edges) inside = Math.min(inside, ux * (py - ey) - uy * (px - ex));
         const cover = inside + 0.5;
@@ -242,10 +266,13 @@ export class Raster {
     const width = opts.width ?? 1.25;
     const headLength = Math.min(opts.headLength ?? Math.max(4, 3 * width), len * 0.6);
     const headWidth = opts.headWidth ?? headLength * 0.8;
-    const ux = (x1 - x0) / len, uy = (y1 - y0) / len;
-    const bx = x1 - ux * headLength, by = y1 - uy * headLength;
+    const ux = (x1 - x0) / len,
+      uy = (y1 - y0) / len;
+    const bx = x1 - ux * headLength,
+      by = y1 - uy * headLength;
     this.line(x0, y0, bx + ux * 0.5, by + uy * 0.5, color, width);
-    const nx = -uy * headWidth * 0.5, ny = ux * headWidth * 0.5;
+    const nx = -uy * headWidth * 0.5,
+      ny = ux * headWidth * 0.5;
     return this.fillTriangle(x1, y1, bx + nx, by + ny, bx - nx, by - ny, color);
   }
 
@@ -272,7 +299,8 @@ export class Raster {
 
   /** Copies src onto this raster with its top-left at (x, y), blending by src alpha. */
   blit(src: Raster, x: number, y: number): this {
-    const ox = Math.round(x), oy = Math.round(y);
+    const ox = Math.round(x),
+      oy = Math.round(y);
     for (let j = 0; j < src.height; j++) {
       const ty = oy + j;
       if (ty < 0 || ty >= this.height) continue;

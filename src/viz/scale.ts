@@ -23,7 +23,8 @@ export function niceTicks(lo: number, hi: number, target = 5): number[] {
   const step = (norm < 1.5 ? 1 : norm < 3.5 ? 2 : norm < 7.5 ? 5 : 10) * mag;
   const ticks: number[] = [];
   // Multiply integer counts by the step (no accumulation) and round off float dust (0.6000000000000001).
-  for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + step * 1e-9; i++) ticks.push(i === 0 ? 0 : parseFloat((i * step).toPrecision(12)));
+  for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + step * 1e-9; i++)
+    ticks.push(i === 0 ? 0 : parseFloat((i * step).toPrecision(12)));
   return ticks;
 }
 
@@ -54,9 +55,13 @@ export function autoBounds(pointSets: readonly Float32Array[]): Bounds {
   const sx = Float64Array.from(xs).sort();
   const sy = Float64Array.from(ys).sort();
   const q = sx.length > 500 ? 0.002 : 0;
-  const x0 = quantile(sx, q), x1 = quantile(sx, 1 - q), y0 = quantile(sy, q), y1 = quantile(sy, 1 - q);
+  const x0 = quantile(sx, q),
+    x1 = quantile(sx, 1 - q),
+    y0 = quantile(sy, q),
+    y1 = quantile(sy, 1 - q);
   const half = (Math.max(x1 - x0, y1 - y0, 1e-6) / 2) * 1.08;
-  const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  const cx = (x0 + x1) / 2,
+    cy = (y0 + y1) / 2;
   return [cx - half, cx + half, cy - half, cy + half];
 }
 
@@ -88,7 +93,8 @@ export function movingAverage(values: readonly number[], window: number): number
     count[i + 1] = count[i] + (ok ? 1 : 0);
   }
   return values.map((_, i) => {
-    const a = Math.max(0, i - half), b = Math.min(values.length, i + half + 1);
+    const a = Math.max(0, i - half),
+      b = Math.min(values.length, i + half + 1);
     const c = count[b] - count[a];
     return c > 0 ? (sum[b] - sum[a]) / c : NaN;
   });

@@ -43,19 +43,22 @@ export function vectorFieldFrame(opts: VectorFieldOptions): Raster {
   const cell = size / gridN;
   const grid = vectorFieldGrid(bounds, gridN);
   for (let k = 0; k < field.length; k += 2) {
-    const vx = field[k], vy = field[k + 1];
+    const vx = field[k],
+      vy = field[k + 1];
     const mag = Math.hypot(vx, vy);
     if (!Number.isFinite(mag)) continue;
     const rel = maxMag > 0 ? Math.min(1, mag / maxMag) : 0;
     const color = mixColor(SLOW_ARROW, FAST_ARROW, rel);
-    const x = axes.px(grid[k]), y = axes.py(grid[k + 1]);
+    const x = axes.px(grid[k]),
+      y = axes.py(grid[k + 1]);
     const len = 0.9 * cell * rel;
     if (len < 2) {
       plot.fillCircle(x, y, 1, color);
       continue;
     }
     // Centre the arrow on the grid point; pixel y points down, so the y velocity flips sign.
-    const ux = (vx / mag) * len * 0.5, uy = (-vy / mag) * len * 0.5;
+    const ux = (vx / mag) * len * 0.5,
+      uy = (-vy / mag) * len * 0.5;
     plot.arrow(x - ux, y - uy, x + ux, y + uy, color, { width: 1.2, headLength: Math.min(7, 0.2 * cell + 2) });
   }
   const dot = opts.particleColor ?? PARTICLE;

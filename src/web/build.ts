@@ -68,14 +68,17 @@ function isPlainName(name: unknown): name is string {
 async function previousBuild(outDir: string, shown: string): Promise<Set<string>> {
   const info = await stat(outDir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT") return undefined;
-    if (err.code === "ENOTDIR") throw new UserError(`--out ${shown} is inside a file, not a folder; pass a folder path, e.g. --out outputs/playground`);
+    if (err.code === "ENOTDIR")
+      throw new UserError(`--out ${shown} is inside a file, not a folder; pass a folder path, e.g. --out outputs/playground`);
     throw err;
   });
   if (!info) {
-    if (await lstat(outDir).catch(() => undefined)) throw new UserError(`--out ${shown} is a broken symlink; remove it or pass another folder with --out`);
+    if (await lstat(outDir).catch(() => undefined))
+      throw new UserError(`--out ${shown} is a broken symlink; remove it or pass another folder with --out`);
     return new Set();
   }
-  if (!info.isDirectory()) throw new UserError(`--out ${shown} is a file, not a folder; pass a new or empty folder, e.g. --out outputs/playground`);
+  if (!info.isDirectory())
+    throw new UserError(`--out ${shown} is a file, not a folder; pass a new or empty folder, e.g. --out outputs/playground`);
   const entries = (await readdir(outDir)).filter((name) => name !== BUILD_MANIFEST);
   let manifest: unknown;
   try {
@@ -88,7 +91,9 @@ async function previousBuild(outDir: string, shown: string): Promise<Set<string>
   if (entries.length === 0) return new Set();
   const example = entries.slice(0, 3).join(", ");
   throw new UserError(
-    `--out ${shown} holds files that are not a flowmatch playground build ` + `(${entries.length} ${entries.length === 1 ? "entry" : "entries"}: ${example}${entries.length > 3 ? ", ..." : ""}); ` + `pass a new or empty folder, e.g. --out ${join(shown, "playground")}`,
+    `--out ${shown} holds files that are not a flowmatch playground build ` +
+      `(${entries.length} ${entries.length === 1 ? "entry" : "entries"}: ${example}${entries.length > 3 ? ", ..." : ""}); ` +
+      `pass a new or empty folder, e.g. --out ${join(shown, "playground")}`,
   );
 }
 
@@ -140,12 +145,17 @@ export async function buildWeb(opts: WebBuildOptions): Promise<WebBuildResult> {
   // Bundle in memory first: a failed build writes nothing. Sources next to this module (a checkout)
   // are bundled; the compiled package copies its prebuilt bundle.
   const outputs = existsSync(join(WEB_SRC, "main.ts")) ? await bundleFiles(outDir, opts) : await prebuiltFiles();
-  if (!outputs) throw new Error(`the playground bundle is missing from this installation (${PREBUILT_DIR}); reinstall flowmatch, or in a checkout run npm run build`);
+  if (!outputs)
+    throw new Error(
+      `the playground bundle is missing from this installation (${PREBUILT_DIR}); reinstall flowmatch, or in a checkout run npm run build`,
+    );
   for (const name of outputs.keys()) {
     if (!isPlainName(name)) throw new Error(`playground build produced ${name}, outside a flat folder`);
     // A file the previous build did not write is the user's, even if its name matches ours.
     if (!previous.has(name) && (await lstat(join(outDir, name)).catch(() => undefined))) {
-      throw new UserError(`--out ${opts.outDir} already holds ${name}, which no playground build wrote; move it or pass another folder with --out`);
+      throw new UserError(
+        `--out ${opts.outDir} already holds ${name}, which no playground build wrote; move it or pass another folder with --out`,
+      );
     }
   }
   await mkdir(outDir, { recursive: true });

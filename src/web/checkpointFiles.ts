@@ -38,7 +38,10 @@ function pairUp(files: LoadedFile[]): { weights: LoadedFile; config: LoadedFile 
     throw new UserError(`got ${weights.length} .safetensors and ${configs.length} .json files; ${PAIR_HINT} (one of each)`);
   }
   if (weights.length === 0) {
-    throw new UserError(`"${configs[0]?.name ?? "?"}" holds only the model config; also choose the ckpt.safetensors saved with it ` + `(select both files at once, or drop both)`);
+    throw new UserError(
+      `"${configs[0]?.name ?? "?"}" holds only the model config; also choose the ckpt.safetensors saved with it ` +
+        `(select both files at once, or drop both)`,
+    );
   }
   return { weights: weights[0], config: configs[0] ?? null };
 }
@@ -56,5 +59,10 @@ export async function readCheckpointFiles(files: LoadedFile[]): Promise<PickedCh
   const configText = config === null ? null : new TextDecoder().decode(config.bytes);
   const ckpt = await parseCheckpoint({ weights: new Uint8Array(weights.bytes), configText }, source);
   const embedded = config === null || ckpt.newerThanConfig === true;
-  return { config: ckpt.config, tensors: ckpt.tensors, weightsName: weights.name, configName: embedded ? `${weights.name} (embedded config)` : config.name };
+  return {
+    config: ckpt.config,
+    tensors: ckpt.tensors,
+    weightsName: weights.name,
+    configName: embedded ? `${weights.name} (embedded config)` : config.name,
+  };
 }

@@ -186,7 +186,8 @@ export class FlowView {
       const [r0, g0, b0] = COLORS.arrowSlow;
       const [r1, g1, b1] = COLORS.arrowFast;
       // Slightly transparent, so the particles on top stay the first thing the eye finds.
-      const color = `rgba(${Math.round(r0 + (r1 - r0) * rel)}, ` + `${Math.round(g0 + (g1 - g0) * rel)}, ${Math.round(b0 + (b1 - b0) * rel)}, 0.8)`;
+      const color =
+        `rgba(${Math.round(r0 + (r1 - r0) * rel)}, ` + `${Math.round(g0 + (g1 - g0) * rel)}, ${Math.round(b0 + (b1 - b0) * rel)}, 0.8)`;
       const cx = g.px(grid[k]);
       const cy = g.py(grid[k + 1]);
       const len = 0.85 * cell * Math.sqrt(rel);
@@ -241,7 +242,8 @@ export function drawLoss(canvas: HTMLCanvasElement, losses: number[], emptyText 
   const smooth = movingAverage(losses, Math.max(1, Math.round(losses.length / 40)));
   const finite = losses.filter(Number.isFinite);
   // Scale to the smoothed curve so one noisy early batch does not flatten the rest.
-  const yMax = Math.max(1e-6, ...smooth.filter(Number.isFinite), finite.length ? quantile(Float64Array.from(finite).sort(), 0.98) : 1) * 1.05;
+  const yMax =
+    Math.max(1e-6, ...smooth.filter(Number.isFinite), finite.length ? quantile(Float64Array.from(finite).sort(), 0.98) : 1) * 1.05;
   const xMax = Math.max(2, losses.length);
   const px = (i: number) => left + (i / (xMax - 1)) * pw;
   const py = (v: number) => top + ph - (Math.min(v, yMax) / yMax) * ph;

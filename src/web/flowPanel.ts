@@ -123,7 +123,14 @@ export class FlowPanel {
 
   redraw(): void {
     const custom = this.drawingData() ? this.custom() : null;
-    this.view.draw({ bounds: this.snapshot?.bounds ?? this.bounds, data: this.dataPreview, custom, snapshot: this.snapshot, frame: this.frame, hint: this.hint() });
+    this.view.draw({
+      bounds: this.snapshot?.bounds ?? this.bounds,
+      data: this.dataPreview,
+      custom,
+      snapshot: this.snapshot,
+      frame: this.frame,
+      hint: this.hint(),
+    });
     const t = this.snapshot ? (this.snapshot.times[Math.min(this.frame, this.snapshot.times.length - 1)] ?? 0) : 0;
     ui.timeLabel.textContent = `t = ${t.toFixed(2)}`;
     ui.time.value = String(this.frame);

@@ -68,7 +68,10 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       state.threads = msg.threads;
       state.crossOriginIsolated = msg.isolated;
       state.adapter = msg.adapter;
-      ui.badge.textContent = msg.device === "webgpu" ? `engine: WebGPU · ${msg.adapter ?? "unknown adapter"}` : `engine: Wasm · ${msg.threads} thread${msg.threads === 1 ? "" : "s"}`;
+      ui.badge.textContent =
+        msg.device === "webgpu"
+          ? `engine: WebGPU · ${msg.adapter ?? "unknown adapter"}`
+          : `engine: Wasm · ${msg.threads} thread${msg.threads === 1 ? "" : "s"}`;
       ui.badge.classList.add("ok");
       setStatus("idle");
       flow.redraw();

@@ -97,7 +97,10 @@ function enqueue(task: () => Promise<void>, title: string): void {
 }
 
 function reportError(title: string, err: unknown): void {
-  const message = err instanceof UserError ? err.message : `${err instanceof Error ? err.message : String(err)} (this looks like a bug; please report it)`;
+  const message =
+    err instanceof UserError
+      ? err.message
+      : `${err instanceof Error ? err.message : String(err)} (this looks like a bug; please report it)`;
   post({ type: "error", title, message });
 }
 
@@ -117,7 +120,17 @@ function announceEngine(e: EngineStarted): void {
 }
 
 function runKey(s: TrainSettings, custom: Float32Array | null): string {
-  return JSON.stringify([s.dataset, s.path, s.hidden, s.depth, s.lr, s.batchSize, s.seed, custom?.length ?? 0, custom ? Array.from(custom.subarray(0, 8)) : null]);
+  return JSON.stringify([
+    s.dataset,
+    s.path,
+    s.hidden,
+    s.depth,
+    s.lr,
+    s.batchSize,
+    s.seed,
+    custom?.length ?? 0,
+    custom ? Array.from(custom.subarray(0, 8)) : null,
+  ]);
 }
 
 function checkTrainSettings(s: TrainSettings, custom: Float32Array | null): void {
@@ -173,7 +186,16 @@ async function train(settings: TrainSettings, custom: Float32Array | null): Prom
       adam: { ...DEFAULT_ADAM, lr: settings.lr },
       emaDecay: 0.999,
     });
-    run = { key, trainer, scheduler: getScheduler(settings.path), settings, custom, rng: new Rng(settings.seed + 1), losses: [], skipped: [] };
+    run = {
+      key,
+      trainer,
+      scheduler: getScheduler(settings.path),
+      settings,
+      custom,
+      rng: new Rng(settings.seed + 1),
+      losses: [],
+      skipped: [],
+    };
     const current = run;
     const bounds = settings.dataset === "custom" ? CUSTOM_BOUNDS : toyBounds(settings.dataset);
     // Live pictures use the raw weights: early in a run the EMA still lags far behind.
@@ -248,7 +270,8 @@ async function trainLoop(r: TrainingRun, model: Model2d, settings: TrainSettings
   } catch (err) {
     flush();
     // The loop's advice names the CLI flag; on the page it is the "Learning rate" control.
-    if (err instanceof UserError) throw new UserError(err.message.replace(/lower --lr \(now ([^)]*)\)/, "lower the learning rate (now $1), press Reset, then Train"));
+    if (err instanceof UserError)
+      throw new UserError(err.message.replace(/lower --lr \(now ([^)]*)\)/, "lower the learning rate (now $1), press Reset, then Train"));
     throw err;
   }
   flush();
@@ -306,7 +329,9 @@ function readMlpConfig(raw: unknown, source: string): MlpConfig {
 async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sample: SampleSettings): Promise<void> {
   const picked = await readCheckpointFiles(files);
   const { config, tensors, weightsName, configName } = picked;
-  const mismatch = `"${configName}" (its "model" section) does not match the weights in "${weightsName}"; ` + `choose the ckpt.json saved with these weights`;
+  const mismatch =
+    `"${configName}" (its "model" section) does not match the weights in "${weightsName}"; ` +
+    `choose the ckpt.json saved with these weights`;
   if (config.kind === "2d") {
     const cfg = readMlpConfig(config.model, `"${configName}"`);
     checkParams(mlpFamily.paramShapes(cfg), tensors, `"${weightsName}"`, mismatch);
@@ -333,7 +358,9 @@ async function loadCheckpoint(files: { name: string; bytes: ArrayBuffer }[], sam
     const cfg = unetFamily.parseConfig(config.model, `"${configName}"`);
     checkParams(unetFamily.paramShapes(cfg), tensors, `"${weightsName}"`, mismatch);
     const state = tensorsToState(tensors, `"${weightsName}"`);
-    const classNames = Array.isArray(config.classNames) ? config.classNames.map(String) : Array.from({ length: cfg.numClasses }, (_, i) => String(i));
+    const classNames = Array.isArray(config.classNames)
+      ? config.classNames.map(String)
+      : Array.from({ length: cfg.numClasses }, (_, i) => String(i));
     stopTraining();
     imageModel = { cfg, ema: state.ema };
     const dataset = typeof config.dataset === "string" ? config.dataset : "images";

@@ -25,7 +25,9 @@ const ROOT = join(import.meta.dirname, "..", "..");
 const PYTHON = process.env.FLOWMATCH_BENCH_PYTHON ?? "/usr/bin/python3";
 const probe = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
 const noTorch: string | false =
-  probe.status === 0 ? false : `PyTorch reference not available: ${PYTHON} -c "import torch" failed (${(probe.error?.message ?? probe.stderr.trim().split("\n").pop()) || `exit ${probe.status}`}); install python3-torch`;
+  probe.status === 0
+    ? false
+    : `PyTorch reference not available: ${PYTHON} -c "import torch" failed (${(probe.error?.message ?? probe.stderr.trim().split("\n").pop()) || `exit ${probe.status}`}); install python3-torch`;
 
 interface CheckResult {
   paramCount: number;
@@ -36,7 +38,15 @@ interface CheckResult {
 }
 
 /** flowmatch's velocity and straight-path CFM loss for the given weights and inputs, checked by the replica. */
-async function checkReplica(kind: "mlp" | "unet", cfg: object, model: VelocityModel, params: HostParams, sample: number[], n: number, labels: Int32Array | null): Promise<CheckResult> {
+async function checkReplica(
+  kind: "mlp" | "unet",
+  cfg: object,
+  model: VelocityModel,
+  params: HostParams,
+  sample: number[],
+  n: number,
+  labels: Int32Array | null,
+): Promise<CheckResult> {
   await initEngine();
   const rng = new Rng(7);
   const per = sample.reduce((a, b) => a * b, 1);
@@ -47,8 +57,25 @@ async function checkReplica(kind: "mlp" | "unet", cfg: object, model: VelocityMo
   const y = () => (labels ? np.array(labels, { dtype: np.int32 }) : null);
   const v = await toHost(model.apply(toEngine(params), fromHost(x, [n, ...sample]), fromHost(t, [n]), y()));
   const coef = pathCoefficients(getScheduler("straight"), t);
-  const column = (j: number): Array => fromHost(Float32Array.from({ length: n }, (_, i) => coef[4 * i + j]), [n, ...sample.map(() => 1)]);
-  const loss = await toHost(cfmLoss(model, toEngine(params), fromHost(x0, [n, ...sample]), fromHost(x1, [n, ...sample]), fromHost(t, [n]), column(0), column(1), column(2), column(3), y()));
+  const column = (j: number): Array =>
+    fromHost(
+      Float32Array.from({ length: n }, (_, i) => coef[4 * i + j]),
+      [n, ...sample.map(() => 1)],
+    );
+  const loss = await toHost(
+    cfmLoss(
+      model,
+      toEngine(params),
+      fromHost(x0, [n, ...sample]),
+      fromHost(x1, [n, ...sample]),
+      fromHost(t, [n]),
+      column(0),
+      column(1),
+      column(2),
+      column(3),
+      y(),
+    ),
+  );
   const f32 = (data: Float32Array, shape: number[]): HostTensor => ({ dtype: "F32", shape, data });
   const tensors: Record<string, HostTensor> = {
     ...paramTensors(params, "param."),
@@ -81,8 +108,13 @@ test("PyTorch MLP replica: same parameter count, velocity and CFM loss as flowma
   }
 });
 
-test("PyTorch UNet replica: same parameter count, velocity and CFM loss as flowmatch's UNet (recipe and default widths)", { skip: noTorch }, async (t) => {
-  for (const channels of [[16, 32, 32], [32, 64, 64]]) {
+test("PyTorch UNet replica: same parameter count, velocity and CFM loss as flowmatch's UNet (recipe and default widths)", {
+  skip: noTorch,
+}, async (t) => {
+  for (const channels of [
+    [16, 32, 32],
+    [32, 64, 64],
+  ]) {
     const cfg: UnetConfig = { channels, numClasses: 10, timeEmbDim: 64, groups: 8, inChannels: 1, height: 28, width: 28 };
     const rng = new Rng(5);
     const params = initUnetParams(cfg, rng);
@@ -93,7 +125,10 @@ test("PyTorch UNet replica: same parameter count, velocity and CFM loss as flowm
     t.diagnostic(`UNet [${channels}]: ${JSON.stringify(r)}`);
     assert.equal(r.paramCount, count(params));
     assert.ok(r.maxAbs > 0.05, `velocity too small to compare: ${r.maxAbs}`);
-    assert.ok(r.maxAbsDiff < 1e-5 * Math.max(1, r.maxAbs), `[${channels}]: max |v_torch - v_flowmatch| = ${r.maxAbsDiff} (max |v| ${r.maxAbs})`);
+    assert.ok(
+      r.maxAbsDiff < 1e-5 * Math.max(1, r.maxAbs),
+      `[${channels}]: max |v_torch - v_flowmatch| = ${r.maxAbsDiff} (max |v| ${r.maxAbs})`,
+    );
     assert.ok(Math.abs(r.loss - r.lossFlowmatch) < 1e-5 * r.lossFlowmatch, `loss ${r.loss} vs ${r.lossFlowmatch}`);
   }
 });
@@ -107,18 +142,44 @@ interface BenchJson {
     params: number;
     ratios: Record<string, number | null>;
     torch: { medianSeconds: number; blocks: number[]; params: number; maxRssKiB: number } | null;
-    flowmatch: { backend: string; medianSeconds: number; blocks: number[]; maxRssKiB: number; threads: string; iterations: number; rssAt: { step: number; kib: number }[] }[];
+    flowmatch: {
+      backend: string;
+      medianSeconds: number;
+      blocks: number[];
+      maxRssKiB: number;
+      threads: string;
+      iterations: number;
+      rssAt: { step: number; kib: number }[];
+    }[];
     errors: string[];
   }[];
 }
 
 function runBench(args: string[]): { code: number | null; out: string; err: string; json: BenchJson } {
   const outDir = tempDir("fm-bench-out-");
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "bench", "run.ts"), "--only", "mlp-default", "--quick", "--rounds", "1", "--block-seconds", "0.2", "--out", outDir, ...args], {
-    cwd: ROOT,
-    encoding: "utf8",
-    timeout: 300_000,
-  });
+  const r = spawnSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(ROOT, "bench", "run.ts"),
+      "--only",
+      "mlp-default",
+      "--quick",
+      "--rounds",
+      "1",
+      "--block-seconds",
+      "0.2",
+      "--out",
+      outDir,
+      ...args,
+    ],
+    {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 300_000,
+    },
+  );
   const files = readdirSync(outDir).filter((f) => f.endsWith(".json"));
   assert.equal(files.length, 1, `one JSON result expected in ${outDir}: ${r.stdout}\n${r.stderr}`);
   return { code: r.status, out: r.stdout, err: r.stderr, json: JSON.parse(readFileSync(join(outDir, files[0]), "utf8")) as BenchJson };
@@ -166,7 +227,10 @@ test("bench long run (rss-2d) reports RSS at start, middle and end; --busy-loop 
   assert.equal(fm.backend, "ort");
   assert.equal(fm.iterations, 40);
   // 20 chunks of 2 steps: RSS after the first, the 10th and the last.
-  assert.deepEqual(fm.rssAt.map((a) => a.step), [2, 20, 40]);
+  assert.deepEqual(
+    fm.rssAt.map((a) => a.step),
+    [2, 20, 40],
+  );
   assert.ok(fm.rssAt.every((a) => a.kib > 0));
   assert.match(r.out, /RSS over a long run .*MiB at step 2, .*MiB at step 20, .*MiB at step 40/);
 });

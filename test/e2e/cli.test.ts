@@ -65,9 +65,13 @@ test("missing, corrupt and mismatched checkpoints give clear errors", () => {
 test("a killed run leaves its last good checkpoint and --resume continues from it", async () => {
   const dir = mkdtempSync(join(tmpdir(), "fm-cli-kill-"));
   try {
-    const child = spawn(process.execPath, [...CLI_ARGS, "train2d", "--dataset", "8gaussians", "--steps", "100000", "--checkpoint-every", "25", "--out", dir, ...TINY], {
-      stdio: "ignore",
-    });
+    const child = spawn(
+      process.execPath,
+      [...CLI_ARGS, "train2d", "--dataset", "8gaussians", "--steps", "100000", "--checkpoint-every", "25", "--out", dir, ...TINY],
+      {
+        stdio: "ignore",
+      },
+    );
     const json = join(dir, "ckpt.json");
     const deadline = Date.now() + 90_000;
     while (!existsSync(json) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));

@@ -35,7 +35,9 @@ test("folder:DIR keeps colour (NHWC, exact values); all-grey folders and --grey 
   // Image 5 is class 1 ("yellow"), i = 1; pixel (x=3, y=2).
   const [r, g, b] = rgbOf(1, 1, 3, 2, false);
   const o = (5 * 64 + 2 * 8 + 3) * 3;
-  assert.ok(Math.abs(ds.images[o] - unit(r)) < 1e-6 && Math.abs(ds.images[o + 1] - unit(g)) < 1e-6 && Math.abs(ds.images[o + 2] - unit(b)) < 1e-6);
+  assert.ok(
+    Math.abs(ds.images[o] - unit(r)) < 1e-6 && Math.abs(ds.images[o + 1] - unit(g)) < 1e-6 && Math.abs(ds.images[o + 2] - unit(b)) < 1e-6,
+  );
 
   const grey = await loadImageDataset(`folder:${colourFolder(join(root, "g"), { grey: true })}`);
   assert.equal(grey.channels, 1);
@@ -58,7 +60,10 @@ test("an old grey checkpoint without a channel field loads as one channel; a wro
   assert.equal(loaded.config.model.inChannels, 1);
   cfg.model.inChannels = 3;
   writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
-  await assert.rejects(loadModel(join(root, "old"), { kind: "image" }), (e: unknown) => e instanceof UserError && /stem\.weight/.test(e.message));
+  await assert.rejects(
+    loadModel(join(root, "old"), { kind: "image" }),
+    (e: unknown) => e instanceof UserError && /stem\.weight/.test(e.message),
+  );
 });
 
 /** Fraction of pixels whose red, green and blue differ (0 for a grey picture). */
@@ -72,7 +77,22 @@ function colourfulness(png: Buffer): number {
 test("RGB through the CLI: train-image on both backends, guided sampling on engine and onnxruntime, export, reflow, bits/dim over 3 channels", async () => {
   const root = temp();
   const data = colourFolder(root);
-  const model = ["--channels", "4,8", "--groups", "4", "--time-emb-dim", "4", "--batch-size", "4", "--steps", "3", "--per-class", "2", "--nfe", "2"];
+  const model = [
+    "--channels",
+    "4,8",
+    "--groups",
+    "4",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "4",
+    "--steps",
+    "3",
+    "--per-class",
+    "2",
+    "--nfe",
+    "2",
+  ];
   for (const backend of ["jax", "ort"]) {
     const out = join(root, backend);
     const r = runCli(["train-image", "--dataset", `folder:${data}`, ...model, "--backend", backend, "--out", out]);
@@ -84,7 +104,23 @@ test("RGB through the CLI: train-image on both backends, guided sampling on engi
   const ckpt = join(root, "ort");
   for (const runtime of ["engine", "onnx"]) {
     const out = join(root, `s-${runtime}`);
-    const r = runCli(["sample-image", "--ckpt", ckpt, "--runtime", runtime, "--guidance", "2", "--per-class", "2", "--nfe", "4", "--solver", "euler", "--out", out]);
+    const r = runCli([
+      "sample-image",
+      "--ckpt",
+      ckpt,
+      "--runtime",
+      runtime,
+      "--guidance",
+      "2",
+      "--per-class",
+      "2",
+      "--nfe",
+      "4",
+      "--solver",
+      "euler",
+      "--out",
+      out,
+    ]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /sampled 4 images with euler NFE 4 on/);
     assert.ok(colourfulness(readFileSync(join(out, "samples.png"))) > 0.3);
@@ -93,9 +129,29 @@ test("RGB through the CLI: train-image on both backends, guided sampling on engi
   assert.equal(runCli(["export", "--ckpt", ckpt, "--onnx", onnx]).code, 0);
   assert.match(readFileSync(onnx).toString("latin1"), /stem/);
 
-  const rf = runCli(["reflow", "--teacher", ckpt, "--pairs", "8", "--steps", "2", "--batch-size", "4", "--pair-solver", "euler", "--pair-nfe", "2", "--out", join(root, "reflow")]);
+  const rf = runCli([
+    "reflow",
+    "--teacher",
+    ckpt,
+    "--pairs",
+    "8",
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--pair-solver",
+    "euler",
+    "--pair-nfe",
+    "2",
+    "--out",
+    join(root, "reflow"),
+  ]);
   assert.equal(rf.code, 0, rf.err);
-  assert.equal(JSON.parse(readFileSync(join(root, "reflow", "ckpt.json"), "utf8")).model.inChannels, 3, "reflow keeps the teacher's colour");
+  assert.equal(
+    JSON.parse(readFileSync(join(root, "reflow", "ckpt.json"), "utf8")).model.inChannels,
+    3,
+    "reflow keeps the teacher's colour",
+  );
   assert.ok(colourfulness(readFileSync(join(root, "reflow", "samples.png"))) > 0.3);
 
   const loaded = await loadModel(ckpt, { kind: "image" });

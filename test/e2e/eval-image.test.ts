@@ -25,7 +25,8 @@ test("symmetric eigenvalues: a rotated diagonal matrix gives its diagonal back",
     r[j * 3 + i] = Math.sin(a);
     return r;
   };
-  const mul = (a: number[], b: number[]) => Array.from({ length: 9 }, (_, k) => [0, 1, 2].reduce((s, m) => s + a[Math.floor(k / 3) * 3 + m] * b[m * 3 + (k % 3)], 0));
+  const mul = (a: number[], b: number[]) =>
+    Array.from({ length: 9 }, (_, k) => [0, 1, 2].reduce((s, m) => s + a[Math.floor(k / 3) * 3 + m] * b[m * 3 + (k % 3)], 0));
   const R = mul(rot(0.3, 0, 1), rot(1.1, 1, 2));
   const Rt = [0, 3, 6, 1, 4, 7, 2, 5, 8].map((k) => R[k]);
   const m = mul(mul(R, [1, 0, 0, 0, 4, 0, 0, 0, 9]), Rt);
@@ -38,7 +39,8 @@ test("Fréchet distance matches closed forms: diagonal, non-commuting 2x2, ident
   const d1 = frechetDistance(f64(0, 1, 2), f64(1, 0, 0, 0, 4, 0, 0, 0, 9), f64(1, 1, 0), f64(4, 0, 0, 0, 1, 0, 0, 0, 9));
   assert.ok(Math.abs(d1 - (1 + 4 + (1 - 2) ** 2 + (2 - 1) ** 2)) < 1e-9, `${d1}`);
   // 2x2, S1 S2 not symmetric: tr sqrt(S1 S2) = sqrt(tr(S1 S2) + 2 sqrt(det(S1 S2))).
-  const s1 = f64(2, 0.5, 0.5, 1), s2 = f64(1, -0.3, -0.3, 3);
+  const s1 = f64(2, 0.5, 0.5, 1),
+    s2 = f64(1, -0.3, -0.3, 3);
   const p = [s1[0] * s2[0] + s1[1] * s2[2], s1[0] * s2[1] + s1[1] * s2[3], s1[2] * s2[0] + s1[3] * s2[2], s1[2] * s2[1] + s1[3] * s2[3]];
   const trSqrt = Math.sqrt(p[0] + p[3] + 2 * Math.sqrt(p[0] * p[3] - p[1] * p[2]));
   const d2 = frechetDistance(f64(0, 0), s1, f64(0.5, 0), s2);
@@ -46,8 +48,10 @@ test("Fréchet distance matches closed forms: diagonal, non-commuting 2x2, ident
   assert.ok(Math.abs(frechetDistance(f64(1, 2), s1, f64(1, 2), s1)) < 1e-9);
   assert.ok(Math.abs(frechetDistance(f64(0, 0), s2, f64(0.5, 0), s1) - d2) < 1e-9, "symmetric");
   // Samples of N(0, diag(1, 4)) and N((1, 0), diag(1, 1)): distance 1 + (2 - 1)^2 = 2.
-  const rng = new Rng(5), n = 40000;
-  const a = new Float32Array(2 * n), b = new Float32Array(2 * n);
+  const rng = new Rng(5),
+    n = 40000;
+  const a = new Float32Array(2 * n),
+    b = new Float32Array(2 * n);
   for (let i = 0; i < n; i++) {
     a[2 * i] = rng.normal();
     a[2 * i + 1] = 2 * rng.normal();
@@ -69,14 +73,74 @@ test("train-classifier then eval-image on a tiny colour dataset: accuracy, Fréc
   roots.push(root);
   const data = colourFolder(root, { perClass: 8 });
   const clf = join(root, "clf");
-  const t = runCli(["train-classifier", "--dataset", `folder:${data}`, "--channels", "4", "--groups", "4", "--feature-dim", "4", "--batch-size", "8", "--steps", "40", "--lr", "0.01", "--backend", "jax", "--out", clf]);
+  const t = runCli([
+    "train-classifier",
+    "--dataset",
+    `folder:${data}`,
+    "--channels",
+    "4",
+    "--groups",
+    "4",
+    "--feature-dim",
+    "4",
+    "--batch-size",
+    "8",
+    "--steps",
+    "40",
+    "--lr",
+    "0.01",
+    "--backend",
+    "jax",
+    "--out",
+    clf,
+  ]);
   assert.equal(t.code, 0, t.err);
   const cfg = JSON.parse(readFileSync(join(clf, "ckpt.json"), "utf8"));
   assert.deepEqual([cfg.kind, cfg.model.inChannels, cfg.model.numClasses], ["classifier", 3, 2]);
   const model = join(root, "unet");
-  const u = runCli(["train-image", "--dataset", `folder:${data}`, "--channels", "4,8", "--groups", "4", "--time-emb-dim", "4", "--batch-size", "4", "--steps", "2", "--per-class", "1", "--nfe", "1", "--solver", "euler", "--backend", "jax", "--out", model]);
+  const u = runCli([
+    "train-image",
+    "--dataset",
+    `folder:${data}`,
+    "--channels",
+    "4,8",
+    "--groups",
+    "4",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "4",
+    "--steps",
+    "2",
+    "--per-class",
+    "1",
+    "--nfe",
+    "1",
+    "--solver",
+    "euler",
+    "--backend",
+    "jax",
+    "--out",
+    model,
+  ]);
   assert.equal(u.code, 0, u.err);
-  const e = runCli(["eval-image", "--ckpt", model, "--classifier", clf, "--per-class", "4", "--solver", "euler", "--nfe", "2", "--guidance", "1.5", "--runtime", "engine"]);
+  const e = runCli([
+    "eval-image",
+    "--ckpt",
+    model,
+    "--classifier",
+    clf,
+    "--per-class",
+    "4",
+    "--solver",
+    "euler",
+    "--nfe",
+    "2",
+    "--guidance",
+    "1.5",
+    "--runtime",
+    "engine",
+  ]);
   assert.equal(e.code, 0, e.err);
   assert.match(e.out, /^8 samples \(4 per class\), euler NFE 2, guidance 1\.5, seed 1$/m);
   // Blue separates the two classes exactly: the classifier gets every real image right.
@@ -84,11 +148,31 @@ test("train-classifier then eval-image on a tiny colour dataset: accuracy, Fréc
   const num = (re: RegExp) => Number(re.exec(e.out)?.[1]);
   const acc = num(/class accuracy of samples: ([\d.]+)%/);
   assert.ok(acc >= 0 && acc <= 100);
-  const fd = num(/samples vs real: ([\d.]+)/), floor = num(/floor \(two real sets: two halves of .*, 8 and 8 images\): ([\d.]+)/);
+  const fd = num(/samples vs real: ([\d.]+)/),
+    floor = num(/floor \(two real sets: two halves of .*, 8 and 8 images\): ([\d.]+)/);
   assert.ok(Number.isFinite(fd) && Number.isFinite(floor) && fd >= 0 && floor >= 0, e.out);
   // A classifier of another image size is refused with the fix.
   const other = colourFolder(join(root, "o"), { sizes: [[16, 16]] });
-  assert.equal(runCli(["train-classifier", "--dataset", `folder:${other}`, "--channels", "4", "--groups", "4", "--feature-dim", "4", "--steps", "1", "--backend", "jax", "--out", join(root, "clf16")]).code, 0);
+  assert.equal(
+    runCli([
+      "train-classifier",
+      "--dataset",
+      `folder:${other}`,
+      "--channels",
+      "4",
+      "--groups",
+      "4",
+      "--feature-dim",
+      "4",
+      "--steps",
+      "1",
+      "--backend",
+      "jax",
+      "--out",
+      join(root, "clf16"),
+    ]).code,
+    0,
+  );
   const bad = runCli(["eval-image", "--ckpt", model, "--classifier", join(root, "clf16"), "--per-class", "1", "--runtime", "engine"]);
   assert.equal(bad.code, 1);
   assert.match(bad.err, /classifier takes 16x16x3 images .* the model makes 8x8x3 .*train a classifier on the model's dataset/);

@@ -54,7 +54,11 @@ test("every layer rule fails on a tree that breaks it", () => {
     const r = depcruise(dir);
     assert.notEqual(r.code, 0, r.out);
     // A package shows as its resolved file, wherever node_modules really lies.
-    const found = new Set([...r.out.matchAll(/error ([a-z-]+): (\S+) → (\S+)/g)].map((m) => `${m[1]}: ${m[2]} → ${m[3].replace(/^.*\/node_modules\//, "node_modules/")}`));
+    const found = new Set(
+      [...r.out.matchAll(/error ([a-z-]+): (\S+) → (\S+)/g)].map(
+        (m) => `${m[1]}: ${m[2]} → ${m[3].replace(/^.*\/node_modules\//, "node_modules/")}`,
+      ),
+    );
     const expected = [
       "engine-imports-nothing-of-ours: src/engine/bad.ts → src/core/ok.ts",
       "only-engine-imports-jax: src/core/jax.ts → node_modules/@jax-js/jax/dist/index.js",

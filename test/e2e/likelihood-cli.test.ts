@@ -18,13 +18,35 @@ test("loglik: mean log p with standard error, density.png, CSV input and input e
   const dir = mkdtempSync(join(tmpdir(), "fm-loglik-cli-"));
   try {
     const ckpt = join(dir, "ckpt");
-    const trained = run(["train2d", "--dataset", "moons", "--steps", "40", "--out", ckpt, "--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "8", "--frames", "3"]);
+    const trained = run([
+      "train2d",
+      "--dataset",
+      "moons",
+      "--steps",
+      "40",
+      "--out",
+      ckpt,
+      "--hidden",
+      "16",
+      "--depth",
+      "1",
+      "--batch-size",
+      "32",
+      "--n",
+      "200",
+      "--nfe",
+      "8",
+      "--frames",
+      "3",
+    ]);
     assert.equal(trained.code, 0, trained.err);
 
     const pics = join(dir, "pics");
     const fresh = run(["loglik", "--ckpt", ckpt, "--n", "200", "--rtol", "1e-4", "--atol", "1e-4", "--out", pics]);
     assert.equal(fresh.code, 0, fresh.err);
-    const m = /log-likelihood of 200 fresh moons points: (-?\d+\.\d+) ± (\d+\.\d+) nats \(exact divergence, dopri5, (\d+) evaluations/.exec(fresh.out);
+    const m = /log-likelihood of 200 fresh moons points: (-?\d+\.\d+) ± (\d+\.\d+) nats \(exact divergence, dopri5, (\d+) evaluations/.exec(
+      fresh.out,
+    );
     assert.ok(m, fresh.out);
     assert.ok(Number.isFinite(Number(m[1])) && Number(m[2]) > 0 && Number(m[3]) > 0, fresh.out);
     const png = PNG.sync.read(readFileSync(join(pics, "density.png")));

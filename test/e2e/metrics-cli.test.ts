@@ -28,10 +28,31 @@ test("train2d's quality line, metrics.json and the compare table report the same
 
     const line = /^quality \(.*\): (.*)$/m.exec(trained.out)?.[1];
     assert.equal(line, formatQuality(metrics), "the printed line is metrics.json, formatted");
-    assert.match(line ?? "", /^outside [\d.]+% \(floor 0\.0%\)  TV [\d.]+ \(floor [\d.]+\)  precision \(k=3\) [\d.]+ \(floor [\d.]+\)  recall \(k=3\) /);
+    assert.match(
+      line ?? "",
+      /^outside [\d.]+% \(floor 0\.0%\)  TV [\d.]+ \(floor [\d.]+\)  precision \(k=3\) [\d.]+ \(floor [\d.]+\)  recall \(k=3\) /,
+    );
 
     // The same checkpoint twice: both rows equal; the floor row matches metrics.json (same n).
-    const compared = runCli(["compare", "--ckpts", dir, dir, "--names", "A", "B", "--nfe", "8", "--solver", "rk4", "--n", "200", "--density-n", "200", "--out", join(dir, "cmp")]);
+    const compared = runCli([
+      "compare",
+      "--ckpts",
+      dir,
+      dir,
+      "--names",
+      "A",
+      "B",
+      "--nfe",
+      "8",
+      "--solver",
+      "rk4",
+      "--n",
+      "200",
+      "--density-n",
+      "200",
+      "--out",
+      join(dir, "cmp"),
+    ]);
     assert.equal(compared.code, 0, compared.err);
     const cells = qualityCells(metrics);
     assert.ok(compared.out.includes(`| NFE | model | ${cells.map((c) => c.label).join(" | ")} |`), compared.out);

@@ -81,7 +81,9 @@ test("npm pack -> install into an empty project without tsx -> the CLI and the l
     ]) {
       assert.ok(files.includes(f), `the tarball lacks ${f}`);
     }
-    const extra = files.filter((f) => !/^(dist\/|pytorch\/(model|train)\.py$|bin\/flowmatch\.js$|package\.json$|README\.md$|LICENSE)/.test(f));
+    const extra = files.filter(
+      (f) => !/^(dist\/|pytorch\/(model|train)\.py$|bin\/flowmatch\.js$|package\.json$|README\.md$|LICENSE)/.test(f),
+    );
     assert.deepEqual(extra, [], "the tarball ships only dist/, the PyTorch package templates, the bin, package.json and the README");
 
     // An empty project. --prefer-offline: the npm cache serves what it has (offline machines),

@@ -27,7 +27,9 @@ import { runCli, tempDir } from "../helpers/cli.js";
 const PYTHON = process.env.FLOWMATCH_PYTHON ?? "/usr/bin/python3";
 const probe = spawnSync(PYTHON, ["-c", "import torch, numpy"], { encoding: "utf8" });
 const noTorch: string | false =
-  probe.status === 0 ? false : `PyTorch not available: ${PYTHON} -c "import torch" failed (${(probe.error?.message ?? probe.stderr.trim().split("\n").pop()) || `exit ${probe.status}`}); install python3-torch`;
+  probe.status === 0
+    ? false
+    : `PyTorch not available: ${PYTHON} -c "import torch" failed (${(probe.error?.message ?? probe.stderr.trim().split("\n").pop()) || `exit ${probe.status}`}); install python3-torch`;
 
 /** Runs a python snippet with the package folder on sys.path; returns stdout. */
 function python(code: string, cwd: string, timeout = 120_000): string {
@@ -56,11 +58,42 @@ function perturb(p: HostParams, rng: Rng, scale: number, positive = false): Host
 }
 
 /** A flowmatch checkpoint with distinct weights, EMA and Adam moments, as a run at step 7 with step 3 skipped. */
-async function writeCheckpoint(dir: string, kind: "2d" | "image", model: MlpConfig | UnetConfig, params: HostParams, extra: Record<string, unknown>): Promise<void> {
+async function writeCheckpoint(
+  dir: string,
+  kind: "2d" | "image",
+  model: MlpConfig | UnetConfig,
+  params: HostParams,
+  extra: Record<string, unknown>,
+): Promise<void> {
   const rng = new Rng(11);
-  const train = { steps: 7, batchSize: 16, lr: 2e-3, seed: 3, path: extra.path, timeSampler: "uniform", emaDecay: 0.99, ...(kind === "2d" ? { coupling: "independent" } : { labelDropout: 0.1, limit: 0 }) };
-  const config: CheckpointConfig = { format: "flowmatch-checkpoint", version: 1, kind, runId: "test-run", step: 7, model, train: { ...train, dataset: extra.dataset }, ...extra };
-  const state = { params, ema: perturb(params, rng, 0.05), m: perturb(params, rng, 0.01), v: perturb(params, rng, 1, true), losses: [3, 2.5, 2.2, 2, 1.9, 1.8], skipped: [3] };
+  const train = {
+    steps: 7,
+    batchSize: 16,
+    lr: 2e-3,
+    seed: 3,
+    path: extra.path,
+    timeSampler: "uniform",
+    emaDecay: 0.99,
+    ...(kind === "2d" ? { coupling: "independent" } : { labelDropout: 0.1, limit: 0 }),
+  };
+  const config: CheckpointConfig = {
+    format: "flowmatch-checkpoint",
+    version: 1,
+    kind,
+    runId: "test-run",
+    step: 7,
+    model,
+    train: { ...train, dataset: extra.dataset },
+    ...extra,
+  };
+  const state = {
+    params,
+    ema: perturb(params, rng, 0.05),
+    m: perturb(params, rng, 0.01),
+    v: perturb(params, rng, 1, true),
+    losses: [3, 2.5, 2.2, 2, 1.9, 1.8],
+    skipped: [3],
+  };
   for (const p of Object.values(state.m)) p.data.forEach((_, i, a) => (a[i] = 0.01 * rng.normal()));
   await saveCheckpoint(dir, { config, tensors: stateToTensors(state) });
 }
@@ -82,10 +115,16 @@ test("layout: dense and conv tensors go to PyTorch's [out, in] / [Cout, Cin, k, 
   const cin = 2;
   const cout = 3;
   const data = new Float32Array(9 * cin * cout);
-  for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) for (let ci = 0; ci < cin; ci++) for (let co = 0; co < cout; co++) data[((ky * 3 + kx) * cin + ci) * cout + co] = 1000 * co + 100 * ci + 10 * ky + kx;
+  for (let ky = 0; ky < 3; ky++)
+    for (let kx = 0; kx < 3; kx++)
+      for (let ci = 0; ci < cin; ci++)
+        for (let co = 0; co < cout; co++) data[((ky * 3 + kx) * cin + ci) * cout + co] = 1000 * co + 100 * ci + 10 * ky + kx;
   const t = toTorchTensor("unet", "down.0.res.conv1.weight", [9 * cin, cout], data);
   assert.deepEqual(t.shape, [cout, cin, 3, 3]);
-  for (let co = 0; co < cout; co++) for (let ci = 0; ci < cin; ci++) for (let ky = 0; ky < 3; ky++) for (let kx = 0; kx < 3; kx++) assert.equal(t.data[((co * cin + ci) * 3 + ky) * 3 + kx], 1000 * co + 100 * ci + 10 * ky + kx);
+  for (let co = 0; co < cout; co++)
+    for (let ci = 0; ci < cin; ci++)
+      for (let ky = 0; ky < 3; ky++)
+        for (let kx = 0; kx < 3; kx++) assert.equal(t.data[((co * cin + ci) * 3 + ky) * 3 + kx], 1000 * co + 100 * ci + 10 * ky + kx);
   assert.deepEqual(fromTorchTensor("unet", "down.0.res.conv1.weight", [9 * cin, cout], t.data).data, data);
   // 1x1 shortcut, dense (emb, time), the class table and a norm.
   assert.deepEqual(torchShape("unet", "up.0.res.skip.weight", [16, 8]), [8, 16, 1, 1]);
@@ -97,18 +136,48 @@ test("layout: dense and conv tensors go to PyTorch's [out, in] / [Cout, Cin, k, 
   assert.deepEqual(dense, { shape: [3, 2], data: Float32Array.of(1, 4, 2, 5, 3, 6) });
 });
 
-test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP with and without time embedding, UNet; raw and EMA weights)", { skip: noTorch }, async (t) => {
+test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP with and without time embedding, UNet; raw and EMA weights)", {
+  skip: noTorch,
+}, async (t) => {
   await initEngine();
   const root = tempDir("fm-torch-v-");
   const bars = join(root, "bars");
   writeBars(bars, 16);
-  const cases: { name: string; kind: "2d" | "image"; model: MlpConfig | UnetConfig; params: HostParams; sample: number[]; extra: Record<string, unknown> }[] = [
-    { name: "mlp", kind: "2d", model: { dim: 2, hidden: 48, depth: 3, timeEmbDim: 32 }, params: initMlp({ dim: 2, hidden: 48, depth: 3, timeEmbDim: 32 }, new Rng(1)), sample: [2], extra: { dataset: "moons", path: "straight" } },
-    { name: "mlp-raw-t", kind: "2d", model: { dim: 2, hidden: 16, depth: 2, timeEmbDim: 0 }, params: initMlp({ dim: 2, hidden: 16, depth: 2, timeEmbDim: 0 }, new Rng(2)), sample: [2], extra: { dataset: "moons", path: "straight" } },
+  const cases: {
+    name: string;
+    kind: "2d" | "image";
+    model: MlpConfig | UnetConfig;
+    params: HostParams;
+    sample: number[];
+    extra: Record<string, unknown>;
+  }[] = [
+    {
+      name: "mlp",
+      kind: "2d",
+      model: { dim: 2, hidden: 48, depth: 3, timeEmbDim: 32 },
+      params: initMlp({ dim: 2, hidden: 48, depth: 3, timeEmbDim: 32 }, new Rng(1)),
+      sample: [2],
+      extra: { dataset: "moons", path: "straight" },
+    },
+    {
+      name: "mlp-raw-t",
+      kind: "2d",
+      model: { dim: 2, hidden: 16, depth: 2, timeEmbDim: 0 },
+      params: initMlp({ dim: 2, hidden: 16, depth: 2, timeEmbDim: 0 }, new Rng(2)),
+      sample: [2],
+      extra: { dataset: "moons", path: "straight" },
+    },
   ];
   const unet: UnetConfig = { channels: [8, 16, 16], numClasses: 4, timeEmbDim: 16, groups: 4, inChannels: 1, height: 8, width: 8 };
   // Zero-initialised convs would make v = 0 whatever PyTorch does; perturb every weight.
-  cases.push({ name: "unet", kind: "image", model: unet, params: perturb(initUnetParams(unet, new Rng(3)), new Rng(4), 0.05), sample: [8, 8, 1], extra: { dataset: `idx:${bars}`, path: "straight", classNames: ["a", "b", "c", "d"] } });
+  cases.push({
+    name: "unet",
+    kind: "image",
+    model: unet,
+    params: perturb(initUnetParams(unet, new Rng(3)), new Rng(4), 0.05),
+    sample: [8, 8, 1],
+    extra: { dataset: `idx:${bars}`, path: "straight", classNames: ["a", "b", "c", "d"] },
+  });
   for (const c of cases) {
     const ckpt = join(root, c.name);
     await writeCheckpoint(ckpt, c.kind, c.model, c.params, c.extra);
@@ -123,11 +192,15 @@ test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP wi
     const tt = rng.uniforms(n);
     const y = c.kind === "image" ? Int32Array.of(0, 1, 3, 4, 2) : null; // 4 = the null class
     const model = c.kind === "2d" ? mlpModel(c.model as MlpConfig) : unetModel(c.model as UnetConfig);
-    const velocity = async (p: HostParams) => toHost(model.apply(toEngine(p), fromHost(x, [n, ...c.sample]), fromHost(tt, [n]), y ? np.array(y, { dtype: np.int32 }) : null));
+    const velocity = async (p: HostParams) =>
+      toHost(model.apply(toEngine(p), fromHost(x, [n, ...c.sample]), fromHost(tt, [n]), y ? np.array(y, { dtype: np.int32 }) : null));
     const vRaw = await velocity(state.params);
     const vEma = await velocity(state.ema);
     // PyTorch gets NCHW images.
-    const inputs: Record<string, HostTensor> = { x: c.kind === "image" ? f32(nchw(x, n, 8, 8, 1), [n, 1, 8, 8]) : f32(x, [n, 2]), t: f32(tt, [n]) };
+    const inputs: Record<string, HostTensor> = {
+      x: c.kind === "image" ? f32(nchw(x, n, 8, 8, 1), [n, 1, 8, 8]) : f32(x, [n, 2]),
+      t: f32(tt, [n]),
+    };
     if (y) inputs.y = { dtype: "I64", shape: [n], data: BigInt64Array.from(y, BigInt) };
     writeFileSync(join(pkg, "inputs.safetensors"), encodeSafetensors(inputs));
     python(
@@ -144,7 +217,10 @@ open("v.safetensors", "wb").write(M.encode_safetensors(out))`,
       pkg,
     );
     const v = decodeSafetensors(readFileSync(join(pkg, "v.safetensors"))).tensors;
-    for (const [w, ours] of [["params", vRaw], ["ema", vEma]] as const) {
+    for (const [w, ours] of [
+      ["params", vRaw],
+      ["ema", vEma],
+    ] as const) {
       const d = maxDiff(ours, v[w].data as Float32Array);
       t.diagnostic(`${c.name} ${w}: max |v_torch - v_flowmatch| = ${d.toExponential(2)}, max |v| = ${maxAbs(ours).toFixed(3)}`);
       assert.ok(maxAbs(ours) > 0.05, `${c.name}: velocity too small to compare`);
@@ -156,11 +232,14 @@ open("v.safetensors", "wb").write(M.encode_safetensors(out))`,
 
 function nchw(x: Float32Array, n: number, h: number, w: number, c: number): Float32Array {
   const out = new Float32Array(x.length);
-  for (let i = 0; i < n; i++) for (let p = 0; p < h * w; p++) for (let k = 0; k < c; k++) out[i * h * w * c + k * h * w + p] = x[i * h * w * c + p * c + k];
+  for (let i = 0; i < n; i++)
+    for (let p = 0; p < h * w; p++) for (let k = 0; k < c; k++) out[i * h * w * c + k * h * w + p] = x[i * h * w * c + p * c + k];
   return out;
 }
 
-test("train.py's step is flowmatch's step: same loss, clipped Adam update with the exported m/v/step, and EMA (cosine path)", { skip: noTorch }, async (t) => {
+test("train.py's step is flowmatch's step: same loss, clipped Adam update with the exported m/v/step, and EMA (cosine path)", {
+  skip: noTorch,
+}, async (t) => {
   await initEngine();
   const root = tempDir("fm-torch-step-");
   const cfg: MlpConfig = { dim: 2, hidden: 32, depth: 2, timeEmbDim: 16 };
@@ -184,7 +263,10 @@ test("train.py's step is flowmatch's step: same loss, clipped Adam update with t
     resume: { ema: state.ema, m: state.m as HostParams, v: state.v as HostParams, step: 7, skipped: 1 },
   });
   const loss = await trainer.step({ x0, x1, t: tt, coef: pathCoefficients(getScheduler("cosine"), tt) });
-  assert.ok(trainer.lastStep?.applied && (trainer.lastStep.gradNorm ?? 0) > 1, `the gradient should be clipped here (norm ${trainer.lastStep?.gradNorm})`);
+  assert.ok(
+    trainer.lastStep?.applied && (trainer.lastStep.gradNorm ?? 0) > 1,
+    `the gradient should be clipped here (norm ${trainer.lastStep?.gradNorm})`,
+  );
   const ours = await trainer.hostState();
   trainer.dispose();
   writeFileSync(join(pkg, "batch.safetensors"), encodeSafetensors({ x0: f32(x0, [n, 2]), x1: f32(x1, [n, 2]), t: f32(tt, [n]) }));
@@ -206,7 +288,12 @@ open("after.safetensors", "wb").write(M.encode_safetensors(out))`,
   const lossTorch = (theirs.loss.data as Float32Array)[0];
   t.diagnostic(`loss flowmatch ${loss} PyTorch ${lossTorch}`);
   assert.ok(Math.abs(loss - lossTorch) < 1e-5 * loss, `loss ${loss} vs ${lossTorch}`);
-  for (const [prefix, group] of [["", ours.params], ["ema.", ours.ema], ["opt.m.", ours.m], ["opt.v.", ours.v]] as const) {
+  for (const [prefix, group] of [
+    ["", ours.params],
+    ["ema.", ours.ema],
+    ["opt.m.", ours.m],
+    ["opt.v.", ours.v],
+  ] as const) {
     const torchLayout = paramsToTorch("mlp", group);
     for (const name of Object.keys(mlpParamShapes(cfg))) {
       const a = torchLayout[name].data;
@@ -228,14 +315,44 @@ async function fixedBatchLoss(dir: string): Promise<number> {
   const x0 = rng.normals(2 * n);
   const tt = rng.uniforms(n);
   const col = (f: (t: number) => number) => fromHost(Float32Array.from(tt, f), [n, 1]);
-  const loss = cfmLoss(mlpModel(loaded.model), toEngine(loaded.params), fromHost(x0, [n, 2]), fromHost(x1, [n, 2]), fromHost(tt, [n]), col((t) => t), col((t) => 1 - t), col(() => 1), col(() => -1), null);
+  const loss = cfmLoss(
+    mlpModel(loaded.model),
+    toEngine(loaded.params),
+    fromHost(x0, [n, 2]),
+    fromHost(x1, [n, 2]),
+    fromHost(tt, [n]),
+    col((t) => t),
+    col((t) => 1 - t),
+    col(() => 1),
+    col(() => -1),
+    null,
+  );
   return (await toHost(loss))[0];
 }
 
-test("torchrun --nproc_per_node 2 (gloo, CPU) continues an exported 2-D run's loss curve; its checkpoint imports back, samples and resumes in flowmatch", { skip: noTorch }, async (t) => {
+test("torchrun --nproc_per_node 2 (gloo, CPU) continues an exported 2-D run's loss curve; its checkpoint imports back, samples and resumes in flowmatch", {
+  skip: noTorch,
+}, async (t) => {
   const root = tempDir("fm-torch-ddp-");
   const run = join(root, "run");
-  const small = ["--dataset", "moons", "--hidden", "32", "--depth", "2", "--batch-size", "128", "--n", "200", "--nfe", "8", "--frames", "2", "--seed", "4"];
+  const small = [
+    "--dataset",
+    "moons",
+    "--hidden",
+    "32",
+    "--depth",
+    "2",
+    "--batch-size",
+    "128",
+    "--n",
+    "200",
+    "--nfe",
+    "8",
+    "--frames",
+    "2",
+    "--seed",
+    "4",
+  ];
   const trained = runCli(["train2d", ...small, "--steps", "300", "--out", run]);
   assert.equal(trained.code, 0, trained.err);
   const pkg = join(root, "pkg");
@@ -243,12 +360,33 @@ test("torchrun --nproc_per_node 2 (gloo, CPU) continues an exported 2-D run's lo
   assert.equal(exported.code, 0, exported.err);
   assert.match(exported.out, /torchrun --nproc_per_node 2 train\.py/);
   // Debian's torch 1.13 on Python 3.11 fails to parse torchrun's default --redirects/--tee ("0"); 1 works everywhere.
-  const ddp = spawnSync(PYTHON, ["-m", "torch.distributed.run", "--redirects", "1", "--tee", "1", "--standalone", "--nproc_per_node", "2", "train.py", "--steps", "500", "--out", join(root, "torch"), "--log-every", "50"], {
-    cwd: pkg,
-    encoding: "utf8",
-    timeout: 300_000,
-    env: { ...process.env, OMP_NUM_THREADS: "1" },
-  });
+  const ddp = spawnSync(
+    PYTHON,
+    [
+      "-m",
+      "torch.distributed.run",
+      "--redirects",
+      "1",
+      "--tee",
+      "1",
+      "--standalone",
+      "--nproc_per_node",
+      "2",
+      "train.py",
+      "--steps",
+      "500",
+      "--out",
+      join(root, "torch"),
+      "--log-every",
+      "50",
+    ],
+    {
+      cwd: pkg,
+      encoding: "utf8",
+      timeout: 300_000,
+      env: { ...process.env, OMP_NUM_THREADS: "1" },
+    },
+  );
   assert.equal(ddp.status, 0, `torchrun failed:\n${ddp.stdout}\n${ddp.stderr}`);
   assert.match(ddp.stdout, /on 2 process\(es\), cpu, global batch 128/);
   const back = join(root, "back");
@@ -256,7 +394,8 @@ test("torchrun --nproc_per_node 2 (gloo, CPU) continues an exported 2-D run's lo
   assert.equal(imported.code, 0, imported.err);
   assert.match(imported.out, /at step 500/);
 
-  const losses = (dir: string) => Array.from(decodeSafetensors(readFileSync(join(dir, "ckpt.safetensors"))).tensors["log.loss"].data as Float32Array);
+  const losses = (dir: string) =>
+    Array.from(decodeSafetensors(readFileSync(join(dir, "ckpt.safetensors"))).tensors["log.loss"].data as Float32Array);
   const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
   const before = losses(run);
   const all = losses(back);
@@ -267,14 +406,28 @@ test("torchrun --nproc_per_node 2 (gloo, CPU) continues an exported 2-D run's lo
   const continued = mean(all.slice(300, 330));
   const lossAt300 = await fixedBatchLoss(run);
   const lossAt500 = await fixedBatchLoss(back);
-  t.diagnostic(`batch loss: first 30 steps ${start.toFixed(3)}, last 30 in flowmatch ${atExport.toFixed(3)}, first 30 in PyTorch ${continued.toFixed(3)}; fixed-batch loss at step 300 ${lossAt300.toFixed(4)}, at 500 ${lossAt500.toFixed(4)}`);
+  t.diagnostic(
+    `batch loss: first 30 steps ${start.toFixed(3)}, last 30 in flowmatch ${atExport.toFixed(3)}, first 30 in PyTorch ${continued.toFixed(3)}; fixed-batch loss at step 300 ${lossAt300.toFixed(4)}, at 500 ${lossAt500.toFixed(4)}`,
+  );
   // Continued, not restarted: PyTorch's first losses are near the loss at export, not where training began ...
   assert.ok(atExport < start - 0.2, `the flowmatch run should have learned: ${start} -> ${atExport}`);
-  assert.ok(Math.abs(continued - atExport) < 0.3 * (start - atExport), `PyTorch's first losses ${continued} are not near the loss at export ${atExport} (start ${start})`);
+  assert.ok(
+    Math.abs(continued - atExport) < 0.3 * (start - atExport),
+    `PyTorch's first losses ${continued} are not near the loss at export ${atExport} (start ${start})`,
+  );
   // ... and keep going down.
   assert.ok(lossAt500 < lossAt300, `loss on a fixed batch rose from ${lossAt300} (step 300) to ${lossAt500} (step 500)`);
-  const config = JSON.parse(readFileSync(join(back, "ckpt.json"), "utf8")) as { step: number; segments: { from: number; to: number; train: Record<string, unknown> }[] };
-  assert.deepEqual(config.segments.map((s) => [s.from, s.to, s.train.processes ?? null]), [[0, 300, null], [300, 500, 2]]);
+  const config = JSON.parse(readFileSync(join(back, "ckpt.json"), "utf8")) as {
+    step: number;
+    segments: { from: number; to: number; train: Record<string, unknown> }[];
+  };
+  assert.deepEqual(
+    config.segments.map((s) => [s.from, s.to, s.train.processes ?? null]),
+    [
+      [0, 300, null],
+      [300, 500, 2],
+    ],
+  );
 
   const sampled = runCli(["sample2d", "--ckpt", back, "--n", "200", "--nfe", "8", "--frames", "2"]);
   assert.equal(sampled.code, 0, sampled.err);
@@ -285,11 +438,28 @@ test("torchrun --nproc_per_node 2 (gloo, CPU) continues an exported 2-D run's lo
   assert.match(resumed.out, /trained 10 steps/);
 });
 
-test("an image run continues in train.py (NCHW data, labels, label dropout) and comes back: it samples and resumes in flowmatch", { skip: noTorch }, () => {
+test("an image run continues in train.py (NCHW data, labels, label dropout) and comes back: it samples and resumes in flowmatch", {
+  skip: noTorch,
+}, () => {
   const root = tempDir("fm-torch-img-");
   const bars = join(root, "bars");
   writeBars(bars, 32);
-  const flags = ["--dataset", `idx:${bars}`, "--batch-size", "8", "--channels", "8,16", "--groups", "4", "--time-emb-dim", "16", "--per-class", "1", "--nfe", "2"];
+  const flags = [
+    "--dataset",
+    `idx:${bars}`,
+    "--batch-size",
+    "8",
+    "--channels",
+    "8,16",
+    "--groups",
+    "4",
+    "--time-emb-dim",
+    "16",
+    "--per-class",
+    "1",
+    "--nfe",
+    "2",
+  ];
   const run = join(root, "run");
   const trained = runCli(["train-image", ...flags, "--steps", "10", "--out", run]);
   assert.equal(trained.code, 0, trained.err);
@@ -298,7 +468,10 @@ test("an image run continues in train.py (NCHW data, labels, label dropout) and 
   assert.equal(exported.code, 0, exported.err);
   const data = decodeSafetensors(readFileSync(join(pkg, "data.safetensors"))).tensors;
   assert.deepEqual([data.x.shape, data.y.shape, data.y.dtype], [[32, 1, 8, 8], [32], "I64"]);
-  const py = spawnSync(PYTHON, [join(pkg, "train.py"), "--steps", "20", "--out", join(root, "torch"), "--log-every", "5"], { encoding: "utf8", timeout: 120_000 });
+  const py = spawnSync(PYTHON, [join(pkg, "train.py"), "--steps", "20", "--out", join(root, "torch"), "--log-every", "5"], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
   assert.equal(py.status, 0, py.stderr);
   assert.match(py.stdout, /continuing unet from step 10 .* global batch 8/);
   const back = join(root, "back");

@@ -18,15 +18,50 @@ test("2-D reflow on ort and on jax: same losses to 1e-4 from the same pairs, and
     const model = { dim: 2, hidden: 16, depth: 2, timeEmbDim: 8 };
     const teacherDir = join(dir, "cfm");
     const teacher = (
-      await trainToy2d({ dataset: "moons", steps: 20, batchSize: 64, lr: 2e-3, seed: 0, path: "straight", timeSampler: "uniform", emaDecay: 0.9, coupling: "independent", model, out: teacherDir, checkpointEvery: 100, resume: false, backend: "jax" })
+      await trainToy2d({
+        dataset: "moons",
+        steps: 20,
+        batchSize: 64,
+        lr: 2e-3,
+        seed: 0,
+        path: "straight",
+        timeSampler: "uniform",
+        emaDecay: 0.9,
+        coupling: "independent",
+        model,
+        out: teacherDir,
+        checkpointEvery: 100,
+        resume: false,
+        backend: "jax",
+      })
     ).model;
     const run = (backend: "ort" | "jax") =>
-      reflow2d({ teacher, teacherPath: teacherDir, out: join(dir, backend), pairs: 256, steps: 6, batchSize: 64, lr: 1e-3, seed: 1, timeSampler: "uniform", emaDecay: 0.9, warmStart: true, pairSolver: "rk4", pairNfe: 8, checkpointEvery: 4, backend });
+      reflow2d({
+        teacher,
+        teacherPath: teacherDir,
+        out: join(dir, backend),
+        pairs: 256,
+        steps: 6,
+        batchSize: 64,
+        lr: 1e-3,
+        seed: 1,
+        timeSampler: "uniform",
+        emaDecay: 0.9,
+        warmStart: true,
+        pairSolver: "rk4",
+        pairNfe: 8,
+        checkpointEvery: 4,
+        backend,
+      });
     const ort = await run("ort");
     const jax = await run("jax");
     assert.equal(ort.losses.length, 6);
     assert.equal(jax.losses.length, 6);
-    for (let i = 0; i < 6; i++) assert.ok(Math.abs(ort.losses[i] - jax.losses[i]) < 1e-4 * Math.max(1, jax.losses[i]), `step ${i + 1}: ort ${ort.losses[i]} vs jax ${jax.losses[i]}`);
+    for (let i = 0; i < 6; i++)
+      assert.ok(
+        Math.abs(ort.losses[i] - jax.losses[i]) < 1e-4 * Math.max(1, jax.losses[i]),
+        `step ${i + 1}: ort ${ort.losses[i]} vs jax ${jax.losses[i]}`,
+      );
     // Two runtimes, not one twice: float rounding differs somewhere in six steps.
     assert.notDeepEqual(ort.losses, jax.losses);
     for (const r of [ort, jax]) {

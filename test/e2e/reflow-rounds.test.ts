@@ -48,27 +48,63 @@ test("reflow --rounds: pairs from the previous round, counted evaluations, resum
     const model = { dim: 2, hidden: 48, depth: 2, timeEmbDim: 16 };
     const teacherDir = join(dir, "cfm");
     await trainToy2d({
-      dataset: "checkerboard", steps: 300, batchSize: 256, lr: 2e-3, seed: 0, path: "straight", timeSampler: "uniform",
-      emaDecay: 0.99, coupling: "independent", model, out: teacherDir, checkpointEvery: 10000, resume: false,
+      dataset: "checkerboard",
+      steps: 300,
+      batchSize: 256,
+      lr: 2e-3,
+      seed: 0,
+      path: "straight",
+      timeSampler: "uniform",
+      emaDecay: 0.99,
+      coupling: "independent",
+      model,
+      out: teacherDir,
+      checkpointEvery: 10000,
+      resume: false,
     });
     const teacher = await loadModel(teacherDir, { kind: "2d" });
     const out = join(dir, "reflow");
     const base: Omit<Reflow2dOptions, "shouldStop"> = {
-      teacher, teacherPath: teacherDir, out, pairs: PAIRS, steps: 150, batchSize: 256, lr: 1e-3, seed: 1,
-      timeSampler: "uniform", emaDecay: 0.99, warmStart: true, pairSolver: "rk4", pairNfe: PAIR_NFE, checkpointEvery: 50, backend: "jax",
+      teacher,
+      teacherPath: teacherDir,
+      out,
+      pairs: PAIRS,
+      steps: 150,
+      batchSize: 256,
+      lr: 1e-3,
+      seed: 1,
+      timeSampler: "uniform",
+      emaDecay: 0.99,
+      warmStart: true,
+      pairSolver: "rk4",
+      pairNfe: PAIR_NFE,
+      checkpointEvery: 50,
+      backend: "jax",
     };
 
     // Two rounds, stopped in the middle of round 2 (as Ctrl-C would).
     let round = 0;
-    const first = await reflowRounds2d({ ...base, rounds: 2, onRound: (r) => (round = r), shouldStop: () => round === 2 && stepsInRound2() >= 50 });
+    const first = await reflowRounds2d({
+      ...base,
+      rounds: 2,
+      onRound: (r) => (round = r),
+      shouldStop: () => round === 2 && stepsInRound2() >= 50,
+    });
     function stepsInRound2(): number {
       const cfg = join(roundDir(out, 2), "ckpt.json");
       return existsSync(cfg) ? (JSON.parse(readFileSync(cfg, "utf8")) as { step: number }).step : 0;
     }
     assert.equal(first.stopped, true);
-    assert.deepEqual(first.rounds.map((r) => r.pairNfe), [PAIR_NFE, PAIR_NFE], "one RK4 solve of 1,000 pairs per round: 5 steps x 4 evaluations");
+    assert.deepEqual(
+      first.rounds.map((r) => r.pairNfe),
+      [PAIR_NFE, PAIR_NFE],
+      "one RK4 solve of 1,000 pairs per round: 5 steps x 4 evaluations",
+    );
     assert.equal(first.rounds[0].stepsTrained, 150);
-    assert.ok(first.rounds[1].stepsTrained >= 50 && first.rounds[1].stepsTrained < 150, `round 2 stopped early (${first.rounds[1].stepsTrained} steps)`);
+    assert.ok(
+      first.rounds[1].stepsTrained >= 50 && first.rounds[1].stepsTrained < 150,
+      `round 2 stopped early (${first.rounds[1].stepsTrained} steps)`,
+    );
 
     // Round 2's pairs are round 1's model integrated from round 2's noise.
     const round1 = await loadModel(roundDir(out, 1), { kind: "2d" });
@@ -87,15 +123,27 @@ test("reflow --rounds: pairs from the previous round, counted evaluations, resum
     await assert.rejects(reflowRounds2d({ ...base, rounds: 3 }), /already holds a checkpoint.*--resume/);
     const second = await reflowRounds2d({ ...base, rounds: 3, resume: true });
     assert.equal(second.stopped, false);
-    assert.deepEqual(second.rounds.map((r) => r.pairNfe), [0, 0, PAIR_NFE], "rounds 1 and 2 reuse their pairs; round 3 draws from round 2");
+    assert.deepEqual(
+      second.rounds.map((r) => r.pairNfe),
+      [0, 0, PAIR_NFE],
+      "rounds 1 and 2 reuse their pairs; round 3 draws from round 2",
+    );
     assert.equal(second.rounds[0].stepsTrained, 0);
     assert.equal(second.rounds[1].stepsTrained, 150 - first.rounds[1].stepsTrained);
     assert.equal(second.rounds[2].stepsTrained, 150);
     const round3 = await loadModel(roundDir(out, 3), { kind: "2d" });
     assert.equal(reflowOf(round3).teacherRun, second.rounds[1].model.config.runId);
 
-    const s = [await straightness(teacher), ...(await Promise.all([1, 2, 3].map(async (r) => straightness(await loadModel(roundDir(out, r), { kind: "2d" })))))];
-    console.log(`straightness: teacher ${s[0].toFixed(4)}, rounds 1-3 ${s.slice(1).map((v) => v.toFixed(4)).join(", ")}`);
+    const s = [
+      await straightness(teacher),
+      ...(await Promise.all([1, 2, 3].map(async (r) => straightness(await loadModel(roundDir(out, r), { kind: "2d" }))))),
+    ];
+    console.log(
+      `straightness: teacher ${s[0].toFixed(4)}, rounds 1-3 ${s
+        .slice(1)
+        .map((v) => v.toFixed(4))
+        .join(", ")}`,
+    );
     for (let r = 1; r <= 3; r++) assert.ok(s[r] < s[r - 1], `round ${r} is straighter than its teacher (${s[r]} vs ${s[r - 1]})`);
 
     // One-step distillation from the CFM teacher: its NFE-1 sliced-W2 beats the teacher's.
@@ -104,7 +152,10 @@ test("reflow --rounds: pairs from the previous round, counted evaluations, resum
     assert.equal(d.pairNfe, PAIR_NFE);
     assert.equal(reflowOf(d.model).distill, 1);
     const cmp = await compare2d(
-      [{ name: "CFM", loaded: teacher }, { name: "1-step", loaded: d.model }],
+      [
+        { name: "CFM", loaded: teacher },
+        { name: "1-step", loaded: d.model },
+      ],
       { nfes: [1], n: 1000, seed: 5, out: join(dir, "cmp") },
     );
     const [cfm1, one1] = cmp.rows[0].quality;
@@ -113,9 +164,32 @@ test("reflow --rounds: pairs from the previous round, counted evaluations, resum
 
     // compare takes any number of checkpoints: five here, one table row per model and NFE.
     const ckpts = [teacherDir, roundDir(out, 1), roundDir(out, 2), roundDir(out, 3), distillDir];
-    const cli = runCli(["compare", "--ckpts", ...ckpts, "--names", "CFM", "R1", "R2", "R3", "D1", "--nfe", "1,2", "--n", "300", "--density-n", "300", "--out", join(dir, "cmp5")]);
+    const cli = runCli([
+      "compare",
+      "--ckpts",
+      ...ckpts,
+      "--names",
+      "CFM",
+      "R1",
+      "R2",
+      "R3",
+      "D1",
+      "--nfe",
+      "1,2",
+      "--n",
+      "300",
+      "--density-n",
+      "300",
+      "--out",
+      join(dir, "cmp5"),
+    ]);
     assert.equal(cli.code, 0, cli.err);
-    for (const name of ["CFM", "R1", "R2", "R3", "D1"]) assert.equal(cli.out.split("\n").filter((l: string) => new RegExp(`^\\| \\d+ \\| ${name} \\|`).test(l)).length, 2, `${name}: a row at NFE 1 and 2`);
+    for (const name of ["CFM", "R1", "R2", "R3", "D1"])
+      assert.equal(
+        cli.out.split("\n").filter((l: string) => new RegExp(`^\\| \\d+ \\| ${name} \\|`).test(l)).length,
+        2,
+        `${name}: a row at NFE 1 and 2`,
+      );
     assert.match(cli.out, /Straightness.*CFM [\d.]+, R1 [\d.]+, R2 [\d.]+, R3 [\d.]+, D1 [\d.]+/);
     assert.ok(existsSync(join(dir, "cmp5", "checkerboard_cfm_vs_r1_vs_r2_vs_r3_vs_d1.gif")));
     // The density-and-field GIF: one column per model, 21 frames (20 RK4 steps) plus held ends.

@@ -8,14 +8,17 @@ import { join } from "node:path";
 import { assertTreeKept, runCli, snapshotTree, tempDir } from "../helpers/cli.js";
 
 const TINY = ["--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "4", "--frames", "2"];
-const train2d = (out: string, steps: number, ...flags: string[]) => runCli(["train2d", "--dataset", "8gaussians", "--steps", String(steps), "--out", out, ...TINY, ...flags]);
+const train2d = (out: string, steps: number, ...flags: string[]) =>
+  runCli(["train2d", "--dataset", "8gaussians", "--steps", String(steps), "--out", out, ...TINY, ...flags]);
 
 test("train2d --coupling sinkhorn --reg --bridge-sigma trains, records both, and a resume must keep them", () => {
   const dir = tempDir();
   try {
     const r = train2d(dir, 20, "--coupling", "sinkhorn", "--reg", "0.5", "--bridge-sigma", "0.5");
     assert.equal(r.code, 0, r.err);
-    const cfg = JSON.parse(readFileSync(join(dir, "ckpt.json"), "utf8")) as { train: { coupling: string; reg: number; bridgeSigma: number } };
+    const cfg = JSON.parse(readFileSync(join(dir, "ckpt.json"), "utf8")) as {
+      train: { coupling: string; reg: number; bridgeSigma: number };
+    };
     assert.deepEqual([cfg.train.coupling, cfg.train.reg, cfg.train.bridgeSigma], ["sinkhorn", 0.5, 0.5]);
     const before = snapshotTree(dir);
     const reg = train2d(dir, 30, "--resume", "--coupling", "sinkhorn", "--reg", "0.1", "--bridge-sigma", "0.5");

@@ -6,7 +6,24 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { assertTreeKept, runCli, snapshotTree, tempDir } from "../helpers/cli.js";
 
-const TINY = ["--dataset", "moons", "--steps", "3", "--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "50", "--nfe", "4", "--frames", "2"];
+const TINY = [
+  "--dataset",
+  "moons",
+  "--steps",
+  "3",
+  "--hidden",
+  "16",
+  "--depth",
+  "1",
+  "--batch-size",
+  "32",
+  "--n",
+  "50",
+  "--nfe",
+  "4",
+  "--frames",
+  "2",
+];
 
 function userFolder(): string {
   const dir = tempDir("fm-device-");
@@ -34,10 +51,16 @@ test("--device with a command or backend it cannot drive is refused before any w
   const before = snapshotTree(dir);
   const ort = runCli(["train2d", ...TINY, "--out", dir, "--backend", "ort", "--device", "webgpu"]);
   assert.equal(ort.code, 1);
-  assert.match(ort.err, /^error: --device webgpu runs jax-js, but --backend ort trains on onnxruntime's CPU: use --backend jax, or drop --device$/m);
+  assert.match(
+    ort.err,
+    /^error: --device webgpu runs jax-js, but --backend ort trains on onnxruntime's CPU: use --backend jax, or drop --device$/m,
+  );
   const onnx = runCli(["sample-image", "--ckpt", join(dir, "none"), "--runtime", "onnx", "--device", "wasm"]);
   assert.equal(onnx.code, 1);
-  assert.match(onnx.err, /^error: --device wasm runs jax-js, but --runtime onnx samples on onnxruntime's CPU: use --runtime engine, or drop --device$/m);
+  assert.match(
+    onnx.err,
+    /^error: --device wasm runs jax-js, but --runtime onnx samples on onnxruntime's CPU: use --runtime engine, or drop --device$/m,
+  );
   const serve = runCli(["serve", "--build-only", "--out", join(dir, "web"), "--device", "webgpu"]);
   assert.equal(serve.code, 1);
   assert.match(serve.err, /--device does not apply to serve.*\?device=webgpu/);

@@ -19,7 +19,24 @@ function temp(): string {
 }
 
 const TINY_2D = ["--steps", "5", "--hidden", "16", "--depth", "1", "--batch-size", "32", "--nfe", "4"];
-const TINY_UNET = ["--steps", "1", "--channels", "8,8", "--groups", "4", "--time-emb-dim", "8", "--batch-size", "4", "--per-class", "1", "--nfe", "1", "--solver", "euler"];
+const TINY_UNET = [
+  "--steps",
+  "1",
+  "--channels",
+  "8,8",
+  "--groups",
+  "4",
+  "--time-emb-dim",
+  "8",
+  "--batch-size",
+  "4",
+  "--per-class",
+  "1",
+  "--nfe",
+  "1",
+  "--solver",
+  "euler",
+];
 
 /** One line of error, no stack trace, and no sign that a training step ran or a checkpoint was written. */
 function assertFailedFast(r: CliResult, code: number, message: RegExp, out?: string): void {
@@ -62,8 +79,18 @@ test("an --out that is a file, or inside one, is refused before training (exit 2
 test("--n 1 and --frames 1 are refused before training or loading anything (exit 2)", () => {
   const root = temp();
   const out = join(root, "run");
-  assertFailedFast(runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--n", "1"]), 2, /--n.*at least 2 samples.*got "1"/, out);
-  assertFailedFast(runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--frames", "1"]), 2, /--frames.*from 2 to 1000.*got "1"/, out);
+  assertFailedFast(
+    runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--n", "1"]),
+    2,
+    /--n.*at least 2 samples.*got "1"/,
+    out,
+  );
+  assertFailedFast(
+    runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--frames", "1"]),
+    2,
+    /--frames.*from 2 to 1000.*got "1"/,
+    out,
+  );
   assertFailedFast(runCli(["sample2d", "--ckpt", out, "--frames", "1"]), 2, /--frames.*from 2 to 1000/);
   assertFailedFast(runCli(["sample-image", "--ckpt", out, "--frames", "1"]), 2, /--frames.*from 2 to 1000/);
   assertFailedFast(runCli(["compare", "--dataset", "moons", "--n", "1", "--out", out]), 2, /--n.*at least 2/);
@@ -90,7 +117,12 @@ test("models, batches and sample sets too large for the engine are refused with 
   const data = pngFolder(root, ["a", "b"]);
   const before = snapshotTree(root);
   const img = runCli(["train-image", "--dataset", `folder:${data}`, "--out", out, ...TINY_UNET, "--batch-size", "1000000"]);
-  assertFailedFast(img, 1, /training a UNet .* needs about [\d.]+ [GT]iB of memory on onnxruntime, more than this machine's .*--batch-size/, out);
+  assertFailedFast(
+    img,
+    1,
+    /training a UNet .* needs about [\d.]+ [GT]iB of memory on onnxruntime, more than this machine's .*--batch-size/,
+    out,
+  );
   const samples = runCli(["train-image", "--dataset", `folder:${data}`, "--out", out, ...TINY_UNET, "--per-class", "10000000"]);
   assertFailedFast(samples, 1, /sampling 20000000 images .* needs about .* limit.*--per-class/, out);
   assertTreeKept(before, root);
@@ -106,8 +138,16 @@ test("an unknown dataset is a bad flag value (exit 2) with a did-you-mean, for 2
 test("folder datasets: a folder named x.png, broken or escaping links and empty classes are refused with the path", () => {
   const cases: [string, (data: string) => void, RegExp][] = [
     ["folder named like an image", (d) => mkdirSync(join(d, "a", "x.png")), /a\/x\.png is a folder, not a PNG image; rename or move it/],
-    ["broken symlink", (d) => symlinkSync(join(d, "gone.png"), join(d, "b", "x.png")), /b\/x\.png is a broken symbolic link .*fix or remove the link/],
-    ["class linking out of the dataset", (d) => symlinkSync("/etc", join(d, "etc")), /etc is a link to \/etc, outside the dataset folder .*copy the images into the folder or remove the link/],
+    [
+      "broken symlink",
+      (d) => symlinkSync(join(d, "gone.png"), join(d, "b", "x.png")),
+      /b\/x\.png is a broken symbolic link .*fix or remove the link/,
+    ],
+    [
+      "class linking out of the dataset",
+      (d) => symlinkSync("/etc", join(d, "etc")),
+      /etc is a link to \/etc, outside the dataset folder .*copy the images into the folder or remove the link/,
+    ],
     ["empty class", (d) => mkdirSync(join(d, "empty")), /class folder .*empty has no \.png files; add images to it or remove it/],
   ];
   for (const [name, breakIt, message] of cases) {
@@ -153,7 +193,12 @@ test("a PNG declaring 60000x60000 pixels is refused from its header, quickly, wi
   ihdr[9] = 0; // greyscale
   // Real rows of zeros (filter byte + pixels); a full bomb would hold all 60000 at ~1000:1.
   const rows = deflateSync(Buffer.alloc(64 * (side + 1)));
-  const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", rows), chunk("IEND", new Uint8Array(0))]);
+  const png = Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", rows),
+    chunk("IEND", new Uint8Array(0)),
+  ]);
   writeFileSync(join(data, "a", "0.png"), png);
   const before = snapshotTree(root);
   const out = join(root, "run");
@@ -174,18 +219,31 @@ test("sparse IDX labels (0 and 255 only) train but warn how many of the 256 clas
   const before = snapshotTree(root);
   const r = runCli(["train-image", "--dataset", `idx:${dir}`, "--out", join(root, "run"), ...TINY_UNET, "--guidance", "1"]);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.err, /warning: .*labels span 0\.\.255, so the model gets 256 classes, but only 2 occur \(254 classes have no images\); renumber the labels 0\.\.1/);
+  assert.match(
+    r.err,
+    /warning: .*labels span 0\.\.255, so the model gets 256 classes, but only 2 occur \(254 classes have no images\); renumber the labels 0\.\.1/,
+  );
   assertTreeKept(before, root);
 });
 
 test("seeds beyond 32 bits and non-finite or huge guidance weights are refused as bad flags (exit 2)", () => {
   const root = temp();
   const out = join(root, "run");
-  assertFailedFast(runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--seed", "4294967296"]), 2, /--seed.*from 0 to 4294967295.*got "4294967296"/, out);
+  assertFailedFast(
+    runCli(["train2d", "--dataset", "moons", "--out", out, ...TINY_2D, "--seed", "4294967296"]),
+    2,
+    /--seed.*from 0 to 4294967295.*got "4294967296"/,
+    out,
+  );
   for (const w of ["1e308", "NaN"]) {
     assertFailedFast(runCli(["sample-image", "--ckpt", out, "--guidance", w]), 2, new RegExp(`--guidance.*from -20 to 20.*got "${w}"`));
   }
-  assertFailedFast(runCli(["train-image", "--dataset", "mnist", "--out", out, "--guidance", "1e308"]), 2, /--guidance.*from -20 to 20/, out);
+  assertFailedFast(
+    runCli(["train-image", "--dataset", "mnist", "--out", out, "--guidance", "1e308"]),
+    2,
+    /--guidance.*from -20 to 20/,
+    out,
+  );
   assertFailedFast(runCli(["reflow", "--teacher", out, "--guidance", "-Infinity"]), 2, /--guidance.*from -20 to 20/);
   assert.ok(!existsSync(out), "nothing created");
 });

@@ -15,7 +15,10 @@ const EXIT_BOUND_MS = 10_000;
 const MLP = ["--hidden", "16", "--depth", "1", "--batch-size", "32"];
 
 /** Starts the command, waits until stderr shows `ready`, sends one SIGINT; resolves to how it ended. */
-async function interrupt(args: string[], ready: RegExp): Promise<{ code: number | null; signal: string | null; ms: number; out: string; err: string }> {
+async function interrupt(
+  args: string[],
+  ready: RegExp,
+): Promise<{ code: number | null; signal: string | null; ms: number; out: string; err: string }> {
   const child = startCli(args);
   let out = "";
   let err = "";
@@ -69,7 +72,11 @@ test("Ctrl-C during train2d saves, exits 130 within seconds, and --resume contin
   try {
     const out = join(dir, "run");
     const common = ["train2d", "--dataset", "moons", "--out", out, ...MLP, "--n", "200", "--nfe", "4", "--frames", "3"];
-    await assertStopsSavesResumes([...common, "--steps", "1000000", "--checkpoint-every", "1000000"], /train2d 1\//, out, (steps) => [...common, "--steps", String(steps)]);
+    await assertStopsSavesResumes([...common, "--steps", "1000000", "--checkpoint-every", "1000000"], /train2d 1\//, out, (steps) => [
+      ...common,
+      "--steps",
+      String(steps),
+    ]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -98,7 +105,11 @@ test("Ctrl-C during train-image saves, exits 130 within seconds, and --resume co
     writeBars(join(dir, "bars"), 64);
     const out = join(dir, "run");
     const common = ["train-image", "--dataset", `idx:${join(dir, "bars")}`, "--out", out, ...UNET, ...IMAGE_SAMPLING];
-    await assertStopsSavesResumes([...common, "--steps", "1000000", "--checkpoint-every", "1000000"], /train-image 1\//, out, (steps) => [...common, "--steps", String(steps)]);
+    await assertStopsSavesResumes([...common, "--steps", "1000000", "--checkpoint-every", "1000000"], /train-image 1\//, out, (steps) => [
+      ...common,
+      "--steps",
+      String(steps),
+    ]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -108,12 +119,30 @@ test("Ctrl-C during 2-D reflow: in the teacher pairs it stops at once; in traini
   const dir = tempDir();
   try {
     const teacher = join(dir, "teacher");
-    const trained = runCli(["train2d", "--dataset", "moons", "--out", teacher, ...MLP, "--steps", "20", "--n", "200", "--nfe", "4", "--frames", "2"]);
+    const trained = runCli([
+      "train2d",
+      "--dataset",
+      "moons",
+      "--out",
+      teacher,
+      ...MLP,
+      "--steps",
+      "20",
+      "--n",
+      "200",
+      "--nfe",
+      "4",
+      "--frames",
+      "2",
+    ]);
     assert.equal(trained.code, 0, trained.err);
 
     // Pairs: 10 batches of 4096 at 400 evaluations each; interrupted after the first batch.
     const early = join(dir, "early");
-    const p = await interrupt(["reflow", "--teacher", teacher, "--out", early, "--pairs", "40960", "--pair-nfe", "400", "--steps", "10"], /pairs\s+4096\//);
+    const p = await interrupt(
+      ["reflow", "--teacher", teacher, "--out", early, "--pairs", "40960", "--pair-nfe", "400", "--steps", "10"],
+      /pairs\s+4096\//,
+    );
     assert.equal(p.code, 130, p.err);
     assert.ok(p.ms < EXIT_BOUND_MS, `took ${p.ms} ms to stop the teacher pairs`);
     assert.ok(!existsSync(join(early, "pairs.safetensors")) && !existsSync(join(early, "ckpt.json")), "no half-made pairs or checkpoint");
@@ -134,10 +163,43 @@ test("Ctrl-C in round 2 of reflow --rounds 2 saves that round; --resume keeps ro
   const dir = tempDir();
   try {
     const teacher = join(dir, "teacher");
-    const trained = runCli(["train2d", "--dataset", "moons", "--out", teacher, ...MLP, "--steps", "20", "--n", "200", "--nfe", "4", "--frames", "2"]);
+    const trained = runCli([
+      "train2d",
+      "--dataset",
+      "moons",
+      "--out",
+      teacher,
+      ...MLP,
+      "--steps",
+      "20",
+      "--n",
+      "200",
+      "--nfe",
+      "4",
+      "--frames",
+      "2",
+    ]);
     assert.equal(trained.code, 0, trained.err);
     const out = join(dir, "rounds");
-    const args = ["reflow", "--teacher", teacher, "--out", out, "--rounds", "2", "--pairs", "64", "--batch-size", "32", "--pair-nfe", "8", "--steps", "1000", "--backend", "jax"];
+    const args = [
+      "reflow",
+      "--teacher",
+      teacher,
+      "--out",
+      out,
+      "--rounds",
+      "2",
+      "--pairs",
+      "64",
+      "--batch-size",
+      "32",
+      "--pair-nfe",
+      "8",
+      "--steps",
+      "1000",
+      "--backend",
+      "jax",
+    ];
     const r = await interrupt(args, /round 2\/2[\s\S]*reflow\s+1\//);
     assert.equal(r.code, 130, `exit code (signal ${r.signal}); stderr:\n${r.err}`);
     assert.ok(r.ms < EXIT_BOUND_MS, `took ${r.ms} ms to stop after Ctrl-C`);
@@ -163,10 +225,36 @@ test("Ctrl-C during image reflow training saves, exits 130, and --resume continu
   try {
     writeBars(join(dir, "bars"), 32);
     const teacher = join(dir, "teacher");
-    const trained = runCli(["train-image", "--dataset", `idx:${join(dir, "bars")}`, "--out", teacher, ...UNET, ...IMAGE_SAMPLING, "--steps", "4"]);
+    const trained = runCli([
+      "train-image",
+      "--dataset",
+      `idx:${join(dir, "bars")}`,
+      "--out",
+      teacher,
+      ...UNET,
+      ...IMAGE_SAMPLING,
+      "--steps",
+      "4",
+    ]);
     assert.equal(trained.code, 0, trained.err);
     const out = join(dir, "reflow");
-    const common = ["reflow", "--teacher", teacher, "--out", out, "--pairs", "16", "--batch-size", "8", "--pair-solver", "euler", "--pair-nfe", "2", "--guidance", "1"];
+    const common = [
+      "reflow",
+      "--teacher",
+      teacher,
+      "--out",
+      out,
+      "--pairs",
+      "16",
+      "--batch-size",
+      "8",
+      "--pair-solver",
+      "euler",
+      "--pair-nfe",
+      "2",
+      "--guidance",
+      "1",
+    ];
     await assertStopsSavesResumes([...common, "--steps", "1000000"], /reflow\s+1\//, out, (steps) => [...common, "--steps", String(steps)]);
   } finally {
     rmSync(dir, { recursive: true, force: true });

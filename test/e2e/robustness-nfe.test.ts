@@ -40,7 +40,24 @@ interface Metrics {
 test("sample2d --nfe 1 makes one evaluation whatever --frames is, and says so", async () => {
   const dir = tempDir();
   try {
-    const sample = (frames: number, out: string) => runCli(["sample2d", "--ckpt", ckpt, "--solver", "euler", "--nfe", "1", "--frames", String(frames), "--n", "300", "--seed", "7", "--out", join(dir, out)]);
+    const sample = (frames: number, out: string) =>
+      runCli([
+        "sample2d",
+        "--ckpt",
+        ckpt,
+        "--solver",
+        "euler",
+        "--nfe",
+        "1",
+        "--frames",
+        String(frames),
+        "--n",
+        "300",
+        "--seed",
+        "7",
+        "--out",
+        join(dir, out),
+      ]);
     const many = sample(41, "f41");
     const two = sample(2, "f2");
     for (const r of [many, two]) {
@@ -60,7 +77,10 @@ test("sample2d --nfe 1 makes one evaluation whatever --frames is, and says so", 
     try {
       const x0 = new Rng(7).normals(600);
       const v = await f.field(x0, 0);
-      const quality = await evaluateToy2d("moons", Float32Array.from(x0, (x, i) => x + v[i]));
+      const quality = await evaluateToy2d(
+        "moons",
+        Float32Array.from(x0, (x, i) => x + v[i]),
+      );
       assert.equal(f.evaluations(), 1);
       assert.equal(m41.sw2, quality.sw2);
       assert.equal(m41.mmd, quality.mmd);
@@ -117,9 +137,18 @@ test("compare's table reports the evaluations each solve made", async () => {
       { name: "B", loaded },
     ];
     const rk4 = await compare2d(models, { nfes: [4, 8], n: 200, seed: 1, out: dir, solver: "rk4" });
-    assert.deepEqual(rk4.rows.map((r) => r.made), [[4, 4], [8, 8]]);
+    assert.deepEqual(
+      rk4.rows.map((r) => r.made),
+      [
+        [4, 4],
+        [8, 8],
+      ],
+    );
     assert.match(rk4.markdown, /\n\| 4 \|.*\n\| 8 \|/);
-    await assert.rejects(compare2d(models, { nfes: [2], n: 200, seed: 1, out: dir, solver: "rk4" }), (e: unknown) => e instanceof UserError && /use --nfe 4$/.test(e.message));
+    await assert.rejects(
+      compare2d(models, { nfes: [2], n: 200, seed: 1, out: dir, solver: "rk4" }),
+      (e: unknown) => e instanceof UserError && /use --nfe 4$/.test(e.message),
+    );
     const dopri = await compare2d(models, { nfes: [1], n: 200, seed: 1, out: dir, solver: "dopri5" });
     const made = dopri.rows[0].made[0];
     assert.ok(made > 6, `dopri5 made ${made} evaluations`);

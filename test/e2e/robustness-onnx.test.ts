@@ -13,7 +13,27 @@ test("export: a 2-D model runs at batch 1 and 7; --guided on it is refused and w
   const dir = tempDir();
   try {
     const ckpt = join(dir, "run");
-    const trained = runCli(["train2d", "--dataset", "moons", "--steps", "3", "--out", ckpt, "--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "4", "--frames", "2"]);
+    const trained = runCli([
+      "train2d",
+      "--dataset",
+      "moons",
+      "--steps",
+      "3",
+      "--out",
+      ckpt,
+      "--hidden",
+      "16",
+      "--depth",
+      "1",
+      "--batch-size",
+      "32",
+      "--n",
+      "200",
+      "--nfe",
+      "4",
+      "--frames",
+      "2",
+    ]);
     assert.equal(trained.code, 0, trained.err);
     const before = snapshotTree(dir);
     const out = join(dir, "model.onnx");
@@ -57,7 +77,29 @@ test("export --guided: an image model's graph takes the guidance weight w", asyn
       }
     });
     const ckpt = join(dir, "run");
-    const trained = runCli(["train-image", "--dataset", `folder:${ds}`, "--out", ckpt, "--steps", "2", "--batch-size", "4", "--channels", "4,4", "--time-emb-dim", "4", "--groups", "2", "--per-class", "1", "--nfe", "1", "--solver", "euler"]);
+    const trained = runCli([
+      "train-image",
+      "--dataset",
+      `folder:${ds}`,
+      "--out",
+      ckpt,
+      "--steps",
+      "2",
+      "--batch-size",
+      "4",
+      "--channels",
+      "4,4",
+      "--time-emb-dim",
+      "4",
+      "--groups",
+      "2",
+      "--per-class",
+      "1",
+      "--nfe",
+      "1",
+      "--solver",
+      "euler",
+    ]);
     assert.equal(trained.code, 0, trained.err);
     const out = join(dir, "guided.onnx");
     const r = runCli(["export", "--ckpt", ckpt, "--onnx", out, "--guided"]);

@@ -12,7 +12,8 @@ import { assertTreeKept, runCli, snapshotTree, tempDir } from "../helpers/cli.js
 
 const PYTHON = process.env.FLOWMATCH_PYTHON ?? "/usr/bin/python3";
 const probe = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
-const noTorch: string | false = probe.status === 0 ? false : `PyTorch not available: ${PYTHON} -c "import torch" failed; install python3-torch`;
+const noTorch: string | false =
+  probe.status === 0 ? false : `PyTorch not available: ${PYTHON} -c "import torch" failed; install python3-torch`;
 
 let root = "";
 let run = "";
@@ -21,7 +22,27 @@ let pkg = "";
 before(() => {
   root = tempDir("fm-torch-rob-");
   run = join(root, "run");
-  const trained = runCli(["train2d", "--dataset", "moons", "--steps", "20", "--hidden", "16", "--depth", "2", "--batch-size", "32", "--n", "100", "--nfe", "4", "--frames", "2", "--out", run]);
+  const trained = runCli([
+    "train2d",
+    "--dataset",
+    "moons",
+    "--steps",
+    "20",
+    "--hidden",
+    "16",
+    "--depth",
+    "2",
+    "--batch-size",
+    "32",
+    "--n",
+    "100",
+    "--nfe",
+    "4",
+    "--frames",
+    "2",
+    "--out",
+    run,
+  ]);
   assert.equal(trained.code, 0, trained.err);
   pkg = join(root, "pkg");
   const exported = runCli(["export", "--format", "pytorch", "--ckpt", run, "--out", pkg, "--data-size", "1000"]);
@@ -51,7 +72,10 @@ function assertOneLineError(r: { code: number | null; err: string }, pattern: Re
 test("export --format pytorch refuses to replace a package without --force (everything kept), replaces it with --force, and needs --out", () => {
   const before = snapshotTree(pkg);
   const again = runCli(["export", "--format", "pytorch", "--ckpt", run, "--out", pkg]);
-  assertOneLineError(again, /already holds config\.json, weights\.safetensors, data\.safetensors, model\.py, train\.py; pass another --out, or --force/);
+  assertOneLineError(
+    again,
+    /already holds config\.json, weights\.safetensors, data\.safetensors, model\.py, train\.py; pass another --out, or --force/,
+  );
   assertTreeKept(before, pkg);
   const copy = join(root, "pkg-copy");
   cpSync(pkg, copy, { recursive: true });
@@ -68,17 +92,36 @@ test("import refuses a truncated weights file, naming it, and writes no checkpoi
   const file = join(bad, "weights.safetensors");
   truncateSync(file, readFileSync(file).length - 100);
   const out = join(root, "from-truncated");
-  assertOneLineError(runCli(["import", "--from", "pytorch", bad, "--out", out]), /truncated\/weights\.safetensors is corrupt: .*; write it again/);
+  assertOneLineError(
+    runCli(["import", "--from", "pytorch", bad, "--out", out]),
+    /truncated\/weights\.safetensors is corrupt: .*; write it again/,
+  );
   assert.equal(existsSync(join(out, "ckpt.json")), false);
 });
 
 test("import refuses a mismatched state dict, naming the tensor, its shape and the fix", async () => {
   const cases: [string, (t: Record<string, HostTensor>) => void, RegExp][] = [
-    ["wrong-shape", (t) => (t["layers.1.weight"] = { dtype: "F32", shape: [8, 16], data: new Float32Array(128) }), /tensor "layers\.1\.weight" is \[8, 16\] but the model needs \[16, 16\]; pass the state dict of the model in .*, or --config with the architecture/],
-    ["nan", (t) => ((t["layers.0.bias"].data as Float32Array)[5] = NaN), /tensor layers\.0\.bias\[5\] = NaN is not finite; the weights are corrupt or training diverged/],
+    [
+      "wrong-shape",
+      (t) => (t["layers.1.weight"] = { dtype: "F32", shape: [8, 16], data: new Float32Array(128) }),
+      /tensor "layers\.1\.weight" is \[8, 16\] but the model needs \[16, 16\]; pass the state dict of the model in .*, or --config with the architecture/,
+    ],
+    [
+      "nan",
+      (t) => ((t["layers.0.bias"].data as Float32Array)[5] = NaN),
+      /tensor layers\.0\.bias\[5\] = NaN is not finite; the weights are corrupt or training diverged/,
+    ],
     ["missing", (t) => delete t["layers.2.bias"], /tensor "layers\.2\.bias" is missing \(the model needs \[2\]\)/],
-    ["extra", (t) => (t["layers.3.weight"] = { dtype: "F32", shape: [2, 2], data: new Float32Array(4) }), /tensor "layers\.3\.weight" \[2, 2\] is not a parameter of this model/],
-    ["f64", (t) => (t["layers.0.bias"] = { dtype: "F64", shape: [16], data: new Float64Array(16) }), /tensor "layers\.0\.bias" is F64; flowmatch models are float32: save the state dict with \.float\(\)/],
+    [
+      "extra",
+      (t) => (t["layers.3.weight"] = { dtype: "F32", shape: [2, 2], data: new Float32Array(4) }),
+      /tensor "layers\.3\.weight" \[2, 2\] is not a parameter of this model/,
+    ],
+    [
+      "f64",
+      (t) => (t["layers.0.bias"] = { dtype: "F64", shape: [16], data: new Float64Array(16) }),
+      /tensor "layers\.0\.bias" is F64; flowmatch models are float32: save the state dict with \.float\(\)/,
+    ],
   ];
   for (const [i, [name, edit, pattern]] of cases.entries()) {
     const file = stateDict(`${name}.safetensors`, edit);
@@ -88,7 +131,10 @@ test("import refuses a mismatched state dict, naming the tensor, its shape and t
       assertOneLineError(runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", out]), pattern);
     } else {
       // The same refusal, without a process per case (the CLI prints the message as it is).
-      await assert.rejects(importPytorch({ from: file, config: pkg, out }), (err: unknown) => err instanceof UserError && !err.message.includes("\n") && pattern.test(err.message));
+      await assert.rejects(
+        importPytorch({ from: file, config: pkg, out }),
+        (err: unknown) => err instanceof UserError && !err.message.includes("\n") && pattern.test(err.message),
+      );
     }
     assert.equal(existsSync(join(out, "ckpt.json")), false, `${name}: a checkpoint was written`);
   }
@@ -101,13 +147,17 @@ test("import takes a user's own state dict (DistributedDataParallel 'module.' na
       delete t[k];
     }
   });
-  assertOneLineError(runCli(["import", "--from", "pytorch", file, "--out", join(root, "no-config")]), /is a bare state dict: pass --config with the package/);
+  assertOneLineError(
+    runCli(["import", "--from", "pytorch", file, "--out", join(root, "no-config")]),
+    /is a bare state dict: pass --config with the package/,
+  );
   const out = join(root, "from-ddp");
   const r = runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", out]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /weights only/);
   // New weights for the architecture, not a continuation of the package's run.
-  const cfg = (dir: string) => JSON.parse(readFileSync(join(dir, "ckpt.json"), "utf8")) as { step: number; runId: string; segments?: unknown };
+  const cfg = (dir: string) =>
+    JSON.parse(readFileSync(join(dir, "ckpt.json"), "utf8")) as { step: number; runId: string; segments?: unknown };
   assert.equal(cfg(out).step, 0);
   assert.notEqual(cfg(out).runId, cfg(run).runId);
   assert.equal(cfg(out).segments, undefined);
@@ -121,35 +171,57 @@ test("import takes a user's own state dict (DistributedDataParallel 'module.' na
 
 test("import refuses to replace a flowmatch checkpoint without --force; everything kept", () => {
   const before = snapshotTree(run);
-  assertOneLineError(runCli(["import", "--from", "pytorch", pkg, "--out", run]), /already holds ckpt\.json, ckpt\.safetensors; pass another --out, or --force/);
+  assertOneLineError(
+    runCli(["import", "--from", "pytorch", pkg, "--out", run]),
+    /already holds ckpt\.json, ckpt\.safetensors; pass another --out, or --force/,
+  );
   assertTreeKept(before, run);
 });
 
 test("a .pt state dict needs python3 with torch: without it, one line saying so", () => {
   const file = join(root, "state.pt");
   writeFileSync(file, "not read");
-  const r = runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", join(root, "from-pt-none")], { env: { ...process.env, FLOWMATCH_PYTHON: join(root, "no-such-python") } });
-  assertOneLineError(r, /reading a \.pt file needs .*no-such-python with torch .*install python3-torch, or save the state dict as \.safetensors/);
+  const r = runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", join(root, "from-pt-none")], {
+    env: { ...process.env, FLOWMATCH_PYTHON: join(root, "no-such-python") },
+  });
+  assertOneLineError(
+    r,
+    /reading a \.pt file needs .*no-such-python with torch .*install python3-torch, or save the state dict as \.safetensors/,
+  );
 });
 
 test("a .pt state dict (torch.save) imports through python3 with torch", { skip: noTorch }, () => {
   const file = join(root, "user.pt");
-  const py = spawnSync(PYTHON, ["-c", `import sys; sys.path.insert(0, ${JSON.stringify(pkg)}); import model as M, torch
+  const py = spawnSync(
+    PYTHON,
+    [
+      "-c",
+      `import sys; sys.path.insert(0, ${JSON.stringify(pkg)}); import model as M, torch
 net = M.load_package(${JSON.stringify(pkg)}, weights="params")
-torch.save({"model": net.state_dict(), "epoch": 3}, ${JSON.stringify(file)})`], { encoding: "utf8" });
+torch.save({"model": net.state_dict(), "epoch": 3}, ${JSON.stringify(file)})`,
+    ],
+    { encoding: "utf8" },
+  );
   assert.equal(py.status, 0, py.stderr);
   const out = join(root, "from-pt");
-  const r = runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", out], { env: { ...process.env, FLOWMATCH_PYTHON: PYTHON } });
+  const r = runCli(["import", "--from", "pytorch", file, "--config", pkg, "--out", out], {
+    env: { ...process.env, FLOWMATCH_PYTHON: PYTHON },
+  });
   assert.equal(r.code, 0, r.err);
   assert.deepEqual(weights(out, "ckpt.safetensors")["layers.1.weight"], weights(run, "ckpt.safetensors")["layers.1.weight"]);
 });
 
-test("train.py refuses an --out holding a checkpoint without --resume, and --resume where there is none; nothing changed", { skip: noTorch }, () => {
+test("train.py refuses an --out holding a checkpoint without --resume, and --resume where there is none; nothing changed", {
+  skip: noTorch,
+}, () => {
   const before = snapshotTree(pkg);
   const py = (args: string[]) => spawnSync(PYTHON, [join(pkg, "train.py"), ...args], { encoding: "utf8" });
   const r1 = py(["--steps", "25", "--out", pkg]);
   assert.equal(r1.status, 1, r1.stderr);
-  assert.match(r1.stderr.trim(), /^error: .*pkg already holds a checkpoint \(config\.json, weights\.safetensors\); pass --resume to continue it or --force to replace it$/);
+  assert.match(
+    r1.stderr.trim(),
+    /^error: .*pkg already holds a checkpoint \(config\.json, weights\.safetensors\); pass --resume to continue it or --force to replace it$/,
+  );
   const r2 = py(["--steps", "25", "--out", join(root, "empty"), "--resume"]);
   assert.equal(r2.status, 1, r2.stderr);
   assert.match(r2.stderr.trim(), /^error: --resume: .*empty holds no checkpoint/);
@@ -159,9 +231,13 @@ test("train.py refuses an --out holding a checkpoint without --resume, and --res
   assertTreeKept(before, pkg);
 });
 
-test("Ctrl-C stops train.py after the step it is in: it saves, exits 130, and --resume continues from there", { skip: noTorch }, async () => {
+test("Ctrl-C stops train.py after the step it is in: it saves, exits 130, and --resume continues from there", {
+  skip: noTorch,
+}, async () => {
   const out = join(root, "interrupted");
-  const child = spawn(PYTHON, [join(pkg, "train.py"), "--steps", "1000000", "--out", out, "--log-every", "20"], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(PYTHON, [join(pkg, "train.py"), "--steps", "1000000", "--out", out, "--log-every", "20"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -178,7 +254,9 @@ test("Ctrl-C stops train.py after the step it is in: it saves, exits 130, and --
   assert.ok(stoppedAt > 20, stdout);
   const saved = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as { step: number };
   assert.equal(saved.step, stoppedAt);
-  const resumed = spawnSync(PYTHON, [join(pkg, "train.py"), "--steps", String(stoppedAt + 5), "--out", out, "--resume"], { encoding: "utf8" });
+  const resumed = spawnSync(PYTHON, [join(pkg, "train.py"), "--steps", String(stoppedAt + 5), "--out", out, "--resume"], {
+    encoding: "utf8",
+  });
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stdout, new RegExp(`continuing mlp from step ${stoppedAt} `));
   assert.match(resumed.stdout, /trained 5 steps/);

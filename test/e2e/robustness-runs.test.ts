@@ -79,7 +79,13 @@ test("train2d --resume with another --lr and --seed keeps the record of how earl
     // Resuming again with the same settings extends the last segment instead of adding one.
     assert.equal(train2d(dir, 35, "--resume", "--lr", "5e-4", "--seed", "7").code, 0);
     const again = readJson(join(dir, "ckpt.json")).segments as { from: number; to: number }[];
-    assert.deepEqual(again.map((s) => [s.from, s.to]), [[0, 20], [20, 35]]);
+    assert.deepEqual(
+      again.map((s) => [s.from, s.to]),
+      [
+        [0, 20],
+        [20, 35],
+      ],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -96,7 +102,13 @@ test("a save killed between its two files after a resume with another --lr still
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /resuming from step 30/);
     const segments = readJson(join(dir, "ckpt.json")).segments as { from: number; to: number; train: { lr: number } }[];
-    assert.deepEqual(segments.map((s) => [s.from, s.to, s.train.lr]), [[0, 20, TRAIN2D_DEFAULTS.lr], [20, 35, 5e-4]]);
+    assert.deepEqual(
+      segments.map((s) => [s.from, s.to, s.train.lr]),
+      [
+        [0, 20, TRAIN2D_DEFAULTS.lr],
+        [20, 35, 5e-4],
+      ],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -143,7 +155,10 @@ test("resuming a finished run says there is nothing to train, reports no rate an
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /already at step 20 of 20; nothing to train/);
     assert.doesNotMatch(r.out, /steps\/s/);
-    assert.deepEqual(["ckpt.json", "ckpt.safetensors"].map((f) => readFileSync(join(dir, f))), ckpt);
+    assert.deepEqual(
+      ["ckpt.json", "ckpt.safetensors"].map((f) => readFileSync(join(dir, f))),
+      ckpt,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -174,7 +189,8 @@ test("stale temp files of a killed save are removed on the next start; other fil
     assert.equal(r.code, 0, r.err);
     for (const name of stale) assert.equal(existsSync(join(dir, name)), false, `${name} was left behind`);
     for (const name of kept) assert.ok(existsSync(join(dir, name)), `${name} was removed`);
-    for (const name of ["ckpt.json", "ckpt.safetensors", "samples.png", "loss.png", "metrics.json", "vector_field.gif", "evolution.png"]) before.delete(name);
+    for (const name of ["ckpt.json", "ckpt.safetensors", "samples.png", "loss.png", "metrics.json", "vector_field.gif", "evolution.png"])
+      before.delete(name);
     assertTreeKept(before, dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -212,7 +228,23 @@ test("reflow: a tampered or corrupt pairs cache is refused with advice to delete
     const tcfg = readJson(join(teacher, "ckpt.json"));
     const out = join(dir, "reflow");
     mkdirSync(out);
-    const flags = ["reflow", "--teacher", teacher, "--out", out, "--pairs", "512", "--steps", "4", "--batch-size", "32", "--pair-nfe", "4", "--seed", "0"];
+    const flags = [
+      "reflow",
+      "--teacher",
+      teacher,
+      "--out",
+      out,
+      "--pairs",
+      "512",
+      "--steps",
+      "4",
+      "--batch-size",
+      "32",
+      "--pair-nfe",
+      "4",
+      "--seed",
+      "0",
+    ];
     // 10 rows under metadata that claims the 512 pairs this run wants.
     const meta = { teacherRun: String(tcfg.runId), teacherStep: String(tcfg.step), n: "512", seed: "0", solver: "rk4", nfe: "4" };
     const rows = { dtype: "F32" as const, shape: [10, 2], data: new Float32Array(20) };
@@ -247,7 +279,10 @@ test("reflow: a tampered or corrupt pairs cache is refused with advice to delete
     assert.equal(resumed.code, 0, resumed.err);
     assert.match(resumed.err, /reusing 512 teacher pairs/);
     const segments = readJson(join(out, "ckpt.json")).segments as { from: number; to: number }[];
-    assert.deepEqual(segments.map((s) => [s.from, s.to]), [[0, 6]]);
+    assert.deepEqual(
+      segments.map((s) => [s.from, s.to]),
+      [[0, 6]],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -293,8 +328,28 @@ test("train-image: no silent replacement, and --resume refuses another --dataset
     const b = pngFolder(join(dir, "b"), [50, 250]);
     const out = join(dir, "run");
     const flags = (ds: string, ...extra: string[]) => [
-      "train-image", "--dataset", `folder:${ds}`, "--out", out, "--steps", "2", "--batch-size", "4", "--channels", "4,4", "--time-emb-dim", "4",
-      "--groups", "2", "--per-class", "1", "--nfe", "1", "--solver", "euler", ...extra,
+      "train-image",
+      "--dataset",
+      `folder:${ds}`,
+      "--out",
+      out,
+      "--steps",
+      "2",
+      "--batch-size",
+      "4",
+      "--channels",
+      "4,4",
+      "--time-emb-dim",
+      "4",
+      "--groups",
+      "2",
+      "--per-class",
+      "1",
+      "--nfe",
+      "1",
+      "--solver",
+      "euler",
+      ...extra,
     ];
     const first = runCli(flags(a));
     assert.equal(first.code, 0, first.err);
@@ -309,7 +364,10 @@ test("train-image: no silent replacement, and --resume refuses another --dataset
     assert.equal(vp.code, 1, vp.err);
     assert.match(vp.err, /--path straight \(you passed vp\)/);
     assertTreeKept(before, dir);
-    assert.deepEqual(readdirSync(out).filter((f) => f.endsWith(".tmp")), []);
+    assert.deepEqual(
+      readdirSync(out).filter((f) => f.endsWith(".tmp")),
+      [],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

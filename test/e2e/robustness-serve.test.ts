@@ -87,7 +87,11 @@ test("a second build into a previous build's folder replaces only the files the 
   assertTreeKept(userFiles, dir);
   assert.ok(!existsSync(join(dir, "old-chunk.js")), "a file only the older build wrote should be removed");
   assert.deepEqual(readFileSync(join(dir, "main.js")), fresh, "main.js should be rebuilt");
-  assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith(".tmp")), [], "no temp files left");
+  assert.deepEqual(
+    readdirSync(dir).filter((n) => n.endsWith(".tmp")),
+    [],
+    "no temp files left",
+  );
 });
 
 test("a busy port is refused before anything is built", async () => {

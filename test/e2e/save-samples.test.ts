@@ -28,10 +28,21 @@ function readNpy(buf: Uint8Array): { descr: string; fortran: boolean; shape: num
   assert.ok(header.endsWith("\n"), "header ends in a newline");
   const m = /^\{'descr': '([<>|]\w+)', 'fortran_order': (True|False), 'shape': \(([\d, ]*)\), \} *\n$/.exec(header);
   assert.ok(m, `header is a dict literal: ${JSON.stringify(header)}`);
-  const shape = m[3].split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+  const shape = m[3]
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   const body = buf.slice(10 + headerLen);
-  const data = m[1] === "<f4" ? new Float32Array(body.buffer, body.byteOffset, body.byteLength / 4) : new Int32Array(body.buffer, body.byteOffset, body.byteLength / 4);
-  assert.equal(data.length, shape.reduce((a, b) => a * b, 1), "data length matches the shape");
+  const data =
+    m[1] === "<f4"
+      ? new Float32Array(body.buffer, body.byteOffset, body.byteLength / 4)
+      : new Int32Array(body.buffer, body.byteOffset, body.byteLength / 4);
+  assert.equal(
+    data.length,
+    shape.reduce((a, b) => a * b, 1),
+    "data length matches the shape",
+  );
   return { descr: m[1], fortran: m[2] === "True", shape, data };
 }
 
@@ -47,7 +58,21 @@ test("encodeNpy: header per the spec (1-D shapes with a trailing comma), data ro
 test("sample2d --save-samples writes the samples as .npy and .safetensors (the same numbers)", () => {
   const root = temp();
   cpSync(join(import.meta.dirname, "..", "fixtures", "ckpt-2d-v1"), join(root, "ckpt"), { recursive: true });
-  const args = ["sample2d", "--ckpt", join(root, "ckpt"), "--n", "10", "--solver", "euler", "--nfe", "2", "--frames", "2", "--out", join(root, "out")];
+  const args = [
+    "sample2d",
+    "--ckpt",
+    join(root, "ckpt"),
+    "--n",
+    "10",
+    "--solver",
+    "euler",
+    "--nfe",
+    "2",
+    "--frames",
+    "2",
+    "--out",
+    join(root, "out"),
+  ];
   const a = runCli([...args, "--save-samples", join(root, "s.npy")]);
   assert.equal(a.code, 0, a.err);
   assert.match(a.out, /wrote .*s\.npy/);
@@ -65,7 +90,23 @@ test("sample2d --save-samples writes the samples as .npy and .safetensors (the s
 test("sample-image --save-samples: samples [n, H, W, C] and labels in .npy (+ .labels.npy) and .safetensors", () => {
   const root = temp();
   cpSync(join(import.meta.dirname, "..", "fixtures", "ckpt-image-v1"), join(root, "ckpt"), { recursive: true });
-  const args = ["sample-image", "--ckpt", join(root, "ckpt"), "--per-class", "2", "--solver", "euler", "--nfe", "2", "--frames", "2", "--runtime", "engine", "--out", join(root, "out")];
+  const args = [
+    "sample-image",
+    "--ckpt",
+    join(root, "ckpt"),
+    "--per-class",
+    "2",
+    "--solver",
+    "euler",
+    "--nfe",
+    "2",
+    "--frames",
+    "2",
+    "--runtime",
+    "engine",
+    "--out",
+    join(root, "out"),
+  ];
   const a = runCli([...args, "--save-samples", join(root, "x.npy")]);
   assert.equal(a.code, 0, a.err);
   const x = readNpy(readFileSync(join(root, "x.npy")));

@@ -17,14 +17,43 @@ after(() => rmSync(shared, { recursive: true, force: true }));
 
 test("compare --solvers writes one row per (NFE, solver, grid) it can spend exactly, and no row it cannot", () => {
   const out = join(shared, "cmp");
-  const r = runCli(["compare", "--ckpts", ckpt, "--names", "CFM", "--solvers", "euler,heun,ab2", "--time-grid", "uniform,edm", "--nfe", "2,3", "--n", "200", "--out", out]);
+  const r = runCli([
+    "compare",
+    "--ckpts",
+    ckpt,
+    "--names",
+    "CFM",
+    "--solvers",
+    "euler,heun,ab2",
+    "--time-grid",
+    "uniform,edm",
+    "--nfe",
+    "2,3",
+    "--n",
+    "200",
+    "--out",
+    out,
+  ]);
   assert.equal(r.code, 0, r.err);
   const md = readFileSync(join(out, "checkerboard_solvers.md"), "utf8");
   assert.equal(md, r.out.slice(0, md.length), "stdout starts with the table written");
-  const rows = md.split("\n").filter((l) => /^\| \d+ \|/.test(l)).map((l) => l.split("|").map((c) => c.trim().replace(/\*/g, "")));
+  const rows = md
+    .split("\n")
+    .filter((l) => /^\| \d+ \|/.test(l))
+    .map((l) => l.split("|").map((c) => c.trim().replace(/\*/g, "")));
   const keys = rows.map((c) => `${c[1]} ${c[3]}`);
   // Heun (2 evaluations per step) at NFE 2 is one step: one row whatever the grid; none at NFE 3.
-  assert.deepEqual(keys, ["2 euler (uniform)", "2 euler (edm)", "2 heun (uniform)", "2 ab2 (uniform)", "2 ab2 (edm)", "3 euler (uniform)", "3 euler (edm)", "3 ab2 (uniform)", "3 ab2 (edm)"]);
+  assert.deepEqual(keys, [
+    "2 euler (uniform)",
+    "2 euler (edm)",
+    "2 heun (uniform)",
+    "2 ab2 (uniform)",
+    "2 ab2 (edm)",
+    "3 euler (uniform)",
+    "3 euler (edm)",
+    "3 ab2 (uniform)",
+    "3 ab2 (edm)",
+  ]);
   // Exactly one best row per NFE.
   for (const nfe of ["2", "3"]) assert.equal(md.split("\n").filter((l) => l.startsWith(`| ${nfe} |`) && l.includes("**")).length, 1);
   assert.match(md, /fresh data \(floor\)/);
@@ -32,7 +61,24 @@ test("compare --solvers writes one row per (NFE, solver, grid) it can spend exac
 
 test("compare --time-grid edm runs the GIF comparison on that grid and says so", () => {
   const out = join(shared, "gif");
-  const r = runCli(["compare", "--ckpts", ckpt, ckpt, "--solver", "ab2", "--time-grid", "edm", "--nfe", "3", "--n", "200", "--density-n", "200", "--out", out]);
+  const r = runCli([
+    "compare",
+    "--ckpts",
+    ckpt,
+    ckpt,
+    "--solver",
+    "ab2",
+    "--time-grid",
+    "edm",
+    "--nfe",
+    "3",
+    "--n",
+    "200",
+    "--density-n",
+    "200",
+    "--out",
+    out,
+  ]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /ab2 solver on the edm time grid/);
   assert.ok(existsSync(join(out, "checkerboard_cfm_vs_reflow.gif")));

@@ -45,7 +45,12 @@ function relDiff(a: HostParams, b: HostParams): number {
   return diff / scale;
 }
 
-async function run(backend: TrainBackend, opts: TrainerOptions, bs: FlowBatch[], lrs?: number[]): Promise<{ trainer: Trainer; losses: number[] }> {
+async function run(
+  backend: TrainBackend,
+  opts: TrainerOptions,
+  bs: FlowBatch[],
+  lrs?: number[],
+): Promise<{ trainer: Trainer; losses: number[] }> {
   const trainer = await createTrainer(backend, opts);
   const losses: number[] = [];
   for (let i = 0; i < bs.length; i++) losses.push(await trainer.step(bs[i], lrs?.[i]));
@@ -103,7 +108,10 @@ test("ort backend: resume from the other backend's state continues the same run"
     assert.equal(tail.trainer.stepCount, 20);
     for (let i = 0; i < 10; i++) {
       const want = straight.losses[10 + i];
-      assert.ok(Math.abs(tail.losses[i] - want) <= 1e-5 * Math.abs(want), `${first}->${second} step ${11 + i}: ${tail.losses[i]} vs ${want}`);
+      assert.ok(
+        Math.abs(tail.losses[i] - want) <= 1e-5 * Math.abs(want),
+        `${first}->${second} step ${11 + i}: ${tail.losses[i]} vs ${want}`,
+      );
     }
     await assertSameState(tail.trainer, straight.trainer, 1e-4);
     tail.trainer.dispose();
@@ -113,7 +121,25 @@ test("ort backend: resume from the other backend's state continues the same run"
 
 test("CLI: train2d --backend ort and --backend jax both train; a checkpoint from one resumes on the other", async () => {
   const dir = tempDir();
-  const common = ["train2d", "--dataset", "moons", "--hidden", "16", "--depth", "2", "--time-emb-dim", "4", "--batch-size", "32", "--n", "200", "--nfe", "4", "--frames", "2"];
+  const common = [
+    "train2d",
+    "--dataset",
+    "moons",
+    "--hidden",
+    "16",
+    "--depth",
+    "2",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "32",
+    "--n",
+    "200",
+    "--nfe",
+    "4",
+    "--frames",
+    "2",
+  ];
   const ortDir = join(dir, "ort");
   const a = runCli([...common, "--steps", "20", "--backend", "ort", "--out", ortDir]);
   assert.equal(a.code, 0, a.err);
@@ -127,7 +153,8 @@ test("CLI: train2d --backend ort and --backend jax both train; a checkpoint from
   for (const k of Object.keys(wa)) {
     const x = wa[k].data as Float32Array;
     const y = wb[k].data as Float32Array;
-    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) <= 1e-4 * Math.max(1, Math.abs(y[i])), `${k}[${i}]: ${x[i]} vs ${y[i]}`);
+    for (let i = 0; i < x.length; i++)
+      assert.ok(Math.abs(x[i] - y[i]) <= 1e-4 * Math.max(1, Math.abs(y[i])), `${k}[${i}]: ${x[i]} vs ${y[i]}`);
   }
   // Resume the ort checkpoint on the jax backend.
   const c = runCli([...common, "--steps", "30", "--backend", "jax", "--resume", "--out", ortDir]);
@@ -157,7 +184,8 @@ test("both backends skip a non-finite step alike: state untouched, counted, and 
       assert.equal(trainer.skippedSteps, 1, backend);
       assert.equal(trainer.stepCount, 4, backend);
       const after = await trainer.hostState();
-      for (const g of ["params", "ema", "m", "v"] as const) assert.equal(relDiff(after[g], before[g]), 0, `${backend}: ${g} changed on a skipped step`);
+      for (const g of ["params", "ema", "m", "v"] as const)
+        assert.equal(relDiff(after[g], before[g]), 0, `${backend}: ${g} changed on a skipped step`);
       // Adam's bias correction and the EMA warm-up count applied updates, so the next two steps match
       // a run that never saw the bad batch.
       for (const b of good.slice(3, 5)) await trainer.step(b);

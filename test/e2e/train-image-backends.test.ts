@@ -35,7 +35,13 @@ function batches(count: number, n: number): FlowBatch[] {
   const sch = getScheduler("straight");
   return Array.from({ length: count }, () => {
     const t = rng.uniforms(n);
-    return { x0: rng.normals(n * per), x1: rng.normals(n * per), t, coef: pathCoefficients(sch, t), labels: Int32Array.from({ length: n }, () => rng.int(CFG.numClasses + 1)) };
+    return {
+      x0: rng.normals(n * per),
+      x1: rng.normals(n * per),
+      t,
+      coef: pathCoefficients(sch, t),
+      labels: Int32Array.from({ length: n }, () => rng.int(CFG.numClasses + 1)),
+    };
   });
 }
 
@@ -68,7 +74,14 @@ test("UNet: the NCHW layout (engine conv primitive) computes the same velocity a
   const run = (layout: ImageLayout) => {
     const params: Record<string, Array> = {};
     for (const [k, v] of Object.entries(hp)) params[k] = fromHost(v.data, v.shape);
-    const v = unetApply(params, fromHost(x, [B, CFG.height, CFG.width, CFG.inChannels]), np.array(Float32Array.of(0.1, 0.5, 0.9)), np.array(Int32Array.of(0, 2, 3), { dtype: np.int32 }), CFG, layout);
+    const v = unetApply(
+      params,
+      fromHost(x, [B, CFG.height, CFG.width, CFG.inChannels]),
+      np.array(Float32Array.of(0.1, 0.5, 0.9)),
+      np.array(Int32Array.of(0, 2, 3), { dtype: np.int32 }),
+      CFG,
+      layout,
+    );
     return toHost(v);
   };
   const [a, b] = [await run("hbwc"), await run("nchw")];
@@ -87,10 +100,23 @@ test("UNet step on ort: native Conv and ConvTranspose in the graph; 5 steps agre
   // The traced step holds the forward convs and their gradients as convolutions.
   const o = options("nchw");
   const zeros = (s: number[]) => np.zeros(s);
-  const state = { params: {} as Record<string, Array>, m: {} as Record<string, Array>, v: {} as Record<string, Array>, ema: {} as Record<string, Array> };
+  const state = {
+    params: {} as Record<string, Array>,
+    m: {} as Record<string, Array>,
+    v: {} as Record<string, Array>,
+    ema: {} as Record<string, Array>,
+  };
   for (const g of ["params", "m", "v", "ema"] as const) for (const [k, v] of Object.entries(o.params)) state[g][k] = zeros(v.shape);
   const n = 4;
-  const batch = [zeros([n, 8, 12, 2]), zeros([n, 8, 12, 2]), zeros([n]), zeros([n, 4]), np.zeros([n], { dtype: np.int32 }), np.array(0), np.array(0)];
+  const batch = [
+    zeros([n, 8, 12, 2]),
+    zeros([n, 8, 12, 2]),
+    zeros([n]),
+    zeros([n, 4]),
+    np.zeros([n], { dtype: np.int32 }),
+    np.array(0),
+    np.array(0),
+  ];
   const traced = await traceToOnnx(trainStepFn(o), [state, ...batch]);
   for (const g of Object.values(state)) for (const a of Object.values(g)) a.dispose();
   for (const a of batch) a.dispose();
@@ -159,7 +185,29 @@ test("train-image: ort then jax --resume continues the jax-only run; the CLI tak
 
   for (const backend of ["ort", "jax"]) {
     const out = join(dir, `cli-${backend}`);
-    const r = runCli(["train-image", "--dataset", `idx:${data}`, "--channels", "8,16", "--groups", "4", "--time-emb-dim", "8", "--steps", "3", "--batch-size", "8", "--per-class", "1", "--nfe", "2", "--backend", backend, "--out", out]);
+    const r = runCli([
+      "train-image",
+      "--dataset",
+      `idx:${data}`,
+      "--channels",
+      "8,16",
+      "--groups",
+      "4",
+      "--time-emb-dim",
+      "8",
+      "--steps",
+      "3",
+      "--batch-size",
+      "8",
+      "--per-class",
+      "1",
+      "--nfe",
+      "2",
+      "--backend",
+      backend,
+      "--out",
+      out,
+    ]);
     assert.equal(r.code, 0, r.err);
     assert.equal(JSON.parse(readFileSync(join(out, "ckpt.json"), "utf8")).step, 3);
   }

@@ -25,11 +25,23 @@ let noWebgpu: string | null = null;
 const pages: Page[] = [];
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM}: run \`apt-get install chromium\` (CI installs it via .ci/run)`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(`Chromium is not installed at ${CHROMIUM}: run \`apt-get install chromium\` (CI installs it via .ci/run)`);
   tmp = mkdtempSync(join(tmpdir(), "flowmatch-webgpu-"));
   const built = await buildWeb({ outDir: join(tmp, "web") });
   server = await startStaticServer({ root: built.outDir, host: "127.0.0.1", port: 0 });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", ...WEBGPU_FLAGS] });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      ...WEBGPU_FLAGS,
+    ],
+  });
   const probe = await browser.newPage();
   await probe.goto(server.url);
   const adapter = await probe.evaluate(async () => {
@@ -118,7 +130,9 @@ test("WebGPU (SwiftShader): the page trains like Wasm with the same seed", async
   assert.ok(worst <= 1e-3, `WebGPU and Wasm losses differ by up to ${(100 * worst).toFixed(3)}%`);
   const [first, last] = [mean(onGpu.slice(0, 15)), mean(onGpu.slice(-15))];
   assert.ok(last < 0.8 * first, `loss should drop on WebGPU: ${first.toFixed(3)} -> ${last.toFixed(3)}`);
-  process.stdout.write(`# browser WebGPU adapter: ${s.adapter}; ${STEPS} steps, loss ${first.toFixed(3)} -> ${last.toFixed(3)}, largest relative difference from Wasm ${worst.toExponential(2)} (a correctness run: SwiftShader is a CPU)\n`);
+  process.stdout.write(
+    `# browser WebGPU adapter: ${s.adapter}; ${STEPS} steps, loss ${first.toFixed(3)} -> ${last.toFixed(3)}, largest relative difference from Wasm ${worst.toExponential(2)} (a correctness run: SwiftShader is a CPU)\n`,
+  );
   assert.deepEqual(gpu.errors, []);
   assert.deepEqual(cpu.errors, []);
 });
@@ -136,7 +150,9 @@ test("WebGPU (SwiftShader): a 2-D checkpoint samples and an image checkpoint gen
     await page.selectOption("#solver", "euler");
     await page.fill("#nfe", "4");
     await page.setInputFiles("#ckpt-input", [join(dir2d, "ckpt.safetensors"), join(dir2d, "ckpt.json")]);
-    await page.waitForFunction(() => window.__flowmatch.state.snapshots > 0 && window.__flowmatch.state.checkpoint?.kind === "2d", null, { timeout: 60_000 });
+    await page.waitForFunction(() => window.__flowmatch.state.snapshots > 0 && window.__flowmatch.state.checkpoint?.kind === "2d", null, {
+      timeout: 60_000,
+    });
     await page.evaluate(() => window.__flowmatch.showFrame(-1));
     const particles = await countPixels(page, "#flow-canvas", "particle");
     const flow = await canvasBytes(page, "#flow-canvas");
@@ -171,7 +187,9 @@ test("WebGPU (SwiftShader): a 2-D checkpoint samples and an image checkpoint gen
   assert.equal(g.images.length, c.images.length);
   const worst = g.images.reduce((m, v, i) => Math.max(m, Math.abs(v - c.images[i])), 0);
   assert.ok(worst <= 2, `generated images differ by up to ${worst} grey levels`);
-  process.stdout.write(`# browser WebGPU vs Wasm drawings: ${(100 * flowDiff).toFixed(2)}% of particle pixels differ, images by up to ${worst} grey levels\n`);
+  process.stdout.write(
+    `# browser WebGPU vs Wasm drawings: ${(100 * flowDiff).toFixed(2)}% of particle pixels differ, images by up to ${worst} grey levels\n`,
+  );
 });
 
 // Runs at the top of the worker bundle: the adapter hands out no device, as when a driver refuses.
@@ -208,7 +226,9 @@ test("a WebGPU kernel that fails mid-training: the page says so once and the run
   // Later work stays on Wasm without another notice.
   await page.click("#error-close");
   await page.click("#train");
-  await page.waitForFunction((n) => window.__flowmatch.state.status === "done" && window.__flowmatch.state.step === n, 2 * STEPS, { timeout: 120_000 });
+  await page.waitForFunction((n) => window.__flowmatch.state.status === "done" && window.__flowmatch.state.step === n, 2 * STEPS, {
+    timeout: 120_000,
+  });
   assert.equal(await page.locator("#error").isVisible(), false);
 });
 

@@ -12,7 +12,13 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { buildWeb } from "../../src/web/build.js";
 import { registerServeCommand, startStaticServer, type StaticServer } from "../../src/cli/commands/serve.js";
 import type { MlpConfig } from "../../src/core/models/mlp.js";
-import { CHROMIUM, countPixels as countPixelsOn, playgroundState as statusOf, write2dCheckpoint, writeImageCheckpoint } from "../helpers/playground.js";
+import {
+  CHROMIUM,
+  countPixels as countPixelsOn,
+  playgroundState as statusOf,
+  write2dCheckpoint,
+  writeImageCheckpoint,
+} from "../helpers/playground.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const OUT = join(ROOT, "test-output");
@@ -41,7 +47,9 @@ function fileOf(name: string, buffer: Buffer, mimeType = "application/octet-stre
 
 before(async () => {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is not installed at ${CHROMIUM}; the browser playground test needs it: run \`apt-get install chromium\` (CI installs it via .ci/run)`);
+    throw new Error(
+      `Chromium is not installed at ${CHROMIUM}; the browser playground test needs it: run \`apt-get install chromium\` (CI installs it via .ci/run)`,
+    );
   }
   tmp = mkdtempSync(join(tmpdir(), "flowmatch-web-"));
   mkdirSync(OUT, { recursive: true });
@@ -50,7 +58,15 @@ before(async () => {
   context = await chromium.launchPersistentContext(join(tmp, "profile"), {
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
     viewport: { width: 1280, height: 900 },
   });
   page = context.pages()[0] ?? (await context.newPage());
@@ -86,7 +102,8 @@ test("flowmatch serve --build-only writes the static playground", async () => {
   registerServeCommand(program);
   const out = join(tmp, "built-by-cli");
   await program.parseAsync(["node", "flowmatch", "serve", "--build-only", "--out", out]);
-  for (const name of ["index.html", "styles.css", "main.js", "worker.js"]) assert.ok(existsSync(join(out, name)), `${name} missing from ${out}`);
+  for (const name of ["index.html", "styles.css", "main.js", "worker.js"])
+    assert.ok(existsSync(join(out, name)), `${name} missing from ${out}`);
   // The worker bundle runs in a browser: no Node built-ins may leak into it.
   const worker = await readFile(join(out, "worker.js"), "utf8");
   assert.doesNotMatch(worker, /worker_threads|process\.env/);
@@ -117,14 +134,19 @@ test("page loads, starts the engine cross-origin isolated, and training lowers t
   const last = mean(s.losses.slice(-15));
   assert.ok(last < 0.8 * first, `loss should drop: first 15 steps ${first.toFixed(3)}, last 15 ${last.toFixed(3)}`);
   assert.ok(s.stepsPerSecond > 0);
-  assert.ok(s.snapshots >= 1 && s.lastSnapshot?.step === steps, `snapshot of the final weights expected, got ${JSON.stringify(s.lastSnapshot)}`);
+  assert.ok(
+    s.snapshots >= 1 && s.lastSnapshot?.step === steps,
+    `snapshot of the final weights expected, got ${JSON.stringify(s.lastSnapshot)}`,
+  );
   assert.match(s.lastSnapshot?.label ?? "", /euler, NFE 10/);
 
   await page.evaluate(() => window.__flowmatch.showFrame(-1));
   const red = await countPixels("#flow-canvas", "particle");
   assert.ok(red > 300, `particles should be drawn on the flow canvas (${red} red pixels)`);
   await page.screenshot({ path: join(OUT, "playground.png"), fullPage: true });
-  process.stdout.write(`# browser worker: ${s.device}, ${s.threads} threads, ${s.stepsPerSecond.toFixed(1)} steps/s (hidden 64, depth 3, batch 128); loss ${first.toFixed(3)} -> ${last.toFixed(3)}\n`);
+  process.stdout.write(
+    `# browser worker: ${s.device}, ${s.threads} threads, ${s.stepsPerSecond.toFixed(1)} steps/s (hidden 64, depth 3, batch 128); loss ${first.toFixed(3)} -> ${last.toFixed(3)}\n`,
+  );
   assert.deepEqual(consoleErrors, [], "the page should log no console errors");
 });
 
@@ -151,7 +173,10 @@ test("bad files get a clear message on the page", async () => {
   await dismissError();
 
   // Weights of one run with the config of another: the recorded sha256 gives it away.
-  await page.setInputFiles("#ckpt-input", [fileOf("ckpt.safetensors", await readFile(join(other, "ckpt.safetensors"))), fileOf("ckpt.json", json, "application/json")]);
+  await page.setInputFiles("#ckpt-input", [
+    fileOf("ckpt.safetensors", await readFile(join(other, "ckpt.safetensors"))),
+    fileOf("ckpt.json", json, "application/json"),
+  ]);
   assert.match(await errorBanner(), /do not belong to this config "ckpt\.json"/);
   await dismissError();
 
@@ -159,7 +184,10 @@ test("bad files get a clear message on the page", async () => {
   const edited = JSON.parse(json.toString("utf8")) as Record<string, unknown> & { model: MlpConfig };
   delete edited.weightsSha256;
   edited.model.hidden = 32;
-  await page.setInputFiles("#ckpt-input", [fileOf("ckpt.safetensors", weights), fileOf("ckpt.json", Buffer.from(JSON.stringify(edited)), "application/json")]);
+  await page.setInputFiles("#ckpt-input", [
+    fileOf("ckpt.safetensors", weights),
+    fileOf("ckpt.json", Buffer.from(JSON.stringify(edited)), "application/json"),
+  ]);
   const message = await errorBanner();
   assert.match(message, /does not match the weights/);
   assert.match(message, /layers\.0\.weight is \[10, 16\] in the checkpoint, the model needs \[10, 32\]/);
@@ -172,7 +200,11 @@ test("a 2-D checkpoint from the CLI shows its samples; an image checkpoint forms
   await write2dCheckpoint(dir2d, 16);
   const before2d = (await playgroundState()).snapshots;
   await page.setInputFiles("#ckpt-input", [join(dir2d, "ckpt.safetensors"), join(dir2d, "ckpt.json")]);
-  await page.waitForFunction((n) => window.__flowmatch.state.snapshots > n && window.__flowmatch.state.checkpoint?.kind === "2d", before2d, { timeout: 20_000 });
+  await page.waitForFunction(
+    (n) => window.__flowmatch.state.snapshots > n && window.__flowmatch.state.checkpoint?.kind === "2d",
+    before2d,
+    { timeout: 20_000 },
+  );
   let s = await playgroundState();
   assert.match(s.checkpoint?.summary ?? "", /moons · straight path · MLP 2×16 · step 20/);
   assert.equal(s.losses.length, 20, "the checkpoint's loss log is plotted");
@@ -203,7 +235,9 @@ test("a 2-D checkpoint from the CLI shows its samples; an image checkpoint forms
   const dirRgb = join(tmp, "ckpt-rgb");
   await writeImageCheckpoint(dirRgb, 3);
   await page.setInputFiles("#ckpt-input", [join(dirRgb, "ckpt.json"), join(dirRgb, "ckpt.safetensors")]);
-  await page.waitForFunction(() => window.__flowmatch.state.checkpoint?.summary?.startsWith("tiny-rgb") === true, null, { timeout: 20_000 });
+  await page.waitForFunction(() => window.__flowmatch.state.checkpoint?.summary?.startsWith("tiny-rgb") === true, null, {
+    timeout: 20_000,
+  });
   await page.click("#generate");
   await page.waitForFunction(() => window.__flowmatch.state.images.done, null, { timeout: 30_000 });
   assert.ok((await countPixels("#image-canvas", "colour")) > 100, "colour images are drawn in colour");

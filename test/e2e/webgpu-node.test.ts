@@ -28,7 +28,31 @@ function skipReason(): string | false {
 }
 const skip = skipReason();
 
-const TRAIN = ["train2d", "--dataset", "moons", "--backend", "jax", "--steps", "25", "--hidden", "16", "--depth", "2", "--time-emb-dim", "4", "--batch-size", "64", "--n", "300", "--nfe", "8", "--frames", "2", "--seed", "7"];
+const TRAIN = [
+  "train2d",
+  "--dataset",
+  "moons",
+  "--backend",
+  "jax",
+  "--steps",
+  "25",
+  "--hidden",
+  "16",
+  "--depth",
+  "2",
+  "--time-emb-dim",
+  "4",
+  "--batch-size",
+  "64",
+  "--n",
+  "300",
+  "--nfe",
+  "8",
+  "--frames",
+  "2",
+  "--seed",
+  "7",
+];
 
 function tensors(dir: string): Record<string, Float32Array> {
   const t = decodeSafetensors(readFileSync(join(dir, "ckpt.safetensors"))).tensors;
@@ -63,13 +87,20 @@ test("--device webgpu trains and samples like Wasm (same seed) on a WebGPU adapt
   // Sampling the Wasm checkpoint on WebGPU: the same noise gives the same samples, so the same metrics.
   const samples = (dev: string, env?: NodeJS.ProcessEnv) => {
     const out = join(root, `sample-${dev}`);
-    const r = runCli(["sample2d", "--ckpt", join(root, "cpu"), "--n", "300", "--nfe", "8", "--frames", "2", "--out", out, "--device", dev], { env });
+    const r = runCli(
+      ["sample2d", "--ckpt", join(root, "cpu"), "--n", "300", "--nfe", "8", "--frames", "2", "--out", out, "--device", dev],
+      { env },
+    );
     assert.equal(r.code, 0, r.err);
     return JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")) as Record<string, unknown>;
   };
   const [mg, mc] = [samples("webgpu", SWIFTSHADER_ENV), samples("wasm")];
   const numbers = (m: unknown, prefix = ""): [string, number][] =>
-    typeof m === "number" ? [[prefix, m]] : m && typeof m === "object" ? Object.entries(m).flatMap(([k, v]) => numbers(v, `${prefix}.${k}`)) : [];
+    typeof m === "number"
+      ? [[prefix, m]]
+      : m && typeof m === "object"
+        ? Object.entries(m).flatMap(([k, v]) => numbers(v, `${prefix}.${k}`))
+        : [];
   const [ng, nc] = [new Map(numbers(mg)), numbers(mc)];
   assert.ok(nc.length > 3, JSON.stringify(mc));
   for (const [k, v] of nc) {
@@ -81,9 +112,39 @@ test("--device webgpu trains and samples like Wasm (same seed) on a WebGPU adapt
 test("--device means jax-js: sample-image leaves its onnxruntime default for the engine", async () => {
   const root = tempDir("fm-device-img-");
   await writeImageCheckpoint(root);
-  const r = runCli(["sample-image", "--ckpt", root, "--per-class", "1", "--nfe", "2", "--solver", "euler", "--frames", "2", "--out", join(root, "out"), "--device", "wasm"]);
+  const r = runCli([
+    "sample-image",
+    "--ckpt",
+    root,
+    "--per-class",
+    "1",
+    "--nfe",
+    "2",
+    "--solver",
+    "euler",
+    "--frames",
+    "2",
+    "--out",
+    join(root, "out"),
+    "--device",
+    "wasm",
+  ]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /sampled 3 images with euler NFE 2 on engine/);
-  const plain = runCli(["sample-image", "--ckpt", root, "--per-class", "1", "--nfe", "2", "--solver", "euler", "--frames", "2", "--out", join(root, "out2")]);
+  const plain = runCli([
+    "sample-image",
+    "--ckpt",
+    root,
+    "--per-class",
+    "1",
+    "--nfe",
+    "2",
+    "--solver",
+    "euler",
+    "--frames",
+    "2",
+    "--out",
+    join(root, "out2"),
+  ]);
   assert.match(plain.out, /on onnx/, "without --device the default stays onnxruntime");
 });

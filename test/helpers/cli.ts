@@ -13,7 +13,11 @@ import assert from "node:assert/strict";
  * test/e2e/package.test.ts.
  */
 // tsx by its resolved URL: `--import tsx` would resolve from the child's cwd, often a temp folder.
-export const CLI_ARGS: readonly string[] = ["--import", import.meta.resolve("tsx"), join(import.meta.dirname, "..", "..", "src", "cli", "bin.ts")];
+export const CLI_ARGS: readonly string[] = [
+  "--import",
+  import.meta.resolve("tsx"),
+  join(import.meta.dirname, "..", "..", "src", "cli", "bin.ts"),
+];
 
 export interface CliResult {
   code: number | null;
@@ -35,7 +39,11 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
 
 /** Starts `flowmatch ...args` without waiting; for tests that signal or kill it mid-run. */
 export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-  return spawn(process.execPath, [...CLI_ARGS, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+  return spawn(process.execPath, [...CLI_ARGS, ...args], {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
 }
 
 /** A fresh temporary folder for one test. */

@@ -10,7 +10,10 @@ export function rgbOf(k: number, i: number, x: number, y: number, grey: boolean)
 }
 
 /** folder:DIR of PNGs, `perClass` per class, of the given size (per image: sizes[i % sizes.length]). */
-export function colourFolder(root: string, opts: { classes?: string[]; perClass?: number; grey?: boolean; sizes?: [number, number][] } = {}): string {
+export function colourFolder(
+  root: string,
+  opts: { classes?: string[]; perClass?: number; grey?: boolean; sizes?: [number, number][] } = {},
+): string {
   const dir = join(root, "data");
   const classes = opts.classes ?? ["blue", "yellow"];
   const sizes = opts.sizes ?? [[8, 8]];
@@ -25,4 +28,3 @@ export function colourFolder(root: string, opts: { classes?: string[]; perClass?
   });
   return dir;
 }
-

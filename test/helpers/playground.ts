@@ -31,7 +31,14 @@ export async function countPixels(page: Page, selector: string, kind: "particle"
         const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
         // Particles are red (#d1495b) over a near-white plot; image tiles are grey on near-black.
         // "colour": channels far apart (colour image tiles; grey tiles and the UI have none).
-        if (k === "particle" ? r > 150 && r - g > 50 && r - b > 40 : k === "colour" ? Math.max(Math.abs(r - g), Math.abs(g - b)) > 40 : r > 60 && Math.abs(r - g) < 10) n++;
+        if (
+          k === "particle"
+            ? r > 150 && r - g > 50 && r - b > 40
+            : k === "colour"
+              ? Math.max(Math.abs(r - g), Math.abs(g - b)) > 40
+              : r > 60 && Math.abs(r - g) < 10
+        )
+          n++;
       }
       return n;
     },
@@ -43,13 +50,21 @@ export async function countPixels(page: Page, selector: string, kind: "particle"
 export async function write2dCheckpoint(dir: string, hidden: number): Promise<void> {
   await initEngine();
   const cfg: MlpConfig = { dim: 2, hidden, depth: 2, timeEmbDim: 8 };
-  const trainer = new FlowTrainer({ model: mlpModel(cfg), params: initMlp(cfg, new Rng(1)), sampleShape: [2], adam: DEFAULT_ADAM, emaDecay: 0.99 });
+  const trainer = new FlowTrainer({
+    model: mlpModel(cfg),
+    params: initMlp(cfg, new Rng(1)),
+    sampleShape: [2],
+    adam: DEFAULT_ADAM,
+    emaDecay: 0.99,
+  });
   const rng = new Rng(2);
   const losses: number[] = [];
   try {
     for (let i = 0; i < 20; i++) {
       const t = rng.uniforms(64);
-      losses.push(await trainer.step({ x0: rng.normals(128), x1: sampleToy("moons", 64, rng), t, coef: pathCoefficients(straightScheduler, t) }));
+      losses.push(
+        await trainer.step({ x0: rng.normals(128), x1: sampleToy("moons", 64, rng), t, coef: pathCoefficients(straightScheduler, t) }),
+      );
     }
     const config: CheckpointConfig = {
       format: "flowmatch-checkpoint",

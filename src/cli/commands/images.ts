@@ -18,7 +18,20 @@ import { writeSamplesFiles } from "../../io/samplesFile.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { stopRequested } from "../../core/interrupt.js";
 import { addPytorchExportOptions, runPytorchExport, type PytorchExportFlags } from "./pytorch.js";
-import { assertWritableDir, checkNfeFlags, fraction, frameCount, guidance, imageDataset, nonNegativeInt, outDir, positiveInt, positiveNumber, samplesFile, seed } from "../options.js";
+import {
+  assertWritableDir,
+  checkNfeFlags,
+  fraction,
+  frameCount,
+  guidance,
+  imageDataset,
+  nonNegativeInt,
+  outDir,
+  positiveInt,
+  positiveNumber,
+  samplesFile,
+  seed,
+} from "../options.js";
 
 /** The file's real path, or (not there yet) its real folder's plus its name. */
 function realPathOf(path: string): string {
@@ -28,10 +41,14 @@ function realPathOf(path: string): string {
 
 /** Refuse an --onnx output that would replace one of the command's inputs, or that is a folder. */
 function assertNotInput(out: string, inputs: string[]): void {
-  if (existsSync(out) && statSync(out).isDirectory()) throw new UserError(`--onnx ${out} is a folder; pass a file path such as ${join(out, "model.onnx")}`);
+  if (existsSync(out) && statSync(out).isDirectory())
+    throw new UserError(`--onnx ${out} is a folder; pass a file path such as ${join(out, "model.onnx")}`);
   const real = realPathOf(out);
   const hit = inputs.find((p) => realPathOf(p) === real);
-  if (hit) throw new UserError(`--onnx ${out} is the checkpoint being exported (${hit}); pass another file, such as ${join(dirname(out), "model.onnx")}`);
+  if (hit)
+    throw new UserError(
+      `--onnx ${out} is the checkpoint being exported (${hit}); pass another file, such as ${join(dirname(out), "model.onnx")}`,
+    );
 }
 
 function intList(value: string): number[] {
@@ -83,7 +100,11 @@ export function registerImageCommands(program: Command): void {
   program
     .command("train-image")
     .description("train a class-conditional UNet velocity field on images; writes ckpt, loss.png, samples.png, trajectory.gif")
-    .requiredOption("--dataset <spec>", "mnist, fashion-mnist, idx:DIR (IDX files) or folder:DIR (PNG files, one subfolder per class)", imageDataset)
+    .requiredOption(
+      "--dataset <spec>",
+      "mnist, fashion-mnist, idx:DIR (IDX files) or folder:DIR (PNG files, one subfolder per class)",
+      imageDataset,
+    )
     .option("--steps <n>", "training steps", positiveInt, 4000)
     .option("--batch-size <n>", "images per step", positiveInt, 32)
     .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
@@ -95,7 +116,11 @@ export function registerImageCommands(program: Command): void {
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
     .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
-    .addOption(new Option("--coupling <name>", "noise-image pairing in a batch (ot = exact OT within each class, so each class keeps N(0, I) noise)").choices(IMAGE_COUPLINGS).default("independent"))
+    .addOption(
+      new Option("--coupling <name>", "noise-image pairing in a batch (ot = exact OT within each class, so each class keeps N(0, I) noise)")
+        .choices(IMAGE_COUPLINGS)
+        .default("independent"),
+    )
     .option("--limit <n>", "use only the first N training images (0 = all)", nonNegativeInt, 0)
     .option("--grey", "folder:DIR: convert colour images to grey (default: grey only when every image is)", false)
     .option("--resize <n>", "folder:DIR: scale images so the shorter side is N, then crop the centre N x N", positiveInt)
@@ -110,7 +135,11 @@ export function registerImageCommands(program: Command): void {
     .option("--nfe <n>", "network evaluations for the final samples", positiveInt, 20)
     .addOption(new Option("--solver <name>", "ODE solver for the final samples").choices(SOLVERS).default("heun"))
     .option("--guidance <w>", "classifier-free guidance weight for the final samples (-20 to 20)", guidance, 2)
-    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND))
+    .addOption(
+      new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm")
+        .choices(TRAIN_BACKENDS)
+        .default(DEFAULT_TRAIN_BACKEND),
+    )
     .action(async (flags: TrainImageFlags, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       if (flags.out === undefined) assertWritableDir(defaultImageOut(flags.dataset));
@@ -166,7 +195,16 @@ export function registerImageCommands(program: Command): void {
       } else if (result.stopped) {
         process.stdout.write(`time limit of ${flags.timeLimit} min reached at step ${result.step}; continue later with --resume\n`);
       }
-      const s = await sampleImages(result.model, { perClass: flags.perClass, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed + 1, runtime: "engine", frames: 11, out: result.out });
+      const s = await sampleImages(result.model, {
+        perClass: flags.perClass,
+        nfe: flags.nfe,
+        solver: flags.solver,
+        guidance: flags.guidance,
+        seed: flags.seed + 1,
+        runtime: "engine",
+        frames: 11,
+        out: result.out,
+      });
       for (const f of s.files) process.stdout.write(`wrote ${f}\n`);
     });
 
@@ -183,22 +221,65 @@ export function registerImageCommands(program: Command): void {
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
     .option("--frames <n>", "trajectory GIF frames (2 to 1000)", frameCount, 11)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
-    .option("--save-samples <file>", "also save the samples [n, H, W, C] in [-1, 1] and their labels: FILE.safetensors, or FILE.npy (labels in FILE.labels.npy)", samplesFile)
-    .action(async (flags: { ckpt: string; perClass: number; class?: number[]; nfe: number; solver: SolverName; guidance: number; runtime: "engine" | "onnx"; seed: number; frames: number; out?: string; saveSamples?: string }, cmd: Command) => {
-      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
-      const loaded = await loadModel(flags.ckpt, { kind: "image", command: "sample-image" });
-      const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
-      if (flags.out === undefined) assertWritableDir(out);
-      const r = await sampleImages(loaded, { perClass: flags.perClass, classes: flags.class, nfe: flags.nfe, solver: flags.solver, guidance: flags.guidance, seed: flags.seed, runtime: flags.runtime, frames: flags.frames, out });
-      const n = r.images.length / (loaded.config.model.height * loaded.config.model.width * loaded.config.model.inChannels);
-      process.stdout.write(`sampled ${n} images with ${flags.solver} NFE ${r.nfe} on ${flags.runtime} in ${r.seconds.toFixed(2)} s (${(n / r.seconds).toFixed(1)} images/s)\n`);
-      for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
-      if (flags.saveSamples) {
-        const m = loaded.config.model;
-        const meta = { checkpoint: flags.ckpt, step: String(loaded.config.step), solver: flags.solver, nfe: String(r.nfe), guidance: String(flags.guidance), seed: String(flags.seed), range: "[-1, 1]", layout: "NHWC" };
-        for (const f of await writeSamplesFiles(flags.saveSamples, r.images, [m.height, m.width, m.inChannels], r.labels, meta)) process.stdout.write(`wrote ${f}\n`);
-      }
-    });
+    .option(
+      "--save-samples <file>",
+      "also save the samples [n, H, W, C] in [-1, 1] and their labels: FILE.safetensors, or FILE.npy (labels in FILE.labels.npy)",
+      samplesFile,
+    )
+    .action(
+      async (
+        flags: {
+          ckpt: string;
+          perClass: number;
+          class?: number[];
+          nfe: number;
+          solver: SolverName;
+          guidance: number;
+          runtime: "engine" | "onnx";
+          seed: number;
+          frames: number;
+          out?: string;
+          saveSamples?: string;
+        },
+        cmd: Command,
+      ) => {
+        checkNfeFlags(cmd, flags.solver, [flags.nfe]);
+        const loaded = await loadModel(flags.ckpt, { kind: "image", command: "sample-image" });
+        const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
+        if (flags.out === undefined) assertWritableDir(out);
+        const r = await sampleImages(loaded, {
+          perClass: flags.perClass,
+          classes: flags.class,
+          nfe: flags.nfe,
+          solver: flags.solver,
+          guidance: flags.guidance,
+          seed: flags.seed,
+          runtime: flags.runtime,
+          frames: flags.frames,
+          out,
+        });
+        const n = r.images.length / (loaded.config.model.height * loaded.config.model.width * loaded.config.model.inChannels);
+        process.stdout.write(
+          `sampled ${n} images with ${flags.solver} NFE ${r.nfe} on ${flags.runtime} in ${r.seconds.toFixed(2)} s (${(n / r.seconds).toFixed(1)} images/s)\n`,
+        );
+        for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
+        if (flags.saveSamples) {
+          const m = loaded.config.model;
+          const meta = {
+            checkpoint: flags.ckpt,
+            step: String(loaded.config.step),
+            solver: flags.solver,
+            nfe: String(r.nfe),
+            guidance: String(flags.guidance),
+            seed: String(flags.seed),
+            range: "[-1, 1]",
+            layout: "NHWC",
+          };
+          for (const f of await writeSamplesFiles(flags.saveSamples, r.images, [m.height, m.width, m.inChannels], r.labels, meta))
+            process.stdout.write(`wrote ${f}\n`);
+        }
+      },
+    );
 
   const exportCommand = program
     .command("export")
@@ -206,10 +287,16 @@ export function registerImageCommands(program: Command): void {
     .requiredOption("--ckpt <path>", "checkpoint folder, .safetensors or .json")
     .option("--onnx <file>", "output .onnx file")
     .option("--guided", "image models: add a guidance-weight input w (float32 scalar); v = v_uncond + w (v_cond - v_uncond) in one graph")
-    .addOption(new Option("--format <name>", "onnx, or pytorch: a package that continues training under torchrun").choices(["onnx", "pytorch"]).default("onnx"));
-  addPytorchExportOptions(exportCommand).action(async (flags: PytorchExportFlags & { onnx?: string; guided?: boolean; format: "onnx" | "pytorch" }, cmd: Command) => {
+    .addOption(
+      new Option("--format <name>", "onnx, or pytorch: a package that continues training under torchrun")
+        .choices(["onnx", "pytorch"])
+        .default("onnx"),
+    );
+  addPytorchExportOptions(exportCommand).action(
+    async (flags: PytorchExportFlags & { onnx?: string; guided?: boolean; format: "onnx" | "pytorch" }, cmd: Command) => {
       if (flags.format === "pytorch") return runPytorchExport(flags);
-      if (flags.onnx === undefined) return cmd.error("error: required option '--onnx <file>' not specified (or pass --format pytorch --out <dir>)", { exitCode: 2 });
+      if (flags.onnx === undefined)
+        return cmd.error("error: required option '--onnx <file>' not specified (or pass --format pytorch --out <dir>)", { exitCode: 2 });
       const { weightsPath, configPath } = await checkpointFiles(flags.ckpt);
       assertNotInput(flags.onnx, [weightsPath, configPath]);
       const loaded = await loadModel(flags.ckpt, { command: "export" });
@@ -224,5 +311,6 @@ export function registerImageCommands(program: Command): void {
         throw new UserError(`cannot export a '${(loaded as { kind: string }).kind}' checkpoint; export supports '2d' and 'image' models`);
       }
       process.stdout.write(`wrote ${flags.onnx}\n`);
-    });
+    },
+  );
 }

@@ -14,7 +14,10 @@ export interface PytorchExportFlags {
 /** The options `export` takes for --format pytorch (the command itself lives with the ONNX export). */
 export function addPytorchExportOptions(cmd: Command): Command {
   return cmd
-    .option("--out <dir>", "--format pytorch: folder for the package (model.py, train.py, config.json, weights.safetensors, data.safetensors)")
+    .option(
+      "--out <dir>",
+      "--format pytorch: folder for the package (model.py, train.py, config.json, weights.safetensors, data.safetensors)",
+    )
     .option("--force", "--format pytorch: replace a package already in --out", false)
     .option("--data-size <n>", "--format pytorch, 2-D runs: points of the dataset written for train.py (default 200000)", positiveInt);
 }
@@ -22,10 +25,18 @@ export function addPytorchExportOptions(cmd: Command): Command {
 export async function runPytorchExport(flags: PytorchExportFlags): Promise<void> {
   if (flags.out === undefined) throw new UserError("--format pytorch writes a folder: pass --out <dir>");
   assertWritableDir(flags.out);
-  const { files, config } = await exportPytorch({ ckpt: flags.ckpt, out: flags.out, force: flags.force, dataSize: flags.dataSize, log: (l) => process.stderr.write(l + "\n") });
+  const { files, config } = await exportPytorch({
+    ckpt: flags.ckpt,
+    out: flags.out,
+    force: flags.force,
+    dataSize: flags.dataSize,
+    log: (l) => process.stderr.write(l + "\n"),
+  });
   for (const f of files) process.stdout.write(`wrote ${f}\n`);
   if (config.notContinuable) {
-    process.stdout.write(`PyTorch package of a ${config.kind} at step ${config.step}: model.py loads it, but train.py cannot continue it (${config.notContinuable})\n`);
+    process.stdout.write(
+      `PyTorch package of a ${config.kind} at step ${config.step}: model.py loads it, but train.py cannot continue it (${config.notContinuable})\n`,
+    );
     return;
   }
   process.stdout.write(
@@ -37,7 +48,9 @@ export async function runPytorchExport(flags: PytorchExportFlags): Promise<void>
 export function registerPytorchCommands(program: Command): void {
   program
     .command("import")
-    .description("turn a PyTorch checkpoint (a package from export --format pytorch or its train.py, or a state dict) into a flowmatch checkpoint")
+    .description(
+      "turn a PyTorch checkpoint (a package from export --format pytorch or its train.py, or a state dict) into a flowmatch checkpoint",
+    )
     .addOption(new Option("--from <format>", "source format").choices(["pytorch"]).makeOptionMandatory())
     .argument("<source>", "package folder (config.json + weights.safetensors), or a .safetensors/.pt state dict with --config")
     .requiredOption("--out <dir>", "folder for the flowmatch checkpoint (ckpt.json, ckpt.safetensors)")

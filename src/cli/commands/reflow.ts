@@ -11,7 +11,19 @@ import { reflow2d, reflowRounds2d } from "../../pipelines/reflow2d.js";
 import { compare2d } from "../../pipelines/compare2d.js";
 import { checkSolverBudgets, compareSolvers2d } from "../../pipelines/solverCompare.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
-import { asFlag, assertWritableDir, checkNfeFlags, fraction, guidance, outDir, positiveInt, positiveNumber, sampleCount, seed, toyDataset } from "../options.js";
+import {
+  asFlag,
+  assertWritableDir,
+  checkNfeFlags,
+  fraction,
+  guidance,
+  outDir,
+  positiveInt,
+  positiveNumber,
+  sampleCount,
+  seed,
+  toyDataset,
+} from "../options.js";
 import { defaultImageOut } from "../../pipelines/images.js";
 import { sampleImages } from "../../pipelines/imageSampling.js";
 import { reflowImage } from "../../pipelines/reflowImage.js";
@@ -114,7 +126,16 @@ async function reflowImageCommand(flags: ReflowFlags, teacher: LoadedImage): Pro
     process.stdout.write(`stopped early at step ${result.step}; checkpoint ${join(out, "ckpt.safetensors")}; continue with --resume\n`);
     return;
   }
-  const r = await sampleImages(result.model, { perClass: 8, nfe: 1, solver: "euler", guidance: flags.guidance, seed: flags.seed + 1, runtime: "onnx", frames: 2, out });
+  const r = await sampleImages(result.model, {
+    perClass: 8,
+    nfe: 1,
+    solver: "euler",
+    guidance: flags.guidance,
+    seed: flags.seed + 1,
+    runtime: "onnx",
+    frames: 2,
+    out,
+  });
   for (const f of r.files) process.stdout.write(`wrote ${f} (euler, NFE ${r.nfe})\n`);
 }
 
@@ -133,7 +154,11 @@ function addReflowFlags(cmd: Command): Command {
     .option("--pair-nfe <n>", "network evaluations per pair", positiveInt, 100)
     .option("--resume", "continue the student checkpoint in --out", false)
     .addOption(new Option("--force", "replace a checkpoint already in --out (otherwise refused)").default(false).conflicts("resume"))
-    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND));
+    .addOption(
+      new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm")
+        .choices(TRAIN_BACKENDS)
+        .default(DEFAULT_TRAIN_BACKEND),
+    );
 }
 
 /** 2-D reflow (one round or k) and distillation (`studentNfe` steps): train, then draw each student. */
@@ -187,15 +212,27 @@ async function reflow2dCommand(flags: ReflowFlags, teacher: Loaded2d, rounds: nu
     }).finally(() => progress.stop());
     const last = result.rounds.at(-1);
     if (result.stopped && last) {
-      process.stdout.write(`stopped early in round ${last.round} at step ${last.model.config.step}; checkpoint ${join(last.out, "ckpt.safetensors")}; continue with --resume\n`);
+      process.stdout.write(
+        `stopped early in round ${last.round} at step ${last.model.config.step}; checkpoint ${join(last.out, "ckpt.safetensors")}; continue with --resume\n`,
+      );
       return;
     }
     trained = result.rounds.map((r) => ({ out: r.out, model: r.model, losses: r.model.losses }));
   }
-  process.stdout.write(`${command} trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint${trained.length > 1 ? "s" : ""} ${trained.map((t) => join(t.out, "ckpt.safetensors")).join(", ")}\n`);
+  process.stdout.write(
+    `${command} trained in ${formatSeconds((Date.now() - started) / 1000)}; checkpoint${trained.length > 1 ? "s" : ""} ${trained.map((t) => join(t.out, "ckpt.safetensors")).join(", ")}\n`,
+  );
   const nfe = studentNfe ?? 1;
   for (const t of trained) {
-    const rendered = await renderToy2d(t.model, { out: t.out, solver: "euler", nfe, n: 4000, seed: flags.seed + 12345, frames: 21, losses: t.losses });
+    const rendered = await renderToy2d(t.model, {
+      out: t.out,
+      solver: "euler",
+      nfe,
+      n: 4000,
+      seed: flags.seed + 12345,
+      frames: 21,
+      losses: t.losses,
+    });
     for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
     process.stdout.write(`quality${trained.length > 1 ? ` of ${t.out}` : ""} (euler, NFE ${rendered.nfe}): ${rendered.summary}\n`);
   }
@@ -207,7 +244,12 @@ export function registerReflowCommands(program: Command): void {
       .command("reflow")
       .description("train a 2-rectified flow from a trained CFM checkpoint (2-D or image teacher); writes outputs/reflow/<dataset>/")
       .requiredOption("--teacher <path>", "checkpoint of the trained teacher model")
-      .option("--rounds <k>", "k-rectified flow (2-D): round r learns from round r-1's pairs; writes <out>/round1 ... round<k>", positiveInt, 1)
+      .option(
+        "--rounds <k>",
+        "k-rectified flow (2-D): round r learns from round r-1's pairs; writes <out>/round1 ... round<k>",
+        positiveInt,
+        1,
+      )
       .option("--guidance <w>", "guidance weight the teacher samples image pairs with (-20 to 20)", guidance, 2),
   )
     .option("--out <dir>", "output folder (default outputs/reflow/<dataset>)", outDir)
@@ -218,7 +260,8 @@ export function registerReflowCommands(program: Command): void {
         if (flags.rounds > 1) throw new UserError("--rounds applies to 2-D teachers; image reflow trains one round");
         return reflowImageCommand(flags, teacher);
       }
-      if (teacher.kind !== "2d") throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${(teacher as { kind: string }).kind}'`);
+      if (teacher.kind !== "2d")
+        throw new UserError(`reflow supports '2d' and 'image' checkpoints, not '${(teacher as { kind: string }).kind}'`);
       return reflow2dCommand(flags, teacher, flags.rounds);
     });
 
@@ -232,9 +275,13 @@ export function registerReflowCommands(program: Command): void {
     .option("--out <dir>", "output folder (default outputs/distill/<dataset>)", outDir)
     .action(async (flags: ReflowFlags & { studentNfe: number }, cmd: Command) => {
       checkNfeFlags(cmd, flags.pairSolver, [flags.pairNfe], "pairNfe");
-      if (cmd.getOptionValueSource("timeSampler") === "cli") throw new UserError("--time-sampler does not apply to distill: the student trains at its own step times (0, 1/k, ...); drop the flag");
+      if (cmd.getOptionValueSource("timeSampler") === "cli")
+        throw new UserError(
+          "--time-sampler does not apply to distill: the student trains at its own step times (0, 1/k, ...); drop the flag",
+        );
       const teacher = await loadModel(flags.teacher, { command: "distill" });
-      if (teacher.kind !== "2d") throw new UserError(`distill supports '2d' checkpoints; ${flags.teacher} is a '${teacher.kind}' checkpoint`);
+      if (teacher.kind !== "2d")
+        throw new UserError(`distill supports '2d' checkpoints; ${flags.teacher} is a '${teacher.kind}' checkpoint`);
       await reflow2dCommand(flags, teacher, 1, flags.studentNfe);
     });
 
@@ -246,8 +293,14 @@ export function registerReflowCommands(program: Command): void {
     .option("--names <names...>", "labels for the checkpoints (default CFM Reflow)")
     .option("--nfe <list>", "step counts to compare (default 1,2,4,8,100; with --solvers 2,3,...,10)", nfeList)
     .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("euler"))
-    .option("--solvers <list>", `fixed-step solvers to compare at equal NFE, e.g. euler,heun,ab2 (writes <dataset>_solvers.md; one checkpoint is enough)`, listOf(parseSolver))
-    .option("--time-grid <list>", `where the steps fall: ${TIME_GRIDS.join(", ")} (a list with --solvers)`, listOf(parseTimeGrid), ["uniform"] as TimeGridName[])
+    .option(
+      "--solvers <list>",
+      `fixed-step solvers to compare at equal NFE, e.g. euler,heun,ab2 (writes <dataset>_solvers.md; one checkpoint is enough)`,
+      listOf(parseSolver),
+    )
+    .option("--time-grid <list>", `where the steps fall: ${TIME_GRIDS.join(", ")} (a list with --solvers)`, listOf(parseTimeGrid), [
+      "uniform",
+    ] as TimeGridName[])
     .option("--shift <s>", "shift of the shifted grid (> 1: more steps near the noise)", positiveNumber, 3)
     .option("--n <n>", "samples per model (at least 2)", sampleCount, 4000)
     .option("--density-n <n>", "samples per model in the density-and-field GIF (<out>/<dataset>_<names>_fields.gif)", sampleCount, 20000)
@@ -265,7 +318,8 @@ export function registerReflowCommands(program: Command): void {
       } else {
         checkNfeFlags(cmd, flags.solver, nfes);
         if (flags.timeGrid.length > 1) throw new UserError("--time-grid takes a list only with --solvers; pass one grid");
-        if (flags.solver === "dopri5" && flags.timeGrid[0] !== "uniform") throw new UserError("dopri5 chooses its own steps; drop --time-grid or pick a fixed-step solver");
+        if (flags.solver === "dopri5" && flags.timeGrid[0] !== "uniform")
+          throw new UserError("dopri5 chooses its own steps; drop --time-grid or pick a fixed-step solver");
       }
       const out = flags.out ?? join("outputs", "comparisons");
       if (flags.out === undefined) assertWritableDir(out);
@@ -282,17 +336,38 @@ export function registerReflowCommands(program: Command): void {
       const names = flags.names ?? (paths.length === 2 ? ["CFM", "Reflow"] : paths.map((_, i) => `model${i + 1}`));
       if (names.length !== paths.length) throw new UserError(`--names has ${names.length} labels for ${paths.length} checkpoints`);
       const models = [];
-      for (let i = 0; i < paths.length; i++) models.push({ name: names[i], loaded: await loadModel(paths[i], { kind: "2d", command: "compare" }) });
+      for (let i = 0; i < paths.length; i++)
+        models.push({ name: names[i], loaded: await loadModel(paths[i], { kind: "2d", command: "compare" }) });
       for (const m of models) checkSample2dMemory(m.loaded.config.model, Math.max(flags.n, flags.densityN));
       const datasets = new Set(models.map((m) => m.loaded.config.dataset));
-      if (datasets.size > 1) throw new UserError(`the checkpoints were trained on different datasets (${[...datasets].join(", ")}); compare models of one dataset`);
+      if (datasets.size > 1)
+        throw new UserError(
+          `the checkpoints were trained on different datasets (${[...datasets].join(", ")}); compare models of one dataset`,
+        );
       if (flags.solvers) {
-        const r = await compareSolvers2d(models, { solvers: flags.solvers, grids: flags.timeGrid, nfes, n: flags.n, seed: flags.seed, out, shift: flags.shift });
+        const r = await compareSolvers2d(models, {
+          solvers: flags.solvers,
+          grids: flags.timeGrid,
+          nfes,
+          n: flags.n,
+          seed: flags.seed,
+          out,
+          shift: flags.shift,
+        });
         process.stdout.write(r.markdown + "\n");
         for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
         return;
       }
-      const result = await compare2d(models, { nfes, n: flags.n, seed: flags.seed, out, solver: flags.solver, timeGrid: flags.timeGrid[0], shift: flags.shift, densitySamples: flags.densityN });
+      const result = await compare2d(models, {
+        nfes,
+        n: flags.n,
+        seed: flags.seed,
+        out,
+        solver: flags.solver,
+        timeGrid: flags.timeGrid[0],
+        shift: flags.shift,
+        densitySamples: flags.densityN,
+      });
       process.stdout.write(result.markdown + "\n");
       for (const f of result.files) process.stdout.write(`wrote ${f}\n`);
     });

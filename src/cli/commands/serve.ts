@@ -101,9 +101,14 @@ export function startStaticServer(opts: { root: string; host: string; port: numb
   });
   return new Promise((resolvePromise, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "EADDRINUSE") reject(new UserError(`port ${opts.port} on ${opts.host} is already in use; pass another with --port (e.g. --port ${opts.port + 1})`));
-      else if (err.code === "EADDRNOTAVAIL" || err.code === "ENOTFOUND") reject(new UserError(`cannot listen on --host ${opts.host}: no such address on this machine; try --host 127.0.0.1`));
-      else if (err.code === "EACCES") reject(new UserError(`not allowed to listen on port ${opts.port}; pick a port above 1023 with --port`));
+      if (err.code === "EADDRINUSE")
+        reject(
+          new UserError(`port ${opts.port} on ${opts.host} is already in use; pass another with --port (e.g. --port ${opts.port + 1})`),
+        );
+      else if (err.code === "EADDRNOTAVAIL" || err.code === "ENOTFOUND")
+        reject(new UserError(`cannot listen on --host ${opts.host}: no such address on this machine; try --host 127.0.0.1`));
+      else if (err.code === "EACCES")
+        reject(new UserError(`not allowed to listen on port ${opts.port}; pick a port above 1023 with --port`));
       else reject(err);
     });
     server.listen(opts.port, opts.host, () => {
@@ -137,7 +142,11 @@ export function registerServeCommand(program: Command): void {
     .description("build the browser playground (train and sample 2-D flows, view checkpoints) and serve it")
     .option("--port <n>", "port to listen on (0 picks a free one)", port, 8080)
     .option("--host <address>", "address to listen on (0.0.0.0 for every interface)", "127.0.0.1")
-    .option("--out <dir>", "where the static files are built: a new or empty folder, or an earlier build (only its files are replaced)", "outputs/playground")
+    .option(
+      "--out <dir>",
+      "where the static files are built: a new or empty folder, or an earlier build (only its files are replaced)",
+      "outputs/playground",
+    )
     .option("--build-only", "build the static files and exit (serve them with any server that sends COOP/COEP headers)", false)
     .action(async (flags: ServeFlags) => {
       // Take the port first: a busy port is refused before anything is written.

@@ -15,7 +15,21 @@ import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_TRAIN_BACKEND, TRAIN_BACKENDS, type TrainBackend } from "../../pipelines/trainers.js";
 import { createProgress, formatSeconds, skippedField } from "../progress.js";
 import { writeSamplesFiles } from "../../io/samplesFile.js";
-import { assertWritableDir, checkNfeFlags, fraction, frameCount, nonNegativeInt, nonNegativeNumber, outDir, positiveInt, positiveNumber, sampleCount, samplesFile, seed, toyDataset } from "../options.js";
+import {
+  assertWritableDir,
+  checkNfeFlags,
+  fraction,
+  frameCount,
+  nonNegativeInt,
+  nonNegativeNumber,
+  outDir,
+  positiveInt,
+  positiveNumber,
+  sampleCount,
+  samplesFile,
+  seed,
+  toyDataset,
+} from "../options.js";
 
 interface Train2dFlags {
   dataset: ToyDatasetName;
@@ -53,17 +67,40 @@ export function registerToy2dCommands(program: Command): void {
     .option("--steps <n>", "training steps", positiveInt, TRAIN2D_DEFAULTS.steps)
     .option("--batch-size <n>", "samples per step", positiveInt, TRAIN2D_DEFAULTS.batchSize)
     .option("--lr <rate>", "Adam learning rate (the peak of --lr-schedule)", positiveNumber, TRAIN2D_DEFAULTS.lr)
-    .addOption(new Option("--lr-schedule <name>", "learning rate over the run: constant, or cosine decay to 0 at --steps (after --warmup)").choices(LR_SCHEDULES).default(TRAIN2D_DEFAULTS.lrSchedule))
-    .option("--warmup <n>", `steps of linear warm-up to --lr (default ${TRAIN2D_DEFAULTS.warmup}, at most a tenth of --steps)`, nonNegativeInt)
+    .addOption(
+      new Option("--lr-schedule <name>", "learning rate over the run: constant, or cosine decay to 0 at --steps (after --warmup)")
+        .choices(LR_SCHEDULES)
+        .default(TRAIN2D_DEFAULTS.lrSchedule),
+    )
+    .option(
+      "--warmup <n>",
+      `steps of linear warm-up to --lr (default ${TRAIN2D_DEFAULTS.warmup}, at most a tenth of --steps)`,
+      nonNegativeInt,
+    )
     .option("--hidden <n>", "MLP width", positiveInt, DEFAULT_MLP.hidden)
     .option("--depth <n>", "MLP hidden layers", positiveInt, DEFAULT_MLP.depth)
     .option("--time-emb-dim <n>", "sinusoidal time embedding size (0 = raw t)", nonNegativeInt, DEFAULT_MLP.timeEmbDim)
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
-    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default(TRAIN2D_DEFAULTS.timeSampler))
-    .addOption(new Option("--coupling <name>", "noise-data pairing in a batch (ot = minibatch optimal transport, sinkhorn = entropic OT with --reg)").choices(COUPLINGS).default("independent"))
-    .option("--reg <eps>", "entropic regularisation of --coupling sinkhorn, in squared-distance units (Schrodinger bridge: 2 sigma^2)", positiveNumber)
-    .option("--bridge-sigma <s>", "Schrodinger-bridge CFM: Brownian-bridge noise s sqrt(t(1-t)) on the straight path (0 = none)", nonNegativeNumber, 0)
+    .addOption(
+      new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default(TRAIN2D_DEFAULTS.timeSampler),
+    )
+    .addOption(
+      new Option("--coupling <name>", "noise-data pairing in a batch (ot = minibatch optimal transport, sinkhorn = entropic OT with --reg)")
+        .choices(COUPLINGS)
+        .default("independent"),
+    )
+    .option(
+      "--reg <eps>",
+      "entropic regularisation of --coupling sinkhorn, in squared-distance units (Schrodinger bridge: 2 sigma^2)",
+      positiveNumber,
+    )
+    .option(
+      "--bridge-sigma <s>",
+      "Schrodinger-bridge CFM: Brownian-bridge noise s sqrt(t(1-t)) on the straight path (0 = none)",
+      nonNegativeNumber,
+      0,
+    )
     .option("--ema <decay>", "EMA decay of the weights", fraction, TRAIN2D_DEFAULTS.emaDecay)
     .option("--out <dir>", "output folder (default outputs/cfm/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 1000)
@@ -73,7 +110,11 @@ export function registerToy2dCommands(program: Command): void {
     .addOption(new Option("--solver <name>", "ODE solver for sampling").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations for sampling", positiveInt, 100)
     .option("--frames <n>", "GIF frames from t=0 to t=1 (2 to 1000)", frameCount, 41)
-    .addOption(new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm").choices(TRAIN_BACKENDS).default(DEFAULT_TRAIN_BACKEND))
+    .addOption(
+      new Option("--backend <name>", "what runs the training step: ort = onnxruntime (fast), jax = jax-js on Wasm")
+        .choices(TRAIN_BACKENDS)
+        .default(DEFAULT_TRAIN_BACKEND),
+    )
     .action(async (flags: Train2dFlags, cmd: Command) => {
       checkNfeFlags(cmd, flags.solver, [flags.nfe]);
       const dataset = flags.dataset;
@@ -143,25 +184,69 @@ export function registerToy2dCommands(program: Command): void {
     .addOption(new Option("--solver <name>", "ODE solver").choices(SOLVERS).default("rk4"))
     .option("--nfe <n>", "network evaluations (fixed-step solvers)", positiveInt, 100)
     .option("--seed <n>", "noise seed (0 to 2^32-1)", seed, 1)
-    .addOption(new Option("--time-grid <name>", "where a fixed-step solver's steps fall (shifted: more near the noise; edm: small steps at both ends)").choices(TIME_GRIDS).default("uniform"))
+    .addOption(
+      new Option(
+        "--time-grid <name>",
+        "where a fixed-step solver's steps fall (shifted: more near the noise; edm: small steps at both ends)",
+      )
+        .choices(TIME_GRIDS)
+        .default("uniform"),
+    )
     .option("--shift <s>", "shift of the shifted grid (> 1: more steps near the noise)", positiveNumber, 3)
     .option("--frames <n>", "GIF frames (2 to 1000)", frameCount, 41)
     .option("--out <dir>", "output folder (default: the checkpoint's folder)", outDir)
     .option("--save-samples <file>", "also save the samples [n, 2]: FILE.safetensors or FILE.npy", samplesFile)
-    .action(async (flags: { ckpt: string; n: number; solver: SolverName; nfe: number; seed: number; timeGrid: TimeGridName; shift: number; frames: number; out?: string; saveSamples?: string }, cmd: Command) => {
-      checkNfeFlags(cmd, flags.solver, [flags.nfe]);
-      if (flags.solver === "dopri5" && flags.timeGrid !== "uniform") throw new UserError("dopri5 chooses its own steps; drop --time-grid or pick a fixed-step solver");
-      if (cmd.getOptionValueSource("shift") === "cli" && flags.timeGrid !== "shifted") throw new UserError("--shift applies to --time-grid shifted only");
-      const loaded = await loadModel(flags.ckpt, { kind: "2d", command: "sample2d" });
-      const out = flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
-      if (flags.out === undefined) assertWritableDir(out);
-      const rendered = await renderToy2d(loaded, { out, solver: flags.solver, nfe: flags.nfe, n: flags.n, seed: flags.seed, frames: flags.frames, timeGrid: flags.timeGrid, shift: flags.shift });
-      for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
-      if (flags.saveSamples) {
-        const meta = { checkpoint: flags.ckpt, step: String(loaded.config.step), solver: flags.solver, nfe: String(rendered.nfe), seed: String(flags.seed), timeGrid: flags.timeGrid };
-        for (const f of await writeSamplesFiles(flags.saveSamples, rendered.samples, [2], null, meta)) process.stdout.write(`wrote ${f}\n`);
-      }
-      const grid = flags.timeGrid === "uniform" ? "" : `, ${flags.timeGrid} grid${flags.timeGrid === "shifted" ? ` (shift ${flags.shift})` : ""}`;
-      process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}${grid}, n=${flags.n}): ${rendered.summary}\n`);
-    });
+    .action(
+      async (
+        flags: {
+          ckpt: string;
+          n: number;
+          solver: SolverName;
+          nfe: number;
+          seed: number;
+          timeGrid: TimeGridName;
+          shift: number;
+          frames: number;
+          out?: string;
+          saveSamples?: string;
+        },
+        cmd: Command,
+      ) => {
+        checkNfeFlags(cmd, flags.solver, [flags.nfe]);
+        if (flags.solver === "dopri5" && flags.timeGrid !== "uniform")
+          throw new UserError("dopri5 chooses its own steps; drop --time-grid or pick a fixed-step solver");
+        if (cmd.getOptionValueSource("shift") === "cli" && flags.timeGrid !== "shifted")
+          throw new UserError("--shift applies to --time-grid shifted only");
+        const loaded = await loadModel(flags.ckpt, { kind: "2d", command: "sample2d" });
+        const out =
+          flags.out ?? (flags.ckpt.endsWith(".json") || flags.ckpt.endsWith(".safetensors") ? join(flags.ckpt, "..") : flags.ckpt);
+        if (flags.out === undefined) assertWritableDir(out);
+        const rendered = await renderToy2d(loaded, {
+          out,
+          solver: flags.solver,
+          nfe: flags.nfe,
+          n: flags.n,
+          seed: flags.seed,
+          frames: flags.frames,
+          timeGrid: flags.timeGrid,
+          shift: flags.shift,
+        });
+        for (const f of rendered.files) process.stdout.write(`wrote ${f}\n`);
+        if (flags.saveSamples) {
+          const meta = {
+            checkpoint: flags.ckpt,
+            step: String(loaded.config.step),
+            solver: flags.solver,
+            nfe: String(rendered.nfe),
+            seed: String(flags.seed),
+            timeGrid: flags.timeGrid,
+          };
+          for (const f of await writeSamplesFiles(flags.saveSamples, rendered.samples, [2], null, meta))
+            process.stdout.write(`wrote ${f}\n`);
+        }
+        const grid =
+          flags.timeGrid === "uniform" ? "" : `, ${flags.timeGrid} grid${flags.timeGrid === "shifted" ? ` (shift ${flags.shift})` : ""}`;
+        process.stdout.write(`quality (${flags.solver}, NFE ${rendered.nfe}${grid}, n=${flags.n}): ${rendered.summary}\n`);
+      },
+    );
 }

@@ -29,7 +29,11 @@ export interface ClassifierConfig {
   width: number;
 }
 
-export const DEFAULT_CLASSIFIER: Omit<ClassifierConfig, "numClasses" | "inChannels" | "height" | "width"> = { channels: [32, 64], groups: 8, featureDim: 64 };
+export const DEFAULT_CLASSIFIER: Omit<ClassifierConfig, "numClasses" | "inChannels" | "height" | "width"> = {
+  channels: [32, 64],
+  groups: 8,
+  featureDim: 64,
+};
 
 /** Side of the last level: each level halves it (sizes must be divisible by 2^levels). */
 function finalSide(side: number, levels: number): number {
@@ -39,12 +43,18 @@ function finalSide(side: number, levels: number): number {
 export function checkClassifierConfig(cfg: ClassifierConfig): void {
   if (cfg.channels.length < 1) throw new UserError("the classifier needs at least one level; pass e.g. --channels 32,64");
   for (const c of cfg.channels) {
-    if (!Number.isInteger(c) || c < 1 || c % cfg.groups !== 0) throw new UserError(`classifier width ${c} is not a positive multiple of groups=${cfg.groups}; pick widths divisible by the group count`);
+    if (!Number.isInteger(c) || c < 1 || c % cfg.groups !== 0)
+      throw new UserError(
+        `classifier width ${c} is not a positive multiple of groups=${cfg.groups}; pick widths divisible by the group count`,
+      );
   }
-  if (!Number.isInteger(cfg.featureDim) || cfg.featureDim < 2) throw new UserError(`the classifier's feature size must be a whole number >= 2, got ${cfg.featureDim}`);
+  if (!Number.isInteger(cfg.featureDim) || cfg.featureDim < 2)
+    throw new UserError(`the classifier's feature size must be a whole number >= 2, got ${cfg.featureDim}`);
   const div = 2 ** cfg.channels.length;
   if (cfg.height % div !== 0 || cfg.width % div !== 0) {
-    throw new UserError(`image size ${cfg.height}x${cfg.width} must be divisible by ${div} for ${cfg.channels.length} classifier levels; use fewer --channels levels (28x28: two)`);
+    throw new UserError(
+      `image size ${cfg.height}x${cfg.width} must be divisible by ${div} for ${cfg.channels.length} classifier levels; use fewer --channels levels (28x28: two)`,
+    );
   }
   if (cfg.numClasses < 2) throw new UserError(`a classifier needs at least 2 classes, the data has ${cfg.numClasses}`);
 }
@@ -73,7 +83,11 @@ export function initClassifierParams(cfg: ClassifierConfig, rng: Rng): HostParam
   const out: HostParams = {};
   for (const [name, shape] of Object.entries(classifierParamShapes(cfg))) {
     const n = shape.reduce((a, b) => a * b, 1);
-    const data = name.endsWith("norm.weight") ? new Float32Array(n).fill(1) : name.endsWith(".bias") ? new Float32Array(n) : heNormal(rng, n, shape[0], name === "head.weight" ? 1 : Math.SQRT2);
+    const data = name.endsWith("norm.weight")
+      ? new Float32Array(n).fill(1)
+      : name.endsWith(".bias")
+        ? new Float32Array(n)
+        : heNormal(rng, n, shape[0], name === "head.weight" ? 1 : Math.SQRT2);
     out[name] = { shape, data };
   }
   return out;
@@ -104,11 +118,25 @@ function trainingOutput(params: Params, x: Array, t: Array, labels: Array | null
 
 export function parseClassifierConfig(raw: unknown, source: string): ClassifierConfig {
   const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
-  const int = (k: string, min: number) => (typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN);
+  const int = (k: string, min: number) =>
+    typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN;
   const channels = Array.isArray(m.channels) && m.channels.every((c) => typeof c === "number") ? (m.channels as number[]).slice() : [];
-  const cfg: ClassifierConfig = { channels, groups: int("groups", 1), featureDim: int("featureDim", 2), numClasses: int("numClasses", 2), inChannels: int("inChannels", 1), height: int("height", 1), width: int("width", 1) };
-  const bad = Object.entries(cfg).filter(([k, v]) => (k === "channels" ? channels.length === 0 : Number.isNaN(v))).map(([k]) => k);
-  if (bad.length > 0) throw new UserError(`${source}: checkpoint config has no valid classifier "model" section (${bad.join(", ")} missing or invalid); re-run train-classifier`);
+  const cfg: ClassifierConfig = {
+    channels,
+    groups: int("groups", 1),
+    featureDim: int("featureDim", 2),
+    numClasses: int("numClasses", 2),
+    inChannels: int("inChannels", 1),
+    height: int("height", 1),
+    width: int("width", 1),
+  };
+  const bad = Object.entries(cfg)
+    .filter(([k, v]) => (k === "channels" ? channels.length === 0 : Number.isNaN(v)))
+    .map(([k]) => k);
+  if (bad.length > 0)
+    throw new UserError(
+      `${source}: checkpoint config has no valid classifier "model" section (${bad.join(", ")} missing or invalid); re-run train-classifier`,
+    );
   try {
     checkClassifierConfig(cfg);
   } catch (err) {

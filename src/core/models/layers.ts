@@ -15,7 +15,10 @@ export const TIME_EMBED_SCALE = 1000;
 export function timeEmbedding(t: Array, dim: number): Array {
   const half = Math.floor(dim / 2);
   const freqs = sinusoidalFrequencies(dim);
-  const args = t.mul(TIME_EMBED_SCALE).reshape([-1, 1]).mul(np.array(Array.from(freqs), { dtype: t.dtype }).reshape([1, half]));
+  const args = t
+    .mul(TIME_EMBED_SCALE)
+    .reshape([-1, 1])
+    .mul(np.array(Array.from(freqs), { dtype: t.dtype }).reshape([1, half]));
   return np.concatenate([np.sin(args.ref), np.cos(args)], 1);
 }
 
@@ -69,7 +72,12 @@ export type ImageLayout = "hbwc" | "nchw";
  * im2col matrix [k*k*Cin, Cout] in (ky, kx, cin) order (HWIO flattened), bias `${prefix}.bias` [Cout].
  * stride 2 keeps the even output rows and columns (PyTorch's stride-2, padding-1 conv for even sizes).
  */
-export function conv2d(params: Params, prefix: string, x: Array, opts: { kernel?: number; stride?: number; layout?: ImageLayout } = {}): Array {
+export function conv2d(
+  params: Params,
+  prefix: string,
+  x: Array,
+  opts: { kernel?: number; stride?: number; layout?: ImageLayout } = {},
+): Array {
   const k = opts.kernel ?? 3;
   const stride = opts.stride ?? 1;
   if (opts.layout === "nchw") return conv2dNchw(params, prefix, x, k, stride);
@@ -96,7 +104,10 @@ export function conv2d(params: Params, prefix: string, x: Array, opts: { kernel?
   if (k === 1) {
     let xs = x;
     if (stride === 2) xs = everySecond(everySecond(xs, 0), 2);
-    return np.dot(xs.reshape([ho * b * wo, c]), weight).add(bias).reshape([ho, b, wo, cout]);
+    return np
+      .dot(xs.reshape([ho * b * wo, c]), weight)
+      .add(bias)
+      .reshape([ho, b, wo, cout]);
   }
   const padded = np.pad(x, [
     [1, 1],
@@ -104,7 +115,10 @@ export function conv2d(params: Params, prefix: string, x: Array, opts: { kernel?
     [1, 1],
     [0, 0],
   ]);
-  let rows = np.concatenate([0, 1, 2].map((dx) => padded.ref.slice([], [], [dx, dx + w], [])), 3); // [H+2, B, W, 3C]
+  let rows = np.concatenate(
+    [0, 1, 2].map((dx) => padded.ref.slice([], [], [dx, dx + w], [])),
+    3,
+  ); // [H+2, B, W, 3C]
   padded.dispose();
   if (stride === 2) rows = everySecond(rows, 2);
   const taps = weight.reshape([3, 3 * c, cout]);
@@ -135,10 +149,15 @@ function conv2dNchw(params: Params, prefix: string, x: Array, k: number, stride:
   // im2col rows are (ky, kx, cin): HWIO -> OIHW.
   const oihw = weight.reshape([k, k, c, cout]).transpose([3, 2, 0, 1]);
   const p = (k - 1) >> 1;
-  const y = lax.convGeneralDilated(x, oihw, [stride, stride], [
-    [p, p],
-    [p, p],
-  ]);
+  const y = lax.convGeneralDilated(
+    x,
+    oihw,
+    [stride, stride],
+    [
+      [p, p],
+      [p, p],
+    ],
+  );
   return y.add(bias.reshape([1, cout, 1, 1]));
 }
 

@@ -80,11 +80,17 @@ export function mlpModel(cfg: MlpConfig): VelocityModel {
 /** Throws UserError unless `raw` is a whole MLP config (dim, hidden, depth >= 1; timeEmbDim >= 0). */
 export function parseMlpConfig(raw: unknown, source: string): MlpConfig {
   const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
-  const int = (k: keyof MlpConfig, min: number) => (typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN);
+  const int = (k: keyof MlpConfig, min: number) =>
+    typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN;
   const cfg: MlpConfig = { dim: int("dim", 1), hidden: int("hidden", 1), depth: int("depth", 1), timeEmbDim: int("timeEmbDim", 0) };
-  const bad = Object.entries(cfg).filter(([, v]) => Number.isNaN(v)).map(([k]) => k);
+  const bad = Object.entries(cfg)
+    .filter(([, v]) => Number.isNaN(v))
+    .map(([k]) => k);
   if (bad.length > 0) {
-    throw new UserError(`${source}: checkpoint config has no valid "model" section ` + `(${bad.join(", ")} missing or not whole numbers); re-run training to write it again`);
+    throw new UserError(
+      `${source}: checkpoint config has no valid "model" section ` +
+        `(${bad.join(", ")} missing or not whole numbers); re-run training to write it again`,
+    );
   }
   return cfg;
 }

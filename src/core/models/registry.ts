@@ -26,6 +26,11 @@ export function modelKinds(): string[] {
 /** The family of checkpoint kind `kind`; UserError naming the known kinds otherwise. */
 export function modelFamily(kind: string): ModelFamily {
   const f = families.get(kind);
-  if (!f) throw new UserError(`no model family for checkpoint kind '${kind}'; this flowmatch knows ${modelKinds().map((k) => `'${k}'`).join(", ")}`);
+  if (!f)
+    throw new UserError(
+      `no model family for checkpoint kind '${kind}'; this flowmatch knows ${modelKinds()
+        .map((k) => `'${k}'`)
+        .join(", ")}`,
+    );
   return f;
 }

@@ -49,12 +49,16 @@ export function checkUnetConfig(cfg: UnetConfig): void {
   if (channels.length < 2) throw new UserError(`UNet needs at least 2 channel levels, got [${channels}]; pass e.g. --channels 32,64,64`);
   for (const c of channels) {
     if (!Number.isInteger(c) || c < 1 || c % groups !== 0) {
-      throw new UserError(`UNet channel width ${c} is not a positive multiple of groups=${groups}; pick widths divisible by the group count`);
+      throw new UserError(
+        `UNet channel width ${c} is not a positive multiple of groups=${groups}; pick widths divisible by the group count`,
+      );
     }
   }
   const div = 2 ** (channels.length - 1);
   if (cfg.height % div !== 0 || cfg.width % div !== 0) {
-    throw new UserError(`image size ${cfg.height}x${cfg.width} must be divisible by ${div} for ${channels.length} UNet levels; use fewer --channels levels or resize the images`);
+    throw new UserError(
+      `image size ${cfg.height}x${cfg.width} must be divisible by ${div} for ${channels.length} UNet levels; use fewer --channels levels or resize the images`,
+    );
   }
   if (cfg.timeEmbDim < 2 || cfg.timeEmbDim % 2 !== 0) throw new UserError(`timeEmbDim must be an even number >= 2, got ${cfg.timeEmbDim}`);
 }
@@ -170,7 +174,16 @@ export function unetApply(params: Params, x: Array, t: Array, y: Array, cfg: Une
   const embAct = silu(emb);
 
   // NHWC in and out; one transpose to the internal layout on entry, one back on exit.
-  const [toInner, toNhwc] = layout === "nchw" ? [[0, 3, 1, 2], [0, 2, 3, 1]] : [[1, 0, 2, 3], [1, 0, 2, 3]];
+  const [toInner, toNhwc] =
+    layout === "nchw"
+      ? [
+          [0, 3, 1, 2],
+          [0, 2, 3, 1],
+        ]
+      : [
+          [1, 0, 2, 3],
+          [1, 0, 2, 3],
+        ];
   const channelAxis = layout === "nchw" ? 1 : 3;
   let h = conv2d(params, "stem", x.transpose(toInner), { layout });
   const skips: Array[] = [];
@@ -209,7 +222,8 @@ export function initUnetParams(cfg: UnetConfig, rng: Rng): HostParams {
 /** Throws UserError unless `raw` is a whole, buildable UNet config. */
 export function parseUnetConfig(raw: unknown, source: string): UnetConfig {
   const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
-  const int = (k: string, min: number) => (typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN);
+  const int = (k: string, min: number) =>
+    typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN;
   const channels = Array.isArray(m.channels) && m.channels.every((c) => typeof c === "number") ? (m.channels as number[]).slice() : [];
   const cfg: UnetConfig = {
     channels,
@@ -221,8 +235,13 @@ export function parseUnetConfig(raw: unknown, source: string): UnetConfig {
     height: int("height", 1),
     width: int("width", 1),
   };
-  const bad = Object.entries(cfg).filter(([k, v]) => (k === "channels" ? channels.length === 0 : Number.isNaN(v))).map(([k]) => k);
-  if (bad.length > 0) throw new UserError(`${source}: checkpoint config has no valid UNet "model" section (${bad.join(", ")} missing or invalid); re-run training to write it again`);
+  const bad = Object.entries(cfg)
+    .filter(([k, v]) => (k === "channels" ? channels.length === 0 : Number.isNaN(v)))
+    .map(([k]) => k);
+  if (bad.length > 0)
+    throw new UserError(
+      `${source}: checkpoint config has no valid UNet "model" section (${bad.join(", ")} missing or invalid); re-run training to write it again`,
+    );
   try {
     checkUnetConfig(cfg);
   } catch (err) {

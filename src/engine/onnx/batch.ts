@@ -97,7 +97,12 @@ export function symbolicBatch(bytesA: Uint8Array, bytesB: Uint8Array, opts: Symb
   const scaled = new Map<number, string>();
   const constVec = (values: number[]): string => {
     const name = `batch.const_${extra.length}`;
-    extra.push({ name, dims: [values.length], data_type: ONNX_TYPE.INT64, raw_data: new Uint8Array(BigInt64Array.from(values, (v) => BigInt(v)).buffer) });
+    extra.push({
+      name,
+      dims: [values.length],
+      data_type: ONNX_TYPE.INT64,
+      raw_data: new Uint8Array(BigInt64Array.from(values, (v) => BigInt(v)).buffer),
+    });
     return name;
   };
   const times = (k: number): string => {
@@ -128,7 +133,11 @@ export function symbolicBatch(bytesA: Uint8Array, bytesB: Uint8Array, opts: Symb
       parts.push(times(k));
     });
     if (run.length) parts.push(constVec(run));
-    computed.push(parts.length === 1 ? { op_type: "Identity", input: parts, output: [name], name: `batch_${name}` } : { op_type: "Concat", input: parts, output: [name], name: `batch_${name}`, attribute: [{ name: "axis", type: 2, i: 0 }] });
+    computed.push(
+      parts.length === 1
+        ? { op_type: "Identity", input: parts, output: [name], name: `batch_${name}` }
+        : { op_type: "Concat", input: parts, output: [name], name: `batch_${name}`, attribute: [{ name: "axis", type: 2, i: 0 }] },
+    );
     return name;
   };
   ia.forEach((t, i) => {
@@ -156,9 +165,19 @@ export function symbolicBatch(bytesA: Uint8Array, bytesB: Uint8Array, opts: Symb
     }
     throw fail(`constant ${t.name} (type ${t.data_type}) changes with the batch size`);
   });
-  if (!(A.graph.input ?? []).some((v) => v.name === batchInput)) throw fail(`there is no input "${batchInput}" to read the batch size from`);
+  if (!(A.graph.input ?? []).some((v) => v.name === batchInput))
+    throw fail(`there is no input "${batchInput}" to read the batch size from`);
   // Shape(start=0, end=1): the batch axis as a 1-element int64 vector (opset 15+).
-  const shapeNode = { op_type: "Shape", input: [batchInput], output: [batchName], name: "batch_shape", attribute: [{ name: "start", type: 2, i: 0 }, { name: "end", type: 2, i: 1 }] };
+  const shapeNode = {
+    op_type: "Shape",
+    input: [batchInput],
+    output: [batchName],
+    name: "batch_shape",
+    attribute: [
+      { name: "start", type: 2, i: 0 },
+      { name: "end", type: 2, i: 1 },
+    ],
+  };
   const graph = {
     ...A.graph,
     node: [...(computed.length ? [shapeNode, ...pre, ...computed] : []), ...na],

@@ -72,7 +72,9 @@ function onnxModelType(): protobuf.Type {
 
 /** The nodes of a serialized model (op type, inputs, outputs): for tools and tests that check a graph's structure. */
 export function decodeOnnxNodes(bytes: Uint8Array): { op: string; inputs: string[]; outputs: string[] }[] {
-  const m = onnxModelType().toObject(onnxModelType().decode(bytes)) as { graph?: { node?: { op_type: string; input?: string[]; output?: string[] }[] } };
+  const m = onnxModelType().toObject(onnxModelType().decode(bytes)) as {
+    graph?: { node?: { op_type: string; input?: string[]; output?: string[] }[] };
+  };
   return (m.graph?.node ?? []).map((n) => ({ op: n.op_type, inputs: n.input ?? [], outputs: n.output ?? [] }));
 }
 

@@ -29,7 +29,8 @@ export function ortThreadsFromEnv(env: NodeJS.ProcessEnv = process.env): number 
   const raw = env.FLOWMATCH_ORT_THREADS;
   if (raw === undefined || raw === "") return undefined;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`FLOWMATCH_ORT_THREADS must be a positive integer, got "${raw}"; unset it for the default`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`FLOWMATCH_ORT_THREADS must be a positive integer, got "${raw}"; unset it for the default`);
   return n;
 }
 

@@ -57,7 +57,8 @@ export interface TraceOptions {
 /** Array leaves of a tree in jax-js flatten order (the order leafPaths names them). */
 function leafArrays(t: unknown): Array[] {
   if (Array.isArray(t)) return t.flatMap(leafArrays);
-  if (typeof t === "object" && t !== null && (t as object).constructor === Object) return Object.values(t as Record<string, unknown>).flatMap(leafArrays);
+  if (typeof t === "object" && t !== null && (t as object).constructor === Object)
+    return Object.values(t as Record<string, unknown>).flatMap(leafArrays);
   return [t as Array];
 }
 
@@ -82,9 +83,17 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
       consts.set(i, { data: (await c.ref.data()) as ArrayBufferView, dtype: c.dtype });
     }
     const baked = leafArrays(args).slice(0, opts.constLeaves ?? 0);
-    for (let i = 0; i < baked.length; i++) consts.set(nConsts + i, { data: (await baked[i].ref.data()) as ArrayBufferView, dtype: baked[i].dtype });
+    for (let i = 0; i < baked.length; i++)
+      consts.set(nConsts + i, { data: (await baked[i].ref.data()) as ArrayBufferView, dtype: baked[i].dtype });
     const names = [...closed.consts.map((_, i) => `const.${i}`), ...inputNames];
-    const graph = jaxprToOnnx(jaxpr, { inputNames: names, outputNames, consts, graphName: opts.graphName, convAsMatMul: opts.convAsMatMul, optimize: opts.optimize });
+    const graph = jaxprToOnnx(jaxpr, {
+      inputNames: names,
+      outputNames,
+      consts,
+      graphName: opts.graphName,
+      convAsMatMul: opts.convAsMatMul,
+      optimize: opts.optimize,
+    });
     const primitives: Record<string, number> = {};
     for (const e of jaxpr.eqns) primitives[e.primitive] = (primitives[e.primitive] ?? 0) + 1;
     return { ...graph, primitives, eqns: jaxpr.eqns.length };
@@ -92,7 +101,6 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
     closed.dispose();
   }
 }
-
 
 /**
  * Trace `fn` into one graph whose batch size is symbolic ("B"): traced at the two PROBE_BATCHES

@@ -133,8 +133,10 @@ interface Val {
 export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph {
   const { inputNames, outputNames } = opts;
   const consts = opts.consts ?? new Map<number, ConstValue>();
-  if (inputNames.length !== jaxpr.inBinders.length) throw new Error(`jaxpr->ONNX: ${inputNames.length} input names for ${jaxpr.inBinders.length} inputs`);
-  if (outputNames.length !== jaxpr.outs.length) throw new Error(`jaxpr->ONNX: ${outputNames.length} output names for ${jaxpr.outs.length} outputs`);
+  if (inputNames.length !== jaxpr.inBinders.length)
+    throw new Error(`jaxpr->ONNX: ${inputNames.length} input names for ${jaxpr.inBinders.length} inputs`);
+  if (outputNames.length !== jaxpr.outs.length)
+    throw new Error(`jaxpr->ONNX: ${outputNames.length} output names for ${jaxpr.outs.length} outputs`);
   const g = new GraphBuilder();
   const stats: TranslateStats = { nodes: 0, matmuls: 0, convs: 0, convTransposes: 0, expands: 0, fallbackDots: 0 };
   const op1 = (o: string, inputs: string[], attrs?: Record<string, AttrValue>) => g.op(o, inputs, attrs);
@@ -281,8 +283,23 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
         // Transpose the real axes only: the reshapes around it fold into their neighbours, so a
         // weight gradient's transpose lands right before its MatMul (one FusedMatMul in onnxruntime).
         const realIn = a.c.map((_, i) => i).filter((i) => a.c[i] > 1);
-        const t = transpose(reshape(a.name, a.c, realIn.map((i) => a.c[i])), realOrder.map((q) => realIn.indexOf(q)));
-        set(0, reshape(t, realOrder.map((q) => a.c[q]), c), c);
+        const t = transpose(
+          reshape(
+            a.name,
+            a.c,
+            realIn.map((i) => a.c[i]),
+          ),
+          realOrder.map((q) => realIn.indexOf(q)),
+        );
+        set(
+          0,
+          reshape(
+            t,
+            realOrder.map((q) => a.c[q]),
+            c,
+          ),
+          c,
+        );
       } else set(0, transpose(a.name, perm), c);
     } else if (p === "broadcast") {
       // params.shape = output shape, params.axis = new axes; size-1 input axes may also grow.
@@ -304,7 +321,10 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
         dot2d.set(out[0], dot2d.get(e.inputs[0]) as { an: string; bn: string });
       } else if (sameReal && !eqShape(a.c, inShape)) {
         // Only size-1 axes come or go: stay compact.
-        const real = inShape.map((d, i) => [d, a.c[i]]).filter(([d]) => d !== 1).map(([, c]) => c);
+        const real = inShape
+          .map((d, i) => [d, a.c[i]])
+          .filter(([d]) => d !== 1)
+          .map(([, c]) => c);
         let k = 0;
         const c = shape.map((d) => (d === 1 ? 1 : real[k++]));
         set(0, reshape(a.name, a.c, c), c);
@@ -349,7 +369,12 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
       // Negative widths crop.
       const padded = e.inputs[0].aval.shape.map((d, i) => d + pos[i] + pos[i + w.length]);
       const axes = w.map((_, i) => i).filter((i) => w[i][0] < 0 || w[i][1] < 0);
-      o = slice(o, axes, axes.map((i) => Math.max(0, -w[i][0])), axes.map((i) => padded[i] - Math.max(0, -w[i][1])));
+      o = slice(
+        o,
+        axes,
+        axes.map((i) => Math.max(0, -w[i][0])),
+        axes.map((i) => padded[i] - Math.max(0, -w[i][1])),
+      );
       set(0, o, outShape.slice());
     } else if (p === "gather") {
       lowerGather(e);
@@ -359,7 +384,9 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
       // Flipping a broadcast (compact size-1) axis changes nothing.
       const real = axes.filter((ax) => a.c[ax] > 1);
       const big = 2 ** 31;
-      const o = real.length ? op1("Slice", [a.name, i64(real.map(() => -1)), i64(real.map(() => -big)), i64(real), i64(real.map(() => -1))]) : a.name;
+      const o = real.length
+        ? op1("Slice", [a.name, i64(real.map(() => -1)), i64(real.map(() => -big)), i64(real), i64(real.map(() => -1))])
+        : a.name;
       set(0, o, a.c.slice());
     } else if (p === "jit") {
       throw new Error("jaxpr->ONNX: nested jit found; call jaxpr.flatten() before translating");
@@ -460,10 +487,21 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     // Squeeze each operand to its real axes, then one transpose into [batch, M, K] / [batch, K, N].
     const prep = (name: string, c: number[], cr: number[], target: number[], shape2: number[]) => {
       const real = cr.map((_, i) => i).filter((i) => cr[i] > 1);
-      let n = reshape(name, c, real.map((i) => cr[i]));
+      let n = reshape(
+        name,
+        c,
+        real.map((i) => cr[i]),
+      );
       const tgt = target.filter((i) => cr[i] > 1);
-      n = transpose(n, tgt.map((i) => real.indexOf(i)));
-      return reshape(n, tgt.map((i) => cr[i]), shape2);
+      n = transpose(
+        n,
+        tgt.map((i) => real.indexOf(i)),
+      );
+      return reshape(
+        n,
+        tgt.map((i) => cr[i]),
+        shape2,
+      );
     };
     const lhs3 = batch.length ? [Bt, Mt, fullK] : [Mt, fullK];
     const rhs3 = batch.length ? [Bt, fullK, Nt] : [fullK, Nt];
@@ -476,14 +514,22 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     const mid = order.map((i) => Math.max(ca[i], cb[i]));
     o = reshape(o, res3, mid);
     const sorted = order.slice().sort((x, y) => x - y);
-    o = transpose(o, sorted.map((i) => order.indexOf(i)));
+    o = transpose(
+      o,
+      sorted.map((i) => order.indexOf(i)),
+    );
     const c = range(K).map((i) => (free.includes(i) ? 1 : Math.max(ca[i], cb[i])));
-    o = reshape(o, sorted.map((i) => c[i]), c);
+    o = reshape(
+      o,
+      sorted.map((i) => c[i]),
+      c,
+    );
     // Output rank is max(rank a, rank b) - 1; drop leading compact axes the padding added.
     const outC = c.slice(K - outShape.length);
     o = reshape(o, c, outC);
     env.set(e.outBinders[0], { name: o, c: outC });
-    if (!batch.length && M.length === 1 && N.length === 1 && !free.length && K === 2 && M[0] === 0 && outShape.length === 2) dot2d.set(e.outBinders[0], { an, bn });
+    if (!batch.length && M.length === 1 && N.length === 1 && !free.length && K === 2 && M[0] === 0 && outShape.length === 2)
+      dot2d.set(e.outBinders[0], { an, bn });
   }
 
   // conv: lhs [N, Cin, ...spatial], rhs [Cout, Cin, ...kernel] (lax.conv_general_dilated order).
@@ -522,7 +568,8 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
         // A weight gradient (kernel = activations, output = the small kernel): MLAS would run it as
         // one skinny GEMM per "batch" item (M = Cout, N = outH * outW); gathering the few output
         // windows and doing one [positions * batch, C * k] x [C * k, Cout] MatMul is far better shaped.
-        if (pads.some((v) => v > 0)) x = op1("Pad", [x, i64([0, 0, ...pads.slice(0, nsp), 0, 0, ...pads.slice(nsp)])], { mode: "constant" });
+        if (pads.some((v) => v > 0))
+          x = op1("Pad", [x, i64([0, 0, ...pads.slice(0, nsp), 0, 0, ...pads.slice(nsp)])], { mode: "constant" });
         const [B, C] = L.aval.shape;
         const O = Rh.aval.shape[0];
         const ck = C * prod(kernel);
@@ -531,7 +578,9 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
         for (const pos of positions) {
           const starts = pos.map((p, i) => p * strides[i]);
           const ends = starts.map((s0, i) => s0 + (kernel[i] - 1) * rhsDilation[i] + 1);
-          const whole = starts.every((s0, i) => s0 === 0 && ends[i] === L.aval.shape[i + 2] + pads[i] + pads[i + nsp] && rhsDilation[i] === 1);
+          const whole = starts.every(
+            (s0, i) => s0 === 0 && ends[i] === L.aval.shape[i + 2] + pads[i] + pads[i + nsp] && rhsDilation[i] === 1,
+          );
           const win = whole ? x : op1("Slice", [x, i64(starts), i64(ends), i64(range(nsp).map((i) => i + 2)), i64(rhsDilation)]);
           windows.push(op1("Reshape", [win, i64([B, ck])]));
         }

@@ -43,7 +43,12 @@ function transpose2d(data: Float32Array, rows: number, cols: number): Float32Arr
 }
 
 /** One flowmatch tensor in PyTorch's layout. */
-export function toTorchTensor(kind: TorchModelKind, name: string, shape: readonly number[], data: Float32Array): { shape: number[]; data: Float32Array } {
+export function toTorchTensor(
+  kind: TorchModelKind,
+  name: string,
+  shape: readonly number[],
+  data: Float32Array,
+): { shape: number[]; data: Float32Array } {
   const r = rule(kind, name, shape.length);
   if (r.kind === "dense") return { shape: [shape[1], shape[0]], data: transpose2d(data, shape[0], shape[1]) };
   if (r.kind === "conv") {
@@ -61,7 +66,12 @@ export function toTorchTensor(kind: TorchModelKind, name: string, shape: readonl
 }
 
 /** One PyTorch tensor in flowmatch's layout; `fmShape` is the shape flowmatch's model needs. */
-export function fromTorchTensor(kind: TorchModelKind, name: string, fmShape: readonly number[], data: Float32Array): { shape: number[]; data: Float32Array } {
+export function fromTorchTensor(
+  kind: TorchModelKind,
+  name: string,
+  fmShape: readonly number[],
+  data: Float32Array,
+): { shape: number[]; data: Float32Array } {
   const r = rule(kind, name, fmShape.length);
   if (r.kind === "dense") return { shape: fmShape.slice(), data: transpose2d(data, fmShape[1], fmShape[0]) };
   if (r.kind === "conv") {
@@ -88,7 +98,13 @@ export function paramsToTorch(kind: TorchModelKind, params: HostParams): HostPar
  * A PyTorch parameter record back in flowmatch's layout, checked against the model's flowmatch
  * shapes: a missing, unexpected or misshaped tensor is refused naming it, its shape and the fix.
  */
-export function paramsFromTorch(kind: TorchModelKind, torch: HostParams, fmShapes: Record<string, number[]>, source: string, fix: string): HostParams {
+export function paramsFromTorch(
+  kind: TorchModelKind,
+  torch: HostParams,
+  fmShapes: Record<string, number[]>,
+  source: string,
+  fix: string,
+): HostParams {
   const out: HostParams = {};
   for (const [name, fmShape] of Object.entries(fmShapes)) {
     const t = Object.prototype.hasOwnProperty.call(torch, name) ? torch[name] : undefined;
@@ -100,6 +116,7 @@ export function paramsFromTorch(kind: TorchModelKind, torch: HostParams, fmShape
     out[name] = fromTorchTensor(kind, name, fmShape, t.data);
   }
   const extra = Object.keys(torch).find((name) => !Object.prototype.hasOwnProperty.call(fmShapes, name));
-  if (extra !== undefined) throw new UserError(`${source}: tensor "${extra}" [${torch[extra].shape.join(", ")}] is not a parameter of this model; ${fix}`);
+  if (extra !== undefined)
+    throw new UserError(`${source}: tensor "${extra}" [${torch[extra].shape.join(", ")}] is not a parameter of this model; ${fix}`);
   return out;
 }

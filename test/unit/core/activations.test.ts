@@ -25,7 +25,10 @@ const closed = {
 const tail = (x: number) => 1e-38 * Math.max(1, Math.abs(x));
 
 async function check(dtype: DType, rel: number, label: string): Promise<void> {
-  for (const [name, f] of [["sigmoid", sigmoid], ["silu", silu]] as const) {
+  for (const [name, f] of [
+    ["sigmoid", sigmoid],
+    ["silu", silu],
+  ] as const) {
     const x = np.array(POINTS, { dtype });
     const value = await f(x.ref).data();
     const g = await grad((x: Array) => np.sum(f(x)))(x).data();
@@ -79,7 +82,9 @@ test("an MLP with pre-activations of -1e4 has finite outputs and gradients, and 
   const params = (): Record<string, Array> => Object.fromEntries(Object.entries(host).map(([k, v]) => [k, fromHost(v.data, v.shape)]));
   const model = mlpModel(cfg);
   const engine = await toHost(model.apply(params(), fromHost(x, [n, 2]), fromHost(t, [n]), null));
-  const grads = grad((p: Record<string, Array>) => np.sum(np.square(model.apply(p, fromHost(x, [n, 2]), fromHost(t, [n]), null))))(params());
+  const grads = grad((p: Record<string, Array>) => np.sum(np.square(model.apply(p, fromHost(x, [n, 2]), fromHost(t, [n]), null))))(
+    params(),
+  );
   for (const [name, g] of Object.entries(grads)) {
     const d = await toHost(g);
     assert.ok(d.every(Number.isFinite), `gradient of ${name} is not finite`);
@@ -90,9 +95,9 @@ test("an MLP with pre-activations of -1e4 has finite outputs and gradients, and 
   try {
     const onnx = await field.run(x, t, undefined, [n, 2]);
     const scale = Math.max(...engine.map(Math.abs));
-    for (let i = 0; i < engine.length; i++) assert.ok(Math.abs(engine[i] - onnx[i]) <= 1e-5 * scale, `output ${i}: engine ${engine[i]} vs onnx ${onnx[i]}`);
+    for (let i = 0; i < engine.length; i++)
+      assert.ok(Math.abs(engine[i] - onnx[i]) <= 1e-5 * scale, `output ${i}: engine ${engine[i]} vs onnx ${onnx[i]}`);
   } finally {
     await field.release();
   }
 });
-

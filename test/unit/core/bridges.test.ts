@@ -63,7 +63,8 @@ test("u_t is the time derivative of the bridge x_t(eps) for fixed eps (central d
     const plus = at(tv + h).xt;
     const minus = at(tv - h).xt;
     // float32 states: the difference quotient carries ~1e-7 / 1e-4 = 1e-3 of rounding.
-    for (let k = 0; k < ut.length; k++) assert.ok(Math.abs(ut[k] - (plus[k] - minus[k]) / (2 * h)) < 1e-2, `t=${tv} k=${k}: ${ut[k]} vs FD`);
+    for (let k = 0; k < ut.length; k++)
+      assert.ok(Math.abs(ut[k] - (plus[k] - minus[k]) / (2 * h)) < 1e-2, `t=${tv} k=${k}: ${ut[k]} vs FD`);
   }
 });
 
@@ -92,8 +93,16 @@ test("a bridge batch through the real CFM loss regresses on u_t at x_t", async (
   const { xt, ut } = bridgePath(x0, x1, t, new Rng(9).normals(2 * n), 0.5);
   // A "model" that returns its input: the loss is mean((x_t - u_t)^2).
   const identity: VelocityModel = { apply: (_p, x) => x };
-  const col = (c: number) => fromHost(b.coef.filter((_, i) => i % 4 === c), [n, 1]);
-  const loss = (await toHost(cfmLoss(identity, {}, fromHost(b.x0, [n, 2]), fromHost(b.x1, [n, 2]), fromHost(t, [n]), col(0), col(1), col(2), col(3), null)))[0];
+  const col = (c: number) =>
+    fromHost(
+      b.coef.filter((_, i) => i % 4 === c),
+      [n, 1],
+    );
+  const loss = (
+    await toHost(
+      cfmLoss(identity, {}, fromHost(b.x0, [n, 2]), fromHost(b.x1, [n, 2]), fromHost(t, [n]), col(0), col(1), col(2), col(3), null),
+    )
+  )[0];
   let want = 0;
   for (let k = 0; k < 2 * n; k++) want += (xt[k] - ut[k]) ** 2 / (2 * n);
   assert.ok(Math.abs(loss - want) < 1e-5 * Math.max(1, want), `loss ${loss} vs ${want}`);
@@ -135,8 +144,14 @@ test("Sinkhorn: the 2x2 plan in closed form, marginals met, and the two limits o
   assert.ok(big.plan.every((p) => Math.abs(p - 1 / (n * n)) < 1e-3 / (n * n)));
   assert.ok(Math.abs(planCost(big.plan) - cost.reduce((s, v) => s + v, 0) / (n * n)) < 1e-3);
   // A reg far below the costs cannot converge in the iterations allowed: coupling refuses it.
-  assert.throws(() => sinkhornCouple(x0, x1, 2, rng, { reg: 1e-3 }), (e: unknown) => e instanceof UserError && /Sinkhorn did not converge at --reg 0.001.*raise --reg/.test(e.message));
-  assert.throws(() => sinkhornPlan(cost, n, n, { reg: 0 }), (e: unknown) => e instanceof UserError && /--reg must be a positive number/.test(e.message));
+  assert.throws(
+    () => sinkhornCouple(x0, x1, 2, rng, { reg: 1e-3 }),
+    (e: unknown) => e instanceof UserError && /Sinkhorn did not converge at --reg 0.001.*raise --reg/.test(e.message),
+  );
+  assert.throws(
+    () => sinkhornPlan(cost, n, n, { reg: 0 }),
+    (e: unknown) => e instanceof UserError && /--reg must be a positive number/.test(e.message),
+  );
 });
 
 test("sinkhorn pairs are drawn with the plan's frequencies and shorten paths as reg shrinks", () => {
@@ -210,13 +225,32 @@ test("trained on 8gaussians, entropic OT and the Schrodinger bridge straighten t
       { name: "sb", extra: { coupling: "sinkhorn" as const, reg: 0.5, bridgeSigma: 0.5 } },
     ];
     for (const v of variants) {
-      await trainToy2d({ dataset: "8gaussians", steps: 300, batchSize: 64, lr: 2e-3, seed: 0, path: "straight", timeSampler: "uniform", emaDecay: 0.99, coupling: "independent", model, out: join(dir, v.name), checkpointEvery: 10000, resume: false, ...v.extra });
+      await trainToy2d({
+        dataset: "8gaussians",
+        steps: 300,
+        batchSize: 64,
+        lr: 2e-3,
+        seed: 0,
+        path: "straight",
+        timeSampler: "uniform",
+        emaDecay: 0.99,
+        coupling: "independent",
+        model,
+        out: join(dir, v.name),
+        checkpointEvery: 10000,
+        resume: false,
+        ...v.extra,
+      });
     }
-    const models = await Promise.all(variants.map(async (v) => ({ name: v.name, loaded: await loadModel(join(dir, v.name), { kind: "2d" }) })));
+    const models = await Promise.all(
+      variants.map(async (v) => ({ name: v.name, loaded: await loadModel(join(dir, v.name), { kind: "2d" }) })),
+    );
     const r = await compare2d(models, { nfes: [1], n: 1000, seed: 5, out: join(dir, "cmp") });
     const [ind, sk, sb] = r.straightness;
     const sw2 = r.rows[0].quality.map((q) => q.sw2);
-    console.log(`straightness ${r.straightness.map((x) => x.toFixed(4)).join(" / ")}; NFE-1 sliced-W2 ${sw2.map((x) => x.toFixed(3)).join(" / ")} (independent / sinkhorn / sb)`);
+    console.log(
+      `straightness ${r.straightness.map((x) => x.toFixed(4)).join(" / ")}; NFE-1 sliced-W2 ${sw2.map((x) => x.toFixed(3)).join(" / ")} (independent / sinkhorn / sb)`,
+    );
     assert.ok(sk < 0.25 * ind && sb < 0.25 * ind, `straightness ${r.straightness}`);
     assert.ok(sw2[1] < 0.85 * sw2[0] && sw2[2] < 0.85 * sw2[0], `NFE-1 sliced-W2 ${sw2}`);
   } finally {

@@ -42,7 +42,17 @@ test("sliced W2 matches analytic values: 1-D scale change and a 2-D shift", () =
   const rng = new Rng(1);
   const n = 20000;
   const a = rng.normals(n);
-  for (const s of [0.5, 2]) close(slicedWasserstein2(a, rng.normals(n).map((v) => s * v), 1), Math.abs(1 - s), 0.03, `N(0,1) vs N(0,${s}^2)`);
+  for (const s of [0.5, 2])
+    close(
+      slicedWasserstein2(
+        a,
+        rng.normals(n).map((v) => s * v),
+        1,
+      ),
+      Math.abs(1 - s),
+      0.03,
+      `N(0,1) vs N(0,${s}^2)`,
+    );
   // 2-D shift d: projected shift |d| cos(theta), so SW2 = |d| sqrt(E cos^2) = |d| / sqrt(2).
   const x = gauss(5000, 2);
   const y = gauss(5000, 3, [3, 0]);
@@ -199,7 +209,24 @@ test("outside fraction on hand-placed points: checkerboard squares and 8gaussian
   // 8gaussians: centres on the circle of radius 4/sqrt2, std 0.5/sqrt2, support within 3 std.
   const c = 4 / Math.SQRT2;
   const s = 0.5 / Math.SQRT2;
-  const g = points(c, 0, c + 2.99 * s, 0, 0, -c + 2.99 * s, c / Math.SQRT2, c / Math.SQRT2, c + 3.01 * s, 0, 0, 0, 0, -c - 3.01 * s, NaN, NaN);
+  const g = points(
+    c,
+    0,
+    c + 2.99 * s,
+    0,
+    0,
+    -c + 2.99 * s,
+    c / Math.SQRT2,
+    c / Math.SQRT2,
+    c + 3.01 * s,
+    0,
+    0,
+    0,
+    0,
+    -c - 3.01 * s,
+    NaN,
+    NaN,
+  );
   assert.equal(outsideFraction(g, eightGaussians), 4 / 8);
   // A fresh checkerboard set is entirely inside: its floor is exactly 0.
   assert.equal(outsideFraction(sampleToy("checkerboard", 20000, new Rng(6)), checkerboard), 0);
@@ -265,7 +292,10 @@ test("blur raises TV and the outside fraction above the floor, monotonically; pr
     // may land inside again. So 2 p1 (1 - p1) <= E[outside] <= 2 p1 (1 - p1) + p1^2.
     const p1 = std / Math.sqrt(2 * Math.PI);
     const sd = Math.sqrt(0.25 / n);
-    assert.ok(outside > 2 * p1 * (1 - p1) - 4 * sd && outside < 2 * p1 * (1 - p1) + p1 * p1 + 4 * sd, `std ${std}: outside ${outside}, p1 ${p1}`);
+    assert.ok(
+      outside > 2 * p1 * (1 - p1) - 4 * sd && outside < 2 * p1 * (1 - p1) + p1 * p1 + 4 * sd,
+      `std ${std}: outside ${outside}, p1 ${p1}`,
+    );
     assert.ok(tv > previous.tv + 0.03, `std ${std}: TV ${tv} vs ${previous.tv} (exact samples ${floor.tv})`);
     assert.ok(outside > previous.outside + 0.05, `std ${std}: outside ${outside} vs ${previous.outside}`);
     assert.ok(precision < previous.precision - 0.02, `std ${std}: precision ${precision} vs ${previous.precision}`);
@@ -286,7 +316,10 @@ test("blur raises TV and the outside fraction above the floor, monotonically; pr
   const gBlur = blur(g, 0.2, 15);
   const gFloor = { tv: histogramTV(g, eightGaussians), outside: outsideFraction(g, eightGaussians) };
   assert.ok(histogramTV(gBlur, eightGaussians) > 1.5 * gFloor.tv, `8gaussians TV ${histogramTV(gBlur, eightGaussians)} vs ${gFloor.tv}`);
-  assert.ok(outsideFraction(gBlur, eightGaussians) > 2 * gFloor.outside, `8gaussians outside ${outsideFraction(gBlur, eightGaussians)} vs ${gFloor.outside}`);
+  assert.ok(
+    outsideFraction(gBlur, eightGaussians) > 2 * gFloor.outside,
+    `8gaussians outside ${outsideFraction(gBlur, eightGaussians)} vs ${gFloor.outside}`,
+  );
 });
 
 test("quality report: one call gives every metric with its floor, and the quality line shows them", () => {
@@ -306,7 +339,11 @@ test("quality report: one call gives every metric with its floor, and the qualit
   assert.equal(d.support, "the 8 filled squares of the board");
   assert.equal(qualityReport(blurred, fresh, 2, 3000, { k: 5 }).precisionRecall?.k, 5);
   assert.equal(qualityReport(blurred, fresh, 2, 3000).density, undefined, "no density, no support metrics");
-  assert.equal(qualityReport(Float32Array.of(0, 1, 2), (n) => new Float32Array(n), 1, 3).precisionRecall, undefined, "k-NN metrics are 2-D only");
+  assert.equal(
+    qualityReport(Float32Array.of(0, 1, 2), (n) => new Float32Array(n), 1, 3).precisionRecall,
+    undefined,
+    "k-NN metrics are 2-D only",
+  );
   const tiny = qualityReport(blurred.subarray(0, 6), fresh, 2, 3, { density: checkerboard });
   assert.ok(tiny.precisionRecall === undefined && tiny.density !== undefined, "3 points: no k = 3 balls, the density metrics still");
 
@@ -322,5 +359,9 @@ test("quality report: one call gives every metric with its floor, and the qualit
     formatQuality(report),
     "outside 11.1% (floor 0.0%)  TV 0.201 (floor 0.0781)  precision (k=3) 0.930 (floor 0.983)  recall (k=3) 0.980 (floor 0.981)  sliced-W2 0.0832 (floor 0.0416)  MMD 0.00121 (floor -0.0000302)",
   );
-  assert.match(formatQuality({ ...report, density: { ...report.density!, outside: 0.0025 } }), /^outside 0\.25% /, "a few stray samples do not read 0.0%");
+  assert.match(
+    formatQuality({ ...report, density: { ...report.density!, outside: 0.0025 } }),
+    /^outside 0\.25% /,
+    "a few stray samples do not read 0.0%",
+  );
 });

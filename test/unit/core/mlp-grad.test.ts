@@ -22,8 +22,7 @@ test("MLP parameter and input gradients match finite differences (cpu, float64)"
     const rData = Float64Array.from(rng.normals(2 * n));
     const model = mlpModel(cfg);
     // A scalar functional of the network output: sum(v(x, t) * r).
-    const objective = (p: Params, x: Array) =>
-      np.sum(model.apply(p, x, f64(tData, [n]), null).mul(f64(rData, [n, 2])));
+    const objective = (p: Params, x: Array) => np.sum(model.apply(p, x, f64(tData, [n]), null).mul(f64(rData, [n, 2])));
     const makeParams = (override?: { name: string; index: number; delta: number }): Params => {
       const out: Params = {};
       for (const [name, { shape, data }] of Object.entries(host)) {
@@ -34,10 +33,7 @@ test("MLP parameter and input gradients match finite differences (cpu, float64)"
       return out;
     };
     const value = (p: Params, x: Array) => objective(p, x).dataSync()[0];
-    const [, grads] = valueAndGrad(objective, { argnums: [0, 1] })(makeParams(), f64(xData, [n, 2])) as unknown as [
-      Array,
-      [Params, Array],
-    ];
+    const [, grads] = valueAndGrad(objective, { argnums: [0, 1] })(makeParams(), f64(xData, [n, 2])) as unknown as [Array, [Params, Array]];
     const [gp, gx] = grads;
     const h = 1e-6;
     let checked = 0;
@@ -47,7 +43,10 @@ test("MLP parameter and input gradients match finite differences (cpu, float64)"
         const plus = value(makeParams({ name, index, delta: h }), f64(xData, [n, 2]));
         const minus = value(makeParams({ name, index, delta: -h }), f64(xData, [n, 2]));
         const fd = (plus - minus) / (2 * h);
-        assert.ok(Math.abs(fd - gHost[index]) < 1e-6 * Math.max(1, Math.abs(fd)), `${name}[${index}]: autodiff ${gHost[index]} vs fd ${fd}`);
+        assert.ok(
+          Math.abs(fd - gHost[index]) < 1e-6 * Math.max(1, Math.abs(fd)),
+          `${name}[${index}]: autodiff ${gHost[index]} vs fd ${fd}`,
+        );
         checked++;
       }
     }

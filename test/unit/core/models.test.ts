@@ -20,7 +20,10 @@ test("the registry finds each family by its checkpoint kind and names the known 
   assert.equal(modelFamily("2d"), mlpFamily);
   assert.equal(modelFamily("image"), unetFamily);
   assert.deepEqual(modelKinds().slice(0, 2), ["2d", "image"]);
-  assert.throws(() => modelFamily("gan"), (e: unknown) => e instanceof UserError && /kind 'gan'.*'2d', 'image'/.test(e.message));
+  assert.throws(
+    () => modelFamily("gan"),
+    (e: unknown) => e instanceof UserError && /kind 'gan'.*'2d', 'image'/.test(e.message),
+  );
 });
 
 test("a family's shapes, count, init and sample shape agree with each other", () => {
@@ -44,12 +47,21 @@ test("a family's shapes, count, init and sample shape agree with each other", ()
 
 test("parseConfig accepts a stored config and refuses a broken one naming the field", () => {
   assert.deepEqual(mlpFamily.parseConfig({ ...mlp, extra: 1 }, "ckpt.json"), mlp);
-  assert.throws(() => mlpFamily.parseConfig({ dim: 2, hidden: "8", depth: 2, timeEmbDim: 4 }, "a/ckpt.json"), (e: unknown) => e instanceof UserError && /a\/ckpt\.json.*"model" section \(hidden/.test(e.message));
+  assert.throws(
+    () => mlpFamily.parseConfig({ dim: 2, hidden: "8", depth: 2, timeEmbDim: 4 }, "a/ckpt.json"),
+    (e: unknown) => e instanceof UserError && /a\/ckpt\.json.*"model" section \(hidden/.test(e.message),
+  );
   assert.throws(() => mlpFamily.parseConfig(undefined, "x"), UserError);
   assert.deepEqual(unetFamily.parseConfig(unet, "ckpt.json"), unet);
-  assert.throws(() => unetFamily.parseConfig({ ...unet, channels: "4,8" }, "u.json"), (e: unknown) => e instanceof UserError && /u\.json.*\(channels/.test(e.message));
+  assert.throws(
+    () => unetFamily.parseConfig({ ...unet, channels: "4,8" }, "u.json"),
+    (e: unknown) => e instanceof UserError && /u\.json.*\(channels/.test(e.message),
+  );
   // Buildable fields, but 6 is not a multiple of 4 groups.
-  assert.throws(() => unetFamily.parseConfig({ ...unet, channels: [4, 6] }, "u.json"), (e: unknown) => e instanceof UserError && /u\.json has an invalid UNet config: .*6/.test(e.message));
+  assert.throws(
+    () => unetFamily.parseConfig({ ...unet, channels: [4, 6] }, "u.json"),
+    (e: unknown) => e instanceof UserError && /u\.json has an invalid UNet config: .*6/.test(e.message),
+  );
 });
 
 test("modelField: guidance is v_u + w (v_c - v_u) from one network evaluation on both halves (guidedVelocity)", async () => {
@@ -108,13 +120,21 @@ test("loadModel reads checkpoints written before the layout change, with the sam
   const b = await loadModel(FIXTURES + "/ckpt-image-v1", { kind: "image", command: "test" });
   assert.equal(b.family, unetFamily);
   assert.deepEqual(b.model.channels, [4, 8]);
-  const fb = modelField(b.family.model(b.model), b.ema, { sampleShape: b.family.sampleShape(b.model), labels: Int32Array.of(0, 1), guidance: 2, nullLabel: b.family.nullLabel(b.model) ?? undefined });
+  const fb = modelField(b.family.model(b.model), b.ema, {
+    sampleShape: b.family.sampleShape(b.model),
+    labels: Int32Array.of(0, 1),
+    guidance: 2,
+    nullLabel: b.family.nullLabel(b.model) ?? undefined,
+  });
   const vb = await fb.field(new Rng(expected.unet.seed).normals(2 * 64), expected.unet.t);
   fb.dispose();
   for (let i = 0; i < 8; i++) assert.ok(Math.abs(vb[i] - expected.unet.first8[i]) < 1e-6, `unet v[${i}]`);
   assert.ok(Math.abs(vb.reduce((s, v) => s + v, 0) - expected.unet.sum) < 1e-4);
   // A command that takes one kind refuses the other, naming both.
-  await assert.rejects(loadModel(FIXTURES + "/ckpt-image-v1", { kind: "2d", command: "sample2d" }), (e: unknown) => e instanceof UserError && /'image' model; sample2d needs a '2d' model/.test(e.message));
+  await assert.rejects(
+    loadModel(FIXTURES + "/ckpt-image-v1", { kind: "2d", command: "sample2d" }),
+    (e: unknown) => e instanceof UserError && /'image' model; sample2d needs a '2d' model/.test(e.message),
+  );
 });
 
 test("a trainer returns the model it saved: the same config, weights and log loadModel reads back", async () => {
@@ -125,7 +145,20 @@ test("a trainer returns the model it saved: the same config, weights and log loa
   const { loadModel } = await import("../../../src/pipelines/model.js");
   const dir = mkdtempSync(join(tmpdir(), "fm-models-"));
   try {
-    const base = { dataset: "moons" as const, batchSize: 16, lr: 1e-3, seed: 4, path: "straight" as const, timeSampler: "uniform" as const, emaDecay: 0.9, coupling: "independent" as const, model: { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 }, out: dir, checkpointEvery: 2, backend: "jax" as const };
+    const base = {
+      dataset: "moons" as const,
+      batchSize: 16,
+      lr: 1e-3,
+      seed: 4,
+      path: "straight" as const,
+      timeSampler: "uniform" as const,
+      emaDecay: 0.9,
+      coupling: "independent" as const,
+      model: { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 },
+      out: dir,
+      checkpointEvery: 2,
+      backend: "jax" as const,
+    };
     await trainToy2d({ ...base, steps: 3, resume: false });
     const r = await trainToy2d({ ...base, steps: 5, resume: true });
     assert.equal(r.startStep, 3);
@@ -135,7 +168,10 @@ test("a trainer returns the model it saved: the same config, weights and log loa
     assert.equal(typeof weightsSha256, "string");
     assert.deepEqual(r.model.config, stored);
     // Two segments with the same settings are one record of steps 0-5.
-    assert.deepEqual((r.model.config.segments as { from: number; to: number }[]).map((s) => [s.from, s.to]), [[0, 5]]);
+    assert.deepEqual(
+      (r.model.config.segments as { from: number; to: number }[]).map((s) => [s.from, s.to]),
+      [[0, 5]],
+    );
     assert.deepEqual(r.model.params, disk.params);
     assert.deepEqual(r.model.ema, disk.ema);
     assert.deepEqual(r.model.losses, disk.losses);

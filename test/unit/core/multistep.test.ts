@@ -3,7 +3,15 @@
 // NFE 2-10 against Euler and Heun with the same evaluations, and the grids' closed forms.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { odeint, timeGrid, parseTimeGrid, TIME_GRIDS, type SolverName, type TimeGridName, type VelocityField } from "../../../src/core/solvers.js";
+import {
+  odeint,
+  timeGrid,
+  parseTimeGrid,
+  TIME_GRIDS,
+  type SolverName,
+  type TimeGridName,
+  type VelocityField,
+} from "../../../src/core/solvers.js";
 import { Rng } from "../../../src/core/rng.js";
 import { UserError } from "../../../src/core/errors.js";
 
@@ -13,7 +21,8 @@ const exact = (t: number, x0 = 1) => (x0 + 0.5) * Math.exp(-t) + (Math.sin(t) - 
 
 test("ab2 is second order on uniform and non-uniform grids: halving the step cuts the error by ~4", async () => {
   for (const grid of TIME_GRIDS) {
-    const err = async (steps: number) => Math.abs((await odeint(linear, new Float32Array([1]), { solver: "ab2", steps, timeGrid: grid })).x[0] - exact(1));
+    const err = async (steps: number) =>
+      Math.abs((await odeint(linear, new Float32Array([1]), { solver: "ab2", steps, timeGrid: grid })).x[0] - exact(1));
     // 64 -> 128 steps: at 8-16 steps the Euler start's error and AB2's own nearly cancel.
     const coarse = await err(64);
     const fine = await err(128);
@@ -22,7 +31,8 @@ test("ab2 is second order on uniform and non-uniform grids: halving the step cut
     assert.ok(Math.abs(order - 2) < 0.3, `${grid}: observed order ${order.toFixed(2)}, expected 2`);
   }
   // Backwards (t0 > t1) too: from x(1) back to x(0) = 1.
-  const back = async (steps: number) => Math.abs((await odeint(linear, new Float32Array([exact(1)]), { solver: "ab2", steps, t0: 1, t1: 0 })).x[0] - 1);
+  const back = async (steps: number) =>
+    Math.abs((await odeint(linear, new Float32Array([exact(1)]), { solver: "ab2", steps, t0: 1, t1: 0 })).x[0] - 1);
   assert.ok(Math.abs(Math.log2((await back(64)) / (await back(128))) - 2) < 0.3);
 });
 
@@ -84,7 +94,10 @@ test("time grids: exact ends, increasing, the closed forms of the shift and EDM 
     assert.equal(g.length, 8);
     assert.equal(g[0], 0);
     assert.equal(g[7], 1);
-    assert.ok(g.every((t, i) => i === 0 || t > g[i - 1]), `${name} not increasing: ${g}`);
+    assert.ok(
+      g.every((t, i) => i === 0 || t > g[i - 1]),
+      `${name} not increasing: ${g}`,
+    );
     // Backwards visits the same times in reverse.
     const back = timeGrid(name, 7, 1, 0);
     back.reverse().forEach((t, i) => assert.ok(Math.abs(t - g[i]) < 1e-12, `${name} backwards point ${i}: ${t} vs ${g[i]}`));
@@ -124,5 +137,8 @@ test("bad grids are user errors naming the fix; dopri5 refuses a grid it would i
   assert.throws(() => parseTimeGrid("karras"), isUserError(/uniform, shifted, edm/));
   assert.equal(parseTimeGrid("edm"), "edm");
   assert.throws(() => timeGrid("shifted", 4, 0, 1, { shift: 0 }), isUserError(/--shift must be a positive number/));
-  await assert.rejects(odeint(linear, new Float32Array([1]), { solver: "dopri5", timeGrid: "edm" }), isUserError(/dopri5 chooses its own steps/));
+  await assert.rejects(
+    odeint(linear, new Float32Array([1]), { solver: "dopri5", timeGrid: "edm" }),
+    isUserError(/dopri5 chooses its own steps/),
+  );
 });

@@ -75,7 +75,13 @@ test("time samplers have the moments of their distributions", () => {
 });
 
 test("unknown path or time sampler names list the valid choices", () => {
-  assert.throws(() => getScheduler("curvy"), (e: unknown) => e instanceof UserError && /straight, vp, cosine/.test(e.message));
-  assert.throws(() => getTimeSampler("gauss"), (e: unknown) => e instanceof UserError && /uniform, logit-normal, u-shaped/.test(e.message));
+  assert.throws(
+    () => getScheduler("curvy"),
+    (e: unknown) => e instanceof UserError && /straight, vp, cosine/.test(e.message),
+  );
+  assert.throws(
+    () => getTimeSampler("gauss"),
+    (e: unknown) => e instanceof UserError && /uniform, logit-normal, u-shaped/.test(e.message),
+  );
   assert.throws(() => getTimeSampler("u-shaped", { a: 2 }), UserError);
 });

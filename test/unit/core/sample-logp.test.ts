@@ -57,18 +57,47 @@ test("loglik --sample writes samples with their log p; scoring those points back
   const dir = tempDir();
   try {
     const ckpt = join(dir, "ckpt");
-    const trained = runCli(["train2d", "--dataset", "moons", "--steps", "30", "--out", ckpt, "--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "4", "--frames", "2"]);
+    const trained = runCli([
+      "train2d",
+      "--dataset",
+      "moons",
+      "--steps",
+      "30",
+      "--out",
+      ckpt,
+      "--hidden",
+      "16",
+      "--depth",
+      "1",
+      "--batch-size",
+      "32",
+      "--n",
+      "200",
+      "--nfe",
+      "4",
+      "--frames",
+      "2",
+    ]);
     assert.equal(trained.code, 0, trained.err);
     const out = join(dir, "s");
     const r = runCli(["loglik", "--ckpt", ckpt, "--sample", "--n", "100", "--solver", "rk4", "--seed", "2", "--out", out]);
     assert.equal(r.code, 0, r.err);
-    const m = /100 samples with their log-density in one pass: mean log p (-?\d+\.\d+) ± \d+\.\d+ nats \(exact divergence, rk4, 48 evaluations/.exec(r.out);
+    const m =
+      /100 samples with their log-density in one pass: mean log p (-?\d+\.\d+) ± \d+\.\d+ nats \(exact divergence, rk4, 48 evaluations/.exec(
+        r.out,
+      );
     assert.ok(m, r.out);
     const rows = readFileSync(join(out, "samples_logp.csv"), "utf8").trim().split("\n");
     assert.equal(rows[0], "x,y,logp");
     assert.equal(rows.length, 101);
     const points = join(dir, "points.csv");
-    writeFileSync(points, rows.slice(1).map((l) => l.split(",").slice(0, 2).join(",")).join("\n"));
+    writeFileSync(
+      points,
+      rows
+        .slice(1)
+        .map((l) => l.split(",").slice(0, 2).join(","))
+        .join("\n"),
+    );
     const back = runCli(["loglik", "--ckpt", ckpt, "--data", points, "--solver", "rk4", "--no-density"]);
     assert.equal(back.code, 0, back.err);
     const b = /: (-?\d+\.\d+) ± /.exec(back.out);

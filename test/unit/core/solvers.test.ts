@@ -67,7 +67,10 @@ test("an nfe budget is spent exactly: the reported nfe is the number of field ca
 
 test("a budget the solver cannot spend exactly is refused, naming the nearest budgets that work", async () => {
   const isUserError = (pattern: RegExp) => (e: unknown) => e instanceof UserError && pattern.test(e.message);
-  await assert.rejects(odeint(linear, one(), { solver: "rk4", nfe: 10 }), isUserError(/rk4 makes 4 network evaluations per step, so it cannot spend --nfe 10; use --nfe 8 or --nfe 12/));
+  await assert.rejects(
+    odeint(linear, one(), { solver: "rk4", nfe: 10 }),
+    isUserError(/rk4 makes 4 network evaluations per step, so it cannot spend --nfe 10; use --nfe 8 or --nfe 12/),
+  );
   await assert.rejects(odeint(linear, one(), { solver: "rk4", nfe: 1 }), isUserError(/cannot spend --nfe 1; use --nfe 4$/));
   await assert.rejects(odeint(linear, one(), { solver: "heun", nfe: 5 }), isUserError(/use --nfe 4 or --nfe 6/));
   await assert.rejects(odeint(linear, one(), { solver: "midpoint", nfe: 1 }), isUserError(/use --nfe 2$/));
@@ -118,9 +121,19 @@ test("saveAt returns states at exactly the requested times, forwards and backwar
     const tol = solver === "euler" ? 2e-4 : 2e-5;
     const fwd = await odeint(linear, one(), { solver, t1: 2, nfe, saveAt: times, rtol: 1e-7, atol: 1e-7 });
     assert.deepEqual(fwd.trajectory?.t, times);
-    fwd.trajectory?.xs.forEach((x, i) => assert.ok(Math.abs(x[0] - exact(times[i])) < tol, `${solver} at t=${times[i]}: ${x[0]} vs ${exact(times[i])}`));
+    fwd.trajectory?.xs.forEach((x, i) =>
+      assert.ok(Math.abs(x[0] - exact(times[i])) < tol, `${solver} at t=${times[i]}: ${x[0]} vs ${exact(times[i])}`),
+    );
     // Backwards from x(2) to 0, saving on the way down.
-    const back = await odeint(linear, new Float32Array([exact(2)]), { solver, t0: 2, t1: 0, nfe, saveAt: [2, 1.5, 0.4, 0], rtol: 1e-7, atol: 1e-7 });
+    const back = await odeint(linear, new Float32Array([exact(2)]), {
+      solver,
+      t0: 2,
+      t1: 0,
+      nfe,
+      saveAt: [2, 1.5, 0.4, 0],
+      rtol: 1e-7,
+      atol: 1e-7,
+    });
     assert.deepEqual(back.trajectory?.t, [2, 1.5, 0.4, 0]);
     // Backwards the decaying mode grows like e^t, amplifying the solver's error a few times.
     back.trajectory?.xs.forEach((x, i) => {
@@ -139,9 +152,15 @@ test("saveAt in any order comes back in that order and never changes the run", a
     const saved = await odeint(f.field, one(), { solver, nfe: 400, saveAt: [...times, 0.123, 0.777] });
     assert.deepEqual(saved.trajectory?.t.slice(0, 3), times);
     const tol = solver === "euler" ? 1e-3 : 2e-5;
-    saved.trajectory?.xs.slice(0, 3).forEach((x, i) => assert.ok(Math.abs(x[0] - exact(times[i])) < tol, `${solver} at ${times[i]}: ${x[0]} vs ${exact(times[i])}`));
+    saved.trajectory?.xs
+      .slice(0, 3)
+      .forEach((x, i) => assert.ok(Math.abs(x[0] - exact(times[i])) < tol, `${solver} at ${times[i]}: ${x[0]} vs ${exact(times[i])}`));
     // Same evaluations, same steps, same result, whether or not (and wherever) states are saved.
-    assert.deepEqual([saved.nfe, f.calls(), saved.steps, saved.x[0]], [plain.nfe, plain.nfe, plain.steps, plain.x[0]], `${solver}: saveAt changed the run`);
+    assert.deepEqual(
+      [saved.nfe, f.calls(), saved.steps, saved.x[0]],
+      [plain.nfe, plain.nfe, plain.steps, plain.x[0]],
+      `${solver}: saveAt changed the run`,
+    );
   }
   // Many more save times than steps (a 41-frame GIF of a 1-step solve): still 1 step, 1 evaluation;
   // between grid points the state is the straight line between them, which is Euler's own path.
@@ -178,11 +197,20 @@ test("state length is arbitrary: callers pack extra state such as a running inte
   const want = [exact(1), exact(1, -2), integral];
   for (const solver of ["rk4", "dopri5"] as const) {
     const steps: number[] = [];
-    const r = await odeint(packed, new Float32Array([1, -2, 0]), { solver, nfe: 200, rtol: 1e-7, atol: 1e-7, onStep: (t) => steps.push(t) });
+    const r = await odeint(packed, new Float32Array([1, -2, 0]), {
+      solver,
+      nfe: 200,
+      rtol: 1e-7,
+      atol: 1e-7,
+      onStep: (t) => steps.push(t),
+    });
     r.x.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-6, `${solver} component ${i}: ${v} vs ${want[i]}`));
     assert.equal(steps.length, r.steps);
     assert.equal(steps[steps.length - 1], 1);
-    assert.ok(steps.every((t, i) => i === 0 || t > steps[i - 1]), `${solver}: onStep times not increasing`);
+    assert.ok(
+      steps.every((t, i) => i === 0 || t > steps[i - 1]),
+      `${solver}: onStep times not increasing`,
+    );
   }
 });
 

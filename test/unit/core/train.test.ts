@@ -56,7 +56,12 @@ test("a small MLP trained on a Gaussian target reaches the analytic minimum loss
   let first = 0;
   for (let step = 0; step < 1000; step++) {
     const t = times(batch, rng);
-    const loss = await trainer.step({ x0: rng.normals(2 * batch), x1: gaussianTarget(batch, rng), t, coef: pathCoefficients(scheduler, t) });
+    const loss = await trainer.step({
+      x0: rng.normals(2 * batch),
+      x1: gaussianTarget(batch, rng),
+      t,
+      coef: pathCoefficients(scheduler, t),
+    });
     if (step === 0) first = loss;
   }
   const ema = await trainer.hostParams("ema");

@@ -22,17 +22,32 @@ test("im2col conv2d equals lax.convGeneralDilated (3x3 same, 3x3 stride 2, 1x1, 
   const rng = new Rng(11);
   const [B, H, W, C, O] = [2, 6, 8, 3, 5];
   const x = rng.normals(B * H * W * C);
-  for (const { k, stride } of [{ k: 3, stride: 1 }, { k: 3, stride: 2 }, { k: 1, stride: 1 }, { k: 1, stride: 2 }]) {
+  for (const { k, stride } of [
+    { k: 3, stride: 1 },
+    { k: 3, stride: 2 },
+    { k: 1, stride: 1 },
+    { k: 1, stride: 2 },
+  ]) {
     const wHwio = rng.normals(k * k * C * O); // [k, k, C, O] = im2col layout [(ky, kx, c), o]
     const bias = rng.normals(O);
     const params: Params = { "c.weight": fromHost(wHwio, [k * k * C, O]), "c.bias": fromHost(bias, [O]) };
     // conv2d works on [H, B, W, C]; compare in NHWC.
-    const mine = await toHost(conv2d(params, "c", fromHost(x, [B, H, W, C]).transpose([1, 0, 2, 3]), { kernel: k, stride }).transpose([1, 0, 2, 3]));
+    const mine = await toHost(
+      conv2d(params, "c", fromHost(x, [B, H, W, C]).transpose([1, 0, 2, 3]), { kernel: k, stride }).transpose([1, 0, 2, 3]),
+    );
     const p = (k - 1) >> 1;
     const lhs = fromHost(x, [B, H, W, C]).transpose([0, 3, 1, 2]);
     const rhs = fromHost(wHwio, [k, k, C, O]).transpose([3, 2, 0, 1]);
     const ref = lax
-      .convGeneralDilated(lhs, rhs, [stride, stride], [[p, p], [p, p]])
+      .convGeneralDilated(
+        lhs,
+        rhs,
+        [stride, stride],
+        [
+          [p, p],
+          [p, p],
+        ],
+      )
       .transpose([0, 2, 3, 1])
       .add(fromHost(bias, [O]));
     const refHost = await toHost(ref);
@@ -52,13 +67,22 @@ test("UNet maps [B, 28, 28, 1] to the same shape; labels (incl. the null class) 
   for (const w of Object.values(host)) for (let i = 0; i < w.length; i++) w[i] += 0.05 * rng.normal();
   const shapes = unetParamShapes(tiny);
   assert.deepEqual(Object.keys(host).sort(), Object.keys(shapes).sort());
-  assert.equal(unetParamCount(tiny), Object.values(host).reduce((n, a) => n + a.length, 0));
+  assert.equal(
+    unetParamCount(tiny),
+    Object.values(host).reduce((n, a) => n + a.length, 0),
+  );
   const B = 2;
   const x = rng.normals(B * 28 * 28);
   const run = async (labels: number[]) => {
     const params: Params = {};
     for (const [k, s] of Object.entries(shapes)) params[k] = fromHost(host[k], s);
-    const v = unetApply(params, fromHost(x, [B, 28, 28, 1]), fromHost(Float32Array.of(0.3, 0.8), [B]), np.array(Int32Array.from(labels), { dtype: np.int32 }), tiny);
+    const v = unetApply(
+      params,
+      fromHost(x, [B, 28, 28, 1]),
+      fromHost(Float32Array.of(0.3, 0.8), [B]),
+      np.array(Int32Array.from(labels), { dtype: np.int32 }),
+      tiny,
+    );
     assert.deepEqual(v.shape, [B, 28, 28, 1]);
     return toHost(v);
   };
@@ -77,8 +101,14 @@ test("freshly initialised UNet outputs zero (zero last conv) and is seed-determi
 });
 
 test("bad UNet configs throw UserError naming the fix", () => {
-  assert.throws(() => unetParamShapes({ ...tiny, channels: [8, 10] }), (e: unknown) => e instanceof UserError && /multiple of groups/.test(e.message));
-  assert.throws(() => unetParamShapes({ ...tiny, height: 30 }), (e: unknown) => e instanceof UserError && /divisible by 4/.test(e.message));
+  assert.throws(
+    () => unetParamShapes({ ...tiny, channels: [8, 10] }),
+    (e: unknown) => e instanceof UserError && /multiple of groups/.test(e.message),
+  );
+  assert.throws(
+    () => unetParamShapes({ ...tiny, height: 30 }),
+    (e: unknown) => e instanceof UserError && /divisible by 4/.test(e.message),
+  );
   assert.throws(() => unetParamShapes({ ...tiny, channels: [8] }), UserError);
 });
 
@@ -106,12 +136,30 @@ test("UNet gradients match finite differences (cpu, float64)", async () => {
       return out;
     };
     const objective = (p: Params) =>
-      np.sum(unetApply(p, f64(xData, [B, 4, 4, 1]), f64([0.25, 0.7], [B]), np.array(Int32Array.of(1, cfg.numClasses), { dtype: np.int32 }), cfg).mul(f64(rData, [B, 4, 4, 1])));
+      np.sum(
+        unetApply(
+          p,
+          f64(xData, [B, 4, 4, 1]),
+          f64([0.25, 0.7], [B]),
+          np.array(Int32Array.of(1, cfg.numClasses), { dtype: np.int32 }),
+          cfg,
+        ).mul(f64(rData, [B, 4, 4, 1])),
+      );
     const [, grads] = jit(valueAndGrad(objective))(makeParams());
     // Jitted so the 2 x 18 finite-difference evaluations stay fast on the cpu device.
     const value = jit(objective);
     const h = 1e-6;
-    for (const name of ["stem.weight", "down.0.res.norm1.weight", "down.0.res.conv1.weight", "down.0.downsample.weight", "mid.res.skip.weight", "up.0.upsample.bias", "time.0.weight", "class.weight", "out.conv.weight"]) {
+    for (const name of [
+      "stem.weight",
+      "down.0.res.norm1.weight",
+      "down.0.res.conv1.weight",
+      "down.0.downsample.weight",
+      "mid.res.skip.weight",
+      "up.0.upsample.bias",
+      "time.0.weight",
+      "class.weight",
+      "out.conv.weight",
+    ]) {
       const g = grads[name].ref.dataSync();
       for (const index of [0, g.length - 1]) {
         const plus = value(makeParams(name, index, h)).dataSync()[0];

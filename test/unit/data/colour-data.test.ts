@@ -63,15 +63,24 @@ test("cifar10:DIR reads the binary version: planar RGB to NHWC, labels, class na
 
 test("cifar10:DIR refuses a missing folder (saying where to get the files), missing batches, truncated files and bad labels", async () => {
   const root = temp();
-  await assert.rejects(loadImageDataset(`cifar10:${join(root, "nope")}`), isUserError(new RegExp(`does not exist.*${CIFAR10_URL.replace(/[.~/]/g, "\\$&")}.*--dataset cifar10:`)));
+  await assert.rejects(
+    loadImageDataset(`cifar10:${join(root, "nope")}`),
+    isUserError(new RegExp(`does not exist.*${CIFAR10_URL.replace(/[.~/]/g, "\\$&")}.*--dataset cifar10:`)),
+  );
   await assert.rejects(loadImageDataset("cifar10"), isUserError(/cifar-10-binary\.tar\.gz.*cifar10:PATH/));
   const dir = cifarFolder(root);
   rmSync(join(dir, "data_batch_3.bin"));
   await assert.rejects(loadImageDataset(`cifar10:${dir}`), isUserError(/has no data_batch_3\.bin/));
   writeFileSync(join(dir, "data_batch_3.bin"), records([1], 0).subarray(0, 3000));
-  await assert.rejects(loadImageDataset(`cifar10:${dir}`), isUserError(/data_batch_3\.bin is 3000 bytes, not a whole number of 3073-byte records/));
+  await assert.rejects(
+    loadImageDataset(`cifar10:${dir}`),
+    isUserError(/data_batch_3\.bin is 3000 bytes, not a whole number of 3073-byte records/),
+  );
   writeFileSync(join(dir, "data_batch_3.bin"), records([1, 10], 0));
-  await assert.rejects(loadImageDataset(`cifar10:${dir}`), isUserError(/data_batch_3\.bin: record 1 has label 10, out of range for the 10 classes/));
+  await assert.rejects(
+    loadImageDataset(`cifar10:${dir}`),
+    isUserError(/data_batch_3\.bin: record 1 has label 10, out of range for the 10 classes/),
+  );
   rmSync(join(dir, "batches.meta.txt"));
   await assert.rejects(loadImageDataset(`cifar10:${dir}`), isUserError(/no batches\.meta\.txt/));
   await assert.rejects(loadImageDataset(`cifar10:${dir}`, { resize: 16 }), isUserError(/--resize applies to folder:DIR datasets/));
@@ -81,7 +90,9 @@ test("train-image --dataset cifar10:MISSING exits 1 with the download hint and l
   const root = temp();
   writeFileSync(join(root, "notes.txt"), "mine\n");
   const before = snapshotTree(root);
-  const r = runCli(["train-image", "--dataset", `cifar10:${join(root, "cifar")}`, "--steps", "1", "--out", join(root, "run")], { cwd: root });
+  const r = runCli(["train-image", "--dataset", `cifar10:${join(root, "cifar")}`, "--steps", "1", "--out", join(root, "run")], {
+    cwd: root,
+  });
   assert.equal(r.code, 1, r.err);
   assert.match(r.err, /cifar-10-binary\.tar\.gz/);
   assert.equal(r.err.trim().split("\n").length, 1, "one line");
@@ -103,7 +114,10 @@ function mixedFolder(root: string): string {
 
 test("folder:DIR of mixed sizes: refused without a flag; --resize N scales the shorter side (area mean) and crops; --center-crop N", async () => {
   const dir = mixedFolder(temp());
-  await assert.rejects(loadImageDataset(`folder:${dir}`), isUserError(/is 8x8 but .*big\.png is 16x12; .*pass --resize N or --center-crop N/));
+  await assert.rejects(
+    loadImageDataset(`folder:${dir}`),
+    isUserError(/is 8x8 but .*big\.png is 16x12; .*pass --resize N or --center-crop N/),
+  );
   const r = await loadImageDataset(`folder:${dir}`, { resize: 6 });
   assert.deepEqual([r.n, r.height, r.width, r.channels], [2, 6, 6, 3]);
   // 16x12 -> 8x6 (each output pixel one 2x2 block), then the centre 6 columns (x 1..6): pixel (0, 0) is block (1, 0).
@@ -116,20 +130,39 @@ test("folder:DIR of mixed sizes: refused without a flag; --resize N scales the s
   // big: x0 = 6, y0 = 4 -> block (3, 2); small: x0 = y0 = 2 -> p = 18.
   assert.ok(Math.abs(c.images[0] - unit(90)) < 1e-6 && Math.abs(c.images[1] - unit(80)) < 1e-6);
   assert.ok(Math.abs(c.images[16 * 3] - unit(18 * 4)) < 1e-6);
-  await assert.rejects(loadImageDataset(`folder:${dir}`, { centerCrop: 10 }), isUserError(/small\.png is 8x8, smaller than --center-crop 10/));
+  await assert.rejects(
+    loadImageDataset(`folder:${dir}`, { centerCrop: 10 }),
+    isUserError(/small\.png is 8x8, smaller than --center-crop 10/),
+  );
 });
 
 test("--horizontal-flip: each image is itself or its mirror, both occur, seeded; noise, times and labels unchanged", () => {
-  const n = 8, H = 2, W = 3, C = 3;
+  const n = 8,
+    H = 2,
+    W = 3,
+    C = 3;
   const images = Float32Array.from({ length: n * H * W * C }, (_, i) => i);
-  const data: ImageDataset = { name: "t", images, labels: Int32Array.from({ length: n }, (_, i) => i % 2), n, height: H, width: W, channels: C, numClasses: 2, classNames: ["a", "b"] };
+  const data: ImageDataset = {
+    name: "t",
+    images,
+    labels: Int32Array.from({ length: n }, (_, i) => i % 2),
+    n,
+    height: H,
+    width: W,
+    channels: C,
+    numClasses: 2,
+    classNames: ["a", "b"],
+  };
   const base = { batchSize: 8, seed: 3, labelDropout: 0.2, sampleTimes: getTimeSampler("uniform") };
   const plain = imageBatches(data, base);
   const flip = imageBatches(data, { ...base, horizontalFlip: true });
   const again = imageBatches(data, { ...base, horizontalFlip: true });
-  let flipped = 0, kept = 0;
+  let flipped = 0,
+    kept = 0;
   for (let k = 0; k < 4; k++) {
-    const a = plain(k), b = flip(k), c = again(k);
+    const a = plain(k),
+      b = flip(k),
+      c = again(k);
     assert.deepEqual([...b.x1], [...c.x1], "same seed, same flips");
     assert.deepEqual([...b.x0], [...a.x0]);
     assert.deepEqual([...b.t], [...a.t]);
@@ -139,7 +172,8 @@ test("--horizontal-flip: each image is itself or its mirror, both occur, seeded;
       const orig = a.x1.subarray(i * per, (i + 1) * per);
       const got = b.x1.subarray(i * per, (i + 1) * per);
       const mirror = new Float32Array(per);
-      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) for (let ch = 0; ch < C; ch++) mirror[(y * W + x) * C + ch] = orig[(y * W + (W - 1 - x)) * C + ch];
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W; x++) for (let ch = 0; ch < C; ch++) mirror[(y * W + x) * C + ch] = orig[(y * W + (W - 1 - x)) * C + ch];
       if (got.every((v, j) => v === orig[j])) kept++;
       else if (got.every((v, j) => v === mirror[j])) flipped++;
       else assert.fail(`batch ${k} image ${i} is neither itself nor its mirror`);
@@ -152,13 +186,59 @@ test("train-image --resize --horizontal-flip records both in the checkpoint and 
   const root = temp();
   const dir = mixedFolder(root);
   const out = join(root, "run");
-  const r = runCli(["train-image", "--dataset", `folder:${dir}`, "--resize", "8", "--horizontal-flip", "--channels", "4,8", "--groups", "4", "--time-emb-dim", "4", "--batch-size", "2", "--steps", "2", "--per-class", "1", "--nfe", "1", "--solver", "euler", "--backend", "jax", "--out", out]);
+  const r = runCli([
+    "train-image",
+    "--dataset",
+    `folder:${dir}`,
+    "--resize",
+    "8",
+    "--horizontal-flip",
+    "--channels",
+    "4,8",
+    "--groups",
+    "4",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "2",
+    "--steps",
+    "2",
+    "--per-class",
+    "1",
+    "--nfe",
+    "1",
+    "--solver",
+    "euler",
+    "--backend",
+    "jax",
+    "--out",
+    out,
+  ]);
   assert.equal(r.code, 0, r.err);
   const cfg = JSON.parse(readFileSync(join(out, "ckpt.json"), "utf8"));
   assert.deepEqual([cfg.model.height, cfg.model.width, cfg.model.inChannels], [8, 8, 3]);
   assert.equal(cfg.train.resize, 8);
   assert.equal(cfg.train.horizontalFlip, true);
-  const again = runCli(["train-image", "--dataset", `folder:${dir}`, "--resize", "16", "--channels", "4,8", "--groups", "4", "--time-emb-dim", "4", "--steps", "4", "--backend", "jax", "--resume", "--out", out]);
+  const again = runCli([
+    "train-image",
+    "--dataset",
+    `folder:${dir}`,
+    "--resize",
+    "16",
+    "--channels",
+    "4,8",
+    "--groups",
+    "4",
+    "--time-emb-dim",
+    "4",
+    "--steps",
+    "4",
+    "--backend",
+    "jax",
+    "--resume",
+    "--out",
+    out,
+  ]);
   assert.equal(again.code, 1, again.err);
   assert.match(again.err, /--resize/);
 });

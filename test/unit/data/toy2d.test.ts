@@ -78,7 +78,7 @@ test("8gaussians has eight equal modes at radius 2*sqrt(2) with std 0.5/sqrt(2)"
   const counts = new Array<number>(8).fill(0);
   let residualSq = 0;
   for (let i = 0; i < n; i++) {
-    const k = (((Math.round(Math.atan2(g[2 * i + 1], g[2 * i]) / (Math.PI / 4)) % 8) + 8) % 8);
+    const k = ((Math.round(Math.atan2(g[2 * i + 1], g[2 * i]) / (Math.PI / 4)) % 8) + 8) % 8;
     counts[k]++;
     const [cx, cy] = centre(k);
     residualSq += (g[2 * i] - cx) ** 2 + (g[2 * i + 1] - cy) ** 2;

@@ -32,9 +32,7 @@ async function childMain(): Promise<void> {
       }
     };
   }
-  const { initEngine, engineThreadCount, jit, np, nn, random, valueAndGrad, toHost } = await import(
-    "../../../src/engine/index.js"
-  );
+  const { initEngine, engineThreadCount, jit, np, nn, random, valueAndGrad, toHost } = await import("../../../src/engine/index.js");
   type Arr = ReturnType<typeof np.zeros>;
   await initEngine();
   // Odd sizes so the row chunks handed to the threads are uneven.
@@ -60,10 +58,7 @@ async function childMain(): Promise<void> {
     }
     return np.mean(np.square(h.sub(ys)));
   };
-  const [value, grads] = jit((p: Arr[], xs: Arr, ys: Arr) => valueAndGrad(loss)(p, xs, ys))(params, x, y) as [
-    Arr,
-    Arr[],
-  ];
+  const [value, grads] = jit((p: Arr[], xs: Arr, ys: Arr) => valueAndGrad(loss)(p, xs, ys))(params, x, y) as [Arr, Arr[]];
   const flat = [...(await toHost(value))];
   for (const g of grads) flat.push(...(await toHost(g)));
   const report: ChildReport = { threads: engineThreadCount(), workers, a: aHost, b: bHost, matmul: [...matmul], grads: flat };
@@ -119,7 +114,12 @@ if (process.env.FLOWMATCH_ENGINE_TEST_CHILD === "1") {
     assertClose(pooled.report.grads, single.report.grads, "loss and gradients");
     // Spot-check the matmul itself against float64 on the host.
     const { a, b, matmul } = single.report;
-    for (const [i, j] of [[0, 0], [299, 259], [150, 7], [37, 130]]) {
+    for (const [i, j] of [
+      [0, 0],
+      [299, 259],
+      [150, 7],
+      [37, 130],
+    ]) {
       let sum = 0;
       for (let k = 0; k < 200; k++) sum += a[i * 200 + k] * b[k * 260 + j];
       assert.ok(Math.abs(matmul[i * 260 + j] - sum) < 1e-4, `matmul[${i},${j}] ${matmul[i * 260 + j]} vs ${sum}`);

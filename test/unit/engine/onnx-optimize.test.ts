@@ -28,7 +28,8 @@ function assertClose(a: Float32Array[], b: Float32Array[], tol: number, what: st
     assert.equal(x.length, b[i].length);
     let scale = 1;
     for (const v of b[i]) scale = Math.max(scale, Math.abs(v));
-    for (let k = 0; k < x.length; k++) assert.ok(Math.abs(x[k] - b[i][k]) <= tol * scale, `${what}: output ${i}[${k}] ${x[k]} vs ${b[i][k]}`);
+    for (let k = 0; k < x.length; k++)
+      assert.ok(Math.abs(x[k] - b[i][k]) <= tol * scale, `${what}: output ${i}[${k}] ${x[k]} vs ${b[i][k]}`);
   });
 }
 
@@ -48,13 +49,13 @@ test("optimize: nearest upsampling (and its gradient) becomes Resize, not Expand
   assert.ok(countOps(plain, "Expand") >= 1, "the plain translation expands");
   const feeds: Record<string, ort.Tensor> = {};
   const leaves = tree.flatten([params, x])[0] as Array[];
-  for (let i = 0; i < leaves.length; i++) feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
+  for (let i = 0; i < leaves.length; i++)
+    feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
   const a = await runGraph(opt, feeds);
   assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
   // And against jax-js itself (the call consumes params and x).
   const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array[])(params, x);
   assertClose(a, await Promise.all(want.map(async (w) => (await w.data()) as Float32Array)), 1e-5, "onnx vs jax");
-
 });
 
 test("optimize: the MLP training step's weight-gradient transposes feed MatMul directly, Sub for add-of-neg, no output copies; state after a step unchanged", async () => {
@@ -77,7 +78,10 @@ test("optimize: the MLP training step's weight-gradient transposes feed MatMul d
   assert.ok(opt.stats.nodes < plain.stats.nodes, `${opt.stats.nodes} nodes vs ${plain.stats.nodes}`);
   // Subtractions as Sub, not Add of a Neg; graph outputs without an Identity copy each.
   assert.equal(countOps(plain, "Sub"), 0);
-  assert.ok(countOps(opt, "Sub") > 0 && countOps(opt, "Neg") < countOps(plain, "Neg"), `Neg ${countOps(opt, "Neg")} vs ${countOps(plain, "Neg")}`);
+  assert.ok(
+    countOps(opt, "Sub") > 0 && countOps(opt, "Neg") < countOps(plain, "Neg"),
+    `Neg ${countOps(opt, "Neg")} vs ${countOps(plain, "Neg")}`,
+  );
   assert.ok(countOps(opt, "Identity") < countOps(plain, "Identity"));
   const feeds: Record<string, ort.Tensor> = {};
   const flat = (f: (x: number) => number) => Float32Array.from(Object.values(params).flatMap((p) => Array.from(p.data, f)));
@@ -89,7 +93,11 @@ test("optimize: the MLP training step's weight-gradient transposes feed MatMul d
   feeds["1"] = new ort.Tensor("float32", rng.normals(2 * n), [n, 2]);
   feeds["2"] = new ort.Tensor("float32", rng.normals(2 * n), [n, 2]);
   feeds["3"] = new ort.Tensor("float32", t, [n]);
-  feeds["4"] = new ort.Tensor("float32", Float32Array.from({ length: 4 * n }, (_, i) => [1 - t[i >> 2], t[i >> 2], -1, 1][i % 4]), [n, 4]);
+  feeds["4"] = new ort.Tensor(
+    "float32",
+    Float32Array.from({ length: 4 * n }, (_, i) => [1 - t[i >> 2], t[i >> 2], -1, 1][i % 4]),
+    [n, 4],
+  );
   feeds["5"] = new ort.Tensor("int32", new Int32Array(n), [n]);
   feeds["6"] = new ort.Tensor("float32", Float32Array.of(1e-3), []);
   feeds["7"] = new ort.Tensor("float32", Float32Array.of(0.9), []);

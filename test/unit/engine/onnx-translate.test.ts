@@ -12,9 +12,15 @@ import { createOrtSession, ort } from "../../../src/engine/onnx/session.js";
 import { Rng } from "../../../src/core/rng.js";
 
 const rng = new Rng(11);
-const randn = (shape: number[], scale = 1): Array => np.array(rng.normals(shape.reduce((a, b) => a * b, 1)).map((v) => v * scale)).reshape(shape);
+const randn = (shape: number[], scale = 1): Array =>
+  np.array(rng.normals(shape.reduce((a, b) => a * b, 1)).map((v) => v * scale)).reshape(shape);
 const ints = (shape: number[], n: number): Array =>
-  np.array(Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(n)), { dtype: np.int32 }).reshape(shape);
+  np
+    .array(
+      Int32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.int(n)),
+      { dtype: np.int32 },
+    )
+    .reshape(shape);
 
 type Fn = (...args: never[]) => Array | Array[];
 
@@ -59,7 +65,11 @@ async function agree(fn: Fn, args: Array[], tol = 1e-5): Promise<{ prims: Record
       const b = Number(want[k]);
       if (Number.isNaN(b)) assert.ok(Number.isNaN(a), `output ${i}[${k}]: onnx ${a}, jax NaN`);
       else if (!Number.isFinite(b)) assert.equal(a, b, `output ${i}[${k}]`);
-      else assert.ok(Math.abs(a - b) <= tol * Math.max(1, scale), `output ${i}[${k}]: onnx ${a} vs jax ${b} (tol ${tol} x ${Math.max(1, scale)})`);
+      else
+        assert.ok(
+          Math.abs(a - b) <= tol * Math.max(1, scale),
+          `output ${i}[${k}]: onnx ${a} vs jax ${b} (tol ${tol} x ${Math.max(1, scale)})`,
+        );
     }
     outs[i].dispose();
   }
@@ -86,12 +96,20 @@ test("jaxpr->ONNX: unary functions (exp, log, sin, cos, sqrt, reciprocal, floor,
     ],
     [x, pos],
   );
-  for (const p of ["exp", "log", "sin", "cos", "sqrt", "reciprocal", "floor", "ceil", "erf", "where", "compare"]) assert.ok(prims[p], `exercised ${p}`);
+  for (const p of ["exp", "log", "sin", "cos", "sqrt", "reciprocal", "floor", "ceil", "erf", "where", "compare"])
+    assert.ok(prims[p], `exercised ${p}`);
 });
 
 test("jaxpr->ONNX: broadcasting binary ops with literals (add, sub, mul, div, min, max)", async () => {
   const { prims, stats } = await agree(
-    (a: Array, b: Array) => [a.ref.add(b.ref), a.ref.sub(b.ref), a.ref.mul(b.ref).mul(2.5).add(1), a.ref.div(b.ref.add(3)), np.minimum(a.ref, b.ref), np.maximum(a, b)],
+    (a: Array, b: Array) => [
+      a.ref.add(b.ref),
+      a.ref.sub(b.ref),
+      a.ref.mul(b.ref).mul(2.5).add(1),
+      a.ref.div(b.ref.add(3)),
+      np.minimum(a.ref, b.ref),
+      np.maximum(a, b),
+    ],
     [randn([4, 1, 3]), randn([5, 1])],
   );
   for (const p of ["add", "mul", "neg", "min", "max", "reciprocal"]) assert.ok(prims[p], `exercised ${p}`);
@@ -178,12 +196,16 @@ test("jaxpr->ONNX: concatenate, split, pad, slice, transpose, reshape, flip, bro
         a.ref.reshape([3, -1]),
         np.flip(a.ref, [0, 2]),
         np.broadcastTo(b.ref.slice([], [0, 1]), [3, 6, 4]).add(a.ref.slice([], [0, 1])),
-        np.moveaxis(a, 0, 2).reshape([4, 9]).add(b.reshape([1, 36]).slice([], [0, 9])),
+        np
+          .moveaxis(a, 0, 2)
+          .reshape([4, 9])
+          .add(b.reshape([1, 36]).slice([], [0, 9])),
       ];
     },
     [randn([3, 3, 4]), randn([3, 3, 4])],
   );
-  for (const p of ["concatenate", "split", "pad", "shrink", "transpose", "reshape", "flip", "broadcast"]) assert.ok(prims[p], `exercised ${p}`);
+  for (const p of ["concatenate", "split", "pad", "shrink", "transpose", "reshape", "flip", "broadcast"])
+    assert.ok(prims[p], `exercised ${p}`);
 });
 
 test("jaxpr->ONNX: gather (take rows, take along axis 1, one-hot lookup) with int32 indices", async () => {
@@ -202,7 +224,11 @@ test("jaxpr->ONNX: gather (take rows, take along axis 1, one-hot lookup) with in
 test("jaxpr->ONNX: nested jit is flattened; the gradient of a small network agrees", async () => {
   const inner = jit((h: Array, w: Array) => nn.silu(np.dot(h, w)));
   const loss = (w1: Array, w2: Array, x: Array) => np.mean(np.square(np.dot(inner(x, w1), w2)));
-  const { prims, stats } = await agree((w1: Array, w2: Array, x: Array) => grad(loss, { argnums: [0, 1] })(w1, w2, x) as unknown as Array[], [randn([3, 8]), randn([8, 2]), randn([16, 3])], 1e-4);
+  const { prims, stats } = await agree(
+    (w1: Array, w2: Array, x: Array) => grad(loss, { argnums: [0, 1] })(w1, w2, x) as unknown as Array[],
+    [randn([3, 8]), randn([8, 2]), randn([16, 3])],
+    1e-4,
+  );
   assert.ok(prims.dot >= 3);
   assert.equal(prims.jit, undefined);
 });
@@ -213,26 +239,54 @@ test("jaxpr->ONNX: conv (padding, strides, rhs dilation, lhs dilation) matches l
   const { prims, stats } = await agree(
     (x: Array, w: Array) => [
       lax.convGeneralDilated(x.ref, w.ref, [1, 1], "SAME"),
-      lax.convGeneralDilated(x.ref, w.ref, [2, 2], [
-        [1, 1],
-        [1, 1],
-      ]),
-      lax.convGeneralDilated(x.ref, w.ref, [1, 2], [
-        [2, 0],
-        [0, 3],
-      ], { rhsDilation: [2, 1] }),
-      lax.convGeneralDilated(x.ref, w.ref, [1, 1], [
+      lax.convGeneralDilated(
+        x.ref,
+        w.ref,
+        [2, 2],
+        [
+          [1, 1],
+          [1, 1],
+        ],
+      ),
+      lax.convGeneralDilated(
+        x.ref,
+        w.ref,
         [1, 2],
-        [2, 1],
-      ], { lhsDilation: [2, 2] }),
-      lax.convGeneralDilated(x.ref, w.ref, [1, 1], [
-        [-1, 0],
-        [0, -1],
-      ]),
-      lax.convGeneralDilated(x, w, [1, 1], [
-        [4, 0],
-        [0, 0],
-      ], { lhsDilation: [3, 1], rhsDilation: [1, 2] }),
+        [
+          [2, 0],
+          [0, 3],
+        ],
+        { rhsDilation: [2, 1] },
+      ),
+      lax.convGeneralDilated(
+        x.ref,
+        w.ref,
+        [1, 1],
+        [
+          [1, 2],
+          [2, 1],
+        ],
+        { lhsDilation: [2, 2] },
+      ),
+      lax.convGeneralDilated(
+        x.ref,
+        w.ref,
+        [1, 1],
+        [
+          [-1, 0],
+          [0, -1],
+        ],
+      ),
+      lax.convGeneralDilated(
+        x,
+        w,
+        [1, 1],
+        [
+          [4, 0],
+          [0, 0],
+        ],
+        { lhsDilation: [3, 1], rhsDilation: [1, 2] },
+      ),
     ],
     [x, w],
     2e-5,
@@ -245,14 +299,25 @@ test("jaxpr->ONNX: conv (padding, strides, rhs dilation, lhs dilation) matches l
 test("jaxpr->ONNX: a conv with a big kernel and a tiny output (a weight gradient) runs as one MatMul and agrees", async () => {
   const { prims, stats } = await agree(
     (x: Array, w: Array, w2: Array) => [
-      lax.convGeneralDilated(x.ref, w, [1, 1], [
-        [1, 0],
-        [0, 1],
-      ]),
-      lax.convGeneralDilated(x.slice([], [0, 3], [0, 16], [0, 16]), w2, [2, 2], [
-        [1, 0],
-        [0, 1],
-      ], { rhsDilation: [2, 2] }),
+      lax.convGeneralDilated(
+        x.ref,
+        w,
+        [1, 1],
+        [
+          [1, 0],
+          [0, 1],
+        ],
+      ),
+      lax.convGeneralDilated(
+        x.slice([], [0, 3], [0, 16], [0, 16]),
+        w2,
+        [2, 2],
+        [
+          [1, 0],
+          [0, 1],
+        ],
+        { rhsDilation: [2, 2] },
+      ),
     ],
     [randn([2, 5, 16, 16]), randn([4, 5, 13, 13], 0.1), randn([4, 3, 8, 8], 0.1)],
     2e-5,
@@ -263,14 +328,23 @@ test("jaxpr->ONNX: a conv with a big kernel and a tiny output (a weight gradient
 
 test("jaxpr->ONNX: conv gradients (stride 1 and 2) become Conv / ConvTranspose and agree", async () => {
   const loss = (w: Array, x: Array) => {
-    const h = lax.convGeneralDilated(x, w.ref, [2, 2], [
-      [1, 1],
-      [1, 1],
-    ]);
+    const h = lax.convGeneralDilated(
+      x,
+      w.ref,
+      [2, 2],
+      [
+        [1, 1],
+        [1, 1],
+      ],
+    );
     const y = lax.convGeneralDilated(np.tanh(h), w.slice([], [0, 4]).transpose([1, 0, 2, 3]), [1, 1], "SAME");
     return np.mean(np.square(y));
   };
-  const { prims, stats } = await agree((w: Array, x: Array) => grad(loss, { argnums: [0, 1] })(w, x) as unknown as Array[], [randn([4, 4, 3, 3], 0.3), randn([2, 4, 8, 8])], 1e-4);
+  const { prims, stats } = await agree(
+    (w: Array, x: Array) => grad(loss, { argnums: [0, 1] })(w, x) as unknown as Array[],
+    [randn([4, 4, 3, 3], 0.3), randn([2, 4, 8, 8])],
+    1e-4,
+  );
   assert.ok(prims.conv >= 5, `forward + backward convs, got ${prims.conv}`);
   assert.ok(stats.convTransposes >= 1, "the input gradient of the stride-2 conv is a ConvTranspose");
 });
@@ -289,7 +363,12 @@ test("jaxpr->ONNX: the likelihood's jvp through the velocity MLP and the UNet fo
       tree.dispose([params, t]);
       return [v, jv];
     },
-    [randn([6, 2]), np.array(Float32Array.of(0.1, 0.2, 0.3, 0.5, 0.7, 0.9)), randn([6, 2]), ...names.map((n) => np.array(host[n].data).reshape(host[n].shape))],
+    [
+      randn([6, 2]),
+      np.array(Float32Array.of(0.1, 0.2, 0.3, 0.5, 0.7, 0.9)),
+      randn([6, 2]),
+      ...names.map((n) => np.array(host[n].data).reshape(host[n].shape)),
+    ],
     1e-4,
   );
   assert.ok(prims.sin && prims.cos && prims.dot);
@@ -299,8 +378,14 @@ test("jaxpr->ONNX: the likelihood's jvp through the velocity MLP and the UNet fo
   const shapes = unetParamShapes(ucfg);
   for (const layout of ["hbwc", "nchw"] as const) {
     await agree(
-      (x: Array, t: Array, y: Array, ...ws: Array[]) => unetApply(Object.fromEntries(unames.map((n, i) => [n, ws[i]])), x, t, y, ucfg, layout),
-      [randn([2, 4, 6, 1]), np.array(Float32Array.of(0.2, 0.8)), np.array(Int32Array.of(1, 3), { dtype: np.int32 }), ...unames.map((n) => np.array(uhost[n].map((v) => v + 0.1)).reshape(shapes[n]))],
+      (x: Array, t: Array, y: Array, ...ws: Array[]) =>
+        unetApply(Object.fromEntries(unames.map((n, i) => [n, ws[i]])), x, t, y, ucfg, layout),
+      [
+        randn([2, 4, 6, 1]),
+        np.array(Float32Array.of(0.2, 0.8)),
+        np.array(Int32Array.of(1, 3), { dtype: np.int32 }),
+        ...unames.map((n) => np.array(uhost[n].map((v) => v + 0.1)).reshape(shapes[n])),
+      ],
       1e-4,
     );
   }
@@ -309,13 +394,22 @@ test("jaxpr->ONNX: the likelihood's jvp through the velocity MLP and the UNet fo
 test("jaxpr->ONNX: an unknown primitive fails loudly, naming it and the jax-js version", async () => {
   await initEngine();
   const x = randn([5]);
-  await assert.rejects(traceToOnnx((a: Array) => np.sort(a), [x]), (e: Error) => e.message.includes('primitive "sort"') && e.message.includes(JAX_JS_VERSION));
+  await assert.rejects(
+    traceToOnnx((a: Array) => np.sort(a), [x]),
+    (e: Error) => e.message.includes('primitive "sort"') && e.message.includes(JAX_JS_VERSION),
+  );
   x.dispose();
 });
 
 test("jaxpr->ONNX: the translator's jax-js version is the one package.json pins", () => {
-  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { dependencies: Record<string, string> };
-  assert.equal(pkg.dependencies["@jax-js/jax"], JAX_JS_VERSION, "re-test src/engine/onnx/translate.ts against the new jax-js, then update JAX_JS_VERSION");
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+    dependencies: Record<string, string>;
+  };
+  assert.equal(
+    pkg.dependencies["@jax-js/jax"],
+    JAX_JS_VERSION,
+    "re-test src/engine/onnx/translate.ts against the new jax-js, then update JAX_JS_VERSION",
+  );
 });
 
 test("leafPaths names leaves in jax-js flatten order", () => {

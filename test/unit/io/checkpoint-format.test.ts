@@ -28,7 +28,10 @@ const weights = (fill = 0.5): Record<string, HostTensor> => ({
 });
 
 /** Load the folder both ways; each result is the step it loaded or the UserError's message. */
-async function loadBothWays(dir: string, files: string[] = ["ckpt.safetensors", "ckpt.json"]): Promise<{ node: number | string; web: number | string }> {
+async function loadBothWays(
+  dir: string,
+  files: string[] = ["ckpt.safetensors", "ckpt.json"],
+): Promise<{ node: number | string; web: number | string }> {
   const outcome = async (load: () => Promise<{ config: CheckpointConfig }>): Promise<number | string> => {
     try {
       return (await load()).config.step;
@@ -83,7 +86,10 @@ test("the page and the CLI accept and refuse the same checkpoints", async () => 
 
     // Bad: weights of another run.
     const mixed = await save("mixed", config(5));
-    writeFileSync(join(mixed, "ckpt.safetensors"), readFileSync(join(await save("other", config(5, { runId: "run-b" }), weights(0.1)), "ckpt.safetensors")));
+    writeFileSync(
+      join(mixed, "ckpt.safetensors"),
+      readFileSync(join(await save("other", config(5, { runId: "run-b" }), weights(0.1)), "ckpt.safetensors")),
+    );
     await refusedByBoth(mixed, /do not belong to this config/);
 
     // Bad configs: another format, another version, no kind, a malformed hash.

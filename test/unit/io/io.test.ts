@@ -126,7 +126,10 @@ test("corrupt safetensors inputs throw UserErrors naming the file and the defect
   const f32 = (shape: number[], offsets: number[]) => ({ dtype: "F32", shape, data_offsets: offsets });
 
   assertUserError(() => decodeSafetensors(good.subarray(0, 5), src), /run\/ckpt\.safetensors is corrupt: file has 5 bytes/);
-  assertUserError(() => decodeSafetensors(good.subarray(0, good.length - 400), src), /ends at byte 1200 but the data section has 800 bytes/);
+  assertUserError(
+    () => decodeSafetensors(good.subarray(0, good.length - 400), src),
+    /ends at byte 1200 but the data section has 800 bytes/,
+  );
   assertUserError(() => decodeSafetensors(handMade({}, new Uint8Array(0), 1200n), src), /header says 1200 bytes but file has 2/);
   assertUserError(() => decodeSafetensors(handMade({}, new Uint8Array(0), 2n ** 63n), src), /header says \d+ bytes/);
   const badJson = new TextEncoder().encode('{"w": ');
@@ -135,10 +138,16 @@ test("corrupt safetensors inputs throw UserErrors naming the file and the defect
   bad.set(badJson, 8);
   assertUserError(() => decodeSafetensors(bad, src), /header is not valid JSON/);
   assertUserError(() => decodeSafetensors(handMade([1, 2], new Uint8Array(0)), src), /not a JSON object/);
-  assertUserError(() => decodeSafetensors(handMade({ a: f32([2], [0, 8]), b: f32([2], [4, 12]) }, new Uint8Array(12)), src), /"a" and "b" overlap/);
+  assertUserError(
+    () => decodeSafetensors(handMade({ a: f32([2], [0, 8]), b: f32([2], [4, 12]) }, new Uint8Array(12)), src),
+    /"a" and "b" overlap/,
+  );
   assertUserError(() => decodeSafetensors(handMade({ a: f32([2], [4, 12]) }, new Uint8Array(12)), src), /gap of 4 unused bytes/);
   assertUserError(() => decodeSafetensors(handMade({ a: f32([2], [0, 8]) }, new Uint8Array(10)), src), /2 trailing bytes/);
-  assertUserError(() => decodeSafetensors(handMade({ a: f32([3], [0, 8]) }, new Uint8Array(8)), src), /needs 12 bytes but data_offsets span 8/);
+  assertUserError(
+    () => decodeSafetensors(handMade({ a: f32([3], [0, 8]) }, new Uint8Array(8)), src),
+    /needs 12 bytes but data_offsets span 8/,
+  );
   assertUserError(() => decodeSafetensors(handMade({ a: f32([2], [8, 0]) }, new Uint8Array(8)), src), /data_offsets \[8,0\]/);
   assertUserError(() => decodeSafetensors(handMade({ a: f32([-2], [0, 8]) }, new Uint8Array(8)), src), /shape \[-2\]/);
   assertUserError(

@@ -24,7 +24,9 @@ test("2-D exact divergence on onnxruntime: same v, div and log p as the engine (
   await initEngine();
   const cfg: MlpConfig = { dim: 2, hidden: 32, depth: 2, timeEmbDim: 8 };
   const host = initMlp(cfg, new Rng(11));
-  const session = await createOnnxDivergenceSession(await exportDivergenceOnnx(data(host), { kind: "mlp", config: cfg }, { tangents: 2, exact: true }));
+  const session = await createOnnxDivergenceSession(
+    await exportDivergenceOnnx(data(host), { kind: "mlp", config: cfg }, { tangents: 2, exact: true }),
+  );
   const onnx = session.field({ sampleShape: [2], divergence: "exact" });
   const engine = modelDivergenceField(mlpModel(cfg), host, { sampleShape: [2], divergence: "exact" });
   try {
@@ -35,7 +37,10 @@ test("2-D exact divergence on onnxruntime: same v, div and log p as the engine (
       const a = await engine.field(x, 0.4);
       const b = await onnx.field(x, 0.4);
       assert.ok(Math.max(...a.div.map(Math.abs)) > 1e-3, "a non-trivial divergence");
-      assert.ok(maxDiff(a.v, b.v) < 1e-5 && maxDiff(a.div, b.div) < 1e-4, `batch ${n}: v ${maxDiff(a.v, b.v)}, div ${maxDiff(a.div, b.div)}`);
+      assert.ok(
+        maxDiff(a.v, b.v) < 1e-5 && maxDiff(a.div, b.div) < 1e-4,
+        `batch ${n}: v ${maxDiff(a.v, b.v)}, div ${maxDiff(a.div, b.div)}`,
+      );
     }
     const x = rng.normals(2 * 5);
     const opts = { sampleShape: [2], solver: "rk4" as const, nfe: 16 };
@@ -58,7 +63,9 @@ test("UNet Hutchinson divergence on onnxruntime: the engine's K estimates with t
   const divergence: DivergenceMode = { hutchinson: 3, seed: 5 };
   const labels = Int32Array.of(0, 1, 2);
   const sampleShape = [4, 4, 1];
-  const session = await createOnnxDivergenceSession(await exportDivergenceOnnx(data(host), { kind: "unet", config: cfg }, { tangents: 3, exact: false }));
+  const session = await createOnnxDivergenceSession(
+    await exportDivergenceOnnx(data(host), { kind: "unet", config: cfg }, { tangents: 3, exact: false }),
+  );
   const onnx = session.field({ sampleShape, labels, divergence });
   const engine = modelDivergenceField(unetModel(cfg), host, { sampleShape, labels, divergence });
   try {
@@ -68,7 +75,10 @@ test("UNet Hutchinson divergence on onnxruntime: the engine's K estimates with t
     const b = await onnx.field(x, 0.7);
     assert.equal(b.div.length, 9);
     const scale = Math.max(1, ...a.div.map(Math.abs));
-    assert.ok(maxDiff(a.v, b.v) < 1e-4 && maxDiff(a.div, b.div) < 1e-4 * scale, `v ${maxDiff(a.v, b.v)}, div ${maxDiff(a.div, b.div)} (scale ${scale})`);
+    assert.ok(
+      maxDiff(a.v, b.v) < 1e-4 && maxDiff(a.div, b.div) < 1e-4 * scale,
+      `v ${maxDiff(a.v, b.v)}, div ${maxDiff(a.div, b.div)} (scale ${scale})`,
+    );
   } finally {
     engine.dispose();
     await session.release();
@@ -82,7 +92,27 @@ test("loglik --runtime onnx prints the engine's log-likelihood (2-D, rk4)", asyn
   const dir = tempDir();
   try {
     const ckpt = join(dir, "ckpt");
-    const trained = runCli(["train2d", "--dataset", "moons", "--steps", "20", "--out", ckpt, "--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "200", "--nfe", "4", "--frames", "2"]);
+    const trained = runCli([
+      "train2d",
+      "--dataset",
+      "moons",
+      "--steps",
+      "20",
+      "--out",
+      ckpt,
+      "--hidden",
+      "16",
+      "--depth",
+      "1",
+      "--batch-size",
+      "32",
+      "--n",
+      "200",
+      "--nfe",
+      "4",
+      "--frames",
+      "2",
+    ]);
     assert.equal(trained.code, 0, trained.err);
     const line = (runtime: string) => {
       const r = runCli(["loglik", "--ckpt", ckpt, "--n", "64", "--solver", "rk4", "--no-density", "--runtime", runtime]);
@@ -93,7 +123,10 @@ test("loglik --runtime onnx prints the engine's log-likelihood (2-D, rk4)", asyn
     };
     const [engineMean, engineErr, engineNfe] = line("engine");
     const [onnxMean, onnxErr, onnxNfe] = line("onnx");
-    assert.ok(Math.abs(engineMean - onnxMean) <= 2e-4 && Math.abs(engineErr - onnxErr) <= 2e-4, `engine ${engineMean} ± ${engineErr}, onnx ${onnxMean} ± ${onnxErr}`);
+    assert.ok(
+      Math.abs(engineMean - onnxMean) <= 2e-4 && Math.abs(engineErr - onnxErr) <= 2e-4,
+      `engine ${engineMean} ± ${engineErr}, onnx ${onnxMean} ± ${onnxErr}`,
+    );
     assert.equal(onnxNfe, engineNfe);
   } finally {
     rmSync(dir, { recursive: true, force: true });

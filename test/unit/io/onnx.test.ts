@@ -61,7 +61,12 @@ test("UNet ONNX export matches the engine at batch 1, 3 and 6 in one session (nu
       const labels = Int32Array.from({ length: B }, (_, i) => i % (cfg.numClasses + 1));
       const engine = modelField(unetModel(cfg), weights, { sampleShape: [cfg.height, cfg.width, cfg.inChannels], labels });
       // The engine field takes one t for the batch; ONNX takes t per sample, so compare at one t.
-      const onnx = await field.run(x, new Float32Array(B).fill(t[0]), BigInt64Array.from(labels, (l) => BigInt(l)), [B, cfg.height, cfg.width, cfg.inChannels]);
+      const onnx = await field.run(
+        x,
+        new Float32Array(B).fill(t[0]),
+        BigInt64Array.from(labels, (l) => BigInt(l)),
+        [B, cfg.height, cfg.width, cfg.inChannels],
+      );
       assertClose(await engine.field(x, t[0]), onnx, `batch ${B}`);
       engine.dispose();
     }
@@ -101,7 +106,11 @@ test("guided UNet export computes the engine's guided field (w an input, batch 1
       uncond.dispose();
       for (const w of [0, 2.5]) {
         const onnx = await onnxVelocityField(guided, { sampleShape, labels, guidance: w })(x, 0.3);
-        assertClose(vu.map((u, i) => u + w * (vc[i] - u)), onnx, `batch ${B}, w ${w}`);
+        assertClose(
+          vu.map((u, i) => u + w * (vc[i] - u)),
+          onnx,
+          `batch ${B}, w ${w}`,
+        );
       }
       // w = 1 is the conditional field: the guided graph equals the plain one there.
       const v1 = await onnxVelocityField(guided, { sampleShape, labels, guidance: 1 })(x, 0.6);

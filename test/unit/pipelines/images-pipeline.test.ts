@@ -25,7 +25,8 @@ function barsDataset(n: number): ImageDataset {
   for (let i = 0; i < n; i++) {
     const k = i % 4;
     labels[i] = k;
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) images[i * H * W + y * W + x] = (y === 2 * k || y === 2 * k + 1 ? 0.9 : -0.9) + 0.05 * rng.normal();
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++) images[i * H * W + y * W + x] = (y === 2 * k || y === 2 * k + 1 ? 0.9 : -0.9) + 0.05 * rng.normal();
   }
   return { name: "bars", images, labels, n, height: H, width: W, channels: 1, numClasses: 4, classNames: ["0", "1", "2", "3"] };
 }
@@ -62,7 +63,11 @@ test("image training: loss falls, checkpoints round-trip, resume continues the s
     const part = await trainImage(base(join(dir, "part"), 40));
     const resumed = await trainImage({ ...base(join(dir, "part"), 80), resume: true });
     assert.equal(resumed.losses.length, 80);
-    for (let i = 0; i < 80; i++) assert.ok(Math.abs(resumed.losses[i] - full.losses[i]) <= 1e-6 * Math.abs(full.losses[i]), `step ${i + 1}: ${resumed.losses[i]} vs ${full.losses[i]}`);
+    for (let i = 0; i < 80; i++)
+      assert.ok(
+        Math.abs(resumed.losses[i] - full.losses[i]) <= 1e-6 * Math.abs(full.losses[i]),
+        `step ${i + 1}: ${resumed.losses[i]} vs ${full.losses[i]}`,
+      );
     assert.deepEqual(part.losses, full.losses.slice(0, 40));
 
     // Bit-exact checkpoint round trip: the resumed run's final weights equal the uninterrupted run's.
@@ -141,7 +146,9 @@ test("image reflow: teacher pairs are stored and the student is straighter at NF
     const teacher1 = await sampleImages(teacher, { ...opts, nfe: 1, out: join(dir, "t1") });
     const student1 = await sampleImages(student, { ...opts, nfe: 1, out: join(dir, "s1") });
     const mse = (a: Float32Array) => a.reduce((s, v, i) => s + (v - target.images[i]) ** 2, 0) / a.length;
-    console.log(`NFE-1 distance to the teacher's 32-step samples: teacher ${mse(teacher1.images).toFixed(4)}, reflow ${mse(student1.images).toFixed(4)}`);
+    console.log(
+      `NFE-1 distance to the teacher's 32-step samples: teacher ${mse(teacher1.images).toFixed(4)}, reflow ${mse(student1.images).toFixed(4)}`,
+    );
     assert.ok(mse(student1.images) < 0.7 * mse(teacher1.images), "reflow's one-step samples are closer to the teacher's accurate samples");
   } finally {
     rmSync(dir, { recursive: true, force: true });

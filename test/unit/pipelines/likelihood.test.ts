@@ -9,7 +9,15 @@ import { initEngine } from "../../../src/engine/index.js";
 import { Rng } from "../../../src/core/rng.js";
 import { initMlp, mlpModel, type MlpConfig } from "../../../src/core/models/mlp.js";
 import { modelField } from "../../../src/core/field.js";
-import { logLikelihood, logLikelihoodWith, modelDivergenceField, gaussianLogDensity, bitsPerDim, type FieldWithDivergence, type ProbeKind } from "../../../src/core/likelihood.js";
+import {
+  logLikelihood,
+  logLikelihoodWith,
+  modelDivergenceField,
+  gaussianLogDensity,
+  bitsPerDim,
+  type FieldWithDivergence,
+  type ProbeKind,
+} from "../../../src/core/likelihood.js";
 import { trainToy2d } from "../../../src/pipelines/toy2d.js";
 import { loadModel } from "../../../src/pipelines/model.js";
 import { initUnetParams, unetModel } from "../../../src/core/models/unet.js";
@@ -86,7 +94,8 @@ test("exact divergence of the MLP equals a finite-difference divergence; Hutchin
       const se = Math.sqrt(vals.reduce((a, b) => a + (b - mean) ** 2, 0) / (probes - 1) / probes);
       assert.ok(se > 0, "the estimator has variance");
       assert.ok(Math.abs(mean - div[i]) < 4 * se, `${probe} sample ${i}: Hutchinson ${mean} ± ${se} vs exact ${div[i]}`);
-      if (i === 0) console.log(`divergence at t=0.3, ${probe} x${probes}: ${mean.toFixed(4)} ± ${se.toFixed(4)} vs exact ${div[i].toFixed(4)}`);
+      if (i === 0)
+        console.log(`divergence at t=0.3, ${probe} x${probes}: ${mean.toFixed(4)} ± ${se.toFixed(4)} vs exact ${div[i].toFixed(4)}`);
     }
   }
   exact.dispose();
@@ -106,10 +115,14 @@ test("integrated log p: Hutchinson agrees with exact within its per-sample stand
   for (let i = 0; i < 4; i++) {
     const se = hutch.stderr?.[i] ?? 0;
     assert.ok(se > 0, "per-sample standard error over probes");
-    assert.ok(Math.abs(hutch.logp[i] - exact.logp[i]) < 4 * se, `MLP sample ${i}: Hutchinson ${hutch.logp[i]} ± ${se} vs exact ${exact.logp[i]}`);
+    assert.ok(
+      Math.abs(hutch.logp[i] - exact.logp[i]) < 4 * se,
+      `MLP sample ${i}: Hutchinson ${hutch.logp[i]} ± ${se} vs exact ${exact.logp[i]}`,
+    );
   }
-  console.log(`MLP log p (sample 0): exact ${exact.logp[0].toFixed(4)}, Hutchinson x32 ${hutch.logp[0].toFixed(4)} ± ${hutch.stderr?.[0].toFixed(4)}`);
-
+  console.log(
+    `MLP log p (sample 0): exact ${exact.logp[0].toFixed(4)}, Hutchinson x32 ${hutch.logp[0].toFixed(4)} ± ${hutch.stderr?.[0].toFixed(4)}`,
+  );
 });
 
 test("UNet divergence on [n, H, W, C] images with labels: Hutchinson probes agree with the exact trace", async () => {
@@ -126,7 +139,11 @@ test("UNet divergence on [n, H, W, C] images with labels: Hutchinson probes agre
   exact.dispose();
   assert.ok(v.some((x) => x !== 0) && div.every((d) => Number.isFinite(d) && d !== 0), `non-trivial field: div ${Array.from(div)}`);
   const probes = 24;
-  const hutch = modelDivergenceField(unetModel(ucfg), uparams, { sampleShape: [2, 2, 1], divergence: { hutchinson: probes, seed: 2 }, labels });
+  const hutch = modelDivergenceField(unetModel(ucfg), uparams, {
+    sampleShape: [2, 2, 1],
+    divergence: { hutchinson: probes, seed: 2 },
+    labels,
+  });
   const est = (await hutch.field(imgs, 0.6)).div;
   hutch.dispose();
   for (let i = 0; i < 2; i++) {
@@ -189,7 +206,9 @@ test("a trained checkerboard model gives held-out data clearly higher likelihood
     }
     const a = await logLikelihood2d(loaded, on, { rtol: 1e-4, atol: 1e-4 });
     const b = await logLikelihood2d(loaded, off, { rtol: 1e-4, atol: 1e-4 });
-    console.log(`checkerboard mean log p: filled squares ${a.mean.toFixed(3)} ± ${a.stderr.toFixed(3)}, empty squares ${b.mean.toFixed(3)} ± ${b.stderr.toFixed(3)} (nfe ${a.nfe})`);
+    console.log(
+      `checkerboard mean log p: filled squares ${a.mean.toFixed(3)} ± ${a.stderr.toFixed(3)}, empty squares ${b.mean.toFixed(3)} ± ${b.stderr.toFixed(3)} (nfe ${a.nfe})`,
+    );
     assert.ok(a.mean > b.mean + 1, `filled ${a.mean} vs empty ${b.mean}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,9 @@ import { tempDir } from "../../helpers/cli.js";
 
 const FULL = process.env.FLOWMATCH_FULL_TESTS === "1";
 
-test("train2d checkerboard defaults, seed 0, 40,000 steps: every value finite, no step skipped", { skip: FULL ? false : "set FLOWMATCH_FULL_TESTS=1 to run the 40,000-step default training (~10 min)" }, async () => {
+test("train2d checkerboard defaults, seed 0, 40,000 steps: every value finite, no step skipped", {
+  skip: FULL ? false : "set FLOWMATCH_FULL_TESTS=1 to run the 40,000-step default training (~10 min)",
+}, async () => {
   const dir = tempDir("fm-long-");
   try {
     const r = await trainToy2d({

@@ -27,7 +27,17 @@ function tinyImages(n: number, classes: number): ImageDataset {
     labels[i] = i % classes;
     for (let j = 0; j < per; j++) images[i * per + j] = (j % classes === labels[i] ? 0.8 : -0.8) + 0.3 * rng.normal();
   }
-  return { name: "tiny", images, labels, n, height: 4, width: 4, channels: 1, numClasses: classes, classNames: Array.from({ length: classes }, (_, k) => String(k)) };
+  return {
+    name: "tiny",
+    images,
+    labels,
+    n,
+    height: 4,
+    width: 4,
+    channels: 1,
+    numClasses: classes,
+    classNames: Array.from({ length: classes }, (_, k) => String(k)),
+  };
 }
 
 function sqdist(a: Float32Array, i: number, b: Float32Array, j: number, dim: number): number {
@@ -72,9 +82,23 @@ test("train-image --coupling ot is recorded and a resume must keep it", async ()
   const dir = tempDir("fm-image-ot-");
   try {
     const base: ImageTrainOptions = {
-      dataset: "tiny", data: tinyImages(64, 2), steps: 3, batchSize: 8, lr: 1e-3, seed: 0, path: "straight", timeSampler: "uniform",
-      emaDecay: 0.9, labelDropout: 0.1, limit: 0, model: { channels: [4, 8], timeEmbDim: 8, groups: 4 }, out: dir, checkpointEvery: 10, resume: false,
-      coupling: "ot", backend: "jax",
+      dataset: "tiny",
+      data: tinyImages(64, 2),
+      steps: 3,
+      batchSize: 8,
+      lr: 1e-3,
+      seed: 0,
+      path: "straight",
+      timeSampler: "uniform",
+      emaDecay: 0.9,
+      labelDropout: 0.1,
+      limit: 0,
+      model: { channels: [4, 8], timeEmbDim: 8, groups: 4 },
+      out: dir,
+      checkpointEvery: 10,
+      resume: false,
+      coupling: "ot",
+      backend: "jax",
     };
     await trainImage(base);
     const m = await loadModel(dir, { kind: "image" });
@@ -100,7 +124,25 @@ test("sample2d --time-grid: the solve uses the grid (same evaluations, other sam
 
   const dir = tempDir("fm-grid-");
   try {
-    const r = runCli(["sample2d", "--ckpt", FIXTURE_2D, "--solver", "euler", "--nfe", "4", "--time-grid", "shifted", "--shift", "2", "--n", "100", "--frames", "2", "--out", dir]);
+    const r = runCli([
+      "sample2d",
+      "--ckpt",
+      FIXTURE_2D,
+      "--solver",
+      "euler",
+      "--nfe",
+      "4",
+      "--time-grid",
+      "shifted",
+      "--shift",
+      "2",
+      "--n",
+      "100",
+      "--frames",
+      "2",
+      "--out",
+      dir,
+    ]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /quality \(euler, NFE 4, shifted grid \(shift 2\), n=100\)/);
     const metrics = JSON.parse(readFileSync(join(dir, "metrics.json"), "utf8")) as Record<string, unknown>;

@@ -43,14 +43,20 @@ async function trainAndMeasure(steps: number) {
 
 test("checkerboard smoke: a short default-model run gets within 3x of the noise floor", async () => {
   const q = await trainAndMeasure(1500);
-  console.log(`smoke (1500 steps): sliced-W2 ${q.sw2.toFixed(4)}, noise floor ${q.sw2Floor.toFixed(4)} (${(q.sw2 / q.sw2Floor).toFixed(2)}x)`);
+  console.log(
+    `smoke (1500 steps): sliced-W2 ${q.sw2.toFixed(4)}, noise floor ${q.sw2Floor.toFixed(4)} (${(q.sw2 / q.sw2Floor).toFixed(2)}x)`,
+  );
   assert.ok(q.sw2 < 3 * q.sw2Floor, `sliced-W2 ${q.sw2} vs floor ${q.sw2Floor}`);
 });
 
-test("checkerboard with the defaults is within 2x of the noise floor, and sharper than the old defaults' 11% outside", { skip: FULL ? false : "set FLOWMATCH_FULL_TESTS=1 to run the full default training (~4 min on a quiet machine)" }, async () => {
+test("checkerboard with the defaults is within 2x of the noise floor, and sharper than the old defaults' 11% outside", {
+  skip: FULL ? false : "set FLOWMATCH_FULL_TESTS=1 to run the full default training (~4 min on a quiet machine)",
+}, async () => {
   const q = await trainAndMeasure(TRAIN2D_DEFAULTS.steps);
   const outside = q.density?.outside ?? NaN;
-  console.log(`full (${TRAIN2D_DEFAULTS.steps} steps): sliced-W2 ${q.sw2.toFixed(4)}, noise floor ${q.sw2Floor.toFixed(4)} (${(q.sw2 / q.sw2Floor).toFixed(2)}x), outside ${(100 * outside).toFixed(1)}%`);
+  console.log(
+    `full (${TRAIN2D_DEFAULTS.steps} steps): sliced-W2 ${q.sw2.toFixed(4)}, noise floor ${q.sw2Floor.toFixed(4)} (${(q.sw2 / q.sw2Floor).toFixed(2)}x), outside ${(100 * outside).toFixed(1)}%`,
+  );
   assert.ok(q.sw2 < 2 * q.sw2Floor, `sliced-W2 ${q.sw2} vs floor ${q.sw2Floor}`);
   // Measured 6.3% at n = 4,000 (README, "How the defaults were chosen"); the old defaults gave 11.5%.
   assert.ok(outside < 0.08, `outside ${outside}`);

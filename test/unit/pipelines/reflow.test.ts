@@ -61,7 +61,10 @@ test("reflow beats its teacher at NFE 1 and straightens the paths (checkerboard)
     console.log(`straightness: CFM ${result.straightness[0].toFixed(4)}, Reflow ${result.straightness[1].toFixed(4)}`);
     assert.ok(reflow1.sw2 < 0.6 * cfm1.sw2, `Reflow NFE-1 SW2 ${reflow1.sw2} should be clearly below CFM's ${cfm1.sw2}`);
     assert.ok(result.straightness[1] < 0.25 * result.straightness[0], "reflow paths are much straighter");
-    assert.ok(result.files.every((f) => existsSync(f)), "GIF and markdown table written");
+    assert.ok(
+      result.files.every((f) => existsSync(f)),
+      "GIF and markdown table written",
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

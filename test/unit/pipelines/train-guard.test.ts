@@ -115,7 +115,10 @@ test("an MLP with pre-activations below -90 trains on: every loss, gradient and 
   try {
     for (const batch of batches(30, 5)) {
       const loss = await tr.step(batch);
-      assert.ok(Number.isFinite(loss) && tr.lastStep?.applied && Number.isFinite(tr.lastStep.gradNorm), `step ${tr.stepCount}: loss ${loss}, gradient norm ${tr.lastStep?.gradNorm}`);
+      assert.ok(
+        Number.isFinite(loss) && tr.lastStep?.applied && Number.isFinite(tr.lastStep.gradNorm),
+        `step ${tr.stepCount}: loss ${loss}, gradient norm ${tr.lastStep?.gradNorm}`,
+      );
     }
     assert.equal(tr.skippedSteps, 0);
     const { params } = await tr.hostState();
@@ -143,7 +146,10 @@ test(`${MAX_CONSECUTIVE_SKIPS} bad steps in a row stop the run naming the step a
   let kept: Map<string, string> | null = null;
   const save = async () => {
     const state = await tr.hostState();
-    await saveCheckpoint(dir, { config: { format: "flowmatch-checkpoint", version: 1, kind: "2d", step: tr.stepCount }, tensors: stateToTensors({ ...state, losses, skipped }) });
+    await saveCheckpoint(dir, {
+      config: { format: "flowmatch-checkpoint", version: 1, kind: "2d", step: tr.stepCount },
+      tensors: stateToTensors({ ...state, losses, skipped }),
+    });
     if (tr.stepCount === 10) kept = snapshotTree(dir);
   };
   const lines: string[] = [];
@@ -198,8 +204,13 @@ test("no checkpoint is written with a non-finite value; the one on disk stays", 
     await saveCheckpoint(dir, { config, tensors: { w: { dtype: "F32", shape: [2], data: Float32Array.of(1, 2) } } });
     const before = snapshotTree(dir);
     await assert.rejects(
-      saveCheckpoint(dir, { config: { ...config, step: 2 }, tensors: { w: { dtype: "F32", shape: [2], data: Float32Array.of(1, Infinity) } } }),
-      (err: unknown) => err instanceof UserError && /not writing the step-2 checkpoint .*w\[1\] = Infinity.*the checkpoint already there is kept/.test(err.message),
+      saveCheckpoint(dir, {
+        config: { ...config, step: 2 },
+        tensors: { w: { dtype: "F32", shape: [2], data: Float32Array.of(1, Infinity) } },
+      }),
+      (err: unknown) =>
+        err instanceof UserError &&
+        /not writing the step-2 checkpoint .*w\[1\] = Infinity.*the checkpoint already there is kept/.test(err.message),
     );
     assertTreeKept(before, dir);
   } finally {

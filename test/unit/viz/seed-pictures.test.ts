@@ -21,7 +21,10 @@ test("histogram2d: shares per cell, top row first, outside points left out; the 
   assert.ok(Math.abs(h.reduce((a, b) => a + b, 0) - 0.75) < 1e-12, "the point outside is not counted");
   const centre = histogram2d(Float32Array.from([5.5, 5.5]), [0, 11, 0, 11], 11, 1.5);
   assert.ok(Math.abs(centre.reduce((a, b) => a + b, 0) - 1) < 1e-9, "blurring a point far from the edges keeps its mass");
-  assert.ok(centre[5 * 11 + 5] < 0.2 && centre[5 * 11 + 5] > centre[5 * 11 + 6] && centre[5 * 11 + 6] === centre[4 * 11 + 5], "spread symmetrically, peak at the point");
+  assert.ok(
+    centre[5 * 11 + 5] < 0.2 && centre[5 * 11 + 5] > centre[5 * 11 + 6] && centre[5 * 11 + 6] === centre[4 * 11 + 5],
+    "spread symmetrically, peak at the point",
+  );
   const pic = densityPlot(pts, { bounds: [0, 4, 0, 4], bins: 4, size: 100 });
   assert.ok(pic.width > 100 && pic.height > 100);
 });

@@ -37,7 +37,8 @@ interface GifFrame {
 function readGif(buf: Uint8Array): { header: string; width: number; height: number; loop: number | null; frames: GifFrame[] } {
   const header = String.fromCharCode(...buf.subarray(0, 6));
   const u16 = (o: number) => buf[o] | (buf[o + 1] << 8);
-  const width = u16(6), height = u16(8);
+  const width = u16(6),
+    height = u16(8);
   const readTable = (o: number, flags: number) => {
     const n = 1 << ((flags & 7) + 1);
     const table: number[][] = [];
@@ -75,7 +76,9 @@ function readGif(buf: Uint8Array): { header: string; width: number; height: numb
       continue;
     }
     assert.equal(block, 0x2c, `unexpected GIF block 0x${block.toString(16)} at ${pos - 1}`);
-    const fw = u16(pos + 4), fh = u16(pos + 6), flags = buf[pos + 8];
+    const fw = u16(pos + 4),
+      fh = u16(pos + 6),
+      flags = buf[pos + 8];
     pos += 9;
     let palette = globalTable;
     if (flags & 0x80) {
@@ -91,7 +94,8 @@ function readGif(buf: Uint8Array): { header: string; width: number; height: numb
 
 function lzwDecode(data: Uint8Array, minCode: number, count: number): Uint8Array {
   const out = new Uint8Array(count);
-  const clear = 1 << minCode, end = clear + 1;
+  const clear = 1 << minCode,
+    end = clear + 1;
   let dict: number[][] = [];
   let size = minCode + 1;
   const reset = () => {
@@ -101,7 +105,8 @@ function lzwDecode(data: Uint8Array, minCode: number, count: number): Uint8Array
     size = minCode + 1;
   };
   reset();
-  let bitPos = 0, n = 0;
+  let bitPos = 0,
+    n = 0;
   let prev: number[] | null = null;
   while (bitPos + size <= data.length * 8) {
     let code = 0;
@@ -156,13 +161,17 @@ test("decodePngGray gives luminance in [0,1] and composites transparency over th
 });
 
 test("decodePng of a non-PNG is a UserError naming the fix", () => {
-  assert.throws(() => decodePng(Buffer.from("not a png at all"), "digit.jpg"), (e: unknown) => e instanceof UserError && /digit\.jpg.*\.png/.test(e.message));
+  assert.throws(
+    () => decodePng(Buffer.from("not a png at all"), "digit.jpg"),
+    (e: unknown) => e instanceof UserError && /digit\.jpg.*\.png/.test(e.message),
+  );
 });
 
 // ---- GIF ----
 
 test("GIF: header, frame count, delay, loop flag and decoded pixels", () => {
-  const red = hexColor("#d1495b"), blue = hexColor("#1f3b73");
+  const red = hexColor("#d1495b"),
+    blue = hexColor("#1f3b73");
   const frames = [0, 1, 2].map((i) => new Raster(20, 10).fillRect(i * 5, 2, 4, 4, i === 1 ? blue : red));
   const gif = encodeGif(frames, { delayMs: 80, loop: true });
   const parsed = readGif(gif);
@@ -201,7 +210,8 @@ test("scatterPlot draws each panel's points in its colour and leaves the rest wh
     ],
     { size, bounds, pointAlpha: 255 },
   );
-  const p0 = scatterPanelRect(0, size), p1 = scatterPanelRect(1, size);
+  const p0 = scatterPanelRect(0, size),
+    p1 = scatterPanelRect(1, size);
   // (2.5, 7.5) sits a quarter in from the left and a quarter down from the top.
   const a = img.getPixel(p0.x0 + 25, p0.y0 + 25);
   assert.ok(a[2] > a[0] + 40, `panel 0 default colour is blue-ish, got ${a}`);
@@ -243,17 +253,29 @@ test("vectorFieldFrame draws the arrow along the velocity (y up) and checks the 
     const p = r.getPixel(x, y);
     return p[0] + p[1] + p[2] < 3 * 200;
   };
-  const size = 200, x0 = 36, y0 = 30; // plot-area origin (LEFT, TITLE_BAND)
+  const size = 200,
+    x0 = 36,
+    y0 = 30; // plot-area origin (LEFT, TITLE_BAND)
   const right = vectorFieldFrame({ bounds, gridN: 1, field: Float32Array.from([1, 0]), particles: new Float32Array(0), t: 0.5, size });
   assert.ok(ink(right, x0 + 150, y0 + 100), "shaft right of centre");
   assert.ok(!ink(right, x0 + 100, y0 + 30), "nothing above centre");
   const up = vectorFieldFrame({ bounds, gridN: 1, field: Float32Array.from([0, 2]), particles: new Float32Array(0), t: 0.5, size });
   assert.ok(ink(up, x0 + 100, y0 + 30), "positive vy points up the picture");
   assert.ok(!ink(up, x0 + 150, y0 + 100));
-  const withDot = vectorFieldFrame({ bounds, gridN: 1, field: Float32Array.from([0, 0]), particles: Float32Array.from([0.25, 0.25]), t: 1, size });
+  const withDot = vectorFieldFrame({
+    bounds,
+    gridN: 1,
+    field: Float32Array.from([0, 0]),
+    particles: Float32Array.from([0.25, 0.25]),
+    t: 1,
+    size,
+  });
   const dot = withDot.getPixel(x0 + 50, y0 + 150);
   assert.ok(dot[0] > dot[2] + 40, `particle is drawn in red, got ${dot}`);
-  assert.throws(() => vectorFieldFrame({ bounds, gridN: 3, field: new Float32Array(4), particles: new Float32Array(0), t: 0 }), /gridN\*gridN\*2 = 18/);
+  assert.throws(
+    () => vectorFieldFrame({ bounds, gridN: 3, field: new Float32Array(4), particles: new Float32Array(0), t: 0 }),
+    /gridN\*gridN\*2 = 18/,
+  );
 });
 
 // ---- line plot ----
@@ -266,7 +288,8 @@ test("linePlot draws a decreasing curve high on the left and low on the right", 
     for (let y = 0; y < img.height; y++) if (near(img.getPixel(x, y), blue, 30)) return y;
     return -1;
   };
-  const leftY = curveRow(70), rightY = curveRow(370);
+  const leftY = curveRow(70),
+    rightY = curveRow(370);
   assert.ok(leftY > 0 && rightY > 0, `curve found at both ends (${leftY}, ${rightY})`);
   assert.ok(leftY < rightY - 100, `left end is higher: ${leftY} vs ${rightY}`);
   const logImg = linePlot([{ name: "loss", values }], { logY: true, title: "log" });
@@ -288,7 +311,9 @@ test("movingAverage, niceTicks and formatNumber", () => {
 // ---- image grid ----
 
 test("imageGrid places image k at its cell with the right grey level", () => {
-  const n = 5, h = 3, w = 4;
+  const n = 5,
+    h = 3,
+    w = 4;
   const images = new Float32Array(n * h * w);
   for (let k = 0; k < n; k++) images.fill(k / 4, k * h * w, (k + 1) * h * w);
   images[2 * h * w + 1 * w + 3] = 1; // image 2, row 1, col 3 is white
@@ -306,7 +331,16 @@ test("imageGrid places image k at its cell with the right grey level", () => {
   assert.deepEqual(img.getPixel(x + 3 * 3 + 2, y + 1 * 3 + 1), [255, 255, 255, 255]);
   assert.equal(img.getPixel(x + 3 * 3 + 2, y)[0], 128);
 
-  const rgb = imageGrid(Float32Array.from([-1, 0, 1]), { n: 1, height: 1, width: 1, channels: 3, cols: 1, scale: 1, pad: 0, range: "minus1to1" });
+  const rgb = imageGrid(Float32Array.from([-1, 0, 1]), {
+    n: 1,
+    height: 1,
+    width: 1,
+    channels: 3,
+    cols: 1,
+    scale: 1,
+    pad: 0,
+    range: "minus1to1",
+  });
   const px = rgb.getPixel(0, 0);
   assert.equal(px[0], 0);
   assert.ok(Math.abs(px[1] - 127.5) <= 0.5);
