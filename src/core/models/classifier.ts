@@ -14,7 +14,7 @@ import { nn, np, type Array } from "../../engine/index.js";
 import { UserError } from "../errors.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
-import { paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
+import { configReader, invalidFields, paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
 import { conv2d, dense, groupNorm, heNormal, silu } from "./layers.js";
 
 export interface ClassifierConfig {
@@ -117,22 +117,17 @@ function trainingOutput(params: Params, x: Array, t: Array, labels: Array | null
 }
 
 export function parseClassifierConfig(raw: unknown, source: string): ClassifierConfig {
-  const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
-  const int = (k: string, min: number) =>
-    typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN;
-  const channels = Array.isArray(m.channels) && m.channels.every((c) => typeof c === "number") ? (m.channels as number[]).slice() : [];
+  const r = configReader(raw);
   const cfg: ClassifierConfig = {
-    channels,
-    groups: int("groups", 1),
-    featureDim: int("featureDim", 2),
-    numClasses: int("numClasses", 2),
-    inChannels: int("inChannels", 1),
-    height: int("height", 1),
-    width: int("width", 1),
+    channels: r.ints("channels"),
+    groups: r.int("groups", 1),
+    featureDim: r.int("featureDim", 2),
+    numClasses: r.int("numClasses", 2),
+    inChannels: r.int("inChannels", 1),
+    height: r.int("height", 1),
+    width: r.int("width", 1),
   };
-  const bad = Object.entries(cfg)
-    .filter(([k, v]) => (k === "channels" ? channels.length === 0 : Number.isNaN(v)))
-    .map(([k]) => k);
+  const bad = invalidFields(cfg);
   if (bad.length > 0)
     throw new UserError(
       `${source}: checkpoint config has no valid classifier "model" section (${bad.join(", ")} missing or invalid); re-run train-classifier`,

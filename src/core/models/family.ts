@@ -52,3 +52,33 @@ export interface ModelFamily<C = unknown> {
 export function paramCountOf(shapes: Record<string, number[]>): number {
   return Object.values(shapes).reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0);
 }
+
+/**
+ * Reads a checkpoint's "model" section field by field for a family's parseConfig: a missing or
+ * invalid field reads as NaN (numbers) or [] (lists), so invalidFields can name every bad one at once.
+ */
+export function configReader(raw: unknown): {
+  int(key: string, min: number): number;
+  ints(key: string): number[];
+  has(key: string): boolean;
+} {
+  const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
+  return {
+    int: (key, min) => {
+      const v = m[key];
+      return typeof v === "number" && Number.isInteger(v) && v >= min ? v : NaN;
+    },
+    ints: (key) => {
+      const v = m[key];
+      return Array.isArray(v) && v.every((c) => typeof c === "number") ? (v as number[]).slice() : [];
+    },
+    has: (key) => m[key] !== undefined,
+  };
+}
+
+/** The fields configReader marked bad (NaN, or an empty list), in the config's order. */
+export function invalidFields(cfg: object): string[] {
+  return Object.entries(cfg)
+    .filter(([, v]) => (Array.isArray(v) ? v.length === 0 : Number.isNaN(v)))
+    .map(([k]) => k);
+}

@@ -5,7 +5,7 @@ import { UserError } from "../errors.js";
 import { silu, timeEmbedding } from "./layers.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
-import { paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
+import { configReader, invalidFields, paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
 
 /** Shape of the MLP velocity network for low-dimensional data (the 2-D toy sets): x and the embedded t in, dx/dt out. */
 export interface MlpConfig {
@@ -79,13 +79,9 @@ export function mlpModel(cfg: MlpConfig): VelocityModel {
 
 /** Throws UserError unless `raw` is a whole MLP config (dim, hidden, depth >= 1; timeEmbDim >= 0). */
 export function parseMlpConfig(raw: unknown, source: string): MlpConfig {
-  const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
-  const int = (k: keyof MlpConfig, min: number) =>
-    typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN;
-  const cfg: MlpConfig = { dim: int("dim", 1), hidden: int("hidden", 1), depth: int("depth", 1), timeEmbDim: int("timeEmbDim", 0) };
-  const bad = Object.entries(cfg)
-    .filter(([, v]) => Number.isNaN(v))
-    .map(([k]) => k);
+  const r = configReader(raw);
+  const cfg: MlpConfig = { dim: r.int("dim", 1), hidden: r.int("hidden", 1), depth: r.int("depth", 1), timeEmbDim: r.int("timeEmbDim", 0) };
+  const bad = invalidFields(cfg);
   if (bad.length > 0) {
     throw new UserError(
       `${source}: checkpoint config has no valid "model" section ` +

@@ -15,7 +15,7 @@ import { np, type Array } from "../../engine/index.js";
 import { UserError } from "../errors.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
-import { paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
+import { configReader, invalidFields, paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
 import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, timeEmbedding, upsample2x, type ImageLayout } from "./layers.js";
 
 /**
@@ -221,23 +221,18 @@ export function initUnetParams(cfg: UnetConfig, rng: Rng): HostParams {
 
 /** Throws UserError unless `raw` is a whole, buildable UNet config. */
 export function parseUnetConfig(raw: unknown, source: string): UnetConfig {
-  const m = (typeof raw === "object" && raw !== null && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
-  const int = (k: string, min: number) =>
-    typeof m[k] === "number" && Number.isInteger(m[k]) && (m[k] as number) >= min ? (m[k] as number) : NaN;
-  const channels = Array.isArray(m.channels) && m.channels.every((c) => typeof c === "number") ? (m.channels as number[]).slice() : [];
+  const r = configReader(raw);
   const cfg: UnetConfig = {
-    channels,
-    numClasses: int("numClasses", 1),
-    timeEmbDim: int("timeEmbDim", 2),
-    groups: int("groups", 1),
+    channels: r.ints("channels"),
+    numClasses: r.int("numClasses", 1),
+    timeEmbDim: r.int("timeEmbDim", 2),
+    groups: r.int("groups", 1),
     // Written since the first release, but a hand-made or older grey config may lack it: grey.
-    inChannels: m.inChannels === undefined ? 1 : int("inChannels", 1),
-    height: int("height", 1),
-    width: int("width", 1),
+    inChannels: r.has("inChannels") ? r.int("inChannels", 1) : 1,
+    height: r.int("height", 1),
+    width: r.int("width", 1),
   };
-  const bad = Object.entries(cfg)
-    .filter(([k, v]) => (k === "channels" ? channels.length === 0 : Number.isNaN(v)))
-    .map(([k]) => k);
+  const bad = invalidFields(cfg);
   if (bad.length > 0)
     throw new UserError(
       `${source}: checkpoint config has no valid UNet "model" section (${bad.join(", ")} missing or invalid); re-run training to write it again`,
