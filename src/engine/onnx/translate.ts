@@ -51,7 +51,7 @@ export interface TranslateOptions {
   convAsMatMul?: boolean;
   /**
    * Graph optimisations of the emitted graph (default true): nearest upsampling as Resize,
-   * Reshape chains folded, dead nodes dropped. Off gives the plain translation (tests compare them).
+   * Reshape chains folded, the stable sigmoid chain (and its gradient) as Sigmoid, dead nodes dropped. Off gives the plain translation (tests compare them).
    */
   optimize?: boolean;
 }
@@ -171,6 +171,27 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
 
   const env = new Map<AtomLike, Val>();
   const full = new Map<AtomLike, string>();
+  const optimize = opts.optimize !== false;
+  const sigmoids = optimize ? findSigmoids(jaxpr.eqns) : null;
+  /**
+   * `where(mask, 0, e * (-(s * s) * X))` with e, s and mask of one sigmoid chain: the gradient that
+   * flows back through the chain (jax-js's transpose of reciprocal, exp, min and neg), X the cotangent of s.
+   */
+  const sigmoidGradient = (e: EqnLike): { group: SigmoidChain; cotangent: AtomLike } | null => {
+    if (!sigmoids || e.primitive !== "where" || !isLit(e.inputs[1]) || e.inputs[1].value !== 0 || isLit(e.inputs[2])) return null;
+    const group = sigmoids.byMask.get(e.inputs[0]);
+    if (!group) return null;
+    const q = sigmoids.producer.get(e.inputs[2]);
+    const p = q && mulOperand(q, group.exp);
+    const pe = p && sigmoids.producer.get(p);
+    if (pe?.primitive !== "mul" || pe.inputs.some(isLit)) return null;
+    for (const [k, x] of [pe.inputs, [pe.inputs[1], pe.inputs[0]]]) {
+      const ke = sigmoids.producer.get(k);
+      const je = ke?.primitive === "neg" ? sigmoids.producer.get(ke.inputs[0]) : undefined;
+      if (je?.primitive === "mul" && je.inputs[0] === group.out && je.inputs[1] === group.out) return { group, cotangent: x };
+    }
+    return null;
+  };
   // 2-D dots [M, N] = an @ bn; a transpose of one becomes bn^T @ an^T, which ORT folds into one
   // FusedMatMul/Gemm (a Reshape between a Transpose and a MatMul blocks that fusion).
   const dot2d = new Map<AtomLike, { an: string; bn: string }>();
@@ -201,7 +222,6 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     }
     return n;
   };
-  const optimize = opts.optimize !== false;
   // Reshape outputs -> their source and its shape: a reshape of a reshape reads the source (and
   // returns it when the shapes match), so chains fold and Transpose/MatMul pairs stay adjacent
   // for onnxruntime's fusions.
@@ -233,6 +253,23 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     const outShape = out[0]?.aval.shape ?? [];
     const set = (i: number, name: string, c: number[]) => env.set(out[i], { name, c });
     const p = e.primitive;
+    const sg = sigmoids?.byOut.get(out[0]);
+    if (sg) {
+      // onnxruntime's Sigmoid saturates (exactly 0 below -18, 1 above 18, NaN stays NaN), so it
+      // is as finite as the capped chain it replaces, in one op instead of five.
+      const a = read(sg.x);
+      set(0, op1("Sigmoid", [a.name]), a.c);
+      continue;
+    }
+    const dsg = sigmoids ? sigmoidGradient(e) : null;
+    if (dsg) {
+      // X * s (s - 1) = -(X * s^2 e^-x): the chain's gradient from s alone (see findSigmoids).
+      const x = read(dsg.cotangent);
+      const s = read(dsg.group.out);
+      dsg.group.slope ??= op1("Mul", [s.name, op1("Sub", [s.name, scalar(1, "float32", s.c.length)])]);
+      set(0, op1("Mul", [x.name, dsg.group.slope]), bcastShape(x.c, s.c));
+      continue;
+    }
     if (p in UNARY) {
       const a = read(e.inputs[0]);
       set(0, op1(UNARY[p], [a.name]), a.c);
@@ -762,4 +799,78 @@ function dropDead(nodes: NodeSpec[], outputNames: string[]): NodeSpec[] {
     for (const x of n.inputs) live.add(x);
   }
   return kept.reverse();
+}
+
+/** Smallest cap c in 1 / (1 + e^min(-x, c)) treated as the plain sigmoid: they differ by < e^-c = 1.8e-35. */
+const SIGMOID_MIN_CAP = 80;
+
+/** One stable-sigmoid chain s = 1 / (1 + e^min(-x, c)) of the jaxpr (core/models/layers.ts sigmoid). */
+interface SigmoidChain {
+  x: AtomLike;
+  /** s. */
+  out: AtomLike;
+  /** e^min(-x, c). */
+  exp: AtomLike;
+  /** s (s - 1), emitted once when a gradient needs it. */
+  slope?: string;
+}
+
+/** The non-literal operand of a binary eqn whose other operand is the literal `value`. */
+function litOperand(e: EqnLike, ok: (value: number) => boolean): AtomLike | null {
+  if (e.inputs.length !== 2) return null;
+  const [a, b] = e.inputs;
+  if (isLit(a) && !isLit(b) && ok(a.value as number)) return b;
+  if (isLit(b) && !isLit(a) && ok(b.value as number)) return a;
+  return null;
+}
+
+/** The other operand of a `mul` eqn that has `v` as one operand. */
+function mulOperand(e: EqnLike, v: AtomLike): AtomLike | null {
+  if (e.primitive !== "mul") return null;
+  if (e.inputs[0] === v && !isLit(e.inputs[1])) return e.inputs[1];
+  if (e.inputs[1] === v && !isLit(e.inputs[0])) return e.inputs[0];
+  return null;
+}
+
+/**
+ * The float32 chains neg -> min(., c >= SIGMOID_MIN_CAP) -> exp -> add 1 -> reciprocal (the stable
+ * sigmoid), by output, and the `compare less c, -x` masks of their gradients (the min's transpose).
+ * The translator emits each as one ONNX Sigmoid and its gradient as X s (s - 1); the chain's other
+ * nodes then have no reader and are dropped.
+ */
+function findSigmoids(eqns: EqnLike[]): {
+  byOut: Map<AtomLike, SigmoidChain>;
+  byMask: Map<AtomLike, SigmoidChain>;
+  producer: Map<AtomLike, EqnLike>;
+} {
+  const producer = new Map<AtomLike, EqnLike>();
+  for (const e of eqns) for (const o of e.outBinders) producer.set(o, e);
+  const byOut = new Map<AtomLike, SigmoidChain>();
+  const byNeg = new Map<AtomLike, { chain: SigmoidChain; cap: number }>();
+  for (const e of eqns) {
+    const out = e.outBinders[0];
+    if (e.primitive !== "reciprocal" || out.aval.dtype !== "float32") continue;
+    const add = producer.get(e.inputs[0]);
+    const ex = add?.primitive === "add" ? litOperand(add, (v) => v === 1) : null;
+    const exe = ex && producer.get(ex);
+    if (!ex || exe?.primitive !== "exp") continue;
+    const mn = producer.get(exe.inputs[0]);
+    const capAtom = mn?.primitive === "min" ? mn.inputs.find(isLit) : undefined;
+    const cap = capAtom ? (capAtom.value as number) : Number.NaN;
+    const neg = mn && cap >= SIGMOID_MIN_CAP ? litOperand(mn, (v) => v === cap) : null;
+    const nege = neg && producer.get(neg);
+    if (!neg || nege?.primitive !== "neg" || isLit(nege.inputs[0])) continue;
+    const x = nege.inputs[0];
+    if (!eqShape(x.aval.shape, out.aval.shape)) continue;
+    const chain: SigmoidChain = { x, out, exp: ex };
+    byOut.set(out, chain);
+    byNeg.set(neg, { chain, cap });
+  }
+  const byMask = new Map<AtomLike, SigmoidChain>();
+  for (const e of eqns) {
+    if (e.primitive !== "compare" || e.params.op !== "less" || !isLit(e.inputs[0]) || isLit(e.inputs[1])) continue;
+    const m = byNeg.get(e.inputs[1]);
+    if (m && m.cap === e.inputs[0].value) byMask.set(e.outBinders[0], m.chain);
+  }
+  return { byOut, byMask, producer };
 }

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { initEngine, grad, jit, np, tree, type Array } from "../../../src/engine/index.js";
-import { upsample2x, conv2d } from "../../../src/core/models/layers.js";
+import { upsample2x, conv2d, silu } from "../../../src/core/models/layers.js";
 import { initMlp, mlpModel, type MlpConfig } from "../../../src/core/models/mlp.js";
 import { traceToOnnx, type TracedOnnx } from "../../../src/engine/onnx/trace.js";
 import { decodeOnnxNodes } from "../../../src/engine/onnx/proto.js";
@@ -102,4 +102,30 @@ test("optimize: the MLP training step's weight-gradient transposes feed MatMul d
   feeds["6"] = new ort.Tensor("float32", Float32Array.of(1e-3), []);
   feeds["7"] = new ort.Tensor("float32", Float32Array.of(0.9), []);
   assertClose(await runGraph(opt, feeds), await runGraph(plain, feeds), 1e-6, "optimized vs plain step");
+});
+
+test("optimize: the stable sigmoid chain of silu and its gradient become one Sigmoid and X s (s - 1); same numbers, finite far out", async () => {
+  await initEngine();
+  // Inputs across both saturated tails (where the chain caps e^-x and Sigmoid returns exactly 0 or 1).
+  const xs = Float32Array.from([-1e4, -200, -88.5, -30, -17, -5, -1, -0.1, 0, 0.3, 2, 9, 17, 40, 1e4, 3]);
+  const x = np.array(xs).reshape([4, 4]);
+  const w = randn([4, 4]);
+  const loss = (xx: Array, ww: Array) => np.sum(silu(xx).mul(ww));
+  const fn = (xx: Array, ww: Array) => [silu(xx.ref), grad(loss)(xx, ww)];
+  const opt = await traceToOnnx(fn as never, [x, w]);
+  const plain = await traceToOnnx(fn as never, [x, w], { optimize: false });
+  assert.equal(countOps(opt, "Sigmoid"), 2, "one Sigmoid per silu traced (the output and the gradient's forward pass)");
+  for (const op of ["Exp", "Where", "Less", "Reciprocal", "Min"]) assert.equal(countOps(opt, op), 0, `no ${op} left`);
+  assert.equal(countOps(plain, "Sigmoid"), 0);
+  assert.ok(opt.stats.nodes < plain.stats.nodes - 6, `${opt.stats.nodes} nodes vs ${plain.stats.nodes}`);
+  const feeds = {
+    [opt.inputs[0].name]: new ort.Tensor("float32", xs, [4, 4]),
+    [opt.inputs[1].name]: new ort.Tensor("float32", (await w.ref.data()) as Float32Array, [4, 4]),
+  };
+  const a = await runGraph(opt, feeds);
+  for (const out of a) assert.ok(out.every(Number.isFinite));
+  // 1 - s rounds to a multiple of 6e-8 in float32 above x = 15, so x s (1 - s) moves by ~1e-6 there.
+  assertClose(a, await runGraph(plain, feeds), 5e-6, "optimized vs plain");
+  const want = (jit(fn as never) as unknown as (...args: unknown[]) => Array[])(x, w);
+  assertClose(a, await Promise.all(want.map(async (v) => (await v.data()) as Float32Array)), 5e-6, "onnx vs jax");
 });
