@@ -2,10 +2,11 @@
 // onnxruntime's session profiler, and the node counts of the graph before and after onnxruntime's
 // own optimisation (what it fused). A development tool; npm run bench is the benchmark.
 //
-// --ab compares the translator's optimisations on and off (TranslateOptions.optimize), or --ab-threads
-// 1 vs 2 threads: the two sessions run alternate steps, so machine load hits both alike.
+// --ab compares the translator's optimisations on and off (TranslateOptions.optimize), --ab-threads
+// 1 vs 2 threads, --ab-nchwc NCHWc convs vs plain Conv: the two sessions run alternate steps, so
+// machine load hits both alike; it prints wall and CPU time per step (CPU time moves less with load).
 //
-// Usage: node --import tsx bench/profile.ts <workload id> [--threads N] [--steps N] [--save DIR] [--ab | --ab-threads]
+// Usage: node --import tsx bench/profile.ts <workload id> [--threads N] [--steps N] [--save DIR] [--ab | --ab-threads | --ab-nchwc]
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -14,7 +15,7 @@ import * as ort from "onnxruntime-node";
 import { onnxOpCounts as opCounts } from "../src/engine/onnx/proto.js";
 import { initEngine } from "../src/engine/index.js";
 import { traceTrainStep } from "../src/pipelines/trainers.js";
-import { createOrtSession } from "../src/engine/onnx/session.js";
+import { createOrtSession, nchwcBlockSize } from "../src/engine/onnx/session.js";
 import { DEFAULT_ADAM, adamStepSize } from "../src/core/optim.js";
 import { mlpModel } from "../src/core/models/mlp.js";
 import { unetModel } from "../src/core/models/unet.js";
@@ -30,6 +31,7 @@ const { values, positionals } = parseArgs({
     top: { type: "string", default: "25" },
     ab: { type: "boolean" },
     "ab-threads": { type: "boolean" },
+    "ab-nchwc": { type: "boolean" },
     save: { type: "string" },
   },
 });
@@ -49,7 +51,9 @@ await initEngine();
 const params = initialParams(w);
 const model = isMlp(w) ? mlpModel(w.model) : unetModel(w.model, "nchw");
 const shapes = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.shape]));
-const traced = await traceTrainStep({ model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, shapes, w.batch);
+const stepOpts = { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 };
+// As the ort trainer builds it (OrtTrainer: NCHWc convs where the machine has them).
+const traced = await traceTrainStep(stepOpts, shapes, w.batch, { nchwcBlock: await nchwcBlockSize() });
 
 function makeFeeds(inputNames: readonly string[]): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
@@ -79,35 +83,45 @@ const fmt = (c: Record<string, number>) =>
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
 
-if (values.ab || values["ab-threads"]) {
+if (values.ab || values["ab-threads"] || values["ab-nchwc"]) {
   const plain = values.ab
-    ? await traceTrainStep({ model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 }, shapes, w.batch, {
-        optimize: false,
-      })
-    : traced;
+    ? await traceTrainStep(stepOpts, shapes, w.batch, { optimize: false })
+    : values["ab-nchwc"]
+      ? await traceTrainStep(stepOpts, shapes, w.batch)
+      : traced;
   const variants = values.ab
     ? [
         { label: "optimized", bytes: traced.bytes, threads },
         { label: "plain", bytes: plain.bytes, threads },
       ]
-    : [
-        { label: "1 thread", bytes: traced.bytes, threads: 1 },
-        { label: "2 threads", bytes: traced.bytes, threads: 2 },
-      ];
+    : values["ab-nchwc"]
+      ? [
+          { label: "nchwc", bytes: traced.bytes, threads },
+          { label: "plain Conv", bytes: plain.bytes, threads },
+        ]
+      : [
+          { label: "1 thread", bytes: traced.bytes, threads: 1 },
+          { label: "2 threads", bytes: traced.bytes, threads: 2 },
+        ];
   const sessions = await Promise.all(variants.map((v) => createOrtSession(v.bytes, { threads: v.threads, memPattern: isMlp(w) })));
   const feeds = makeFeeds(sessions[0].inputNames);
   const times: number[][] = variants.map(() => []);
+  const cpu: number[][] = variants.map(() => []);
   for (let i = 0; i < steps + 3; i++) {
     for (let k = 0; k < sessions.length; k++) {
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
-      const r = await sessions[k].run(feeds);
-      if (i >= 3) times[k].push(performance.now() - t0);
-      if (i === 0 && k === 0) void r;
+      await sessions[k].run(feeds);
+      const c = process.cpuUsage(c0);
+      if (i >= 3) {
+        times[k].push(performance.now() - t0);
+        cpu[k].push((c.user + c.system) / 1000);
+      }
     }
   }
   const med = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
   console.log(
-    `${w.id}: ${variants.map((v, k) => `${v.label} ${med(times[k]).toFixed(2)} ms/step`).join(", ")}; ratio ${(med(times[0]) / med(times[1])).toFixed(3)}; per-pair ratio median ${med(times[0].map((t, i) => t / times[1][i])).toFixed(3)}; nodes ${traced.stats.nodes} vs ${plain.stats.nodes}; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`,
+    `${w.id}: ${variants.map((v, k) => `${v.label} ${med(times[k]).toFixed(2)} ms/step (CPU ${med(cpu[k]).toFixed(2)} ms)`).join(", ")}; ratio ${(med(times[0]) / med(times[1])).toFixed(3)}, CPU ${(med(cpu[0]) / med(cpu[1])).toFixed(3)}; per-pair ratio median ${med(times[0].map((t, i) => t / times[1][i])).toFixed(3)}; nodes ${traced.stats.nodes} vs ${plain.stats.nodes}; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`,
   );
   process.exit(0);
 }

@@ -4,7 +4,7 @@
 // Both read and write the same host state, so checkpoints and resume work across backends.
 import { np, type Array } from "../engine/index.js";
 import { traceToOnnx, type TraceOptions, type TracedOnnx } from "../engine/onnx/trace.js";
-import { createOrtSession, ort } from "../engine/onnx/session.js";
+import { createOrtSession, nchwcBlockSize, ort } from "../engine/onnx/session.js";
 import { UserError } from "../core/errors.js";
 import {
   FlowTrainer,
@@ -53,6 +53,12 @@ export interface BackendOptions {
   threads?: number;
   /** onnxruntime's memory pattern (ort backend; see OrtSessionOptions.memPattern). Default on. */
   memPattern?: boolean;
+  /**
+   * Convolutions in onnxruntime's blocked NCHWc layout where this machine has it (ort backend;
+   * TranslateOptions.nchwcBlock). Default on: 20-30% less CPU time per 3x3 conv than plain Conv
+   * (batch 32, 16-64 channels, 7-28 px, AVX-512; same graph otherwise).
+   */
+  nchwc?: boolean;
 }
 
 export async function createTrainer(backend: TrainBackend, opts: TrainerOptions, b: BackendOptions = {}): Promise<Trainer> {
@@ -157,7 +163,8 @@ export class OrtTrainer implements Trainer {
   }
 
   private async build(n: number): Promise<StepGraph> {
-    const traced = await traceTrainStep(this.opts, this.shapes, n);
+    const nchwcBlock = this.backend.nchwc === false ? 0 : await nchwcBlockSize();
+    const traced = await traceTrainStep(this.opts, this.shapes, n, { nchwcBlock });
     const inputNames = new Set(traced.inputs.map((i) => i.name));
     const outputNames = new Set(traced.outputs.map((o) => o.name));
     const stateOut = new Map<string, string>();

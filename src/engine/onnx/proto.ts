@@ -91,6 +91,8 @@ export interface NodeSpec {
   inputs: string[];
   outputs: string[];
   attrs?: Record<string, AttrValue>;
+  /** Operator set domain (default the ONNX one); each one used is imported at version 1. */
+  domain?: string;
 }
 export interface ValueSpec {
   name: string;
@@ -158,7 +160,10 @@ export class GraphBuilder {
     const message = Model.fromObject({
       ir_version: irVersion,
       producer_name: "flowmatch",
-      opset_import: [{ domain: "", version: opset }],
+      opset_import: [
+        { domain: "", version: opset },
+        ...[...new Set(this.nodes.flatMap((n) => (n.domain ? [n.domain] : [])))].map((domain) => ({ domain, version: 1 })),
+      ],
       graph: {
         name,
         node: this.nodes.map((n, i) => ({
@@ -167,6 +172,7 @@ export class GraphBuilder {
           input: n.inputs,
           output: n.outputs,
           attribute: Object.entries(n.attrs ?? {}).map(([k, v]) => attribute(k, v)),
+          ...(n.domain ? { domain: n.domain } : {}),
         })),
         initializer: this.initializers.map((t) => ({ name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.raw })),
         input: inputs.map(valueInfo),

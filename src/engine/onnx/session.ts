@@ -1,6 +1,8 @@
 // onnxruntime-node sessions for traced graphs (Node only: not re-exported from src/engine/index.ts,
 // so the browser bundle never pulls it in).
 import * as ort from "onnxruntime-node";
+import { GraphBuilder } from "./proto.js";
+import { NCHWC_DOMAIN, ONNX_OPSET } from "./translate.js";
 
 export interface OrtSessionOptions {
   /** Intra-op threads (default 2; see DEFAULT_ORT_THREADS). */
@@ -51,6 +53,34 @@ export async function createOrtSession(bytes: Uint8Array, opts: OrtSessionOption
     enableMemPattern: opts.memPattern ?? true,
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
   });
+}
+
+let nchwcBlock: Promise<number> | null = null;
+
+/**
+ * onnxruntime's NCHWc block size on this machine (TranslateOptions.nchwcBlock), read from the
+ * channel padding of its ReorderInput on a 4-channel tensor (it takes multiples of 4): 16 with AVX-512, 8 with AVX2; 0 where
+ * the blocked kernels do not exist (the session fails to load) or the answer is not a block size.
+ */
+export function nchwcBlockSize(): Promise<number> {
+  nchwcBlock ??= (async () => {
+    const g = new GraphBuilder();
+    g.nodes.push({ op: "ReorderInput", inputs: ["x"], outputs: ["y"], domain: NCHWC_DOMAIN });
+    const bytes = g.encode([{ name: "x", dims: [1, 4, 1, 1] }], [{ name: "y", dims: [1, "c", 1, 1] }], "nchwc_probe", ONNX_OPSET);
+    try {
+      const s = await createOrtSession(bytes, { threads: 1 });
+      try {
+        const r = await s.run({ x: new ort.Tensor("float32", new Float32Array(4), [1, 4, 1, 1]) });
+        const bl = r.y.dims[1];
+        return bl > 1 && (bl & (bl - 1)) === 0 ? bl : 0;
+      } finally {
+        await s.release();
+      }
+    } catch {
+      return 0;
+    }
+  })();
+  return nchwcBlock;
 }
 
 export { ort };

@@ -52,6 +52,8 @@ export interface TraceOptions {
   constLeaves?: number;
   /** See TranslateOptions.optimize. */
   optimize?: boolean;
+  /** See TranslateOptions.nchwcBlock. */
+  nchwcBlock?: number;
 }
 
 /** Array leaves of a tree in jax-js flatten order (the order leafPaths names them). */
@@ -93,6 +95,7 @@ export async function traceToOnnx(fn: (...args: never[]) => unknown, args: unkno
       graphName: opts.graphName,
       convAsMatMul: opts.convAsMatMul,
       optimize: opts.optimize,
+      nchwcBlock: opts.nchwcBlock,
     });
     const primitives: Record<string, number> = {};
     for (const e of jaxpr.eqns) primitives[e.primitive] = (primitives[e.primitive] ?? 0) + 1;

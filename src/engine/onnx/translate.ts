@@ -47,14 +47,27 @@ export interface TranslateOptions {
   /** inBinder index -> constant data (those binders become initializers, not graph inputs). */
   consts?: Map<number, ConstValue>;
   graphName?: string;
-  /** Convolutions with a tiny output and a big kernel (weight gradients) as one MatMul (default true). */
+  /**
+   * Convolutions with a tiny output and a big kernel (weight gradients) as one MatMul split by
+   * output position, over windows of x or, when the kernel has fewer rows, of the kernel (default true).
+   */
   convAsMatMul?: boolean;
   /**
    * Graph optimisations of the emitted graph (default true): nearest upsampling as Resize,
-   * Reshape chains folded, the stable sigmoid chain (and its gradient) as Sigmoid, dead nodes dropped. Off gives the plain translation (tests compare them).
+   * Reshape chains folded, the stable sigmoid chain (and its gradient) as Sigmoid, repeated
+   * nodes computed once, dead nodes dropped. Off gives the plain translation (tests compare them).
    */
   optimize?: boolean;
+  /**
+   * onnxruntime's NCHWc block size on this machine (session.ts nchwcBlockSize: 16 with AVX-512, 8
+   * with AVX2, 0 where it has none): 2-D convs whose channel counts it divides run in that blocked
+   * layout. Default 0 (plain Conv): such a graph runs only where it was built, so exports leave it off.
+   */
+  nchwcBlock?: number;
 }
+
+/** onnxruntime's operator domain of its blocked-layout kernels (ReorderInput, Conv, ReorderOutput). */
+export const NCHWC_DOMAIN = "com.microsoft.nchwc";
 
 export interface TranslateStats {
   nodes: number;
@@ -65,6 +78,8 @@ export interface TranslateStats {
   expands: number;
   /** Dots that contract over a broadcast axis (Mul + ReduceSum instead of MatMul). */
   fallbackDots: number;
+  /** Convs in onnxruntime's blocked layout (TranslateOptions.nchwcBlock). */
+  nchwcConvs: number;
 }
 
 export interface OnnxGraph {
@@ -138,7 +153,7 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
   if (outputNames.length !== jaxpr.outs.length)
     throw new Error(`jaxpr->ONNX: ${outputNames.length} output names for ${jaxpr.outs.length} outputs`);
   const g = new GraphBuilder();
-  const stats: TranslateStats = { nodes: 0, matmuls: 0, convs: 0, convTransposes: 0, expands: 0, fallbackDots: 0 };
+  const stats: TranslateStats = { nodes: 0, matmuls: 0, convs: 0, convTransposes: 0, expands: 0, fallbackDots: 0, nchwcConvs: 0 };
   const op1 = (o: string, inputs: string[], attrs?: Record<string, AttrValue>) => g.op(o, inputs, attrs);
 
   // Constants (shape vectors, literals) are shared initializers.
@@ -605,10 +620,33 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
         // A weight gradient (kernel = activations, output = the small kernel): MLAS would run it as
         // one skinny GEMM per "batch" item (M = Cout, N = outH * outW); gathering the few output
         // windows and doing one [positions * batch, C * k] x [C * k, Cout] MatMul is far better shaped.
-        if (pads.some((v) => v > 0))
-          x = op1("Pad", [x, i64([0, 0, ...pads.slice(0, nsp), 0, 0, ...pads.slice(nsp)])], { mode: "constant" });
         const [B, C] = L.aval.shape;
         const O = Rh.aval.shape[0];
+        // Spatial size of x after the crop above.
+        const xs = range(nsp).map((i) => L.aval.shape[i + 2] - Math.max(0, -padding[i][0]) - Math.max(0, -padding[i][1]));
+        if (strides.every((v) => v === 1) && rhsDilation.every((v) => v === 1) && O * prod(xs) < B * prod(kernel)) {
+          // The kernel has fewer rows (O) than the activations (B), e.g. the gradient of a conv to
+          // fewer channels: copy windows of the kernel, zero-padded, instead of windows of x.
+          // out[b, o, i] = sum_{c, y} x[b, c, y] w[o, c, y + pads_lo - i] (w zero outside its extent).
+          const lo = range(nsp).map((i) => Math.max(0, outSpatial[i] - 1 - pads[i]));
+          const hi = range(nsp).map((i) => Math.max(0, pads[i] + xs[i] - kernel[i]));
+          const wp = [...lo, ...hi].some((v) => v > 0) ? op1("Pad", [w, i64([0, 0, ...lo, 0, 0, ...hi])], { mode: "constant" }) : w;
+          const cx = C * prod(xs);
+          const xt = op1("Transpose", [op1("Reshape", [x, i64([B, cx])])], { perm: [1, 0] });
+          const positions = outSpatial.reduce<number[][]>((acc, n) => acc.flatMap((pre) => range(n).map((i) => [...pre, i])), [[]]);
+          stats.matmuls++; // one logical MatMul, split by window
+          const parts = positions.map((pos) => {
+            const starts = pos.map((p, i) => pads[i] + lo[i] - p);
+            const win = op1("Slice", [wp, i64(starts), i64(starts.map((s0, i) => s0 + xs[i])), i64(range(nsp).map((i) => i + 2))]);
+            return op1("Reshape", [op1("MatMul", [op1("Reshape", [win, i64([O, cx])]), xt]), i64([1, O, B])]);
+          });
+          const res = parts.length > 1 ? op1("Concat", parts, { axis: 0 }) : parts[0]; // [P, O, B]
+          const o = op1("Reshape", [op1("Transpose", [res], { perm: [2, 1, 0] }), i64(outShape)]);
+          env.set(e.outBinders[0], { name: o, c: outShape.slice() });
+          return;
+        }
+        if (pads.some((v) => v > 0))
+          x = op1("Pad", [x, i64([0, 0, ...pads.slice(0, nsp), 0, 0, ...pads.slice(nsp)])], { mode: "constant" });
         const ck = C * prod(kernel);
         const windows: string[] = [];
         const positions = outSpatial.reduce<number[][]>((acc, n) => acc.flatMap((pre) => range(n).map((i) => [...pre, i])), [[]]);
@@ -631,7 +669,8 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
         env.set(e.outBinders[0], { name: o, c: outShape.slice() });
         return;
       }
-      const o = op1("Conv", [x, w], { kernel_shape: kernel, strides, dilations: rhsDilation, pads });
+      const attrs = { kernel_shape: kernel, strides, dilations: rhsDilation, pads };
+      const o = nchwcConv(x, w, L.aval.shape[1], Rh.aval.shape[0], L.aval.dtype, attrs) ?? op1("Conv", [x, w], attrs);
       env.set(e.outBinders[0], { name: o, c: outShape.slice() });
       return;
     }
@@ -652,6 +691,26 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     const extra = [0, 0, ...tb.map((v) => Math.max(0, -v)), 0, 0, ...te.map((v) => Math.max(0, -v))];
     if (extra.some((v) => v > 0)) o = op1("Pad", [o, i64(extra)], { mode: "constant" });
     env.set(e.outBinders[0], { name: o, c: outShape.slice() });
+  }
+
+  /**
+   * A 2-D Conv in onnxruntime's blocked channel layout (NCHWc, TranslateOptions.nchwcBlock): the
+   * activations reordered in and out around it, the weight reordered to OIHWBiBo inside the graph.
+   * onnxruntime's own NCHWc pass does this only for constant weights, and a training step's are inputs.
+   */
+  function nchwcConv(x: string, w: string, C: number, O: number, dtype: string, attrs: Record<string, number[]>): string | null {
+    const bl = opts.nchwcBlock ?? 0;
+    const kernel = attrs.kernel_shape;
+    if (bl <= 1 || dtype !== "float32" || kernel.length !== 2 || C % bl !== 0 || O % bl !== 0) return null;
+    const nchwc = (op: string, inputs: string[], a?: Record<string, AttrValue>) => {
+      const o = g.fresh(op.toLowerCase());
+      g.nodes.push({ op, inputs, outputs: [o], attrs: a, domain: NCHWC_DOMAIN });
+      return o;
+    };
+    const blocked = op1("Reshape", [w, i64([O / bl, bl, C / bl, bl, ...kernel])]);
+    const wr = op1("Reshape", [op1("Transpose", [blocked], { perm: [0, 2, 4, 5, 3, 1] }), i64([O, C, ...kernel])]);
+    stats.nchwcConvs++;
+    return nchwc("ReorderOutput", [nchwc("Conv", [nchwc("ReorderInput", [x]), wr], attrs)], { channels: O });
   }
 
   // gather(x, idx...) with params.axis (the indexed axes of x) and params.outDim (where the
@@ -678,8 +737,15 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
 
   const outputs = jaxpr.outs.map((a, i) => ({ name: outputNames[i], src: readFull(a), shape: a.aval.shape.slice(), dtype: a.aval.dtype }));
   if (optimize) {
+    const { nodes: unique, alias } = dedupe(
+      dropDead(
+        g.nodes,
+        outputs.map((o) => o.src),
+      ),
+    );
+    for (const o of outputs) o.src = alias.get(o.src) ?? o.src;
     const srcs = outputs.map((o) => o.src);
-    const nodes = foldTransposes(dropDead(g.nodes, srcs), srcs, (h) => g.fresh(h));
+    const nodes = foldTransposes(dropDead(unique, srcs), srcs, (h) => g.fresh(h));
     g.nodes.splice(0, g.nodes.length, ...nodes);
   }
   const bound = optimize ? bindOutputs(g.nodes, outputs) : new Set<string>();
@@ -765,6 +831,34 @@ function foldTransposes(nodes: NodeSpec[], graphOutputs: string[], fresh: (hint:
     } else emit(n);
   }
   return out;
+}
+
+/** Ops whose two inputs commute (their order does not matter for dedupe). */
+const COMMUTATIVE = new Set(["Add", "Mul", "Min", "Max", "And", "Or", "Equal"]);
+
+/**
+ * Common subexpressions: a node computing what an earlier one computes (same op, attributes and
+ * inputs, in either order for commutative ops) is dropped and its outputs read the earlier node's.
+ * jax-js's transposes emit such pairs (e.g. GroupNorm's gradient multiplies the same two values as
+ * a * b and b * a); onnxruntime's own pass compares inputs in order only. Returns the kept nodes
+ * and the dropped outputs' replacements.
+ */
+function dedupe(nodes: NodeSpec[]): { nodes: NodeSpec[]; alias: Map<string, string> } {
+  const alias = new Map<string, string>();
+  const seen = new Map<string, NodeSpec>();
+  const kept: NodeSpec[] = [];
+  for (const n of nodes) {
+    n.inputs = n.inputs.map((x) => alias.get(x) ?? x);
+    const ins = COMMUTATIVE.has(n.op) && n.inputs.length === 2 ? n.inputs.slice().sort() : n.inputs;
+    const key = JSON.stringify([n.op, n.domain ?? "", ins, n.outputs.length, n.attrs ?? {}]);
+    const prev = seen.get(key);
+    if (prev) n.outputs.forEach((o, i) => alias.set(o, prev.outputs[i]));
+    else {
+      seen.set(key, n);
+      kept.push(n);
+    }
+  }
+  return { nodes: kept, alias };
 }
 
 /**

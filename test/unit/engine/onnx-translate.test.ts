@@ -6,9 +6,9 @@ import { readFileSync } from "node:fs";
 import { initEngine, jit, grad, jvp, lax, nn, np, tree, type Array } from "../../../src/engine/index.js";
 import { initMlp, mlpModel, type MlpConfig } from "../../../src/core/models/mlp.js";
 import { initUnet, unetApply, unetParamShapes, type UnetConfig } from "../../../src/core/models/unet.js";
-import { traceToOnnx, leafPaths, type TracedOnnx } from "../../../src/engine/onnx/trace.js";
+import { traceToOnnx, leafPaths, type TraceOptions, type TracedOnnx } from "../../../src/engine/onnx/trace.js";
 import { JAX_JS_VERSION } from "../../../src/engine/onnx/translate.js";
-import { createOrtSession, ort } from "../../../src/engine/onnx/session.js";
+import { createOrtSession, nchwcBlockSize, ort } from "../../../src/engine/onnx/session.js";
 import { Rng } from "../../../src/core/rng.js";
 
 const rng = new Rng(11);
@@ -37,9 +37,14 @@ async function hostOf(a: Array): Promise<{ data: Float32Array | Int32Array | Uin
  * Trace fn, run it on onnxruntime and on jax-js (jit), and compare every output.
  * Returns the traced primitive histogram so a test can check what it exercised.
  */
-async function agree(fn: Fn, args: Array[], tol = 1e-5): Promise<{ prims: Record<string, number>; stats: TracedOnnx["stats"] }> {
+async function agree(
+  fn: Fn,
+  args: Array[],
+  tol = 1e-5,
+  opts: TraceOptions = {},
+): Promise<{ prims: Record<string, number>; stats: TracedOnnx["stats"] }> {
   await initEngine();
-  const graph = await traceToOnnx(fn, args);
+  const graph = await traceToOnnx(fn, args, opts);
   const session = await createOrtSession(graph.bytes);
   const feeds: Record<string, ort.Tensor> = {};
   const leaves = tree.flatten(args)[0] as Array[];
@@ -298,7 +303,7 @@ test("jaxpr->ONNX: conv (padding, strides, rhs dilation, lhs dilation) matches l
 
 test("jaxpr->ONNX: a conv with a big kernel and a tiny output (a weight gradient) runs as one MatMul and agrees", async () => {
   const { prims, stats } = await agree(
-    (x: Array, w: Array, w2: Array) => [
+    (x: Array, w: Array, w2: Array, x2: Array, w3: Array) => [
       lax.convGeneralDilated(
         x.ref,
         w,
@@ -318,12 +323,22 @@ test("jaxpr->ONNX: a conv with a big kernel and a tiny output (a weight gradient
         ],
         { rhsDilation: [2, 2] },
       ),
+      // Fewer kernel rows (2) than activation rows (6), with a crop and uneven padding: windows of the kernel.
+      lax.convGeneralDilated(
+        x2,
+        w3,
+        [1, 1],
+        [
+          [-1, 2],
+          [1, 0],
+        ],
+      ),
     ],
-    [randn([2, 5, 16, 16]), randn([4, 5, 13, 13], 0.1), randn([4, 3, 8, 8], 0.1)],
+    [randn([2, 5, 16, 16]), randn([4, 5, 13, 13], 0.1), randn([4, 3, 8, 8], 0.1), randn([6, 5, 12, 12]), randn([2, 5, 11, 11], 0.1)],
     2e-5,
   );
-  assert.equal(prims.conv, 2);
-  assert.equal(stats.matmuls, 2, "both ran as MatMul");
+  assert.equal(prims.conv, 3);
+  assert.equal(stats.matmuls, 3, "all ran as MatMul");
 });
 
 test("jaxpr->ONNX: conv gradients (stride 1 and 2) become Conv / ConvTranspose and agree", async () => {
@@ -347,6 +362,37 @@ test("jaxpr->ONNX: conv gradients (stride 1 and 2) become Conv / ConvTranspose a
   );
   assert.ok(prims.conv >= 5, `forward + backward convs, got ${prims.conv}`);
   assert.ok(stats.convTransposes >= 1, "the input gradient of the stride-2 conv is a ConvTranspose");
+});
+
+test("jaxpr->ONNX: with this machine's NCHWc block, convs and their gradients run in onnxruntime's blocked layout and agree", async (t) => {
+  const block = await nchwcBlockSize();
+  if (block === 0) return t.skip("this onnxruntime has no NCHWc kernels here");
+  assert.ok([4, 8, 16].includes(block), `block ${block}`);
+  const c = 2 * block;
+  const loss = (w: Array, x: Array) => {
+    const h = lax.convGeneralDilated(
+      x,
+      w.ref,
+      [2, 2],
+      [
+        [1, 1],
+        [0, 1],
+      ],
+    );
+    const y = lax.convGeneralDilated(np.tanh(h), w, [1, 1], "SAME", { rhsDilation: [2, 1] });
+    return np.mean(np.square(y));
+  };
+  const fn = (w: Array, x: Array) => [loss(w.ref, x.ref), ...(grad(loss, { argnums: [0, 1] })(w, x) as unknown as Array[])];
+  const args = () => [randn([c, c, 3, 3], 0.1), randn([2, c, 9, 8])];
+  const { stats } = await agree(fn, args(), 1e-4, { nchwcBlock: block });
+  // Both forward convs, traced twice (the loss and inside grad), and the stride-1 conv's input gradient
+  // (the stride-2 one's is a ConvTranspose; weight gradients are MatMuls).
+  assert.equal(stats.nchwcConvs, 5);
+  const plain = await agree(fn, args(), 1e-4);
+  assert.equal(plain.stats.nchwcConvs, 0, "off unless asked for");
+  // Channels the block does not divide stay plain Conv.
+  const odd = await agree(fn, [randn([c - 4, c - 4, 3, 3], 0.1), randn([2, c - 4, 9, 8])], 1e-4, { nchwcBlock: block });
+  assert.equal(odd.stats.nchwcConvs, 0);
 });
 
 test("jaxpr->ONNX: the likelihood's jvp through the velocity MLP and the UNet forward (sampling) agree", async () => {
