@@ -207,6 +207,25 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     }
     return null;
   };
+  /**
+   * `add(m * s, neg(G))` with G the sigmoid chain's gradient (sigmoidGradient) for cotangent x * m:
+   * the whole gradient of silu(x) = x s for the cotangent m of its output.
+   */
+  const siluGradient = (e: EqnLike): { group: SigmoidChain; cotangent: AtomLike } | null => {
+    if (!sigmoids || e.primitive !== "add" || e.inputs.some(isLit)) return null;
+    for (const [n, ng] of [e.inputs, [e.inputs[1], e.inputs[0]]]) {
+      const nge = sigmoids.producer.get(ng);
+      const we = nge?.primitive === "neg" ? sigmoids.producer.get(nge.inputs[0]) : undefined;
+      const dsg = we && sigmoidGradient(we);
+      const ne = sigmoids.producer.get(n);
+      if (!dsg || !ne) continue;
+      const m = mulOperand(ne, dsg.group.out);
+      const xe = sigmoids.producer.get(dsg.cotangent);
+      if (m && xe && mulOperand(xe, dsg.group.x) === m && eqShape(e.outBinders[0].aval.shape, dsg.group.x.aval.shape))
+        return { group: dsg.group, cotangent: m };
+    }
+    return null;
+  };
   // 2-D dots [M, N] = an @ bn; a transpose of one becomes bn^T @ an^T, which ORT folds into one
   // FusedMatMul/Gemm (a Reshape between a Transpose and a MatMul blocks that fusion).
   const dot2d = new Map<AtomLike, { an: string; bn: string }>();
@@ -274,6 +293,18 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
       // is as finite as the capped chain it replaces, in one op instead of five.
       const a = read(sg.x);
       set(0, op1("Sigmoid", [a.name]), a.c);
+      continue;
+    }
+    const ds = sigmoids ? siluGradient(e) : null;
+    if (ds) {
+      // m (s + y (1 - s)) with y = x s (the forward's silu, deduplicated): 4 passes instead of the 6
+      // of m s + (x m) s (s - 1).
+      const m = read(ds.cotangent);
+      const x = read(ds.group.x);
+      const sv = read(ds.group.out);
+      const y = op1("Mul", [x.name, sv.name]);
+      const t = op1("Add", [sv.name, op1("Mul", [y, op1("Sub", [scalar(1, "float32", sv.c.length), sv.name])])]);
+      set(0, op1("Mul", [m.name, t]), bcastShape(m.c, sv.c));
       continue;
     }
     const dsg = sigmoids ? sigmoidGradient(e) : null;

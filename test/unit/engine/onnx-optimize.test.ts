@@ -104,7 +104,7 @@ test("optimize: the MLP training step's weight-gradient transposes feed MatMul d
   assertClose(await runGraph(opt, feeds), await runGraph(plain, feeds), 1e-6, "optimized vs plain step");
 });
 
-test("optimize: the stable sigmoid chain of silu and its gradient become one Sigmoid and X s (s - 1); same numbers, finite far out", async () => {
+test("optimize: the stable sigmoid chain of silu becomes one Sigmoid and silu's gradient m (s + y (1 - s)); same numbers, finite far out", async () => {
   await initEngine();
   // Inputs across both saturated tails (where the chain caps e^-x and Sigmoid returns exactly 0 or 1).
   const xs = Float32Array.from([-1e4, -200, -88.5, -30, -17, -5, -1, -0.1, 0, 0.3, 2, 9, 17, 40, 1e4, 3]);
@@ -115,7 +115,10 @@ test("optimize: the stable sigmoid chain of silu and its gradient become one Sig
   const opt = await traceToOnnx(fn as never, [x, w]);
   const plain = await traceToOnnx(fn as never, [x, w], { optimize: false });
   assert.equal(countOps(opt, "Sigmoid"), 1, "the output's silu and the gradient's forward pass share one Sigmoid");
-  for (const op of ["Exp", "Where", "Less", "Reciprocal", "Min"]) assert.equal(countOps(opt, op), 0, `no ${op} left`);
+  for (const op of ["Exp", "Where", "Less", "Reciprocal", "Min", "Neg"]) assert.equal(countOps(opt, op), 0, `no ${op} left`);
+  // silu's whole gradient m (s + y (1 - s)), y = x s the forward's output: one Sub and one Add.
+  assert.equal(countOps(opt, "Sub"), 1);
+  assert.equal(countOps(opt, "Add"), 1);
   assert.equal(countOps(plain, "Sigmoid"), 0);
   assert.ok(opt.stats.nodes < plain.stats.nodes - 6, `${opt.stats.nodes} nodes vs ${plain.stats.nodes}`);
   const feeds = {
