@@ -59,8 +59,9 @@ let nchwcBlock: Promise<number> | null = null;
 
 /**
  * onnxruntime's NCHWc block size on this machine (TranslateOptions.nchwcBlock), read from the
- * channel padding of its ReorderInput on a 4-channel tensor (it takes multiples of 4): 16 with AVX-512, 8 with AVX2; 0 where
- * the blocked kernels do not exist (the session fails to load) or the answer is not a block size.
+ * channel padding of its ReorderInput on a 4-channel tensor (it takes multiples of 4): 16 with
+ * AVX-512, 8 with AVX2; 0 where the blocked kernels do not exist (the session fails to load) or the
+ * answer is not a block size.
  */
 export function nchwcBlockSize(): Promise<number> {
   nchwcBlock ??= (async () => {
@@ -68,7 +69,8 @@ export function nchwcBlockSize(): Promise<number> {
     g.nodes.push({ op: "ReorderInput", inputs: ["x"], outputs: ["y"], domain: NCHWC_DOMAIN });
     const bytes = g.encode([{ name: "x", dims: [1, 4, 1, 1] }], [{ name: "y", dims: [1, "c", 1, 1] }], "nchwc_probe", ONNX_OPSET);
     try {
-      const s = await createOrtSession(bytes, { threads: 1 });
+      // Fatal-only logging: where the kernels do not exist, failing to load is the answer, not an error to print.
+      const s = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, logSeverityLevel: 4 });
       try {
         const r = await s.run({ x: new ort.Tensor("float32", new Float32Array(4), [1, 4, 1, 1]) });
         const bl = r.y.dims[1];
