@@ -215,6 +215,8 @@ export function setup2d(config: CheckpointConfig): Setting[] {
     { flag: "--hidden", value: value(c.model?.hidden) },
     { flag: "--depth", value: value(c.model?.depth) },
     { flag: "--time-emb-dim", value: value(c.model?.timeEmbDim) },
+    { flag: "--fourier-features", value: value(c.model?.fourierFeatures ?? 0) },
+    { flag: "--fourier-scale", value: value(c.model?.fourierScale ?? null) },
     // Minibatch OT changes the regression target (which noise goes to which point), not just how it is fitted.
     { flag: "--coupling", value: value(c.train?.coupling ?? "independent") },
     { flag: "--reg", value: value(c.train?.reg ?? null) },
