@@ -27,7 +27,7 @@ export interface MlpConfig {
 }
 
 /** The network train2d builds unless --hidden, --depth or --time-emb-dim say otherwise. */
-export const DEFAULT_MLP: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 32 };
+export const DEFAULT_MLP: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 32, fourierFeatures: 32, fourierScale: 0.5 };
 
 export function mlpLayerSizes(cfg: MlpConfig): number[] {
   const input = cfg.dim + 2 * fourierCount(cfg) + (cfg.timeEmbDim > 0 ? cfg.timeEmbDim : 1);
