@@ -45,19 +45,26 @@ def sinusoidal(t, freqs):
 
 
 class Mlp(nn.Module):
-    """concat([x, sinusoidal(1000 t)]) (raw t when timeEmbDim = 0) -> Linear/SiLU stack, last layer linear."""
+    """concat([x, sin(x B), cos(x B), sinusoidal(1000 t)]) (no Fourier features when fourierFeatures = 0;
+    raw t when timeEmbDim = 0) -> Linear/SiLU stack, last layer linear. B = fourier.weight (2*pi is in B)."""
 
-    def __init__(self, dim, hidden, depth, timeEmbDim):
+    def __init__(self, dim, hidden, depth, timeEmbDim, fourierFeatures=0):
         super().__init__()
         self.timeEmbDim = timeEmbDim
-        sizes = [dim + (timeEmbDim if timeEmbDim > 0 else 1)] + [hidden] * depth + [dim]
+        if fourierFeatures > 0:
+            self.fourier = nn.Linear(dim, fourierFeatures, bias=False)
+        sizes = [dim + 2 * fourierFeatures + (timeEmbDim if timeEmbDim > 0 else 1)] + [hidden] * depth + [dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         if timeEmbDim > 0:
             self.register_buffer("freqs", frequencies(timeEmbDim), persistent=False)
 
     def forward(self, x, t, y=None):
         tf = sinusoidal(t, self.freqs) if self.timeEmbDim > 0 else t.reshape(-1, 1)
-        h = torch.cat([x, tf], 1)
+        if hasattr(self, "fourier"):
+            proj = self.fourier(x)
+            h = torch.cat([x, torch.sin(proj), torch.cos(proj), tf], 1)
+        else:
+            h = torch.cat([x, tf], 1)
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i + 1 < len(self.layers):
@@ -143,7 +150,7 @@ class Unet(nn.Module):
 def make_model(kind, cfg):
     """kind "mlp" (flowmatch's '2d' checkpoints) or "unet" ('image'); cfg is the checkpoint's "model" section."""
     if kind == "mlp":
-        return Mlp(**{k: cfg[k] for k in ("dim", "hidden", "depth", "timeEmbDim")})
+        return Mlp(**{k: cfg[k] for k in ("dim", "hidden", "depth", "timeEmbDim")}, fourierFeatures=cfg.get("fourierFeatures", 0))
     if kind == "unet":
         return Unet(**{k: cfg[k] for k in ("channels", "numClasses", "timeEmbDim", "groups", "inChannels", "height", "width")})
     raise ValueError(f"unknown model kind {kind!r}; expected 'mlp' or 'unet'")

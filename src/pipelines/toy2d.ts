@@ -48,7 +48,7 @@ export interface Toy2dTrainConfig {
  * (README, "How the defaults were chosen"); the model is core/models/mlp.ts's DEFAULT_MLP.
  */
 export const TRAIN2D_DEFAULTS = {
-  steps: 36000,
+  steps: 45000,
   batchSize: 256,
   lr: 2e-3,
   lrSchedule: "cosine" as LrScheduleName,
@@ -215,6 +215,9 @@ export function setup2d(config: CheckpointConfig): Setting[] {
     { flag: "--hidden", value: value(c.model?.hidden) },
     { flag: "--depth", value: value(c.model?.depth) },
     { flag: "--time-emb-dim", value: value(c.model?.timeEmbDim) },
+    { flag: "--fourier-features", value: value(c.model?.fourierFeatures ?? 0) },
+    // The scale only shapes the features' initial weights, so it matters only where there are features.
+    { flag: "--fourier-scale", value: value(c.model?.fourierFeatures ? c.model.fourierScale : null) },
     // Minibatch OT changes the regression target (which noise goes to which point), not just how it is fitted.
     { flag: "--coupling", value: value(c.train?.coupling ?? "independent") },
     { flag: "--reg", value: value(c.train?.reg ?? null) },

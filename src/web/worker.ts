@@ -7,7 +7,7 @@ import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
 import { FlowTrainer, type FlowBatch } from "../core/train.js";
 import { getScheduler, pathCoefficients, type Scheduler } from "../core/paths.js";
 import { getTimeSampler } from "../core/timeSamplers.js";
-import { initMlp, mlpFamily, mlpModel, type MlpConfig } from "../core/models/mlp.js";
+import { DEFAULT_MLP, initMlp, mlpFamily, mlpModel, type MlpConfig } from "../core/models/mlp.js";
 import { unetFamily, unetModel, type UnetConfig } from "../core/models/unet.js";
 import { modelField } from "../core/field.js";
 import { EVALS_PER_STEP, odeint, type VelocityField } from "../core/solvers.js";
@@ -178,7 +178,8 @@ async function train(settings: TrainSettings, custom: Float32Array | null): Prom
   // Same data, path and model as the last run: continue it; anything else starts afresh.
   if (!run || run.key !== key) {
     run?.trainer.dispose();
-    const cfg: MlpConfig = { dim: 2, hidden: settings.hidden, depth: settings.depth, timeEmbDim: 32 };
+    // The CLI's default network (Fourier features of x included) at the page's width and depth.
+    const cfg: MlpConfig = { ...DEFAULT_MLP, hidden: settings.hidden, depth: settings.depth };
     const trainer = new FlowTrainer({
       model: mlpModel(cfg),
       params: initMlp(cfg, new Rng(settings.seed)),

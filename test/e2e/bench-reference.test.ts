@@ -97,8 +97,11 @@ async function checkReplica(
 const count = (p: HostParams) => Object.values(p).reduce((s, a) => s + a.data.length, 0);
 
 test("PyTorch MLP replica: same parameter count, velocity and CFM loss as flowmatch's 2-D MLP", { skip: noTorch }, async (t) => {
-  for (const cfg of [DEFAULT_MLP, { ...DEFAULT_MLP, hidden: 64, timeEmbDim: 0 }]) {
-    const params = initMlp(cfg, new Rng(3));
+  for (const cfg of [DEFAULT_MLP, { ...DEFAULT_MLP, hidden: 64, timeEmbDim: 0, fourierFeatures: 0 }]) {
+    const rng = new Rng(3);
+    const params = initMlp(cfg, rng);
+    // The default init's velocities are small (max ~0.04 with Fourier features); perturb every weight so a mismatch shows.
+    for (const p of Object.values(params)) for (let i = 0; i < p.data.length; i++) p.data[i] += 0.05 * rng.normal();
     const r = await checkReplica("mlp", cfg, mlpModel(cfg), params, [2], 64, null);
     t.diagnostic(`MLP timeEmbDim ${cfg.timeEmbDim}: ${JSON.stringify(r)}`);
     assert.equal(r.paramCount, count(params));

@@ -76,7 +76,7 @@ test("image:PATH.png datasets work through the public entry point (its PNG reade
 });
 
 test("loadModel from the public entry point samples a CLI-trained model as the package docs show", async () => {
-  const { initEngine, loadModel, modelField, odeint, Rng, weightsOf } = await import("../../src/index.js");
+  const { DEFAULT_MLP, initEngine, loadModel, modelField, odeint, Rng, weightsOf } = await import("../../src/index.js");
   const dir = tempDir("fm-api-");
   try {
     const tiny = ["--hidden", "16", "--depth", "1", "--batch-size", "32", "--n", "64", "--nfe", "4", "--frames", "2"];
@@ -91,7 +91,7 @@ test("loadModel from the public entry point samples a CLI-trained model as the p
     assert.equal(m.config.step, 12);
     assert.equal(m.config.dataset, "moons");
     assert.equal(m.losses.length, 12, "one loss per step taken");
-    assert.deepEqual(m.model, { dim: 2, hidden: 16, depth: 1, timeEmbDim: m.model.timeEmbDim });
+    assert.deepEqual(m.model, { ...DEFAULT_MLP, hidden: 16, depth: 1 });
     assert.equal(weightsOf(m, "ema"), m.ema);
 
     const shape = m.family.sampleShape(m.model);

@@ -136,7 +136,7 @@ test("layout: dense and conv tensors go to PyTorch's [out, in] / [Cout, Cin, k, 
   assert.deepEqual(dense, { shape: [3, 2], data: Float32Array.of(1, 4, 2, 5, 3, 6) });
 });
 
-test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP with and without time embedding, UNet; raw and EMA weights)", {
+test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP with and without time embedding, with Fourier features, UNet; raw and EMA weights)", {
   skip: noTorch,
 }, async (t) => {
   await initEngine();
@@ -156,6 +156,14 @@ test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP wi
       kind: "2d",
       model: { dim: 2, hidden: 48, depth: 3, timeEmbDim: 32 },
       params: initMlp({ dim: 2, hidden: 48, depth: 3, timeEmbDim: 32 }, new Rng(1)),
+      sample: [2],
+      extra: { dataset: "moons", path: "straight" },
+    },
+    {
+      name: "mlp-fourier",
+      kind: "2d",
+      model: { dim: 2, hidden: 16, depth: 2, timeEmbDim: 8, fourierFeatures: 6, fourierScale: 0.5 },
+      params: initMlp({ dim: 2, hidden: 16, depth: 2, timeEmbDim: 8, fourierFeatures: 6, fourierScale: 0.5 }, new Rng(5)),
       sample: [2],
       extra: { dataset: "moons", path: "straight" },
     },

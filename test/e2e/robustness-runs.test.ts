@@ -60,6 +60,25 @@ test("train2d --resume refuses a different --coupling or --path, naming the flag
   }
 });
 
+test("a checkpoint without Fourier features (written before the option) resumes with --fourier-features 0 and is refused without it, naming the flag", () => {
+  const dir = tempDir();
+  try {
+    assert.equal(train2d(dir, 20, "--fourier-features", "0").code, 0);
+    const model = readJson(join(dir, "ckpt.json")).model as Record<string, unknown>;
+    assert.deepEqual(Object.keys(model).sort(), ["depth", "dim", "hidden", "timeEmbDim"], "the pre-option config");
+    const before = snapshotTree(dir);
+    const plain = train2d(dir, 30, "--resume");
+    assert.equal(plain.code, 1, plain.err);
+    assert.match(plain.err, /trained with --fourier-features 0 \(you passed 32\).*; pass the same flags/);
+    assertTreeKept(before, dir);
+    const resumed = train2d(dir, 30, "--resume", "--fourier-features", "0", "--fourier-scale", "2");
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.equal(readJson(join(dir, "ckpt.json")).step, 30);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("train2d --resume with another --lr and --seed keeps the record of how earlier steps were trained", () => {
   const dir = tempDir();
   try {

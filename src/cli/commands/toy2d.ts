@@ -8,7 +8,7 @@ import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js"
 import { SOLVERS, TIME_GRIDS, type SolverName, type TimeGridName } from "../../core/solvers.js";
 import { COUPLINGS, type CouplingName } from "../../core/coupling.js";
 import { LR_SCHEDULES, type LrScheduleName } from "../../core/lrSchedule.js";
-import { DEFAULT_MLP } from "../../core/models/mlp.js";
+import { DEFAULT_MLP, type MlpConfig } from "../../core/models/mlp.js";
 import { checkTrain2dMemory, defaultWarmup, TRAIN2D_DEFAULTS, trainToy2d } from "../../pipelines/toy2d.js";
 import { checkSample2dMemory, renderToy2d } from "../../pipelines/toy2dSampling.js";
 import { loadModel } from "../../pipelines/model.js";
@@ -41,6 +41,8 @@ interface Train2dFlags {
   hidden: number;
   depth: number;
   timeEmbDim: number;
+  fourierFeatures: number;
+  fourierScale: number;
   seed: number;
   path: PathName;
   timeSampler: TimeSamplerName;
@@ -80,6 +82,18 @@ export function registerToy2dCommands(program: Command): void {
     .option("--hidden <n>", "MLP width", positiveInt, DEFAULT_MLP.hidden)
     .option("--depth <n>", "MLP hidden layers", positiveInt, DEFAULT_MLP.depth)
     .option("--time-emb-dim <n>", "sinusoidal time embedding size (0 = raw t)", nonNegativeInt, DEFAULT_MLP.timeEmbDim)
+    .option(
+      "--fourier-features <n>",
+      "Fourier features of x at the MLP input: n [sin, cos] pairs (0 = none)",
+      nonNegativeInt,
+      DEFAULT_MLP.fourierFeatures ?? 0,
+    )
+    .option(
+      "--fourier-scale <s>",
+      "initial frequency spread of --fourier-features, in cycles per unit of x",
+      positiveNumber,
+      DEFAULT_MLP.fourierScale ?? 1,
+    )
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
     .addOption(
@@ -121,7 +135,8 @@ export function registerToy2dCommands(program: Command): void {
       const out = flags.out ?? join("outputs", "cfm", dataset);
       // Everything that could fail after training is checked before it starts.
       if (flags.out === undefined) assertWritableDir(out);
-      const model = { dim: 2, hidden: flags.hidden, depth: flags.depth, timeEmbDim: flags.timeEmbDim };
+      const model: MlpConfig = { dim: 2, hidden: flags.hidden, depth: flags.depth, timeEmbDim: flags.timeEmbDim };
+      if (flags.fourierFeatures > 0) Object.assign(model, { fourierFeatures: flags.fourierFeatures, fourierScale: flags.fourierScale });
       checkTrain2dMemory(model, flags.batchSize, flags.backend);
       checkSample2dMemory(model, flags.n);
       const progress = createProgress("train2d", flags.steps);

@@ -17,13 +17,20 @@ export interface MlpConfig {
   depth: number;
   /** Sinusoidal time-embedding size; 0 feeds raw t as one extra input. */
   timeEmbDim: number;
+  /**
+   * Fourier features of x (Tancik et al. 2020): this many [sin(x B), cos(x B)] pairs join x at the
+   * input, B = "fourier.weight" [dim, n] (trained with the rest). 0 or absent: none (older checkpoints).
+   */
+  fourierFeatures?: number;
+  /** Init scale of B: its entries start as N(0, (2 pi fourierScale)^2), i.e. frequencies in cycles per unit of x. */
+  fourierScale?: number;
 }
 
 /** The network train2d builds unless --hidden, --depth or --time-emb-dim say otherwise. */
-export const DEFAULT_MLP: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 32 };
+export const DEFAULT_MLP: MlpConfig = { dim: 2, hidden: 256, depth: 3, timeEmbDim: 32, fourierFeatures: 32, fourierScale: 0.5 };
 
 export function mlpLayerSizes(cfg: MlpConfig): number[] {
-  const input = cfg.dim + (cfg.timeEmbDim > 0 ? cfg.timeEmbDim : 1);
+  const input = cfg.dim + 2 * fourierCount(cfg) + (cfg.timeEmbDim > 0 ? cfg.timeEmbDim : 1);
   return [input, ...Array.from({ length: cfg.depth }, () => cfg.hidden), cfg.dim];
 }
 
@@ -38,6 +45,7 @@ export function mlpParamCount(cfg: MlpConfig): number {
 export function mlpParamShapes(cfg: MlpConfig): Record<string, number[]> {
   const sizes = mlpLayerSizes(cfg);
   const shapes: Record<string, number[]> = {};
+  if (fourierCount(cfg) > 0) shapes["fourier.weight"] = [cfg.dim, fourierCount(cfg)];
   for (let i = 0; i + 1 < sizes.length; i++) {
     shapes[`layers.${i}.weight`] = [sizes[i], sizes[i + 1]];
     shapes[`layers.${i}.bias`] = [sizes[i + 1]];
@@ -49,6 +57,10 @@ export function mlpParamShapes(cfg: MlpConfig): Record<string, number[]> {
 export function initMlp(cfg: MlpConfig, rng: Rng): HostParams {
   const out: HostParams = {};
   for (const [name, shape] of Object.entries(mlpParamShapes(cfg))) {
+    if (name === "fourier.weight") {
+      out[name] = { shape, data: rng.normals(shape[0] * shape[1]).map((z) => z * 2 * Math.PI * (cfg.fourierScale ?? 1)) };
+      continue;
+    }
     const fanIn = name.endsWith(".weight") ? shape[0] : mlpParamShapes(cfg)[name.replace(".bias", ".weight")][0];
     const bound = 1 / Math.sqrt(fanIn);
     const n = shape.reduce((a, b) => a * b, 1);
@@ -66,7 +78,11 @@ export function mlpModel(cfg: MlpConfig): VelocityModel {
     apply(params: Params, x: Array, t: Array, labels: Array | null): Array {
       labels?.dispose();
       const tFeat = cfg.timeEmbDim > 0 ? timeEmbedding(t, cfg.timeEmbDim) : t.reshape([-1, 1]);
-      let h = np.concatenate([x, tFeat], 1);
+      let h: Array;
+      if (fourierCount(cfg) > 0) {
+        const proj = np.dot(x.ref, params["fourier.weight"].ref);
+        h = np.concatenate([x, np.sin(proj.ref), np.cos(proj), tFeat], 1);
+      } else h = np.concatenate([x, tFeat], 1);
       for (let i = 0; i < layers; i++) {
         h = np.dot(h, params[`layers.${i}.weight`].ref).add(params[`layers.${i}.bias`].ref);
         if (i + 1 < layers) h = silu(h);
@@ -77,15 +93,28 @@ export function mlpModel(cfg: MlpConfig): VelocityModel {
   };
 }
 
-/** Throws UserError unless `raw` is a whole MLP config (dim, hidden, depth >= 1; timeEmbDim >= 0). */
+/** How many Fourier-feature pairs `cfg` puts at the input (0 when the option is absent). */
+export function fourierCount(cfg: MlpConfig): number {
+  return cfg.fourierFeatures ?? 0;
+}
+
+/**
+ * Throws UserError unless `raw` is a whole MLP config (dim, hidden, depth >= 1; timeEmbDim >= 0;
+ * fourierFeatures >= 0 and a positive fourierScale when present).
+ */
 export function parseMlpConfig(raw: unknown, source: string): MlpConfig {
   const r = configReader(raw);
   const cfg: MlpConfig = { dim: r.int("dim", 1), hidden: r.int("hidden", 1), depth: r.int("depth", 1), timeEmbDim: r.int("timeEmbDim", 0) };
+  if (r.has("fourierFeatures")) {
+    cfg.fourierFeatures = r.int("fourierFeatures", 0);
+    const scale = (raw as Record<string, unknown>).fourierScale;
+    cfg.fourierScale = typeof scale === "number" && Number.isFinite(scale) && scale > 0 ? scale : NaN;
+  }
   const bad = invalidFields(cfg);
   if (bad.length > 0) {
     throw new UserError(
       `${source}: checkpoint config has no valid "model" section ` +
-        `(${bad.join(", ")} missing or not whole numbers); re-run training to write it again`,
+        `(${bad.join(", ")} missing or not valid numbers); re-run training to write it again`,
     );
   }
   return cfg;
@@ -103,5 +132,6 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
   model: (cfg) => mlpModel(cfg),
   sampleShape: (cfg) => [cfg.dim],
   nullLabel: () => null,
-  describe: (cfg) => `MLP ${cfg.depth}×${cfg.hidden}`,
+  describe: (cfg) =>
+    `MLP ${cfg.depth}×${cfg.hidden}${fourierCount(cfg) > 0 ? `, ${fourierCount(cfg)} Fourier features (scale ${cfg.fourierScale})` : ""}`,
 };

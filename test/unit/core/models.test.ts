@@ -185,3 +185,48 @@ test("a trainer returns the model it saved: the same config, weights and log loa
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("MLP Fourier features: [x, sin(x B), cos(x B), embed(t)] feed the first layer; configs without them load as before", async () => {
+  await initEngine();
+  const cfg: MlpConfig = { dim: 2, hidden: 3, depth: 1, timeEmbDim: 0, fourierFeatures: 2, fourierScale: 0.5 };
+  const host = initMlp(cfg, new Rng(5));
+  // 2 + 2*2 + 1 inputs -> 3 -> 2, plus B [2, 2]
+  assert.deepEqual(host["fourier.weight"].shape, [2, 2]);
+  assert.deepEqual(host["layers.0.weight"].shape, [7, 3]);
+  assert.equal(mlpParamCount(cfg), 4 + 7 * 3 + 3 + 3 * 2 + 2);
+  // B starts as N(0, (2 pi scale)^2): its 4 entries are the Rng's normals times pi.
+  const z = new Rng(5).normals(4);
+  for (let i = 0; i < 4; i++) assert.ok(Math.abs(host["fourier.weight"].data[i] - z[i] * Math.PI) < 1e-5);
+  const x = Float32Array.of(0.3, -1.2, 2.0, 0.5);
+  const t = Float32Array.of(0.25, 0.8);
+  const params: Record<string, Array> = {};
+  for (const [k, v] of Object.entries(host)) params[k] = np.array(v.data).reshape(v.shape);
+  const got = (await mlpFamily
+    .model(cfg)
+    .apply(params, np.array(x).reshape([2, 2]), np.array(t), null)
+    .data()) as Float32Array;
+  // The same network written out by hand in float64.
+  const w = (name: string, i: number, j: number) => host[name].data[i * host[name].shape[1] + j];
+  for (let b = 0; b < 2; b++) {
+    const x0 = x[2 * b];
+    const x1 = x[2 * b + 1];
+    const proj = [0, 1].map((k) => x0 * w("fourier.weight", 0, k) + x1 * w("fourier.weight", 1, k));
+    const input = [x0, x1, Math.sin(proj[0]), Math.sin(proj[1]), Math.cos(proj[0]), Math.cos(proj[1]), t[b]];
+    const h = [0, 1, 2].map((j) => {
+      const a = input.reduce((s, v, i) => s + v * w("layers.0.weight", i, j), host["layers.0.bias"].data[j]);
+      return a / (1 + Math.exp(-a));
+    });
+    for (let o = 0; o < 2; o++) {
+      const v = h.reduce((s, hj, j) => s + hj * w("layers.1.weight", j, o), host["layers.1.bias"].data[o]);
+      assert.ok(Math.abs(got[2 * b + o] - v) < 1e-5, `sample ${b}, output ${o}: ${got[2 * b + o]} vs ${v}`);
+    }
+  }
+  // Stored configs: the option round-trips, an old one has no B, a bad scale is named.
+  assert.deepEqual(mlpFamily.parseConfig(cfg, "ckpt.json"), cfg);
+  assert.ok(!("fourier.weight" in mlpFamily.paramShapes(mlpFamily.parseConfig(mlp, "ckpt.json"))));
+  assert.match(mlpFamily.describe(cfg), /2 Fourier features \(scale 0.5\)/);
+  assert.throws(
+    () => mlpFamily.parseConfig({ ...cfg, fourierScale: -1 }, "a/ckpt.json"),
+    (e: unknown) => e instanceof UserError && /a\/ckpt\.json.*\(fourierScale/.test(e.message),
+  );
+});

@@ -124,10 +124,14 @@ test("guided UNet export computes the engine's guided field (w an input, batch 1
   }
 });
 
-test("MLP ONNX export matches the engine (sinusoidal and raw time input, batch 1, 5 and 64)", async () => {
+test("MLP ONNX export matches the engine (sinusoidal and raw time input, Fourier features, batch 1, 5 and 64)", async () => {
   await initEngine();
-  for (const timeEmbDim of [16, 0]) {
-    const cfg: MlpConfig = { dim: 2, hidden: 32, depth: 3, timeEmbDim };
+  const configs: MlpConfig[] = [
+    { dim: 2, hidden: 32, depth: 3, timeEmbDim: 16 },
+    { dim: 2, hidden: 32, depth: 3, timeEmbDim: 0 },
+    { dim: 2, hidden: 32, depth: 3, timeEmbDim: 16, fourierFeatures: 8, fourierScale: 0.5 },
+  ];
+  for (const cfg of configs) {
     const host = initMlp(cfg, new Rng(3));
     const rng = new Rng(4);
     const field = await createOnnxField(await exportMlpOnnx(hostData(host), cfg));
@@ -140,7 +144,7 @@ test("MLP ONNX export matches the engine (sinusoidal and raw time input, batch 1
         for (const [k, v] of Object.entries(host)) params[k] = fromHost(v.data, v.shape);
         const engine = await toHost(mlpModel(cfg).apply(params, fromHost(x, [B, 2]), fromHost(t, [B]), null));
         const onnx = await field.run(x, t, undefined, [B, 2]);
-        assert.ok(maxAbsDiff(engine, onnx) < 1e-5, `timeEmbDim ${timeEmbDim}, batch ${B}: max diff ${maxAbsDiff(engine, onnx)}`);
+        assert.ok(maxAbsDiff(engine, onnx) < 1e-5, `${JSON.stringify(cfg)}, batch ${B}: max diff ${maxAbsDiff(engine, onnx)}`);
       }
     } finally {
       await field.release();
