@@ -27,7 +27,19 @@ export interface ClassifierCheckpointConfig extends CheckpointConfig {
   dataset: string;
   classNames: string[];
   model: ClassifierConfig;
-  train: { dataset: string; steps: number; batchSize: number; lr: number; seed: number; limit: number; horizontalFlip?: boolean };
+  train: {
+    dataset: string;
+    steps: number;
+    batchSize: number;
+    lr: number;
+    seed: number;
+    limit: number;
+    horizontalFlip?: boolean;
+    /** folder:DIR transforms, as train-image records them (absent: none). */
+    grey?: boolean;
+    resize?: number;
+    centerCrop?: number;
+  };
 }
 export type LoadedClassifier = LoadedModel<ClassifierCheckpointConfig, ClassifierConfig>;
 
@@ -39,6 +51,10 @@ export interface ClassifierTrainOptions {
   seed: number;
   limit: number;
   horizontalFlip?: boolean;
+  /** folder:DIR transforms (as train-image's --grey, --resize, --center-crop). */
+  grey?: boolean;
+  resize?: number;
+  centerCrop?: number;
   model: Omit<ClassifierConfig, "numClasses" | "inChannels" | "height" | "width">;
   out: string;
   checkpointEvery: number;
@@ -57,6 +73,9 @@ export function setupClassifier(config: CheckpointConfig): Setting[] {
   const m = c.model;
   return [
     { flag: "--dataset", value: typeof c.dataset === "string" ? c.dataset : null },
+    { flag: "--grey", value: c.train?.grey === true },
+    { flag: "--resize", value: c.train?.resize ?? 0 },
+    { flag: "--center-crop", value: c.train?.centerCrop ?? 0 },
     { flag: "--channels", value: Array.isArray(m?.channels) ? m.channels.join(",") : null },
     { flag: "--groups", value: typeof m?.groups === "number" ? m.groups : null },
     { flag: "--feature-dim", value: typeof m?.featureDim === "number" ? m.featureDim : null },
@@ -69,7 +88,13 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
   checkRunFolder({ out: opts.out, resume: opts.resume, force: opts.force, log });
   await initEngine();
   const data =
-    opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log }));
+    opts.data ??
+    (await loadImageDataset(opts.dataset, {
+      split: "train",
+      limit: opts.limit > 0 ? opts.limit : undefined,
+      onWarn: log,
+      ...recordedImageTransforms(opts),
+    }));
   const cfg: ClassifierConfig = {
     ...opts.model,
     numClasses: data.numClasses,
@@ -86,6 +111,10 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
     seed: opts.seed,
     limit: opts.limit,
     ...(opts.horizontalFlip ? { horizontalFlip: true } : {}),
+    // Recorded only when used (eval-image reloads the real images with them).
+    ...(opts.grey ? { grey: true } : {}),
+    ...(opts.resize ? { resize: opts.resize } : {}),
+    ...(opts.centerCrop ? { centerCrop: opts.centerCrop } : {}),
   };
   const run = await openTrainingRun({
     out: opts.out,
