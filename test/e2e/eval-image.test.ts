@@ -269,3 +269,61 @@ test("train-classifier --resize records the transform; eval-image scores a --res
   assert.equal(e.code, 0, e.err);
   assert.match(e.out, /floor \(two real sets: two halves of .*, 4 and 4 images\): [\d.]+/);
 });
+
+test("one class: train-classifier asks for --rotations; with it, eval-image reports the fraction seen as upright", () => {
+  const root = tempDir("fm-eval-rot-");
+  roots.push(root);
+  const data = colourFolder(root, { classes: ["only"], perClass: 8 });
+  const common = ["--dataset", `folder:${data}`, "--groups", "4", "--backend", "jax"];
+  const clfArgs = ["--channels", "4", "--feature-dim", "4", "--batch-size", "8", "--lr", "0.01"];
+  const refused = runCli(["train-classifier", ...common, ...clfArgs, "--steps", "1", "--out", join(root, "x")]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /needs at least 2 classes, folder:.* has 1; for data with one class, pass --rotations/);
+  const clf = join(root, "clf");
+  const t = runCli(["train-classifier", ...common, ...clfArgs, "--steps", "30", "--rotations", "--out", clf]);
+  assert.equal(t.code, 0, t.err);
+  const cfg = JSON.parse(readFileSync(join(clf, "ckpt.json"), "utf8"));
+  assert.deepEqual([cfg.train.rotations, cfg.model.numClasses, cfg.classNames], [true, 4, ["0°", "90°", "180°", "270°"]]);
+  const model = join(root, "unet");
+  const u = runCli([
+    "train-image",
+    ...common,
+    "--channels",
+    "4,8",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "4",
+    "--steps",
+    "1",
+    "--per-class",
+    "1",
+    "--nfe",
+    "1",
+    "--solver",
+    "euler",
+    "--out",
+    model,
+  ]);
+  assert.equal(u.code, 0, u.err);
+  const e = runCli([
+    "eval-image",
+    "--ckpt",
+    model,
+    "--classifier",
+    clf,
+    "--per-class",
+    "4",
+    "--solver",
+    "euler",
+    "--nfe",
+    "1",
+    "--runtime",
+    "engine",
+  ]);
+  assert.equal(e.code, 0, e.err);
+  const m = /seen as upright by the rotation classifier: samples ([\d.]+)%, real test images ([\d.]+)%/.exec(e.out);
+  assert.ok(m, e.out);
+  assert.ok(Number(m[1]) >= 0 && Number(m[1]) <= 100 && Number(m[2]) >= 0 && Number(m[2]) <= 100);
+  assert.match(e.out, /floor \(two real sets: two halves of .*, 4 and 4 images\): [\d.]+/);
+});
