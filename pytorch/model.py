@@ -91,42 +91,73 @@ class ResBlock(nn.Module):
         return h + (x if self.skip is None else self.skip(x))
 
 
-class Down(nn.Module):
-    def __init__(self, cin, cout, emb, groups):
+class Attention(nn.Module):
+    """x + proj(MHA(qkv(GN(x)))) over the pixels (src/core/models/layers.ts selfAttention): qkv's
+    output columns are q | k | v, head h takes columns h*d .. (h+1)*d - 1 of each (d = C / heads)."""
+
+    def __init__(self, c, heads, groups):
         super().__init__()
-        self.res = ResBlock(cin, cout, emb, groups)
-        self.downsample = nn.Conv2d(cout, cout, 3, stride=2, padding=1)
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, c, eps=1e-5)
+        self.qkv = nn.Linear(c, 3 * c)
+        self.proj = nn.Linear(c, c)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        d = c // self.heads
+        tokens = self.norm(x).reshape(b, c, h * w).transpose(1, 2)  # [B, N, C]
+        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.heads, d).permute(2, 0, 3, 1, 4)  # each [B, heads, N, d]
+        a = torch.softmax((q / math.sqrt(d)) @ k.transpose(-1, -2), dim=-1) @ v
+        out = self.proj(a.transpose(1, 2).reshape(b, h * w, c))
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
 
 
-class Up(nn.Module):
-    def __init__(self, cin, cout, emb, groups):
+class Stage(nn.Module):
+    """A level's res blocks (res, res1, ...; the first cin -> cout), each followed by attention (attn, attn1, ...) when `attend`."""
+
+    def __init__(self, cin, cout, emb, groups, blocks, attend, heads):
         super().__init__()
-        self.upsample = nn.Conv2d(cin, cout, 3, padding=1)
-        self.res = ResBlock(2 * cout, cout, emb, groups)
+        self.names = []
+        for j in range(blocks):
+            suffix = "" if j == 0 else str(j)
+            self.add_module("res" + suffix, ResBlock(cin if j == 0 else cout, cout, emb, groups))
+            if attend:
+                self.add_module("attn" + suffix, Attention(cout, heads, groups))
+            self.names.append(suffix)
 
-
-class Mid(nn.Module):
-    def __init__(self, cin, cout, emb, groups):
-        super().__init__()
-        self.res = ResBlock(cin, cout, emb, groups)
+    def blocks(self, h, emb_act):
+        for suffix in self.names:
+            h = getattr(self, "res" + suffix)(h, emb_act)
+            if hasattr(self, "attn" + suffix):
+                h = getattr(self, "attn" + suffix)(h)
+        return h
 
 
 class Unet(nn.Module):
-    """src/core/models/unet.ts: stem, (res block, skip, stride-2 conv) per level, mid block,
-    (nearest 2x, conv, concat skip, res block) per level, GN/SiLU/conv out. NCHW.
+    """src/core/models/unet.ts: stem, (res blocks, skip, stride-2 conv) per level, mid blocks,
+    (nearest 2x, conv, concat skip, res blocks) per level, GN/SiLU/conv out; self-attention after
+    each res block at the feature-map heights in `attention`. NCHW.
     y: [B] int64 labels, numClasses = the null (unconditional) class."""
 
-    def __init__(self, channels, numClasses, timeEmbDim, groups, inChannels, height, width):
+    def __init__(self, channels, numClasses, timeEmbDim, groups, inChannels, height, width, resBlocks=1, attention=(), attentionHeads=1):
         super().__init__()
         ch, E, L = channels, timeEmbDim, len(channels)
         self.register_buffer("freqs", frequencies(E), persistent=False)
         self.time = nn.ModuleList([nn.Linear(E, E), nn.Linear(E, E)])
         self.add_module("class", nn.Embedding(numClasses + 1, E))  # flowmatch's name: class.weight
         self.stem = nn.Conv2d(inChannels, ch[0], 3, padding=1)
-        self.down = nn.ModuleList(Down(ch[0] if i == 0 else ch[i - 1], ch[i], E, groups) for i in range(L - 1))
-        self.mid = Mid(ch[L - 2], ch[L - 1], E, groups)
+
+        def stage(level, cin, cout):
+            return Stage(cin, cout, E, groups, resBlocks, height // 2**level in attention, attentionHeads)
+
+        self.down = nn.ModuleList(stage(i, ch[0] if i == 0 else ch[i - 1], ch[i]) for i in range(L - 1))
+        for i, block in enumerate(self.down):
+            block.downsample = nn.Conv2d(ch[i], ch[i], 3, stride=2, padding=1)
+        self.mid = stage(L - 1, ch[L - 2], ch[L - 1])
         # up[i] works at level i; they run from the coarsest level (L - 2) to 0.
-        self.up = nn.ModuleList(Up(ch[i + 1], ch[i], E, groups) for i in range(L - 1))
+        self.up = nn.ModuleList(stage(i, 2 * ch[i], ch[i]) for i in range(L - 1))
+        for i, block in enumerate(self.up):
+            block.upsample = nn.Conv2d(ch[i + 1], ch[i], 3, padding=1)
         self.out = nn.Module()
         self.out.norm = nn.GroupNorm(groups, ch[0], eps=1e-5)
         self.out.conv = nn.Conv2d(ch[0], inChannels, 3, padding=1)
@@ -137,14 +168,18 @@ class Unet(nn.Module):
         h = self.stem(x)
         skips = []
         for block in self.down:
-            h = block.res(h, emb_act)
+            h = block.blocks(h, emb_act)
             skips.append(h)
             h = block.downsample(h)
-        h = self.mid.res(h, emb_act)
+        h = self.mid.blocks(h, emb_act)
         for i in reversed(range(len(self.up))):
             h = self.up[i].upsample(F.interpolate(h, scale_factor=2, mode="nearest"))
-            h = self.up[i].res(torch.cat([h, skips[i]], 1), emb_act)
+            h = self.up[i].blocks(torch.cat([h, skips[i]], 1), emb_act)
         return self.out.conv(F.silu(self.out.norm(h)))
+
+
+UNET_KEYS = ("channels", "numClasses", "timeEmbDim", "groups", "inChannels", "height", "width")
+UNET_OPTIONAL = ("resBlocks", "attention", "attentionHeads")  # absent in older checkpoints: their defaults
 
 
 def make_model(kind, cfg):
@@ -152,7 +187,7 @@ def make_model(kind, cfg):
     if kind == "mlp":
         return Mlp(**{k: cfg[k] for k in ("dim", "hidden", "depth", "timeEmbDim")}, fourierFeatures=cfg.get("fourierFeatures", 0))
     if kind == "unet":
-        return Unet(**{k: cfg[k] for k in ("channels", "numClasses", "timeEmbDim", "groups", "inChannels", "height", "width")})
+        return Unet(**{k: cfg[k] for k in UNET_KEYS}, **{k: cfg[k] for k in UNET_OPTIONAL if k in cfg})
     raise ValueError(f"unknown model kind {kind!r}; expected 'mlp' or 'unet'")
 
 

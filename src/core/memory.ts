@@ -6,7 +6,7 @@
 // refuse cannot fit, and a borderline one they pass is caught as a last resort by the CLI.
 import { UserError } from "./errors.js";
 import { mlpLayerSizes, mlpParamCount, type MlpConfig } from "./models/mlp.js";
-import { unetBlocks, unetParamCount, type UnetConfig } from "./models/unet.js";
+import { unetBlocks, unetOptions, unetParamCount, type UnetConfig } from "./models/unet.js";
 
 /** The engine's Wasm heap limit (memory32). */
 export const ENGINE_MEMORY_LIMIT = 4 * 1024 ** 3;
@@ -39,29 +39,35 @@ export function mlpForwardBytes(cfg: MlpConfig, n: number): number {
 
 /**
  * Per-sample activation floats of one UNet forward pass: each 3x3 conv's row buffer (3 Cin) and
- * output, plus the GroupNorm and SiLU before it.
+ * output, plus the GroupNorm and SiLU before it; each self-attention's norm, q/k/v, output and
+ * projection (6 C per pixel) and its score, exponential and softmax matrices (3 heads N^2, N pixels).
  */
 function unetActivationsPerSample(cfg: UnetConfig): number {
   const ch = cfg.channels;
   const px = (level: number) => (cfg.height / 2 ** level) * (cfg.width / 2 ** level);
+  const heads = unetOptions(cfg).attentionHeads;
   let total = 0;
   const conv = (level: number, cin: number, cout: number) => {
     total += px(level) * (3 * cin + cout + 2 * cin);
   };
   conv(0, cfg.inChannels, ch[0]);
   const { down, mid, up } = unetBlocks(cfg);
-  const res = (b: { level: number; cin: number; cout: number }) => {
-    conv(b.level, b.cin, b.cout);
-    conv(b.level, b.cout, b.cout);
+  const res = (blocks: { level: number; cin: number; cout: number; attn: string | null }[]) => {
+    for (const b of blocks) {
+      conv(b.level, b.cin, b.cout);
+      conv(b.level, b.cout, b.cout);
+      if (b.attn !== null) total += px(b.level) * 6 * b.cout + 3 * heads * px(b.level) ** 2;
+    }
   };
-  down.forEach((b) => {
-    res(b);
-    conv(b.level, b.cout, b.cout);
+  down.forEach((blocks, i) => {
+    res(blocks);
+    conv(i, ch[i], ch[i]);
   });
   res(mid);
-  for (const b of up) {
-    conv(b.level, ch[b.level + 1], ch[b.level]);
-    res(b);
+  for (const blocks of up) {
+    const i = blocks[0].level;
+    conv(i, ch[i + 1], ch[i]);
+    res(blocks);
   }
   conv(0, ch[0], cfg.inChannels);
   return total;

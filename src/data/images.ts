@@ -205,7 +205,12 @@ function loadPngFolder(dir: string, split: "train" | "test", limit: number | und
   });
   if (items.length === 0) throw new UserError(`folder:${dir} has no .png files in its class subfolders`);
   const chosen = items.slice(0, limit ?? items.length);
-  const decoded = chosen.map(({ file }) => ({ file, ...fitImage(decodeRgb(file), file, opts) }));
+  const raw = chosen.map(({ file }) => decodeRgb(file));
+  // Transparency: colour images (emoji, logos, sprites) go over white, as a page shows them; a folder
+  // of grey images only (MNIST-style white strokes on transparency) over black. Whether an image is
+  // grey does not depend on the background (both are grey), so the choice is made after decoding.
+  const background = raw.every((r) => r.grey) ? 0 : 1;
+  const decoded = chosen.map(({ file }, i) => ({ file, ...fitImage(composite(raw[i], background), file, opts) }));
   const { width, height } = decoded[0];
   for (const img of decoded) {
     if (img.width !== width || img.height !== height) {
@@ -241,16 +246,32 @@ interface RgbImage {
   grey: boolean;
 }
 
-/** A PNG as RGB in [0, 1]; transparency is composited over black (the MNIST background, so a white digit on transparency stays a digit). */
-function decodeRgb(file: string): RgbImage {
+/** A decoded PNG: colour premultiplied by alpha (that is, over black) and the alpha. */
+interface RgbaImage extends RgbImage {
+  /** width * height coverage values in [0, 1]. */
+  alpha: Float32Array;
+}
+
+/** A PNG as RGB in [0, 1] over black, with its alpha (composite() puts it over another background). */
+function decodeRgb(file: string): RgbaImage {
   const { width, height, data } = decodePng(readFileSync(file), file);
   const rgb = new Float32Array(width * height * 3);
+  const alpha = new Float32Array(width * height);
   let grey = true;
   for (let p = 0; p < width * height; p++) {
     const a = data[4 * p + 3] / 255;
+    alpha[p] = a;
     for (let c = 0; c < 3; c++) rgb[3 * p + c] = (data[4 * p + c] / 255) * a;
     if (rgb[3 * p] !== rgb[3 * p + 1] || rgb[3 * p] !== rgb[3 * p + 2]) grey = false;
   }
+  return { width, height, rgb, alpha, grey };
+}
+
+/** The image over a grey `background` in [0, 1]: c a + background (1 - a). */
+function composite(img: RgbaImage, background: number): RgbImage {
+  const { width, height, grey } = img;
+  if (background === 0) return { width, height, rgb: img.rgb, grey };
+  const rgb = Float32Array.from(img.rgb, (v, i) => v + background * (1 - img.alpha[Math.floor(i / 3)]));
   return { width, height, rgb, grey };
 }
 

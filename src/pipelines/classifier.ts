@@ -5,7 +5,7 @@
 // of that distance between two real sets of the same size.
 import { join } from "node:path";
 import { fromHost, initEngine, jit, toHost, tree, type Array } from "../engine/index.js";
-import { Rng } from "../core/rng.js";
+import { Rng, stepRng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import type { Params } from "../core/optim.js";
 import { toEngine } from "../core/train.js";
@@ -27,7 +27,21 @@ export interface ClassifierCheckpointConfig extends CheckpointConfig {
   dataset: string;
   classNames: string[];
   model: ClassifierConfig;
-  train: { dataset: string; steps: number; batchSize: number; lr: number; seed: number; limit: number; horizontalFlip?: boolean };
+  train: {
+    dataset: string;
+    steps: number;
+    batchSize: number;
+    lr: number;
+    seed: number;
+    limit: number;
+    horizontalFlip?: boolean;
+    /** Trained to tell each image's rotation (0, 90, 180, 270 degrees), not its class (absent: classes). */
+    rotations?: boolean;
+    /** folder:DIR transforms, as train-image records them (absent: none). */
+    grey?: boolean;
+    resize?: number;
+    centerCrop?: number;
+  };
 }
 export type LoadedClassifier = LoadedModel<ClassifierCheckpointConfig, ClassifierConfig>;
 
@@ -39,6 +53,15 @@ export interface ClassifierTrainOptions {
   seed: number;
   limit: number;
   horizontalFlip?: boolean;
+  /**
+   * Learn features by telling each image's rotation by 0, 90, 180 or 270 degrees (4 classes) instead
+   * of its class: features for eval-image on data with one class, where there is nothing to tell apart.
+   */
+  rotations?: boolean;
+  /** folder:DIR transforms (as train-image's --grey, --resize, --center-crop). */
+  grey?: boolean;
+  resize?: number;
+  centerCrop?: number;
   model: Omit<ClassifierConfig, "numClasses" | "inChannels" | "height" | "width">;
   out: string;
   checkpointEvery: number;
@@ -57,6 +80,10 @@ export function setupClassifier(config: CheckpointConfig): Setting[] {
   const m = c.model;
   return [
     { flag: "--dataset", value: typeof c.dataset === "string" ? c.dataset : null },
+    { flag: "--rotations", value: c.train?.rotations === true },
+    { flag: "--grey", value: c.train?.grey === true },
+    { flag: "--resize", value: c.train?.resize ?? 0 },
+    { flag: "--center-crop", value: c.train?.centerCrop ?? 0 },
     { flag: "--channels", value: Array.isArray(m?.channels) ? m.channels.join(",") : null },
     { flag: "--groups", value: typeof m?.groups === "number" ? m.groups : null },
     { flag: "--feature-dim", value: typeof m?.featureDim === "number" ? m.featureDim : null },
@@ -69,10 +96,24 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
   checkRunFolder({ out: opts.out, resume: opts.resume, force: opts.force, log });
   await initEngine();
   const data =
-    opts.data ?? (await loadImageDataset(opts.dataset, { split: "train", limit: opts.limit > 0 ? opts.limit : undefined, onWarn: log }));
+    opts.data ??
+    (await loadImageDataset(opts.dataset, {
+      split: "train",
+      limit: opts.limit > 0 ? opts.limit : undefined,
+      onWarn: log,
+      ...recordedImageTransforms(opts),
+    }));
+  if (!opts.rotations && data.numClasses < 2)
+    throw new UserError(
+      `a classifier needs at least 2 classes, ${opts.dataset} has ${data.numClasses}; for data with one class, pass --rotations (features from telling rotations apart)`,
+    );
+  if (opts.rotations && data.height !== data.width)
+    throw new UserError(
+      `--rotations needs square images (a quarter turn must keep the size), ${opts.dataset} has ${data.height}x${data.width}; add --resize N`,
+    );
   const cfg: ClassifierConfig = {
     ...opts.model,
-    numClasses: data.numClasses,
+    numClasses: opts.rotations ? ROTATION_CLASSES.length : data.numClasses,
     inChannels: data.channels,
     height: data.height,
     width: data.width,
@@ -86,6 +127,11 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
     seed: opts.seed,
     limit: opts.limit,
     ...(opts.horizontalFlip ? { horizontalFlip: true } : {}),
+    ...(opts.rotations ? { rotations: true } : {}),
+    // Recorded only when used (eval-image reloads the real images with them).
+    ...(opts.grey ? { grey: true } : {}),
+    ...(opts.resize ? { resize: opts.resize } : {}),
+    ...(opts.centerCrop ? { centerCrop: opts.centerCrop } : {}),
   };
   const run = await openTrainingRun({
     out: opts.out,
@@ -102,7 +148,7 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
       runId,
       step,
       dataset: opts.dataset,
-      classNames: data.classNames,
+      classNames: opts.rotations ? ROTATION_CLASSES.slice() : data.classNames,
       model: cfg,
       train,
     }),
@@ -130,9 +176,34 @@ export async function trainClassifier(opts: ClassifierTrainOptions): Promise<Run
     shouldStop: opts.shouldStop,
     nextBatch: (k) => {
       const { x1, t, labels } = batches(k);
+      if (opts.rotations) rotateBatch(x1, labels, data.height, data.channels, stepRng(opts.seed ^ 0x5eed, k));
       return { x0: new Float32Array(x1.length), x1, t, coef, labels };
     },
   });
+}
+
+/** The classes of a --rotations classifier: quarter turns clockwise. */
+export const ROTATION_CLASSES: readonly string[] = ["0°", "90°", "180°", "270°"];
+
+/**
+ * Turns each square image of `x` ([n, s, s, c] flattened) by a random number r of quarter turns
+ * clockwise, in place, and sets labels[i] = r.
+ */
+export function rotateBatch(x: Float32Array, labels: Int32Array, size: number, channels: number, rng: Rng): void {
+  const per = size * size * channels;
+  const tmp = new Float32Array(per);
+  for (let i = 0; i < labels.length; i++) {
+    const r = rng.int(4);
+    labels[i] = r;
+    const img = x.subarray(i * per, (i + 1) * per);
+    tmp.set(img);
+    for (let y = 0; y < size; y++)
+      for (let xx = 0; xx < size; xx++) {
+        // Source pixel (y, xx) lands at its position after r clockwise quarter turns.
+        const [ty, tx] = r === 0 ? [y, xx] : r === 1 ? [xx, size - 1 - y] : r === 2 ? [size - 1 - y, size - 1 - xx] : [size - 1 - xx, y];
+        for (let c = 0; c < channels; c++) img[(ty * size + tx) * channels + c] = tmp[(y * size + xx) * channels + c];
+      }
+  }
 }
 
 /** Features [n, d] and logits [n, k] of images ([n, H, W, C] in [-1, 1]) under a classifier's EMA weights. */
@@ -181,6 +252,8 @@ export interface EvalImageResult {
   realSets: string;
   /** Classifier accuracy on the real test images (how much its features can be trusted). */
   realAccuracy: number;
+  /** The classifier tells rotations: the accuracies are the fractions it sees as upright. */
+  rotations: boolean;
   nfe: number;
 }
 
@@ -192,7 +265,8 @@ export async function evalImage(
 ): Promise<EvalImageResult> {
   const m = model.config.model,
     c = classifier.config.model;
-  if (m.height !== c.height || m.width !== c.width || m.inChannels !== c.inChannels || m.numClasses !== c.numClasses) {
+  const rotations = classifier.config.train.rotations === true;
+  if (m.height !== c.height || m.width !== c.width || m.inChannels !== c.inChannels || (!rotations && m.numClasses !== c.numClasses)) {
     throw new UserError(
       `the classifier takes ${c.height}x${c.width}x${c.inChannels} images of ${c.numClasses} classes but the model makes ${m.height}x${m.width}x${m.inChannels} of ${m.numClasses}; train a classifier on the model's dataset (${model.config.dataset})`,
     );
@@ -229,11 +303,13 @@ export async function evalImage(
   const d = gen.featureDim;
   return {
     n,
-    accuracy: classAccuracy(gen.logits, s.labels),
+    // A rotation classifier's "class" of an image as it is made is 0 (upright).
+    accuracy: classAccuracy(gen.logits, rotations ? new Int32Array(n) : s.labels),
     frechet: frechetDistanceOf(gen.features, ra.features, d),
     floor: frechetDistanceOf(rb.features, ra.features, d),
     realSets: `${realSets}, ${a.n} and ${b.n} images`,
-    realAccuracy: classAccuracy(ra.logits, a.labels),
+    realAccuracy: classAccuracy(ra.logits, rotations ? new Int32Array(a.n) : a.labels),
+    rotations,
     nfe: s.nfe,
   };
 }

@@ -8,7 +8,7 @@ import { UserError } from "../core/errors.js";
 import type { HostParams } from "../core/optim.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
-import { unetFamily, unetParamCount, type UnetConfig } from "../core/models/unet.js";
+import { recordedUnetOptions, unetFamily, unetOptions, unetParamCount, type UnetConfig } from "../core/models/unet.js";
 import { unetTrainBytes } from "../core/memory.js";
 import { loadImageDataset, recordedImageTransforms, type ImageDataset } from "../data/images.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
@@ -110,13 +110,16 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
       onWarn: log,
       ...recordedImageTransforms(opts),
     }));
+  const { resBlocks: _r, attention: _a, attentionHeads: _h, ...base } = opts.model;
   const cfg: UnetConfig = {
-    ...opts.model,
+    ...base,
     numClasses: data.numClasses,
     inChannels: data.channels,
     height: data.height,
     width: data.width,
-  } as UnetConfig;
+    // Only what differs from the defaults, so a default run's config reads like an older one.
+    ...recordedUnetOptions(opts.model as UnetConfig),
+  };
   const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
   assertTrainingFits(
     backend,
@@ -204,6 +207,15 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
   return result;
 }
 
+function unetSettings(m: UnetConfig): Setting[] {
+  const { resBlocks, attention, attentionHeads } = unetOptions(m);
+  return [
+    { flag: "--res-blocks", value: resBlocks },
+    { flag: "--attention", value: attention.length > 0 ? attention.join(",") : "none" },
+    { flag: "--attention-heads", value: attention.length > 0 ? attentionHeads : 1 },
+  ];
+}
+
 /** What an image checkpoint's weights are: a resume must match every one of these (see openTrainingRun). */
 export function setupImage(config: CheckpointConfig): Setting[] {
   const c = config as Partial<ImageCheckpointConfig>;
@@ -220,6 +232,8 @@ export function setupImage(config: CheckpointConfig): Setting[] {
     { flag: "--channels", value: Array.isArray(m?.channels) ? m.channels.join(",") : null },
     { flag: "--time-emb-dim", value: value(m?.timeEmbDim) },
     { flag: "--groups", value: value(m?.groups) },
+    // Absent in older checkpoints: their defaults.
+    ...(m ? unetSettings(m) : []),
     // Not a flag: what the dataset gives; differs when a folder dataset changed since training.
     { flag: "image size and classes of the data", value: m ? `${m.height}x${m.width}x${m.inChannels}, ${m.numClasses} classes` : null },
     ...reflowSetup(config),

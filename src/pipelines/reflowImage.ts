@@ -78,6 +78,7 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<RunResult<I
   // Refuse a wrong --resume/--force before the teacher spends minutes on pairs.
   checkRunFolder({ out: opts.out, resume: opts.resume ?? false, force: opts.force, log: opts.onLog });
   const cfg = opts.teacher.config.model;
+  const { numClasses: _n, inChannels: _c, height: _h, width: _w, ...architecture } = opts.teacher.model;
   const reflowRecord = {
     teacher: opts.teacherPath,
     teacherRun: opts.teacher.config.runId,
@@ -155,7 +156,8 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<RunResult<I
     emaDecay: opts.emaDecay,
     labelDropout: opts.teacher.config.train.labelDropout,
     limit: 0,
-    model: { channels: cfg.channels, timeEmbDim: cfg.timeEmbDim, groups: cfg.groups },
+    // The teacher's architecture (everything but what the data gives), so its weights fit.
+    model: architecture,
     out: opts.out,
     checkpointEvery: Math.max(1, Math.floor(opts.steps / 4)),
     resume: opts.resume ?? false,

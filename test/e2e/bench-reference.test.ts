@@ -111,14 +111,16 @@ test("PyTorch MLP replica: same parameter count, velocity and CFM loss as flowma
   }
 });
 
-test("PyTorch UNet replica: same parameter count, velocity and CFM loss as flowmatch's UNet (recipe and default widths)", {
+test("PyTorch UNet replica: same parameter count, velocity and CFM loss as flowmatch's UNet (recipe and default widths, res blocks and attention)", {
   skip: noTorch,
 }, async (t) => {
-  for (const channels of [
-    [16, 32, 32],
-    [32, 64, 64],
-  ]) {
-    const cfg: UnetConfig = { channels, numClasses: 10, timeEmbDim: 64, groups: 8, inChannels: 1, height: 28, width: 28 };
+  const base = { numClasses: 10, timeEmbDim: 64, groups: 8, inChannels: 1, height: 28, width: 28 };
+  for (const cfg of [
+    { ...base, channels: [16, 32, 32] },
+    { ...base, channels: [32, 64, 64] },
+    { ...base, channels: [16, 32, 32], resBlocks: 2, attention: [14, 7], attentionHeads: 2 },
+  ] as UnetConfig[]) {
+    const channels = `${cfg.channels}${cfg.attention ? " with 2 res blocks and attention" : ""}`;
     const rng = new Rng(5);
     const params = initUnetParams(cfg, rng);
     // Zero-initialised convs would make v = 0 whatever the replica does; perturb every weight.

@@ -177,3 +177,153 @@ test("train-classifier then eval-image on a tiny colour dataset: accuracy, Fréc
   assert.equal(bad.code, 1);
   assert.match(bad.err, /classifier takes 16x16x3 images .* the model makes 8x8x3 .*train a classifier on the model's dataset/);
 });
+
+test("train-classifier --resize records the transform; eval-image scores a --resize model of mixed-size images with it", () => {
+  const root = tempDir("fm-eval-resize-");
+  roots.push(root);
+  const data = colourFolder(root, {
+    perClass: 4,
+    sizes: [
+      [12, 12],
+      [8, 10],
+    ],
+  });
+  const common = ["--dataset", `folder:${data}`, "--groups", "4", "--backend", "jax"];
+  // Mixed sizes are refused without a transform, as in train-image.
+  const refused = runCli([
+    "train-classifier",
+    ...common,
+    "--channels",
+    "4",
+    "--feature-dim",
+    "4",
+    "--steps",
+    "1",
+    "--out",
+    join(root, "x"),
+  ]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /pass --resize N or --center-crop N/);
+  const clf = join(root, "clf");
+  const t = runCli(["train-classifier", ...common, "--channels", "4", "--feature-dim", "4", "--steps", "2", "--resize", "8", "--out", clf]);
+  assert.equal(t.code, 0, t.err);
+  const cfg = JSON.parse(readFileSync(join(clf, "ckpt.json"), "utf8"));
+  assert.deepEqual([cfg.train.resize, cfg.model.height, cfg.model.width], [8, 8, 8]);
+  // --resume checks the transform like the other settings.
+  const resumed = runCli([
+    "train-classifier",
+    ...common,
+    "--channels",
+    "4",
+    "--feature-dim",
+    "4",
+    "--steps",
+    "3",
+    "--resize",
+    "4",
+    "--resume",
+    "--out",
+    clf,
+  ]);
+  assert.equal(resumed.code, 1);
+  assert.match(resumed.err, /--resize/);
+  const model = join(root, "unet");
+  const u = runCli([
+    "train-image",
+    ...common,
+    "--channels",
+    "4,8",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "4",
+    "--steps",
+    "1",
+    "--resize",
+    "8",
+    "--per-class",
+    "1",
+    "--nfe",
+    "1",
+    "--solver",
+    "euler",
+    "--out",
+    model,
+  ]);
+  assert.equal(u.code, 0, u.err);
+  const e = runCli([
+    "eval-image",
+    "--ckpt",
+    model,
+    "--classifier",
+    clf,
+    "--per-class",
+    "2",
+    "--solver",
+    "euler",
+    "--nfe",
+    "1",
+    "--runtime",
+    "engine",
+  ]);
+  assert.equal(e.code, 0, e.err);
+  assert.match(e.out, /floor \(two real sets: two halves of .*, 4 and 4 images\): [\d.]+/);
+});
+
+test("one class: train-classifier asks for --rotations; with it, eval-image reports the fraction seen as upright", () => {
+  const root = tempDir("fm-eval-rot-");
+  roots.push(root);
+  const data = colourFolder(root, { classes: ["only"], perClass: 8 });
+  const common = ["--dataset", `folder:${data}`, "--groups", "4", "--backend", "jax"];
+  const clfArgs = ["--channels", "4", "--feature-dim", "4", "--batch-size", "8", "--lr", "0.01"];
+  const refused = runCli(["train-classifier", ...common, ...clfArgs, "--steps", "1", "--out", join(root, "x")]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /needs at least 2 classes, folder:.* has 1; for data with one class, pass --rotations/);
+  const clf = join(root, "clf");
+  const t = runCli(["train-classifier", ...common, ...clfArgs, "--steps", "30", "--rotations", "--out", clf]);
+  assert.equal(t.code, 0, t.err);
+  const cfg = JSON.parse(readFileSync(join(clf, "ckpt.json"), "utf8"));
+  assert.deepEqual([cfg.train.rotations, cfg.model.numClasses, cfg.classNames], [true, 4, ["0°", "90°", "180°", "270°"]]);
+  const model = join(root, "unet");
+  const u = runCli([
+    "train-image",
+    ...common,
+    "--channels",
+    "4,8",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "4",
+    "--steps",
+    "1",
+    "--per-class",
+    "1",
+    "--nfe",
+    "1",
+    "--solver",
+    "euler",
+    "--out",
+    model,
+  ]);
+  assert.equal(u.code, 0, u.err);
+  const e = runCli([
+    "eval-image",
+    "--ckpt",
+    model,
+    "--classifier",
+    clf,
+    "--per-class",
+    "4",
+    "--solver",
+    "euler",
+    "--nfe",
+    "1",
+    "--runtime",
+    "engine",
+  ]);
+  assert.equal(e.code, 0, e.err);
+  const m = /seen as upright by the rotation classifier: samples ([\d.]+)%, real test images ([\d.]+)%/.exec(e.out);
+  assert.ok(m, e.out);
+  assert.ok(Number(m[1]) >= 0 && Number(m[1]) <= 100 && Number(m[2]) >= 0 && Number(m[2]) <= 100);
+  assert.match(e.out, /floor \(two real sets: two halves of .*, 4 and 4 images\): [\d.]+/);
+});

@@ -136,7 +136,7 @@ test("layout: dense and conv tensors go to PyTorch's [out, in] / [Cout, Cin, k, 
   assert.deepEqual(dense, { shape: [3, 2], data: Float32Array.of(1, 4, 2, 5, 3, 6) });
 });
 
-test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP with and without time embedding, with Fourier features, UNet; raw and EMA weights)", {
+test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP with and without time embedding, with Fourier features, UNet, UNet with res blocks and attention; raw and EMA weights)", {
   skip: noTorch,
 }, async (t) => {
   await initEngine();
@@ -183,6 +183,15 @@ test("export: model.py in the package gives flowmatch's velocity to 1e-5 (MLP wi
     kind: "image",
     model: unet,
     params: perturb(initUnetParams(unet, new Rng(3)), new Rng(4), 0.05),
+    sample: [8, 8, 1],
+    extra: { dataset: `idx:${bars}`, path: "straight", classNames: ["a", "b", "c", "d"] },
+  });
+  const attn: UnetConfig = { ...unet, resBlocks: 2, attention: [4], attentionHeads: 2 };
+  cases.push({
+    name: "unet-attention",
+    kind: "image",
+    model: attn,
+    params: perturb(initUnetParams(attn, new Rng(5)), new Rng(6), 0.05),
     sample: [8, 8, 1],
     extra: { dataset: `idx:${bars}`, path: "straight", classNames: ["a", "b", "c", "d"] },
   });

@@ -22,9 +22,9 @@ import { runCli, tempDir } from "../helpers/cli.js";
 const CFG: UnetConfig = { channels: [8, 16, 16], numClasses: 3, timeEmbDim: 8, groups: 4, inChannels: 2, height: 8, width: 12 };
 
 /** Random weights everywhere (the zero-initialised last conv would hide the network from the loss). */
-function randomParams(seed: number): HostParams {
+function randomParams(seed: number, cfg = CFG): HostParams {
   const rng = new Rng(seed);
-  const p = initUnetParams(CFG, rng);
+  const p = initUnetParams(cfg, rng);
   for (const { data } of Object.values(p)) for (let i = 0; i < data.length; i++) data[i] += 0.1 * rng.normal();
   return p;
 }
@@ -45,9 +45,9 @@ function batches(count: number, n: number): FlowBatch[] {
   });
 }
 
-const options = (layout: ImageLayout): TrainerOptions => ({
-  model: unetModel(CFG, layout),
-  params: randomParams(1),
+const options = (layout: ImageLayout, cfg = CFG): TrainerOptions => ({
+  model: unetModel(cfg, layout),
+  params: randomParams(1, cfg),
   sampleShape: [CFG.height, CFG.width, CFG.inChannels],
   adam: { ...DEFAULT_ADAM, lr: 2e-3 },
   emaDecay: 0.99,
@@ -140,6 +140,26 @@ test("UNet step on ort: native Conv and ConvTranspose in the graph; 5 steps agre
   jax.dispose();
 });
 
+test("UNet with 2 res blocks and 2-head attention trains the same on ort (softmax, batched matmuls traced) as on jax", async () => {
+  await initEngine();
+  const cfg: UnetConfig = { ...CFG, resBlocks: 2, attention: [4, 2], attentionHeads: 2 };
+  const bs = batches(4, 4);
+  const ort = await createTrainer("ort", options("nchw", cfg));
+  const jax = await createTrainer("jax", options("hbwc", cfg));
+  for (let i = 0; i < bs.length; i++) {
+    const [lo, lj] = [await ort.step(bs[i]), await jax.step(bs[i])];
+    assert.ok(Math.abs(lo - lj) <= 1e-5 * Math.abs(lj), `step ${i + 1}: loss ${lo} vs ${lj}`);
+  }
+  const [so, sj] = [await ort.hostState(), await jax.hostState()];
+  assert.ok(Object.keys(sj.params).includes("mid.attn1.qkv.weight"));
+  for (const g of ["params", "ema", "m", "v"] as const) {
+    const d = relDiff(so[g], sj[g]);
+    assert.ok(d <= 1e-4, `${g}: ${d.toExponential(2)}`);
+  }
+  ort.dispose();
+  jax.dispose();
+});
+
 /** Class k: a bright bar at rows 2k, 2k+1 of an 8x8 image. */
 function writeBars(dir: string, n: number): void {
   mkdirSync(dir, { recursive: true });
@@ -211,4 +231,45 @@ test("train-image: ort then jax --resume continues the jax-only run; the CLI tak
     assert.equal(r.code, 0, r.err);
     assert.equal(JSON.parse(readFileSync(join(out, "ckpt.json"), "utf8")).step, 3);
   }
+
+  // --res-blocks / --attention / --attention-heads are recorded; the defaults record nothing (old configs read the same).
+  const cli = (out: string, extra: string[]) =>
+    runCli([
+      "train-image",
+      "--dataset",
+      `idx:${data}`,
+      "--channels",
+      "8,16",
+      "--groups",
+      "4",
+      "--time-emb-dim",
+      "8",
+      "--steps",
+      "2",
+      "--batch-size",
+      "4",
+      "--per-class",
+      "1",
+      "--nfe",
+      "1",
+      "--solver",
+      "euler",
+      "--out",
+      out,
+      ...extra,
+    ]);
+  const out = join(dir, "attn");
+  const r = cli(out, ["--res-blocks", "2", "--attention", "4", "--attention-heads", "2"]);
+  assert.equal(r.code, 0, r.err);
+  const model = JSON.parse(readFileSync(join(out, "ckpt.json"), "utf8")).model;
+  assert.deepEqual([model.resBlocks, model.attention, model.attentionHeads], [2, [4], 2]);
+  const plain = JSON.parse(readFileSync(join(dir, "cli-ort", "ckpt.json"), "utf8")).model;
+  assert.ok(!("resBlocks" in plain) && !("attention" in plain) && !("attentionHeads" in plain));
+  const resumed = cli(out, ["--resume", "--steps", "3", "--res-blocks", "2", "--attention", "8", "--attention-heads", "2"]);
+  assert.equal(resumed.code, 1);
+  assert.match(resumed.err, /--attention/);
+  const bad = cli(join(dir, "bad"), ["--attention", "5"]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /--attention 5: no UNet level is 5 pixels high \(the levels are 8, 4\)/);
+  assert.equal(cli(join(dir, "bad"), ["--attention", "x"]).code, 2);
 });

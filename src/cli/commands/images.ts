@@ -59,6 +59,13 @@ function intList(value: string): number[] {
   return list;
 }
 
+function sizeList(value: string): number[] {
+  const list = value.split(",").map((v) => Number(v.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 1))
+    throw new InvalidArgumentError(`must be feature-map sizes in pixels like 16 or 8,16; got "${value}"`);
+  return list;
+}
+
 function classList(value: string): number[] {
   const list = value.split(",").map((v) => Number(v.trim()));
   if (list.some((n) => !Number.isInteger(n) || n < 0)) throw new InvalidArgumentError(`must be class indices like 0,3,7; got "${value}"`);
@@ -71,6 +78,9 @@ interface TrainImageFlags {
   batchSize: number;
   lr: number;
   channels: number[];
+  resBlocks: number;
+  attention: number[];
+  attentionHeads: number;
   timeEmbDim: number;
   groups: number;
   ema: number;
@@ -109,6 +119,14 @@ export function registerImageCommands(program: Command): void {
     .option("--batch-size <n>", "images per step", positiveInt, 32)
     .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
     .option("--channels <list>", "UNet widths per resolution", intList, DEFAULT_UNET.channels)
+    .option("--res-blocks <n>", "residual blocks per resolution level", positiveInt, 1)
+    .option(
+      "--attention <list>",
+      "self-attention after the res blocks at these feature-map sizes, e.g. 16 or 8,16 (default none)",
+      sizeList,
+      [],
+    )
+    .option("--attention-heads <n>", "attention heads (must divide the channels at those sizes)", positiveInt, 1)
     .option("--time-emb-dim <n>", "time/class embedding size", positiveInt, DEFAULT_UNET.timeEmbDim)
     .option("--groups <n>", "GroupNorm groups", positiveInt, DEFAULT_UNET.groups)
     .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
@@ -164,7 +182,14 @@ export function registerImageCommands(program: Command): void {
         centerCrop: flags.centerCrop,
         horizontalFlip: flags.horizontalFlip,
         coupling: flags.coupling,
-        model: { channels: flags.channels, timeEmbDim: flags.timeEmbDim, groups: flags.groups },
+        model: {
+          channels: flags.channels,
+          timeEmbDim: flags.timeEmbDim,
+          groups: flags.groups,
+          resBlocks: flags.resBlocks,
+          attention: flags.attention,
+          attentionHeads: flags.attentionHeads,
+        },
         out: flags.out,
         checkpointEvery: flags.checkpointEvery,
         resume: flags.resume,

@@ -45,6 +45,14 @@ export function registerQualityCommands(program: Command): void {
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .option("--limit <n>", "use only the first N training images (0 = all)", nonNegativeInt, 0)
     .option("--horizontal-flip", "augment: mirror each training image left-right with probability 1/2", false)
+    .option(
+      "--rotations",
+      "learn features by telling each image's rotation (0/90/180/270°) instead of its class: for data with one class",
+      false,
+    )
+    .option("--grey", "folder:DIR: convert colour images to grey (as train-image --grey)", false)
+    .option("--resize <n>", "folder:DIR: scale images so the shorter side is N, then crop the centre N x N", positiveInt)
+    .option("--center-crop <n>", "folder:DIR: crop the centre N x N of each image", positiveInt)
     .option("--out <dir>", "output folder (default outputs/classifier/<dataset>)", outDir)
     .option("--checkpoint-every <n>", "checkpoint interval in steps", positiveInt, 250)
     .option("--resume", "continue from the checkpoint in --out", false)
@@ -62,6 +70,10 @@ export function registerQualityCommands(program: Command): void {
         seed: number;
         limit: number;
         horizontalFlip: boolean;
+        rotations: boolean;
+        grey: boolean;
+        resize?: number;
+        centerCrop?: number;
         out?: string;
         checkpointEvery: number;
         resume: boolean;
@@ -80,6 +92,10 @@ export function registerQualityCommands(program: Command): void {
           seed: flags.seed,
           limit: flags.limit,
           horizontalFlip: flags.horizontalFlip,
+          rotations: flags.rotations,
+          grey: flags.grey,
+          resize: flags.resize,
+          centerCrop: flags.centerCrop,
           model: { channels: flags.channels, groups: flags.groups, featureDim: flags.featureDim },
           out,
           checkpointEvery: flags.checkpointEvery,
@@ -145,7 +161,9 @@ export function registerQualityCommands(program: Command): void {
         process.stdout.write(
           [
             `${r.n} samples (${flags.perClass} per class), ${flags.solver} NFE ${r.nfe}, guidance ${flags.guidance}, seed ${flags.seed}`,
-            `class accuracy of samples: ${(100 * r.accuracy).toFixed(1)}% (the classifier on real test images: ${(100 * r.realAccuracy).toFixed(1)}%)`,
+            r.rotations
+              ? `seen as upright by the rotation classifier: samples ${(100 * r.accuracy).toFixed(1)}%, real test images ${(100 * r.realAccuracy).toFixed(1)}%`
+              : `class accuracy of samples: ${(100 * r.accuracy).toFixed(1)}% (the classifier on real test images: ${(100 * r.realAccuracy).toFixed(1)}%)`,
             `Fréchet distance of classifier features, samples vs real: ${r.frechet.toFixed(4)}`,
             `floor (two real sets: ${r.realSets}): ${r.floor.toFixed(4)}`,
           ].join("\n") + "\n",

@@ -184,6 +184,49 @@ export function groupNorm(params: Params, prefix: string, x: Array, groups: numb
   return normed.mul(params[`${prefix}.weight`].ref).add(params[`${prefix}.bias`].ref);
 }
 
+/**
+ * softmax(q k^T / sqrt(d)) v over the last two axes: q [..., N, d], k [..., M, d], v [..., M, dv]
+ * -> [..., N, dv]. Consumes q, k and v.
+ */
+export function dotProductAttention(q: Array, k: Array, v: Array): Array {
+  const d = q.shape[q.ndim - 1];
+  const axes = [...Array.from({ length: k.ndim - 2 }, (_, i) => i), k.ndim - 1, k.ndim - 2];
+  const scores = np.matmul(q.mul(1 / Math.sqrt(d)), k.transpose(axes));
+  return np.matmul(nn.softmax(scores, -1), v);
+}
+
+/**
+ * Self-attention over the pixels of an image with a residual: x + proj(attention(qkv(GN(x)))).
+ * `${prefix}.norm` is a GroupNorm over C, `${prefix}.qkv` a dense [C, 3C] (columns q | k | v; head h
+ * takes columns h*d .. (h+1)*d - 1 of each, d = C / heads), `${prefix}.proj` a dense [C, C].
+ * Each pixel is a token; the block is equivariant under any permutation of the pixels. Consumes x.
+ */
+export function selfAttention(
+  params: Params,
+  prefix: string,
+  x: Array,
+  heads: number,
+  groups: number,
+  layout: ImageLayout = "hbwc",
+): Array {
+  const normed = groupNorm(params, `${prefix}.norm`, x.ref, groups, undefined, layout);
+  const [b, c, h, w] = layout === "nchw" ? x.shape : [x.shape[1], x.shape[3], x.shape[0], x.shape[2]];
+  const n = h * w;
+  const d = c / heads;
+  // Tokens [B, N, C] in row-major pixel order.
+  const tokens = layout === "nchw" ? normed.reshape([b, c, n]).transpose([0, 2, 1]) : normed.transpose([1, 0, 2, 3]).reshape([b, n, c]);
+  const qkv = dense(params, `${prefix}.qkv`, tokens.reshape([b * n, c])).reshape([b, n, 3, heads, d]);
+  const part = (i: number) => qkv.ref.slice([], [], i).transpose([0, 2, 1, 3]); // [B, heads, N, d]
+  const attended = dotProductAttention(part(0), part(1), part(2));
+  qkv.dispose();
+  const out = dense(params, `${prefix}.proj`, attended.transpose([0, 2, 1, 3]).reshape([b * n, c]));
+  const back =
+    layout === "nchw"
+      ? out.reshape([b, n, c]).transpose([0, 2, 1]).reshape([b, c, h, w])
+      : out.reshape([b, h, w, c]).transpose([1, 0, 2, 3]);
+  return x.add(back);
+}
+
 /** Nearest-neighbour 2x upsampling on [H, B, W, C] (or [B, C, H, W]). */
 export function upsample2x(x: Array, layout: ImageLayout = "hbwc"): Array {
   if (layout === "nchw") {

@@ -525,7 +525,12 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
       // ONNX reductions take no bool: any/all run on int32.
       const isBool = dt === "bool";
       if (isBool) o = op1("Cast", [o], { to: ONNX_TYPE.INT32 });
-      o = op1(REDUCE[opName], [o, i64(realAxes)], { keepdims: 0 });
+      if ((opName === "Max" || opName === "Min") && realAxes.length === 1 && !isBool) {
+        // Opset 18 made Reduce{Max,Min}'s axes an input, which onnx < 1.13's checker (Debian's
+        // python3-onnx) rejects; ArgMax + GatherElements is the same value in a form every checker takes.
+        const idx = op1(opName === "Max" ? "ArgMax" : "ArgMin", [o], { axis: realAxes[0], keepdims: 1 });
+        o = op1("Squeeze", [op1("GatherElements", [o, idx], { axis: realAxes[0] }), i64(realAxes)]);
+      } else o = op1(REDUCE[opName], [o, i64(realAxes)], { keepdims: 0 });
       if (isBool) o = op1("Cast", [o], { to: ONNX_TYPE.BOOL });
     }
     const afterReal = a.c.filter((_, i) => !realAxes.includes(i));

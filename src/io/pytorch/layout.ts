@@ -14,7 +14,7 @@ type Rule = { kind: "same" } | { kind: "dense" } | { kind: "conv"; k: number };
 /** Conv parameters of the UNet and their kernel size (1 for the 1x1 shortcut); names from unetParamShapes. */
 function unetRule(name: string, rank: number): Rule {
   if (rank !== 2 || name === "class.weight") return { kind: "same" };
-  if (/^(time\.\d|.*\.emb)\.weight$/.test(name)) return { kind: "dense" };
+  if (/^(time\.\d|.*\.emb|.*\.attn\d*\.(qkv|proj))\.weight$/.test(name)) return { kind: "dense" };
   return { kind: "conv", k: name.endsWith(".skip.weight") ? 1 : 3 };
 }
 

@@ -112,6 +112,36 @@ function mixedFolder(root: string): string {
   return dir;
 }
 
+test("folder:DIR transparency: colour images go over white (with --resize too), an all-grey folder over black", async () => {
+  const root = temp();
+  // A 4x4 red disc-like colour image: pixel 0 fully transparent, pixel 1 half-transparent red, the rest opaque red.
+  const colour = join(root, "colour");
+  mkdirSync(join(colour, "a"), { recursive: true });
+  const px = new Uint8Array(4 * 4 * 4);
+  for (let p = 0; p < 16; p++) px.set([255, 0, 0, p === 0 ? 0 : p === 1 ? 128 : 255], 4 * p);
+  writeFileSync(join(colour, "a", "c.png"), encodePng({ width: 4, height: 4, data: px }));
+  const c = await loadImageDataset(`folder:${colour}`);
+  assert.equal(c.channels, 3);
+  assert.deepEqual(Array.from(c.images.subarray(0, 3)), [1, 1, 1], "fully transparent -> white");
+  const a = 128 / 255;
+  const half = [a + (1 - a), 1 - a, 1 - a].map((v) => v * 2 - 1);
+  for (let k = 0; k < 3; k++) assert.ok(Math.abs(c.images[3 + k] - half[k]) < 1e-6, `half-transparent channel ${k}: ${c.images[3 + k]}`);
+  assert.deepEqual(Array.from(c.images.subarray(6, 9)), [1, -1, -1]);
+  // --resize 2 averages the composited colours: the top-left output pixel covers pixels 0, 1, 4, 5.
+  const r = await loadImageDataset(`folder:${colour}`, { resize: 2 });
+  const green = (1 + (1 - a) + 0 + 0) / 4;
+  assert.ok(Math.abs(r.images[1] - (green * 2 - 1)) < 1e-6, `resized green ${r.images[1]} vs ${green * 2 - 1}`);
+  // A white digit on transparency (grey images only) stays a white digit on black.
+  const grey = join(root, "grey");
+  mkdirSync(join(grey, "a"), { recursive: true });
+  const g = new Uint8Array(4 * 4 * 4);
+  for (let p = 0; p < 16; p++) g.set([255, 255, 255, p < 8 ? 0 : 255], 4 * p);
+  writeFileSync(join(grey, "a", "g.png"), encodePng({ width: 4, height: 4, data: g }));
+  const d = await loadImageDataset(`folder:${grey}`);
+  assert.equal(d.channels, 1);
+  assert.deepEqual(Array.from(d.images.subarray(6, 10)), [-1, -1, 1, 1]);
+});
+
 test("folder:DIR of mixed sizes: refused without a flag; --resize N scales the shorter side (area mean) and crops; --center-crop N", async () => {
   const dir = mixedFolder(temp());
   await assert.rejects(

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { initEngine, jit, grad, jvp, lax, nn, np, tree, type Array } from "../../../src/engine/index.js";
 import { initMlp, mlpModel, type MlpConfig } from "../../../src/core/models/mlp.js";
 import { initUnet, unetApply, unetParamShapes, type UnetConfig } from "../../../src/core/models/unet.js";
+import { dotProductAttention } from "../../../src/core/models/layers.js";
 import { traceToOnnx, leafPaths, type TraceOptions, type TracedOnnx } from "../../../src/engine/onnx/trace.js";
 import { JAX_JS_VERSION } from "../../../src/engine/onnx/translate.js";
 import { createOrtSession, nchwcBlockSize, ort } from "../../../src/engine/onnx/session.js";
@@ -164,6 +165,20 @@ test("jaxpr->ONNX: reductions over chosen axes, keepdims, and over broadcast axe
       np.sum(a),
     ],
     [randn([3, 4, 5]), randn([4])],
+  );
+});
+
+test("jaxpr->ONNX: softmax and multi-head attention (max over one axis, batched matmuls) and its gradient agree", async () => {
+  const q = randn([2, 3, 5, 4]);
+  const k = randn([2, 3, 6, 4], 3);
+  const v = randn([2, 3, 6, 2]);
+  const attn = (q: Array, k: Array, v: Array) => dotProductAttention(q, k, v);
+  const { prims } = await agree((q: Array, k: Array, v: Array) => [attn(q.ref, k.ref, v.ref), nn.softmax(k, 2)], [q.ref, k.ref, v.ref]);
+  assert.ok(prims.reduce && prims.exp && prims.dot, "exercised reduce (max, sum), exp and dot");
+  await agree(
+    (q: Array, k: Array, v: Array) => grad((q: Array) => np.sum(attn(q.ref, k.ref, v.ref).mul(attn(q, k, v))))(q),
+    [q, k, v],
+    1e-4,
   );
 });
 

@@ -32,6 +32,8 @@ function assertClose(engine: Float32Array, onnx: Float32Array, what: string): vo
 }
 
 const UNET: UnetConfig = { channels: [8, 16, 16], numClasses: 3, timeEmbDim: 8, groups: 4, inChannels: 2, height: 8, width: 12 };
+/** Two res blocks per level and 2-head self-attention at the 4 x 6 level (softmax, batched matmuls in the graph). */
+const UNET_ATTN: UnetConfig = { ...UNET, resBlocks: 2, attention: [4], attentionHeads: 2 };
 
 /** Random (not zero) weights everywhere so every path through the graph is exercised. */
 function randomUnetWeights(cfg: UnetConfig, rng: Rng): HostParams {
@@ -47,42 +49,45 @@ function randomUnetWeights(cfg: UnetConfig, rng: Rng): HostParams {
 
 const hostData = (p: HostParams): Record<string, Float32Array> => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.data]));
 
-test("UNet ONNX export matches the engine at batch 1, 3 and 6 in one session (null class, stride-2 path)", async () => {
-  await initEngine();
-  const cfg = UNET;
-  const rng = new Rng(7);
-  const weights = randomUnetWeights(cfg, rng);
-  const field = await createOnnxField(await exportUnetOnnx(hostData(weights), cfg));
-  try {
-    assert.ok(field.conditional && !field.guided);
-    for (const B of [1, 3, 6]) {
+for (const [what, cfg] of [
+  ["", UNET],
+  [" (2 res blocks, attention)", UNET_ATTN],
+] as const)
+  test(`UNet ONNX export${what} matches the engine at batch 1, 3 and 6 in one session (null class, stride-2 path)`, async () => {
+    await initEngine();
+    const rng = new Rng(7);
+    const weights = randomUnetWeights(cfg, rng);
+    const field = await createOnnxField(await exportUnetOnnx(hostData(weights), cfg));
+    try {
+      assert.ok(field.conditional && !field.guided);
+      for (const B of [1, 3, 6]) {
+        const x = rng.normals(B * cfg.height * cfg.width * cfg.inChannels);
+        const t = rng.uniforms(B);
+        const labels = Int32Array.from({ length: B }, (_, i) => i % (cfg.numClasses + 1));
+        const engine = modelField(unetModel(cfg), weights, { sampleShape: [cfg.height, cfg.width, cfg.inChannels], labels });
+        // The engine field takes one t for the batch; ONNX takes t per sample, so compare at one t.
+        const onnx = await field.run(
+          x,
+          new Float32Array(B).fill(t[0]),
+          BigInt64Array.from(labels, (l) => BigInt(l)),
+          [B, cfg.height, cfg.width, cfg.inChannels],
+        );
+        assertClose(await engine.field(x, t[0]), onnx, `batch ${B}`);
+        engine.dispose();
+      }
+      const B = 3;
       const x = rng.normals(B * cfg.height * cfg.width * cfg.inChannels);
-      const t = rng.uniforms(B);
-      const labels = Int32Array.from({ length: B }, (_, i) => i % (cfg.numClasses + 1));
-      const engine = modelField(unetModel(cfg), weights, { sampleShape: [cfg.height, cfg.width, cfg.inChannels], labels });
-      // The engine field takes one t for the batch; ONNX takes t per sample, so compare at one t.
-      const onnx = await field.run(
-        x,
-        new Float32Array(B).fill(t[0]),
-        BigInt64Array.from(labels, (l) => BigInt(l)),
-        [B, cfg.height, cfg.width, cfg.inChannels],
-      );
-      assertClose(await engine.field(x, t[0]), onnx, `batch ${B}`);
-      engine.dispose();
+      const t = Float32Array.of(0.1, 0.5, 0.97);
+      const shape = [B, cfg.height, cfg.width, cfg.inChannels];
+      // The label matters, and the null class gives a different field than a real class.
+      const a = await field.run(x, t, BigInt64Array.of(0n, 2n, 3n), shape);
+      const b = await field.run(x, t, BigInt64Array.of(1n, 1n, 1n), shape);
+      assert.ok(maxAbsDiff(a, b) > 1e-3);
+      await assert.rejects(field.run(x, t, undefined, shape), /int64 labels/);
+    } finally {
+      await field.release();
     }
-    const B = 3;
-    const x = rng.normals(B * cfg.height * cfg.width * cfg.inChannels);
-    const t = Float32Array.of(0.1, 0.5, 0.97);
-    const shape = [B, cfg.height, cfg.width, cfg.inChannels];
-    // The label matters, and the null class gives a different field than a real class.
-    const a = await field.run(x, t, BigInt64Array.of(0n, 2n, 3n), shape);
-    const b = await field.run(x, t, BigInt64Array.of(1n, 1n, 1n), shape);
-    assert.ok(maxAbsDiff(a, b) > 1e-3);
-    await assert.rejects(field.run(x, t, undefined, shape), /int64 labels/);
-  } finally {
-    await field.release();
-  }
-});
+  });
 
 test("guided UNet export computes the engine's guided field (w an input, batch 1 and 4)", async () => {
   await initEngine();
@@ -167,6 +172,7 @@ test("exports pass onnx.checker.check_model(full_check=True) with a symbolic bat
       mlp: await exportMlpOnnx(hostData(initMlp(mlpCfg, new Rng(1))), mlpCfg),
       unet: await exportUnetOnnx(unet, UNET),
       guided: await exportUnetOnnx(unet, UNET, { guided: true }),
+      attention: await exportUnetOnnx(hostData(randomUnetWeights(UNET_ATTN, new Rng(3))), UNET_ATTN, { guided: true }),
       divergence: await exportDivergenceOnnx(unet, { kind: "unet", config: UNET }, { tangents: 2, exact: false }),
     };
     for (const [name, bytes] of Object.entries(files)) writeFileSync(join(dir, `${name}.onnx`), bytes);
@@ -185,6 +191,7 @@ test("exports pass onnx.checker.check_model(full_check=True) with a symbolic bat
     assert.deepEqual(dims.mlp, { x: ["B", 2], t: ["B"], v: ["B", 2] });
     assert.deepEqual(dims.unet, { x: ["B", 8, 12, 2], t: ["B"], y: ["B"], v: ["B", 8, 12, 2] });
     assert.deepEqual(dims.guided, { x: ["B", 8, 12, 2], t: ["B"], y: ["B"], w: [], v: ["B", 8, 12, 2] });
+    assert.deepEqual(dims.attention, dims.guided);
     const image = ["B", 8, 12, 2];
     assert.deepEqual(dims.divergence, { x: image, t: ["B"], y: ["B"], "e.0": image, "e.1": image, v: image, div: [2, "B"] });
   } finally {
