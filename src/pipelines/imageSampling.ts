@@ -5,7 +5,7 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { modelField } from "../core/field.js";
-import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
+import { odeint, type OdeResult, type SolverName, type VelocityField } from "../core/solvers.js";
 import { unetModel, type UnetConfig } from "../core/models/unet.js";
 import { assertEngineFits, unetForwardBytes } from "../core/memory.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -77,7 +77,7 @@ export async function sampleImages(
   const f = await imageField(loaded, labels, opts.guidance, opts.runtime);
   const saveAt = Array.from({ length: opts.frames }, (_, i) => i / (opts.frames - 1));
   const started = performance.now();
-  let result;
+  let result: OdeResult;
   try {
     result = await odeint(f.field, x0, { solver: opts.solver, nfe: opts.nfe, saveAt });
   } finally {

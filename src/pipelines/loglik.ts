@@ -9,6 +9,7 @@ import {
   sampleWithLogDensityWith,
   bitsPerDim,
   type DivergenceMode,
+  type LogLikelihoodResult,
   type ProbeKind,
 } from "../core/likelihood.js";
 import { mlpModel } from "../core/models/mlp.js";
@@ -242,7 +243,7 @@ export async function bitsPerDimImages(
       const chunk = dequantized.subarray(s * dim, e * dim);
       const divergence = { hutchinson: opts.probes, seed: opts.seed + s, probe: opts.probe };
       const solve = { sampleShape, solver: opts.solver, rtol: opts.rtol ?? 1e-4, atol: opts.atol ?? 1e-4 };
-      let r;
+      let r: LogLikelihoodResult;
       if (session) {
         const f = session.field({ sampleShape, labels: labels.subarray(s, e), divergence });
         r = await logLikelihoodWith(f.field, chunk, { ...solve, estimates: f.estimates });

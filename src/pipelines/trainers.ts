@@ -39,7 +39,10 @@ const ORT_PER_ENGINE_BYTE = 0.3;
  * `engineBytes` is core/memory.ts's estimate for the jax-js step.
  */
 export function assertTrainingFits(backend: TrainBackend, engineBytes: number, what: string, fix: string): void {
-  if (backend === "jax") return assertEngineFits(engineBytes, what, fix);
+  if (backend === "jax") {
+    assertEngineFits(engineBytes, what, fix);
+    return;
+  }
   const bytes = engineBytes * ORT_PER_ENGINE_BYTE;
   const limit = totalmem();
   if (bytes > limit)
