@@ -249,6 +249,27 @@ function sameSettings(a: Record<string, unknown>, b: Record<string, unknown>): b
   return key(a) === key(b);
 }
 
+/**
+ * Which reflow round a checkpoint is: 0 for a model trained on data, k for round k of reflow (its
+ * teacher's round + 1). A reflow saved before rounds were recorded counts as round 1.
+ */
+export function reflowRound(config: CheckpointConfig): number {
+  if (!isRecord(config.reflow)) return 0;
+  const round = config.reflow.round;
+  return typeof round === "number" && Number.isInteger(round) && round >= 1 ? round : 1;
+}
+
+/**
+ * What a checkpoint holds, for picture titles: "CFM" (trained on data), "k-rectified flow" after
+ * k - 1 reflow rounds (Liu et al.: one reflow gives 2-rectified flow), "k-step distillation".
+ */
+export function flowName(config: CheckpointConfig): string {
+  const distill = isRecord(config.reflow) ? config.reflow.distill : undefined;
+  if (typeof distill === "number") return `${distill}-step distillation`;
+  const round = reflowRound(config);
+  return round === 0 ? "CFM" : `${round + 1}-rectified flow`;
+}
+
 /** What a reflow student learns from: its teacher and the pairs drawn from it (all null for plain training). */
 export function reflowSetup(config: CheckpointConfig): Setting[] {
   const r = isRecord(config.reflow) ? config.reflow : {};

@@ -13,6 +13,7 @@ import { sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/t
 import { writeFileAtomic } from "../io/atomic.js";
 import { PALETTE, encodeGif, labelled, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
 import { weightsOf, type Loaded2d } from "./model.js";
+import { flowName } from "./run.js";
 
 /** Refuses, before any allocation, a sample set too large for one forward pass in the engine. */
 export function checkSample2dMemory(model: MlpConfig, n: number): void {
@@ -154,7 +155,7 @@ export async function renderToy2d(
           field,
           particles: stateAt(t).subarray(0, Math.min(opts.n, 1500) * 2),
           t,
-          title: `${dataset} CFM`,
+          title: `${dataset} ${flowName(loaded.config)}`,
         }),
       );
     }
@@ -166,7 +167,10 @@ export async function renderToy2d(
   await write("vector_field.gif", encodeGif(held, { delayMs: 80, loop: true }));
 
   if (opts.losses && opts.losses.length > 0) {
-    await write("loss.png", linePlot([{ name: "CFM loss", values: opts.losses }], { title: `${dataset} training loss` }).toPng());
+    await write(
+      "loss.png",
+      linePlot([{ name: `${flowName(loaded.config)} loss`, values: opts.losses }], { title: `${dataset} training loss` }).toPng(),
+    );
   }
   const summary = formatQuality(quality);
   await write(

@@ -69,3 +69,55 @@ test("reflow beats its teacher at NFE 1 and straightens the paths (checkerboard)
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("each reflow round records its round; pictures name the flow: CFM, 2- and 3-rectified flow, k-step distillation", async () => {
+  const { reflowRounds2d } = await import("../../../src/pipelines/reflow2d.js");
+  const { flowName } = await import("../../../src/pipelines/run.js");
+  const dir = mkdtempSync(join(tmpdir(), "fm-round-"));
+  try {
+    const teacherDir = join(dir, "cfm");
+    await trainToy2d({
+      dataset: "moons",
+      steps: 2,
+      batchSize: 32,
+      lr: 1e-3,
+      seed: 0,
+      path: "straight",
+      timeSampler: "uniform",
+      emaDecay: 0.99,
+      coupling: "independent",
+      model: { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 },
+      out: teacherDir,
+      checkpointEvery: 10000,
+      resume: false,
+      backend: "jax",
+    });
+    const teacher = await loadModel(teacherDir, { kind: "2d" });
+    const small = { pairs: 32, steps: 1, batchSize: 32, lr: 1e-3, seed: 1, timeSampler: "uniform", emaDecay: 0.99 } as const;
+    const tiny = { ...small, warmStart: true, pairSolver: "euler", pairNfe: 2, backend: "jax" } as const;
+    const { rounds } = await reflowRounds2d({ ...tiny, teacher, teacherPath: teacherDir, out: join(dir, "rf"), rounds: 2 });
+    assert.equal(flowName(teacher.config), "CFM");
+    assert.deepEqual(
+      rounds.map((r) => [(r.model.config.reflow as { round: number }).round, flowName(r.model.config)]),
+      [
+        [1, "2-rectified flow"],
+        [2, "3-rectified flow"],
+      ],
+    );
+    // Distilling round 2 is a round of its own (3), named by its step count.
+    const distilled = await reflow2d({
+      ...tiny,
+      teacher: rounds[1].model,
+      teacherPath: rounds[1].out,
+      out: join(dir, "d"),
+      distillSteps: 1,
+    });
+    assert.equal((distilled.model.config.reflow as { round: number }).round, 3);
+    assert.equal(flowName(distilled.model.config), "1-step distillation");
+    // A reflow checkpoint saved before rounds were recorded counts as round 1.
+    const { round: _, ...old } = rounds[0].model.config.reflow as Record<string, unknown>;
+    assert.equal(flowName({ ...rounds[0].model.config, reflow: old }), "2-rectified flow");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
