@@ -20,7 +20,7 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { exportDivergenceOnnx } from "../io/onnx.js";
 import { createOnnxDivergenceSession } from "../io/onnxField.js";
 import type { HostParams } from "../core/optim.js";
-import { heatmap, labelled, scatterPlot, sideBySide, vectorFieldGrid } from "../viz/index.js";
+import { heatmap, labelled, scatterPlot, sideBySide, valueRange, vectorFieldGrid } from "../viz/index.js";
 import { sampleToy2d } from "./toy2dSampling.js";
 import type { Loaded2d, LoadedImage } from "./model.js";
 import { unetModel } from "../core/models/unet.js";
@@ -180,11 +180,15 @@ export async function renderDensity2d(
   }
   const meanAbsDiff = count > 0 ? diff / count : Number.NaN;
   const samples = await sampleToy2d(loaded, { n: 3000, solver: "rk4", nfe: 100, seed: 5, weights: "ema" });
+  // One colour scale for both maps, so equal colours mean equal densities.
+  const [pExact, pHutch] = [density(exact.logp), density(hutch.logp)];
+  const range = valueRange(pExact, pHutch);
   const picture = sideBySide([
-    heatmap(density(exact.logp), gridN, { title: "exact divergence: p(x)", bounds }),
-    heatmap(density(hutch.logp), gridN, {
+    heatmap(pExact, gridN, { title: "exact divergence: p(x)", bounds, range }),
+    heatmap(pHutch, gridN, {
       title: `Hutchinson, ${probes} ${opts.probe ?? "rademacher"} probe${probes === 1 ? "" : "s"}`,
       bounds,
+      range,
     }),
     scatterPlot([{ title: "samples", points: samples.x }], { bounds }),
   ]);
