@@ -14,6 +14,7 @@ import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
 import { Rng } from "../core/rng.js";
 import { mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
 import { unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { modelFamily } from "../core/models/registry.js";
 import { sampleToy, parseToyDataset } from "../data/toy2d.js";
 import { loadImageDataset, recordedImageTransforms } from "../data/images.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -111,7 +112,8 @@ export async function exportPytorch(o: ExportPytorchOptions): Promise<{ files: s
   const model = config.model as MlpConfig | UnetConfig | undefined;
   if (!isRecord(model)) throw new UserError(`${o.ckpt}: checkpoint config has no valid "model" section; re-run training`);
   const shapes = fmShapes(kind, model);
-  checkParams(shapes, tensors, o.ckpt);
+  const family = modelFamily(config.kind);
+  checkParams(shapes, tensors, o.ckpt, family.mismatchHint ?? family.shapeFlags);
   const state = tensorsToState(tensors, o.ckpt);
   const train = isRecord(config.train) ? config.train : {};
   const num = (v: unknown, d: number) => (typeof v === "number" ? v : d);

@@ -139,7 +139,7 @@ export async function openTrainingRun<C extends CheckpointConfig, M>(o: OpenRunO
     const source = join(o.out, recovered ? WEIGHTS_FILE : CONFIG_FILE);
     if (recovered) log(`${join(o.out, CONFIG_FILE)} is missing; continuing from the config embedded in ${source}`);
     assertSameSetup(o.identity(config), o.identity(o.configAt(0, "")), o.out);
-    checkParams(o.family.paramShapes(o.model), tensors, source);
+    checkParams(o.family.paramShapes(o.model), tensors, source, o.family.shapeFlags);
     const state = tensorsToState(tensors, source);
     if (!state.m || !state.v)
       throw new UserError(`${source} has no optimizer state, so it cannot be resumed; pass --force to train from scratch there`);

@@ -15,6 +15,14 @@ export interface VelocityModel {
   apply(params: Params, x: Array, t: Array, labels: Array | null): Array;
 }
 
+/** The training flags that set a network's parameter shapes, for checkParams's guess at what differs. */
+export interface ShapeFlags {
+  /** What sets the number of layers, e.g. "--depth". */
+  layers: string;
+  /** What sets the layer sizes, e.g. "--hidden, --time-emb-dim, or the data dimension". */
+  sizes: string;
+}
+
 /**
  * Everything flowmatch knows about one kind of network, found by checkpoint kind (modelFamily);
  * a new network joins with registerModelFamily, and checkpoint loading, training and the CLI then handle it.
@@ -45,7 +53,9 @@ export interface ModelFamily<C = unknown> {
   nullLabel(cfg: C): number | null;
   /** One short line describing the network, for printing. */
   describe(cfg: C): string;
-  /** What to say when stored weights do not fit the stored config; undefined: checkParams's guess at the flags. */
+  /** The flags that set its parameter shapes, named when weights do not fit a config built from flags (a resume). */
+  readonly shapeFlags?: ShapeFlags;
+  /** What to say when stored weights do not fit the stored config; undefined: checkParams's guess from `shapeFlags`. */
   readonly mismatchHint?: string;
 }
 

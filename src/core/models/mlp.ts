@@ -104,4 +104,5 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
   sampleShape: (cfg) => [cfg.dim],
   nullLabel: () => null,
   describe: (cfg) => `MLP ${cfg.depth}×${cfg.hidden}`,
+  shapeFlags: { layers: "--depth", sizes: "--hidden, --time-emb-dim, or the data dimension" },
 };

@@ -258,5 +258,9 @@ export const unetFamily: ModelFamily<UnetConfig> = {
   sampleShape: (cfg) => [cfg.height, cfg.width, cfg.inChannels],
   nullLabel: (cfg) => cfg.numClasses,
   describe: (cfg) => `UNet [${cfg.channels.join(", ")}] · ${cfg.numClasses} classes · ${cfg.height}×${cfg.width}`,
+  shapeFlags: {
+    layers: "the number of --channels",
+    sizes: "--channels, --time-emb-dim, the image's colour channels, or the number of classes",
+  },
   mismatchHint: 'The checkpoint\'s UNet config (ckpt.json "model") does not match its weights; re-run training.',
 };
