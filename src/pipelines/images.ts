@@ -8,8 +8,7 @@ import { UserError } from "../core/errors.js";
 import type { HostParams } from "../core/optim.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
-import { unetFamily, unetParamCount, type UnetConfig } from "../core/models/unet.js";
-import { unetTrainBytes } from "../core/memory.js";
+import { unetFamily, type UnetConfig } from "../core/models/unet.js";
 import { loadImageDataset, recordedImageTransforms, type ImageDataset } from "../data/images.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -118,12 +117,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     width: data.width,
   } as UnetConfig;
   const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
-  assertTrainingFits(
-    backend,
-    unetTrainBytes(cfg, opts.batchSize),
-    `training a UNet of ${unetParamCount(cfg).toLocaleString("en-US")} parameters on ${data.height}x${data.width} images in batches of ${opts.batchSize}`,
-    "use a smaller --batch-size or --channels, or smaller images",
-  );
+  assertTrainingFits(backend, unetFamily, cfg, opts.batchSize);
   if (opts.finalSamples) checkImageSampleMemory(cfg, opts.finalSamples.perClass * cfg.numClasses, opts.finalSamples.guidance);
   const scheduler = getScheduler(opts.path);
   const sampleTimes = getTimeSampler(opts.timeSampler);

@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
-import { mlpModel, type MlpConfig } from "../core/models/mlp.js";
+import { mlpFamily, mlpModel, type MlpConfig } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
-import { assertEngineFits, mlpForwardBytes } from "../core/memory.js";
+import { assertForwardFits } from "../core/memory.js";
 import { odeint, type SolverName, type TimeGridName } from "../core/solvers.js";
 import { qualityReport, formatQuality, type QualityReport } from "../core/metrics.js";
 import { sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
@@ -17,7 +17,7 @@ import { flowName } from "./run.js";
 
 /** Refuses, before any allocation, a sample set too large for one forward pass in the engine. */
 export function checkSample2dMemory(model: MlpConfig, n: number): void {
-  assertEngineFits(mlpForwardBytes(model, n), `sampling ${n} points at once with an MLP of width ${model.hidden}`, "use a smaller --n");
+  assertForwardFits(mlpFamily, model, n, `sampling ${n} points at once with an MLP of width ${model.hidden}`, "use a smaller --n");
 }
 
 export interface SampleOptions {

@@ -120,7 +120,7 @@ test("models, batches and sample sets too large for the engine are refused with 
   assertFailedFast(
     img,
     1,
-    /training a UNet .* needs about [\d.]+ [GT]iB of memory on onnxruntime, more than this machine's .*--batch-size/,
+    /training UNet \[.*\] .* needs about [\d.]+ [GT]iB of memory on onnxruntime, more than this machine's .*--batch-size/,
     out,
   );
   const samples = runCli(["train-image", "--dataset", `folder:${data}`, "--out", out, ...TINY_UNET, "--per-class", "10000000"]);

@@ -6,6 +6,8 @@ import { silu, timeEmbedding } from "./layers.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
 import { configReader, invalidFields, paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
+// memory.ts imports this module too; the family only holds references to its functions, so either may load first.
+import { mlpForwardBytes, mlpTrainBytes } from "../memory.js";
 
 /** Shape of the MLP velocity network for low-dimensional data (the 2-D toy sets): x and the embedded t in, dx/dt out. */
 export interface MlpConfig {
@@ -104,5 +106,6 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
   sampleShape: (cfg) => [cfg.dim],
   nullLabel: () => null,
   describe: (cfg) => `MLP ${cfg.depth}×${cfg.hidden}`,
+  memory: { trainBytes: mlpTrainBytes, forwardBytes: mlpForwardBytes, smaller: "--hidden or --depth" },
   shapeFlags: { layers: "--depth", sizes: "--hidden, --time-emb-dim, or the data dimension" },
 };

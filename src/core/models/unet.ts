@@ -16,6 +16,8 @@ import { UserError } from "../errors.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
 import { configReader, invalidFields, paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
+// memory.ts imports this module too; the family only holds references to its functions, so either may load first.
+import { unetForwardBytes, unetTrainBytes } from "../memory.js";
 import { conv2d, dense, embeddingLookup, groupNorm, heNormal, silu, timeEmbedding, upsample2x, type ImageLayout } from "./layers.js";
 
 /**
@@ -258,6 +260,7 @@ export const unetFamily: ModelFamily<UnetConfig> = {
   sampleShape: (cfg) => [cfg.height, cfg.width, cfg.inChannels],
   nullLabel: (cfg) => cfg.numClasses,
   describe: (cfg) => `UNet [${cfg.channels.join(", ")}] · ${cfg.numClasses} classes · ${cfg.height}×${cfg.width}`,
+  memory: { trainBytes: unetTrainBytes, forwardBytes: unetForwardBytes, smaller: "--channels, or smaller images" },
   shapeFlags: {
     layers: "the number of --channels",
     sizes: "--channels, --time-emb-dim, the image's colour channels, or the number of classes",
