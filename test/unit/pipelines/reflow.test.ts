@@ -5,32 +5,15 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { trainToy2d } from "../../../src/pipelines/toy2d.js";
 import { loadModel } from "../../../src/pipelines/model.js";
 import { reflow2d } from "../../../src/pipelines/reflow2d.js";
 import { compare2d } from "../../../src/pipelines/compare2d.js";
+import { trainCheckerboardTeacher, trainToy } from "../../helpers/toy2d.js";
 
 test("reflow beats its teacher at NFE 1 and straightens the paths (checkerboard)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "fm-reflow-"));
   try {
-    const model = { dim: 2, hidden: 64, depth: 2, timeEmbDim: 16 };
-    const teacherDir = join(dir, "cfm");
-    await trainToy2d({
-      dataset: "checkerboard",
-      steps: 500,
-      batchSize: 256,
-      lr: 2e-3,
-      seed: 0,
-      path: "straight",
-      timeSampler: "uniform",
-      emaDecay: 0.99,
-      coupling: "independent",
-      model,
-      out: teacherDir,
-      checkpointEvery: 10000,
-      resume: false,
-    });
-    const teacher = await loadModel(teacherDir, { kind: "2d" });
+    const { teacher, teacherDir } = await trainCheckerboardTeacher(dir, 64, 500);
     const reflowDir = join(dir, "reflow");
     await reflow2d({
       teacher,
@@ -76,20 +59,12 @@ test("each reflow round records its round; pictures name the flow: CFM, 2- and 3
   const dir = mkdtempSync(join(tmpdir(), "fm-round-"));
   try {
     const teacherDir = join(dir, "cfm");
-    await trainToy2d({
+    await trainToy({
       dataset: "moons",
       steps: 2,
       batchSize: 32,
-      lr: 1e-3,
-      seed: 0,
-      path: "straight",
-      timeSampler: "uniform",
-      emaDecay: 0.99,
-      coupling: "independent",
       model: { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 },
       out: teacherDir,
-      checkpointEvery: 10000,
-      resume: false,
       backend: "jax",
     });
     const teacher = await loadModel(teacherDir, { kind: "2d" });
