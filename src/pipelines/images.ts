@@ -14,7 +14,7 @@ import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { linePlot } from "../viz/index.js";
 import type { TrainProgress } from "./loop.js";
-import { checkRunFolder, openTrainingRun, reflowSetup, type RunResult } from "./run.js";
+import { checkRunFolder, flowName, openTrainingRun, reflowSetup, type RunResult } from "./run.js";
 import { imageBatches } from "./imageBatches.js";
 import { checkImageSampleMemory } from "./imageSampling.js";
 import { assertTrainingFits, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
@@ -193,7 +193,10 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
   if (losses.length > 1)
     await writeFileAtomic(
       join(out, "loss.png"),
-      linePlot([{ name: "CFM loss", values: losses }], { title: `${opts.dataset} training loss`, logY: true }).toPng(),
+      linePlot([{ name: `${flowName(result.model.config)} loss`, values: losses }], {
+        title: `${opts.dataset} training loss`,
+        logY: true,
+      }).toPng(),
     );
   return result;
 }
