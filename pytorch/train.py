@@ -14,7 +14,9 @@ x_t = alpha_t x1 + sigma_t x0 on the run's path, target alpha'_t x1 + sigma'_t x
 straight path), mean squared error over the global batch, gradients clipped to global norm 1, flowmatch's
 Adam (m, v and the step count carried over from the export; step size lr sqrt(1 - b2^k) / (1 - b1^k), eps
 added to sqrt(v)), EMA with warm-up min(decay, (1 + k) / (10 + k)), and a step whose loss or gradient norm
-is not finite is skipped (nothing changes) and counted. --batch-size is the global batch, split evenly
+is not finite is skipped (nothing changes) and counted; --coupling ot pairs noise and data by exact
+minibatch OT (within each label for image runs), and --horizontal-flip images are mirrored with
+probability 1/2 after the pairing. --batch-size is the global batch, split evenly
 over the processes; batches are drawn from data.safetensors (or --data) with a seed per step and process.
 
 Checkpoints go to --out as a package of the same form (config.json, weights.safetensors, model.py,
@@ -116,6 +118,23 @@ def ot_couple(x0, x1):
     perm = np.empty(len(rows), dtype=np.int64)
     perm[rows] = cols
     return perm
+
+
+def ot_couple_by_class(x0, x1, y):
+    """Class-aware minibatch OT (src/core/coupling.ts otCoupleByClass), for image runs: within each label
+    (dropped-out rows share the null label), in order of first appearance, the next rows of noise are
+    matched to that label's images by exact OT. Returns x0 reordered so row i is image i's partner.
+    Pairing across labels would hand each class the noise nearest its images, so the noise given a
+    label would no longer be N(0, I)."""
+    out = np.empty_like(x0)
+    start = 0
+    for c in dict.fromkeys(y.tolist()):
+        rows = np.nonzero(y == c)[0]
+        noise = x0[start:start + len(rows)]
+        perm = ot_couple(noise, x1[rows])  # noise row k pairs with image rows[perm[k]]
+        out[rows[perm]] = noise
+        start += len(rows)
+    return out
 
 
 def coefficient_tensors(path, t, ndim, device="cpu"):
@@ -249,6 +268,9 @@ def main():
         fail(f"{source}: {cfg['notContinuable']}")
     tr = cfg["training"]
     kind = cfg["kind"]
+    coupling = tr.get("coupling", "independent")
+    if coupling not in ("independent", "ot"):
+        fail(f"{source}: this run uses --coupling {coupling}, which train.py does not implement (it does independent and ot); continue it in flowmatch")
     batch = args.batch_size or tr["batchSize"]
     lr = args.lr if args.lr is not None else tr["lr"]
     if batch % world != 0:
@@ -296,8 +318,13 @@ def main():
             y[torch.from_numpy(rng.random(local_batch) < tr["labelDropout"])] = cfg["model"]["numClasses"]
         t = sample_times(tr["timeSampler"], local_batch, rng)
         x0 = rng.standard_normal(x1.shape).astype(np.float32)
-        if tr.get("coupling") == "ot":
+        if coupling == "ot" and y is not None:
+            x0 = ot_couple_by_class(x0, x1, y.numpy())
+        elif coupling == "ot":
             x1 = x1[ot_couple(x0, x1)]
+        if tr.get("horizontalFlip"):  # after the pairing, as src/pipelines/imageBatches.ts
+            flip = rng.random(local_batch) < 0.5
+            x1[flip] = x1[flip][..., ::-1]
         a, s, da, ds = coefficient_tensors(tr["path"], t, x1.ndim, device)
         x0, x1 = torch.from_numpy(x0).to(device), torch.from_numpy(x1).to(device)
         tt = torch.from_numpy(t.astype(np.float32)).to(device)

@@ -5,6 +5,7 @@
 // jax-js 0.1.25, Node 20; see each function) and rounded down, so the estimates err low: a setup they
 // refuse cannot fit, and a borderline one they pass is caught as a last resort by the CLI.
 import { UserError } from "./errors.js";
+import type { ModelFamily } from "./models/family.js";
 import { mlpLayerSizes, mlpParamCount, type MlpConfig } from "./models/mlp.js";
 import { unetBlocks, unetOptions, unetParamCount, type UnetConfig } from "./models/unet.js";
 
@@ -87,6 +88,15 @@ export function unetTrainBytes(cfg: UnetConfig, batch: number): number {
  */
 export function unetForwardBytes(cfg: UnetConfig, n: number): number {
   return F32 * (unetParamCount(cfg) + 1.3 * n * unetActivationsPerSample(cfg));
+}
+
+/**
+ * Refuses a forward pass over `n` samples at once through a model of `family` when it cannot fit in
+ * the engine heap (families without memory estimates pass).
+ */
+export function assertForwardFits<C>(family: ModelFamily<C>, cfg: C, n: number, what: string, fix: string): void {
+  const bytes = family.memory?.forwardBytes(cfg, n);
+  if (bytes !== undefined) assertEngineFits(bytes, what, fix);
 }
 
 /** Throws a UserError naming the estimate, the limit and the fix when `bytes` exceed the engine heap. */

@@ -83,7 +83,7 @@ export function adamUpdate(
     const mNew = state.m[name].mul(cfg.beta1).add(g.ref.mul(1 - cfg.beta1));
     const vNew = state.v[name].mul(cfg.beta2).add(np.square(g).mul(1 - cfg.beta2));
     let update = mNew.ref.div(np.sqrt(vNew.ref).add(cfg.eps)).mul(stepSize.ref);
-    let p = params[name];
+    const p = params[name];
     if (cfg.weightDecay > 0) update = update.add(p.ref.mul(cfg.weightDecay * cfg.lr));
     out[name] = p.sub(update);
     m[name] = mNew;

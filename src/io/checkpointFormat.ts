@@ -5,6 +5,7 @@
 // under "opt.", training logs under "log.") and embeds the config in its metadata; ckpt.json holds
 // the config plus the sha256 of the weights bytes, so a config paired with other weights is caught.
 import { UserError } from "../core/errors.js";
+import type { ShapeFlags } from "../core/models/family.js";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "./safetensors.js";
 
 /** The "format" every ckpt.json and embedded config carries; anything else is not a flowmatch checkpoint. */
@@ -282,9 +283,15 @@ const MAX_LISTED = 20;
 /**
  * Verify the checkpoint holds exactly the expected weights with exactly the expected shapes. Optimizer
  * tensors ("opt.*") and logs ("log.*") are ignored; EMA tensors ("ema.<name>"), when present, must
- * match their weight. `hint` overrides the guess at which flags differ.
+ * match their weight. `hint` is what to say instead of a guess, or the flags of the model's family
+ * (ModelFamily.shapeFlags) to guess among; without it the guess names no flags.
  */
-export function checkParams(expected: Record<string, number[]>, tensors: Record<string, HostTensor>, source: string, hint?: string): void {
+export function checkParams(
+  expected: Record<string, number[]>,
+  tensors: Record<string, HostTensor>,
+  source: string,
+  hint?: string | ShapeFlags,
+): void {
   const missing: string[] = [];
   const extra: string[] = [];
   const misshaped: string[] = [];
@@ -311,12 +318,14 @@ export function checkParams(expected: Record<string, number[]>, tensors: Record<
   ];
   const listed = lines.length > MAX_LISTED ? [...lines.slice(0, MAX_LISTED), `  … and ${lines.length - MAX_LISTED} more`] : lines;
   // Missing/extra names usually mean a different layer count; wrong shapes a different width or input size.
+  const flags = typeof hint === "object" ? hint : undefined;
   const guesses: string[] = [];
-  if (missing.length + extra.length > 0) guesses.push("the number of layers (--depth)");
-  if (misshaped.length > 0) guesses.push("layer sizes (--hidden, --time-emb-dim, or the data dimension)");
+  if (missing.length + extra.length > 0) guesses.push(`the number of layers${flags ? ` (${flags.layers})` : ""}`);
+  if (misshaped.length > 0) guesses.push(`layer sizes${flags ? ` (${flags.sizes})` : ""}`);
   const advice =
-    hint ??
-    `The model flags probably differ from those used in training: ${guesses.join("; ")}. ` +
-      `Pass the same flags as in training, or a checkpoint trained with these.`;
+    typeof hint === "string"
+      ? hint
+      : `The model flags probably differ from those used in training: ${guesses.join("; ")}. ` +
+        `Pass the same flags as in training, or a checkpoint trained with these.`;
   throw new UserError(`${source} does not fit the model:\n${listed.join("\n")}\n${advice}`);
 }

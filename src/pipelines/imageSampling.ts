@@ -5,9 +5,9 @@ import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
 import { modelField } from "../core/field.js";
-import { odeint, type SolverName, type VelocityField } from "../core/solvers.js";
-import { unetModel, type UnetConfig } from "../core/models/unet.js";
-import { assertEngineFits, unetForwardBytes } from "../core/memory.js";
+import { odeint, type OdeResult, type SolverName, type VelocityField } from "../core/solvers.js";
+import { unetFamily, unetModel, type UnetConfig } from "../core/models/unet.js";
+import { assertForwardFits } from "../core/memory.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { exportUnetOnnx } from "../io/onnx.js";
 import { createOnnxField, onnxVelocityField } from "../io/onnxField.js";
@@ -17,8 +17,10 @@ import type { LoadedImage } from "./model.js";
 /** Refuses, before any allocation, sampling n images at once on the engine (guidance doubles the batch) when it cannot fit. */
 export function checkImageSampleMemory(cfg: UnetConfig, n: number, guidance: number): void {
   const batch = guidance === 1 ? n : 2 * n;
-  assertEngineFits(
-    unetForwardBytes(cfg, batch),
+  assertForwardFits(
+    unetFamily,
+    cfg,
+    batch,
     `sampling ${n} images of ${cfg.height}x${cfg.width} at once${guidance === 1 ? "" : " with guidance (two network passes each)"}`,
     "use a smaller --per-class or --class list, or --runtime onnx",
   );
@@ -77,7 +79,7 @@ export async function sampleImages(
   const f = await imageField(loaded, labels, opts.guidance, opts.runtime);
   const saveAt = Array.from({ length: opts.frames }, (_, i) => i / (opts.frames - 1));
   const started = performance.now();
-  let result;
+  let result: OdeResult;
   try {
     result = await odeint(f.field, x0, { solver: opts.solver, nfe: opts.nfe, saveAt });
   } finally {

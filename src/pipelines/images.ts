@@ -8,14 +8,13 @@ import { UserError } from "../core/errors.js";
 import type { HostParams } from "../core/optim.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
-import { recordedUnetOptions, unetFamily, unetOptions, unetParamCount, type UnetConfig } from "../core/models/unet.js";
-import { unetTrainBytes } from "../core/memory.js";
+import { recordedUnetOptions, unetFamily, unetOptions, type UnetConfig } from "../core/models/unet.js";
 import { loadImageDataset, recordedImageTransforms, type ImageDataset } from "../data/images.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { linePlot } from "../viz/index.js";
 import type { TrainProgress } from "./loop.js";
-import { checkRunFolder, openTrainingRun, reflowSetup, type RunResult } from "./run.js";
+import { checkRunFolder, flowName, openTrainingRun, reflowSetup, type RunResult } from "./run.js";
 import { imageBatches } from "./imageBatches.js";
 import { checkImageSampleMemory } from "./imageSampling.js";
 import { assertTrainingFits, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
@@ -121,12 +120,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     ...recordedUnetOptions(opts.model as UnetConfig),
   };
   const backend = opts.backend ?? DEFAULT_TRAIN_BACKEND;
-  assertTrainingFits(
-    backend,
-    unetTrainBytes(cfg, opts.batchSize),
-    `training a UNet of ${unetParamCount(cfg).toLocaleString("en-US")} parameters on ${data.height}x${data.width} images in batches of ${opts.batchSize}`,
-    "use a smaller --batch-size or --channels, or smaller images",
-  );
+  assertTrainingFits(backend, unetFamily, cfg, opts.batchSize);
   if (opts.finalSamples) checkImageSampleMemory(cfg, opts.finalSamples.perClass * cfg.numClasses, opts.finalSamples.guidance);
   const scheduler = getScheduler(opts.path);
   const sampleTimes = getTimeSampler(opts.timeSampler);
@@ -202,7 +196,10 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
   if (losses.length > 1)
     await writeFileAtomic(
       join(out, "loss.png"),
-      linePlot([{ name: "CFM loss", values: losses }], { title: `${opts.dataset} training loss`, logY: true }).toPng(),
+      linePlot([{ name: `${flowName(result.model.config)} loss`, values: losses }], {
+        title: `${opts.dataset} training loss`,
+        logY: true,
+      }).toPng(),
     );
   return result;
 }

@@ -9,6 +9,7 @@ import {
   sampleWithLogDensityWith,
   bitsPerDim,
   type DivergenceMode,
+  type LogLikelihoodResult,
   type ProbeKind,
 } from "../core/likelihood.js";
 import { mlpModel } from "../core/models/mlp.js";
@@ -19,7 +20,7 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { exportDivergenceOnnx } from "../io/onnx.js";
 import { createOnnxDivergenceSession } from "../io/onnxField.js";
 import type { HostParams } from "../core/optim.js";
-import { heatmap, labelled, scatterPlot, sideBySide, vectorFieldGrid } from "../viz/index.js";
+import { heatmap, labelled, scatterPlot, sideBySide, valueRange, vectorFieldGrid } from "../viz/index.js";
 import { sampleToy2d } from "./toy2dSampling.js";
 import type { Loaded2d, LoadedImage } from "./model.js";
 import { unetModel } from "../core/models/unet.js";
@@ -179,11 +180,15 @@ export async function renderDensity2d(
   }
   const meanAbsDiff = count > 0 ? diff / count : Number.NaN;
   const samples = await sampleToy2d(loaded, { n: 3000, solver: "rk4", nfe: 100, seed: 5, weights: "ema" });
+  // One colour scale for both maps, so equal colours mean equal densities.
+  const [pExact, pHutch] = [density(exact.logp), density(hutch.logp)];
+  const range = valueRange(pExact, pHutch);
   const picture = sideBySide([
-    heatmap(density(exact.logp), gridN, { title: "exact divergence: p(x)", bounds }),
-    heatmap(density(hutch.logp), gridN, {
+    heatmap(pExact, gridN, { title: "exact divergence: p(x)", bounds, range }),
+    heatmap(pHutch, gridN, {
       title: `Hutchinson, ${probes} ${opts.probe ?? "rademacher"} probe${probes === 1 ? "" : "s"}`,
       bounds,
+      range,
     }),
     scatterPlot([{ title: "samples", points: samples.x }], { bounds }),
   ]);
@@ -242,7 +247,7 @@ export async function bitsPerDimImages(
       const chunk = dequantized.subarray(s * dim, e * dim);
       const divergence = { hutchinson: opts.probes, seed: opts.seed + s, probe: opts.probe };
       const solve = { sampleShape, solver: opts.solver, rtol: opts.rtol ?? 1e-4, atol: opts.atol ?? 1e-4 };
-      let r;
+      let r: LogLikelihoodResult;
       if (session) {
         const f = session.field({ sampleShape, labels: labels.subarray(s, e), divergence });
         r = await logLikelihoodWith(f.field, chunk, { ...solve, estimates: f.estimates });

@@ -83,7 +83,7 @@ export async function loadModel(path: string, opts: LoadModelOptions = {}): Prom
   const family = modelFamily(config.kind);
   const model = family.parseConfig(config.model, path);
   RUN_CHECKS[config.kind]?.(config, path);
-  checkParams(family.paramShapes(model), tensors, path, family.mismatchHint);
+  checkParams(family.paramShapes(model), tensors, path, family.mismatchHint ?? family.shapeFlags);
   const state = tensorsToState(tensors, path);
   return {
     kind: config.kind,

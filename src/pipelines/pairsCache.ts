@@ -2,7 +2,6 @@
 // what produced them, so a second run (or one after a crash) reuses them instead of re-solving.
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { UserError } from "../core/errors.js";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "../io/safetensors.js";
 import { writeFileAtomic } from "../io/atomic.js";

@@ -14,6 +14,7 @@ import { DEFAULT_ADAM, type HostParams } from "../core/optim.js";
 import { Rng } from "../core/rng.js";
 import { mlpParamShapes, type MlpConfig } from "../core/models/mlp.js";
 import { unetParamShapes, type UnetConfig } from "../core/models/unet.js";
+import { modelFamily } from "../core/models/registry.js";
 import { sampleToy, parseToyDataset } from "../data/toy2d.js";
 import { loadImageDataset, recordedImageTransforms } from "../data/images.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -65,6 +66,8 @@ export interface PackageConfig {
     adam: { beta1: number; beta2: number; eps: number; weightDecay: number; clipNorm: number };
     coupling?: string;
     labelDropout?: number;
+    /** Image runs: each image mirrored left-right with probability 1/2 (after the coupling, as flowmatch). */
+    horizontalFlip?: boolean;
   };
   /** Training data for train.py: file relative to the package folder (or absolute), and its row count. */
   data: { file: string; n: number } | null;
@@ -102,6 +105,18 @@ export interface ExportPytorchOptions {
   log?: (line: string) => void;
 }
 
+/** Why train.py cannot continue this run as flowmatch would, or undefined when it can. */
+function notContinuable(config: CheckpointConfig, train: Record<string, unknown>): string | undefined {
+  if (config.reflow !== undefined)
+    return "this run is a reflow student, trained on pairs drawn from its teacher, which the package does not hold; continue it with flowmatch reflow --resume";
+  const resume = config.kind === "image" ? "train-image" : "train2d";
+  if (train.coupling !== undefined && train.coupling !== "independent" && train.coupling !== "ot")
+    return `this run uses --coupling ${String(train.coupling)}, which train.py does not implement (it does independent and ot); continue it with flowmatch ${resume} --resume`;
+  if (typeof train.bridgeSigma === "number" && train.bridgeSigma > 0)
+    return `this run uses --bridge-sigma ${train.bridgeSigma}, which train.py does not implement; continue it with flowmatch ${resume} --resume`;
+  return undefined;
+}
+
 export async function exportPytorch(o: ExportPytorchOptions): Promise<{ files: string[]; config: PackageConfig }> {
   const log = o.log ?? (() => {});
   assertReplaceable(o.out, PACKAGE_FILES, o.force ?? false, "PyTorch package");
@@ -111,7 +126,8 @@ export async function exportPytorch(o: ExportPytorchOptions): Promise<{ files: s
   const model = config.model as MlpConfig | UnetConfig | undefined;
   if (!isRecord(model)) throw new UserError(`${o.ckpt}: checkpoint config has no valid "model" section; re-run training`);
   const shapes = fmShapes(kind, model);
-  checkParams(shapes, tensors, o.ckpt);
+  const family = modelFamily(config.kind);
+  checkParams(shapes, tensors, o.ckpt, family.mismatchHint ?? family.shapeFlags);
   const state = tensorsToState(tensors, o.ckpt);
   const train = isRecord(config.train) ? config.train : {};
   const num = (v: unknown, d: number) => (typeof v === "number" ? v : d);
@@ -172,15 +188,13 @@ export async function exportPytorch(o: ExportPytorchOptions): Promise<{ files: s
         weightDecay: DEFAULT_ADAM.weightDecay,
         clipNorm: DEFAULT_ADAM.clipNorm,
       },
-      ...(kind === "mlp" ? { coupling: str(train.coupling, "independent") } : { labelDropout: num(train.labelDropout, 0.1) }),
+      // "ot": train.py pairs noise with data by exact minibatch OT (within each label for images), as flowmatch does.
+      coupling: str(train.coupling, "independent"),
+      ...(kind === "mlp" ? {} : { labelDropout: num(train.labelDropout, 0.1) }),
+      ...(train.horizontalFlip === true ? { horizontalFlip: true } : {}),
     },
     data: { file: PACKAGE_DATA, n: rows },
-    ...(config.reflow !== undefined
-      ? {
-          notContinuable:
-            "this run is a reflow student, trained on pairs drawn from its teacher, which the package does not hold; continue it with flowmatch reflow --resume",
-        }
-      : {}),
+    ...(notContinuable(config, train) === undefined ? {} : { notContinuable: notContinuable(config, train) }),
     flowmatch,
   };
   const torchState: TrainerHostState = {

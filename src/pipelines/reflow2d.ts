@@ -15,7 +15,7 @@ import { cachedPairs, f32 } from "./pairsCache.js";
 import { checkTrain2dMemory, setup2d, type Toy2dCheckpointConfig } from "./toy2d.js";
 import type { Loaded2d } from "./model.js";
 import type { TrainProgress } from "./loop.js";
-import { checkRunFolder, openTrainingRun, type RunResult } from "./run.js";
+import { checkRunFolder, openTrainingRun, reflowRound, type RunResult } from "./run.js";
 import { DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 export interface ReflowPairs {
@@ -145,6 +145,7 @@ export async function reflow2d(
       pairSolver: opts.pairSolver,
       pairNfe: opts.pairNfe,
       warmStart: opts.warmStart,
+      round: reflowRound(opts.teacher.config) + 1,
       ...(distill === undefined ? {} : { distill }),
     },
   });

@@ -12,7 +12,7 @@ import { imageField } from "./imageSampling.js";
 import type { LoadedImage } from "./model.js";
 import type { UnetConfig } from "../core/models/unet.js";
 import type { TrainProgress } from "./loop.js";
-import { checkRunFolder, reflowSetup, type RunResult } from "./run.js";
+import { checkRunFolder, reflowRound, reflowSetup, type RunResult } from "./run.js";
 import type { TrainBackend } from "./trainers.js";
 import { assertSameSetup, loadCheckpoint } from "../io/checkpoint.js";
 
@@ -89,6 +89,7 @@ export async function reflowImage(opts: ReflowImageOptions): Promise<RunResult<I
     pairNfe: opts.pairNfe,
     guidance: opts.guidance,
     warmStart: opts.warmStart,
+    round: reflowRound(opts.teacher.config) + 1,
   };
   // Check a resume before the expensive pairs, with the same settings trainImage's run compares.
   if (opts.resume) {

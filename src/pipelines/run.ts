@@ -139,7 +139,7 @@ export async function openTrainingRun<C extends CheckpointConfig, M>(o: OpenRunO
     const source = join(o.out, recovered ? WEIGHTS_FILE : CONFIG_FILE);
     if (recovered) log(`${join(o.out, CONFIG_FILE)} is missing; continuing from the config embedded in ${source}`);
     assertSameSetup(o.identity(config), o.identity(o.configAt(0, "")), o.out);
-    checkParams(o.family.paramShapes(o.model), tensors, source);
+    checkParams(o.family.paramShapes(o.model), tensors, source, o.family.shapeFlags);
     const state = tensorsToState(tensors, source);
     if (!state.m || !state.v)
       throw new UserError(`${source} has no optimizer state, so it cannot be resumed; pass --force to train from scratch there`);
@@ -247,6 +247,27 @@ function storedSegments(config: CheckpointConfig): TrainSegment[] {
 function sameSettings(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
   const key = (t: Record<string, unknown>) => JSON.stringify(Object.entries(t).filter(([k]) => k !== "steps"));
   return key(a) === key(b);
+}
+
+/**
+ * Which reflow round a checkpoint is: 0 for a model trained on data, k for round k of reflow (its
+ * teacher's round + 1). A reflow saved before rounds were recorded counts as round 1.
+ */
+export function reflowRound(config: CheckpointConfig): number {
+  if (!isRecord(config.reflow)) return 0;
+  const round = config.reflow.round;
+  return typeof round === "number" && Number.isInteger(round) && round >= 1 ? round : 1;
+}
+
+/**
+ * What a checkpoint holds, for picture titles: "CFM" (trained on data), "k-rectified flow" after
+ * k - 1 reflow rounds (Liu et al.: one reflow gives 2-rectified flow), "k-step distillation".
+ */
+export function flowName(config: CheckpointConfig): string {
+  const distill = isRecord(config.reflow) ? config.reflow.distill : undefined;
+  if (typeof distill === "number") return `${distill}-step distillation`;
+  const round = reflowRound(config);
+  return round === 0 ? "CFM" : `${round + 1}-rectified flow`;
 }
 
 /** What a reflow student learns from: its teacher and the pairs drawn from it (all null for plain training). */

@@ -7,8 +7,7 @@ import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js"
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { checkLrSchedule, type LrScheduleName } from "../core/lrSchedule.js";
 import { otCouple, type CouplingName } from "../core/coupling.js";
-import { mlpFamily, mlpParamCount, type MlpConfig } from "../core/models/mlp.js";
-import { mlpTrainBytes } from "../core/memory.js";
+import { mlpFamily, type MlpConfig } from "../core/models/mlp.js";
 import { sampleToy, type ToyDatasetName } from "../data/toy2d.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import type { TrainProgress } from "./loop.js";
@@ -104,12 +103,7 @@ export interface Toy2dTrainResult {
 
 /** Refuses, before any allocation, a model and batch whose training step cannot fit in the engine. */
 export function checkTrain2dMemory(model: MlpConfig, batchSize: number, backend: TrainBackend = DEFAULT_TRAIN_BACKEND): void {
-  assertTrainingFits(
-    backend,
-    mlpTrainBytes(model, batchSize),
-    `training an MLP of ${mlpParamCount(model).toLocaleString("en-US")} parameters (hidden ${model.hidden}, depth ${model.depth}) on batches of ${batchSize}`,
-    "use a smaller --hidden, --depth or --batch-size",
-  );
+  assertTrainingFits(backend, mlpFamily, model, batchSize);
 }
 
 export async function trainToy2d(opts: Toy2dTrainOptions): Promise<Toy2dTrainResult> {

@@ -4,19 +4,20 @@ import { join } from "node:path";
 import { initEngine } from "../engine/index.js";
 import { Rng } from "../core/rng.js";
 import { UserError } from "../core/errors.js";
-import { mlpModel, type MlpConfig } from "../core/models/mlp.js";
+import { mlpFamily, mlpModel, type MlpConfig } from "../core/models/mlp.js";
 import { modelField } from "../core/field.js";
-import { assertEngineFits, mlpForwardBytes } from "../core/memory.js";
+import { assertForwardFits } from "../core/memory.js";
 import { odeint, type SolverName, type TimeGridName } from "../core/solvers.js";
 import { qualityReport, formatQuality, type QualityReport } from "../core/metrics.js";
 import { sampleToy, toyBounds, toyDensity, type ToyDatasetName } from "../data/toy2d.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { PALETTE, encodeGif, labelled, linePlot, scatterPlot, vectorFieldFrame, vectorFieldGrid } from "../viz/index.js";
 import { weightsOf, type Loaded2d } from "./model.js";
+import { flowName } from "./run.js";
 
 /** Refuses, before any allocation, a sample set too large for one forward pass in the engine. */
 export function checkSample2dMemory(model: MlpConfig, n: number): void {
-  assertEngineFits(mlpForwardBytes(model, n), `sampling ${n} points at once with an MLP of width ${model.hidden}`, "use a smaller --n");
+  assertForwardFits(mlpFamily, model, n, `sampling ${n} points at once with an MLP of width ${model.hidden}`, "use a smaller --n");
 }
 
 export interface SampleOptions {
@@ -154,7 +155,7 @@ export async function renderToy2d(
           field,
           particles: stateAt(t).subarray(0, Math.min(opts.n, 1500) * 2),
           t,
-          title: `${dataset} CFM`,
+          title: `${dataset} ${flowName(loaded.config)}`,
         }),
       );
     }
@@ -166,7 +167,10 @@ export async function renderToy2d(
   await write("vector_field.gif", encodeGif(held, { delayMs: 80, loop: true }));
 
   if (opts.losses && opts.losses.length > 0) {
-    await write("loss.png", linePlot([{ name: "CFM loss", values: opts.losses }], { title: `${dataset} training loss` }).toPng());
+    await write(
+      "loss.png",
+      linePlot([{ name: `${flowName(loaded.config)} loss`, values: opts.losses }], { title: `${dataset} training loss` }).toPng(),
+    );
   }
   const summary = formatQuality(quality);
   await write(

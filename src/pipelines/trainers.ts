@@ -16,7 +16,7 @@ import {
   type TrainerOptions,
   type TrainState,
 } from "../core/train.js";
-import type { VelocityModel } from "../core/models/family.js";
+import type { ModelFamily, VelocityModel } from "../core/models/family.js";
 import type { HostParams, Params } from "../core/optim.js";
 import { assertEngineFits, formatBytes } from "../core/memory.js";
 import { totalmem } from "node:os";
@@ -34,12 +34,19 @@ export const DEFAULT_TRAIN_BACKEND: TrainBackend = "ort";
 const ORT_PER_ENGINE_BYTE = 0.3;
 
 /**
- * Refuses, before any allocation, a training step that cannot fit where it runs: the 4 GiB Wasm
- * heap on jax, this machine's memory on onnxruntime (which has no such heap limit).
- * `engineBytes` is core/memory.ts's estimate for the jax-js step.
+ * Refuses, before any allocation, a training step on batches of `batch` that cannot fit where it
+ * runs: the 4 GiB Wasm heap on jax, this machine's memory on onnxruntime (which has no such heap
+ * limit). The estimate is the family's (ModelFamily.memory); families without one pass.
  */
-export function assertTrainingFits(backend: TrainBackend, engineBytes: number, what: string, fix: string): void {
-  if (backend === "jax") return assertEngineFits(engineBytes, what, fix);
+export function assertTrainingFits<C>(backend: TrainBackend, family: ModelFamily<C>, cfg: C, batch: number): void {
+  if (!family.memory) return;
+  const engineBytes = family.memory.trainBytes(cfg, batch);
+  const what = `training ${family.describe(cfg)} (${family.paramCount(cfg).toLocaleString("en-US")} parameters) on batches of ${batch}`;
+  const fix = `use a smaller --batch-size or ${family.memory.smaller}`;
+  if (backend === "jax") {
+    assertEngineFits(engineBytes, what, fix);
+    return;
+  }
   const bytes = engineBytes * ORT_PER_ENGINE_BYTE;
   const limit = totalmem();
   if (bytes > limit)

@@ -12,21 +12,31 @@ export function viridis(u: number): RGBA {
   return mixColor(VIRIDIS[i], VIRIDIS[i + 1], x - i);
 }
 
-/** Heat-map of gridN x gridN values laid out as vectorFieldGrid (row-major from the top-left), e.g. a log-density. */
+/** The finite values' [min, max] over all the arrays; [lo, lo + 1] when they are all equal, [0, 1] when none is finite. */
+export function valueRange(...arrays: (Float32Array | Float64Array)[]): [number, number] {
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const values of arrays) for (const v of values) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+  if (lo === Infinity) return [0, 1];
+  return hi > lo ? [lo, hi] : [lo, lo + 1];
+}
+
+/**
+ * Heat-map of gridN x gridN values laid out as vectorFieldGrid (row-major from the top-left), e.g. a
+ * log-density. `range` fixes the colour scale (viridis from range[0] to range[1]), so heat-maps drawn
+ * side by side with one `valueRange` of all their values can be compared; default: this map's own range.
+ */
 export function heatmap(
   values: Float32Array | Float64Array,
   gridN: number,
-  opts: { title?: string; size?: number; bounds?: Bounds } = {},
+  opts: { title?: string; size?: number; bounds?: Bounds; range?: [number, number] } = {},
 ): Raster {
   if (values.length !== gridN * gridN)
     throw new RangeError(`heatmap: got ${values.length} values, expected gridN*gridN = ${gridN * gridN}`);
   const size = opts.size ?? 320;
   const bounds = opts.bounds ?? [0, 1, 0, 1];
   const r = new Raster(LEFT + size + RIGHT, TITLE_BAND + size + (opts.bounds ? BOTTOM : 12), WHITE);
-  let lo = Infinity,
-    hi = -Infinity;
-  for (const v of values) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
-  if (!(hi > lo)) hi = lo + 1;
+  const [lo, hi] = opts.range ?? valueRange(values);
   const axes = new Axes(LEFT, TITLE_BAND, size, size, bounds);
   const plot = new Raster(size, size, WHITE);
   for (let y = 0; y < size; y++) {

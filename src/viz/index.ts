@@ -22,6 +22,6 @@ export { scatterPlot, scatterPanelRect, type ScatterPanel, type ScatterOptions }
 export { vectorFieldFrame, type VectorFieldOptions } from "./vectorField.js";
 export { linePlot, type LineSeries, type LinePlotOptions } from "./linePlot.js";
 export { imageGrid, imageGridCell, type ImageGridOptions } from "./imageGrid.js";
-export { heatmap, viridis } from "./heatmap.js";
+export { heatmap, valueRange, viridis } from "./heatmap.js";
 export { histogram2d, densityPlot, type Histogram2dOptions } from "./histogram2d.js";
 export { sideBySide, stacked, labelled } from "./compose.js";

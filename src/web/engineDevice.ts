@@ -2,7 +2,7 @@
 // browser, driver and GPU, so a WebGPU that fails to start or fails in a kernel must not end the
 // session. The worker calls startWebEngine once and fallBackToWasm after a failure on WebGPU; each
 // returns what the page needs to say (protocol.ts "ready" and "engineFallback").
-import { describeAdapter, engineThreadCount, initEngine, webgpuAdapterInfo } from "../engine/index.js";
+import { type AdapterInfo, describeAdapter, engineThreadCount, initEngine, webgpuAdapterInfo } from "../engine/index.js";
 
 export type WebDevice = "wasm" | "webgpu";
 
@@ -39,7 +39,7 @@ async function startWasm(fallback: string | null): Promise<EngineStarted> {
  */
 export async function startWebEngine(requested: "auto" | WebDevice): Promise<EngineStarted> {
   if (requested === "wasm") return startWasm(null);
-  let adapter;
+  let adapter: AdapterInfo | null;
   try {
     adapter = await webgpuAdapterInfo();
   } catch (err) {

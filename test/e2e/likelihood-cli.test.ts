@@ -2,44 +2,17 @@
 // CSV input, and clear errors for bad CSV rows and bad flags.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PNG } from "pngjs";
-import { CLI_ARGS } from "../helpers/cli.js";
-
-function run(args: string[]) {
-  const r = spawnSync(process.execPath, [...CLI_ARGS, ...args], { encoding: "utf8", timeout: 180_000 });
-  return { code: r.status, out: r.stdout, err: r.stderr };
-}
+import { runCli as run, trainTiny2d } from "../helpers/cli.js";
 
 test("loglik: mean log p with standard error, density.png, CSV input and input errors", () => {
   const dir = mkdtempSync(join(tmpdir(), "fm-loglik-cli-"));
   try {
     const ckpt = join(dir, "ckpt");
-    const trained = run([
-      "train2d",
-      "--dataset",
-      "moons",
-      "--steps",
-      "40",
-      "--out",
-      ckpt,
-      "--hidden",
-      "16",
-      "--depth",
-      "1",
-      "--batch-size",
-      "32",
-      "--n",
-      "200",
-      "--nfe",
-      "8",
-      "--frames",
-      "3",
-    ]);
-    assert.equal(trained.code, 0, trained.err);
+    trainTiny2d(ckpt, 40, { nfe: 8, frames: 3 });
 
     const pics = join(dir, "pics");
     const fresh = run(["loglik", "--ckpt", ckpt, "--n", "200", "--rtol", "1e-4", "--atol", "1e-4", "--out", pics]);

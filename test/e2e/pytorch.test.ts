@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { initEngine, fromHost, np, toHost } from "../../src/engine/index.js";
 import { Rng } from "../../src/core/rng.js";
 import { DEFAULT_ADAM, type HostParams } from "../../src/core/optim.js";
@@ -23,9 +23,14 @@ import { exportPytorch } from "../../src/pipelines/pytorch.js";
 import { loadModel } from "../../src/pipelines/model.js";
 import { sampleToy } from "../../src/data/toy2d.js";
 import { runCli, tempDir } from "../helpers/cli.js";
+import { colourFolder } from "../helpers/colour.js";
+import { otCoupleByClass } from "../../src/core/coupling.js";
 
 const PYTHON = process.env.FLOWMATCH_PYTHON ?? "/usr/bin/python3";
 const probe = spawnSync(PYTHON, ["-c", "import torch, numpy"], { encoding: "utf8" });
+const scipyProbe = spawnSync(PYTHON, ["-c", "import scipy"], { encoding: "utf8" });
+const noScipy: string | false =
+  scipyProbe.status === 0 ? false : `scipy not available: ${PYTHON} -c "import scipy" failed; install python3-scipy`;
 const noTorch: string | false =
   probe.status === 0
     ? false
@@ -253,6 +258,106 @@ function nchw(x: Float32Array, n: number, h: number, w: number, c: number): Floa
     for (let p = 0; p < h * w; p++) for (let k = 0; k < c; k++) out[i * h * w * c + k * h * w + p] = x[i * h * w * c + p * c + k];
   return out;
 }
+
+test("export --format pytorch carries an image run's class-aware OT coupling and flips into config.json; a 2-D sinkhorn run is marked not continuable", () => {
+  const root = tempDir("fm-torch-ot-");
+  const data = colourFolder(root, { perClass: 2 });
+  const run = join(root, "run");
+  const tiny = [
+    "--channels",
+    "4,4",
+    "--groups",
+    "2",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "4",
+    "--per-class",
+    "1",
+    "--nfe",
+    "1",
+    "--solver",
+    "euler",
+  ];
+  const trained = runCli([
+    "train-image",
+    "--dataset",
+    `folder:${data}`,
+    "--coupling",
+    "ot",
+    "--horizontal-flip",
+    ...tiny,
+    "--steps",
+    "1",
+    "--out",
+    run,
+  ]);
+  assert.equal(trained.code, 0, trained.err);
+  const pkg = join(root, "pkg");
+  const exported = runCli(["export", "--format", "pytorch", "--ckpt", run, "--out", pkg]);
+  assert.equal(exported.code, 0, exported.err);
+  const cfg = JSON.parse(readFileSync(join(pkg, "config.json"), "utf8"));
+  assert.deepEqual([cfg.training.coupling, cfg.training.horizontalFlip, cfg.notContinuable], ["ot", true, undefined]);
+
+  const run2d = join(root, "run2d");
+  const flags2d = ["--hidden", "8", "--depth", "1", "--batch-size", "16", "--n", "50", "--nfe", "4", "--frames", "2"];
+  const sinkhorn = runCli([
+    "train2d",
+    "--dataset",
+    "moons",
+    "--coupling",
+    "sinkhorn",
+    "--reg",
+    "0.1",
+    ...flags2d,
+    "--steps",
+    "1",
+    "--out",
+    run2d,
+  ]);
+  assert.equal(sinkhorn.code, 0, sinkhorn.err);
+  const pkg2d = join(root, "pkg2d");
+  const exported2d = runCli(["export", "--format", "pytorch", "--ckpt", run2d, "--out", pkg2d]);
+  assert.equal(exported2d.code, 0, exported2d.err);
+  const cfg2d = JSON.parse(readFileSync(join(pkg2d, "config.json"), "utf8"));
+  assert.match(cfg2d.notContinuable, /--coupling sinkhorn, which train\.py does not implement.*flowmatch train2d --resume/);
+  if (noTorch || noScipy) return;
+  // train.py runs the OT image steps (pairing and flips) and refuses the sinkhorn package in one line.
+  const trainPy = (dir: string) =>
+    spawnSync(PYTHON, [join(dir, "train.py"), "--steps", "3", "--out", join(root, `torch-${basename(dir)}`)], {
+      encoding: "utf8",
+      timeout: 120_000,
+    });
+  const py = trainPy(pkg);
+  assert.equal(py.status, 0, py.stderr);
+  assert.match(py.stdout, /trained 2 steps/);
+  const refused = trainPy(pkg2d);
+  assert.equal(refused.status, 1, refused.stdout + refused.stderr);
+  assert.match(refused.stderr, /^error: .*--coupling sinkhorn, which train\.py does not implement/);
+});
+
+test("train.py's class-aware OT pairs noise and images as flowmatch's otCoupleByClass does", { skip: noTorch || noScipy }, () => {
+  const root = tempDir("fm-torch-otpy-");
+  const rng = new Rng(4);
+  const dim = 3;
+  const labels = Int32Array.from([2, 0, 2, 1, 0, 2, 3, 0]);
+  const n = labels.length;
+  const x0 = rng.normals(n * dim);
+  const x1 = rng.normals(n * dim).map((v) => 2 * v + 1);
+  const ours = otCoupleByClass(x0, x1, dim, labels).x0;
+  const pkg = join(root, "pkg");
+  mkdirSync(pkg);
+  for (const f of ["train.py", "model.py"]) writeFileSync(join(pkg, f), readFileSync(join(import.meta.dirname, "..", "..", "pytorch", f)));
+  const i64 = (a: Int32Array): HostTensor => ({ dtype: "I64", shape: [a.length], data: BigInt64Array.from(a, (v) => BigInt(v)) });
+  writeFileSync(join(pkg, "b.safetensors"), encodeSafetensors({ x0: f32(x0, [n, dim]), x1: f32(x1, [n, dim]), y: i64(labels) }));
+  const out = python(
+    `import train as T, model as M, json
+b, _ = M.read_safetensors("b.safetensors")
+print(json.dumps(T.ot_couple_by_class(b["x0"], b["x1"], b["y"]).ravel().tolist()))`,
+    pkg,
+  );
+  assert.deepEqual(JSON.parse(out), Array.from(ours));
+});
 
 test("train.py's step is flowmatch's step: same loss, clipped Adam update with the exported m/v/step, and EMA (cosine path)", {
   skip: noTorch,

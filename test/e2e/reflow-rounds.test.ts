@@ -6,7 +6,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { trainToy2d } from "../../src/pipelines/toy2d.js";
 import { loadModel, type Loaded2d } from "../../src/pipelines/model.js";
 import { distillTimes, reflow2d, reflowRounds2d, roundDir, type Reflow2dOptions } from "../../src/pipelines/reflow2d.js";
 import { compare2d, straightnessFromEuler } from "../../src/pipelines/compare2d.js";
@@ -16,6 +15,7 @@ import { odeint } from "../../src/core/solvers.js";
 import { modelField } from "../../src/core/field.js";
 import { mlpModel } from "../../src/core/models/mlp.js";
 import { runCli, tempDir } from "../helpers/cli.js";
+import { trainCheckerboardTeacher } from "../helpers/toy2d.js";
 
 const PAIRS = 1000;
 const PAIR_NFE = 20;
@@ -45,24 +45,7 @@ test("distillTimes draws only the k-step Euler grid 0, 1/k, ..., (k-1)/k", () =>
 test("reflow --rounds: pairs from the previous round, counted evaluations, resume per round, straighter each round; distill beats its teacher at NFE 1", async () => {
   const dir = tempDir("fm-rounds-");
   try {
-    const model = { dim: 2, hidden: 48, depth: 2, timeEmbDim: 16 };
-    const teacherDir = join(dir, "cfm");
-    await trainToy2d({
-      dataset: "checkerboard",
-      steps: 300,
-      batchSize: 256,
-      lr: 2e-3,
-      seed: 0,
-      path: "straight",
-      timeSampler: "uniform",
-      emaDecay: 0.99,
-      coupling: "independent",
-      model,
-      out: teacherDir,
-      checkpointEvery: 10000,
-      resume: false,
-    });
-    const teacher = await loadModel(teacherDir, { kind: "2d" });
+    const { teacher, teacherDir } = await trainCheckerboardTeacher(dir, 48, 300);
     const out = join(dir, "reflow");
     const base: Omit<Reflow2dOptions, "shouldStop"> = {
       teacher,

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:
 import { join } from "node:path";
 import { deflateSync } from "node:zlib";
 import { runCli, tempDir, snapshotTree, assertTreeKept, type CliResult } from "../helpers/cli.js";
-import { encodePng } from "../../src/viz/png.js";
+import { colourFolder } from "../helpers/colour.js";
 import { encodeIdx } from "../../src/data/idx.js";
 
 const made: string[] = [];
@@ -47,19 +47,8 @@ function assertFailedFast(r: CliResult, code: number, message: RegExp, out?: str
   if (out) assert.ok(!existsSync(join(out, "ckpt.json")) && !existsSync(join(out, "ckpt.safetensors")), "no checkpoint written");
 }
 
-/** A folder:DIR dataset of 8x8 grey PNGs, `perClass` per class. */
-function pngFolder(root: string, classes: string[], perClass = 2): string {
-  const dir = join(root, "data");
-  for (const c of classes) {
-    mkdirSync(join(dir, c), { recursive: true });
-    for (let i = 0; i < perClass; i++) {
-      const data = new Uint8Array(8 * 8 * 4).fill(255);
-      for (let p = 0; p < 64; p++) data[4 * p] = data[4 * p + 1] = data[4 * p + 2] = (p * 7 + i * 31) & 255;
-      writeFileSync(join(dir, c, `${i}.png`), encodePng({ width: 8, height: 8, data }));
-    }
-  }
-  return dir;
-}
+/** A folder:DIR dataset of 8x8 grey PNGs, two per class. */
+const pngFolder = (root: string, classes: string[]): string => colourFolder(root, { classes, perClass: 2, grey: true });
 
 test("an --out that is a file, or inside one, is refused before training (exit 2)", () => {
   const root = temp();
@@ -120,7 +109,7 @@ test("models, batches and sample sets too large for the engine are refused with 
   assertFailedFast(
     img,
     1,
-    /training a UNet .* needs about [\d.]+ [GT]iB of memory on onnxruntime, more than this machine's .*--batch-size/,
+    /training UNet \[.*\] .* needs about [\d.]+ [GT]iB of memory on onnxruntime, more than this machine's .*--batch-size/,
     out,
   );
   const samples = runCli(["train-image", "--dataset", `folder:${data}`, "--out", out, ...TINY_UNET, "--per-class", "10000000"]);

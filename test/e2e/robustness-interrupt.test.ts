@@ -9,41 +9,14 @@ import { Rng } from "../../src/core/rng.js";
 import { encodeIdx } from "../../src/data/idx.js";
 import { odeint, type VelocityField } from "../../src/core/solvers.js";
 import { clearStopRequest, Interrupted, requestStop } from "../../src/core/interrupt.js";
-import { runCli, startCli, tempDir } from "../helpers/cli.js";
+import { interruptWhenReady, runCli, startCli, tempDir, trainTiny2d, type InterruptResult } from "../helpers/cli.js";
 
 const EXIT_BOUND_MS = 10_000;
 const MLP = ["--hidden", "16", "--depth", "1", "--batch-size", "32"];
 
 /** Starts the command, waits until stderr shows `ready`, sends one SIGINT; resolves to how it ended. */
-async function interrupt(
-  args: string[],
-  ready: RegExp,
-): Promise<{ code: number | null; signal: string | null; ms: number; out: string; err: string }> {
-  const child = startCli(args);
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<[number | null, string | null]>((resolve) => child.once("exit", (code, signal) => resolve([code, signal])));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`never became ready (${ready}); stderr:\n${err}`)), 240_000);
-    child.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (ready.test(err)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    void exited.then(() => reject(new Error(`exited before it was interrupted; stderr:\n${err}`)));
-  }).catch((e: unknown) => {
-    child.kill("SIGKILL");
-    throw e;
-  });
-  const sent = Date.now();
-  child.kill("SIGINT");
-  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  const [code, signal] = await exited;
-  clearTimeout(killer);
-  return { code, signal, ms: Date.now() - sent, out, err };
+function interrupt(args: string[], ready: RegExp): Promise<InterruptResult> {
+  return interruptWhenReady(startCli(args), ready);
 }
 
 function savedStep(dir: string): number {
@@ -119,23 +92,7 @@ test("Ctrl-C during 2-D reflow: in the teacher pairs it stops at once; in traini
   const dir = tempDir();
   try {
     const teacher = join(dir, "teacher");
-    const trained = runCli([
-      "train2d",
-      "--dataset",
-      "moons",
-      "--out",
-      teacher,
-      ...MLP,
-      "--steps",
-      "20",
-      "--n",
-      "200",
-      "--nfe",
-      "4",
-      "--frames",
-      "2",
-    ]);
-    assert.equal(trained.code, 0, trained.err);
+    trainTiny2d(teacher, 20);
 
     // Pairs: 10 batches of 4096 at 400 evaluations each; interrupted after the first batch.
     const early = join(dir, "early");
@@ -163,23 +120,7 @@ test("Ctrl-C in round 2 of reflow --rounds 2 saves that round; --resume keeps ro
   const dir = tempDir();
   try {
     const teacher = join(dir, "teacher");
-    const trained = runCli([
-      "train2d",
-      "--dataset",
-      "moons",
-      "--out",
-      teacher,
-      ...MLP,
-      "--steps",
-      "20",
-      "--n",
-      "200",
-      "--nfe",
-      "4",
-      "--frames",
-      "2",
-    ]);
-    assert.equal(trained.code, 0, trained.err);
+    trainTiny2d(teacher, 20);
     const out = join(dir, "rounds");
     const args = [
       "reflow",

@@ -3,38 +3,17 @@
 // the guidance input w.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { PNG } from "pngjs";
-import { runCli, tempDir, snapshotTree, assertTreeKept } from "../helpers/cli.js";
+import { runCli, tempDir, snapshotTree, assertTreeKept, trainTiny2d } from "../helpers/cli.js";
+import { levelFolder } from "../helpers/colour.js";
 import { createOnnxField } from "../../src/io/onnxField.js";
 
 test("export: a 2-D model runs at batch 1 and 7; --guided on it is refused and writes nothing", async () => {
   const dir = tempDir();
   try {
     const ckpt = join(dir, "run");
-    const trained = runCli([
-      "train2d",
-      "--dataset",
-      "moons",
-      "--steps",
-      "3",
-      "--out",
-      ckpt,
-      "--hidden",
-      "16",
-      "--depth",
-      "1",
-      "--batch-size",
-      "32",
-      "--n",
-      "200",
-      "--nfe",
-      "4",
-      "--frames",
-      "2",
-    ]);
-    assert.equal(trained.code, 0, trained.err);
+    trainTiny2d(ckpt, 3);
     const before = snapshotTree(dir);
     const out = join(dir, "model.onnx");
     const refused = runCli(["export", "--ckpt", ckpt, "--onnx", out, "--guided"]);
@@ -66,16 +45,7 @@ test("export: a 2-D model runs at batch 1 and 7; --guided on it is refused and w
 test("export --guided: an image model's graph takes the guidance weight w", async () => {
   const dir = tempDir();
   try {
-    const ds = join(dir, "data");
-    [0, 200].forEach((v, k) => {
-      mkdirSync(join(ds, `c${k}`), { recursive: true });
-      for (let i = 0; i < 4; i++) {
-        const p = new PNG({ width: 4, height: 4 });
-        p.data.fill(Math.min(255, v + 10 * i));
-        for (let j = 3; j < p.data.length; j += 4) p.data[j] = 255;
-        writeFileSync(join(ds, `c${k}`, `${i}.png`), PNG.sync.write(p));
-      }
-    });
+    const ds = levelFolder(join(dir, "data"), [0, 200]);
     const ckpt = join(dir, "run");
     const trained = runCli([
       "train-image",

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { decodeSafetensors, encodeSafetensors, type HostTensor } from "../../src/io/safetensors.js";
 import { UserError } from "../../src/core/errors.js";
 import { importPytorch } from "../../src/pipelines/pytorch.js";
-import { assertTreeKept, runCli, snapshotTree, tempDir } from "../helpers/cli.js";
+import { assertTreeKept, interruptWhenReady, runCli, snapshotTree, tempDir } from "../helpers/cli.js";
 
 const PYTHON = process.env.FLOWMATCH_PYTHON ?? "/usr/bin/python3";
 const probe = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
@@ -238,17 +238,8 @@ test("Ctrl-C stops train.py after the step it is in: it saves, exits 130, and --
   const child = spawn(PYTHON, [join(pkg, "train.py"), "--steps", "1000000", "--out", out, "--log-every", "20"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let stdout = "";
-  let stderr = "";
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number | null>((resolve) => {
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-      // Interrupt once training is under way (the first progress line).
-      if (/step \d+\/1000000/.test(stdout) && !child.killed) child.kill("SIGINT");
-    });
-    child.on("close", resolve);
-  });
+  // Interrupt once training is under way (the first progress line).
+  const { code, out: stdout, err: stderr } = await interruptWhenReady(child, /step \d+\/1000000/, "stdout");
   assert.equal(code, 130, `${stdout}\n${stderr}`);
   const stoppedAt = Number(/stopped early at step (\d+); continue with --resume/.exec(stdout)?.[1]);
   assert.ok(stoppedAt > 20, stdout);

@@ -46,6 +46,84 @@ export function startCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
   });
 }
 
+/**
+ * Trains a tiny 2-D model through the CLI into `out` (MLP 1x16, batches of 32; 200 samples drawn
+ * with NFE `nfe` and `frames` GIF frames afterwards) and asserts it succeeded.
+ */
+export function trainTiny2d(out: string, steps: number, opts: { dataset?: string; nfe?: number; frames?: number } = {}): CliResult {
+  const r = runCli([
+    "train2d",
+    "--dataset",
+    opts.dataset ?? "moons",
+    "--steps",
+    String(steps),
+    "--out",
+    out,
+    "--hidden",
+    "16",
+    "--depth",
+    "1",
+    "--batch-size",
+    "32",
+    "--n",
+    "200",
+    "--nfe",
+    String(opts.nfe ?? 4),
+    "--frames",
+    String(opts.frames ?? 2),
+  ]);
+  assert.equal(r.code, 0, r.err);
+  return r;
+}
+
+/** How an interrupted process ended: exit code or signal, ms from the SIGINT to the exit, and its output. */
+export interface InterruptResult {
+  code: number | null;
+  signal: string | null;
+  ms: number;
+  out: string;
+  err: string;
+}
+
+/**
+ * Ctrl-C as a user presses it: waits until `child` (started with piped stdout and stderr) prints
+ * `ready` on `stream`, sends one SIGINT and resolves to how it ended. Rejects (killing the child) if
+ * it exits first or is not ready within 240 s; a child still running 60 s after the SIGINT is killed.
+ */
+export async function interruptWhenReady(
+  child: ChildProcess,
+  ready: RegExp,
+  stream: "stdout" | "stderr" = "stderr",
+): Promise<InterruptResult> {
+  let out = "";
+  let err = "";
+  // "close", not "exit": the output is complete only once the streams have closed.
+  const exited = new Promise<[number | null, string | null]>((resolve) => child.once("close", (code, signal) => resolve([code, signal])));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`never became ready (${ready}); stderr:\n${err}`)), 240_000);
+    const onData = (which: "stdout" | "stderr") => (d: Buffer) => {
+      if (which === "stdout") out += d.toString();
+      else err += d.toString();
+      if (which === stream && ready.test(which === "stdout" ? out : err)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on("data", onData("stdout"));
+    child.stderr?.on("data", onData("stderr"));
+    void exited.then(() => reject(new Error(`exited before it was interrupted; stderr:\n${err}`)));
+  }).catch((e: unknown) => {
+    child.kill("SIGKILL");
+    throw e;
+  });
+  const sent = Date.now();
+  child.kill("SIGINT");
+  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const [code, signal] = await exited;
+  clearTimeout(killer);
+  return { code, signal, ms: Date.now() - sent, out, err };
+}
+
 /** A fresh temporary folder for one test. */
 export function tempDir(prefix = "fm-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));

@@ -1,4 +1,5 @@
-// A tiny folder:DIR of colour (or grey) PNGs for tests: class 0 is blue-ish, class 1 yellow-ish.
+// Tiny folder:DIR datasets of PNGs for tests: colour (or grey) images whose class shows in blue (class 0 blue-ish, class 1
+// yellow-ish), and flat grey levels.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodePng } from "../../src/viz/png.js";
@@ -24,6 +25,19 @@ export function colourFolder(
       const data = new Uint8Array(w * h * 4).fill(255);
       for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data.set(rgbOf(k, i, x, y, opts.grey ?? false), 4 * (y * w + x));
       writeFileSync(join(dir, c, `${i}.png`), encodePng({ width: w, height: h, data }));
+    }
+  });
+  return dir;
+}
+
+/** folder:DIR of 4x4 grey PNGs in classes c0, c1, ...: class k's image i is all levels[k] + 10 i (at most 255). Tiny, so image training stays fast. */
+export function levelFolder(dir: string, levels: number[], perClass = 4): string {
+  levels.forEach((v, k) => {
+    mkdirSync(join(dir, `c${k}`), { recursive: true });
+    for (let i = 0; i < perClass; i++) {
+      const data = new Uint8Array(4 * 4 * 4).fill(Math.min(255, v + 10 * i));
+      for (let j = 3; j < data.length; j += 4) data[j] = 255;
+      writeFileSync(join(dir, `c${k}`, `${i}.png`), encodePng({ width: 4, height: 4, data }));
     }
   });
   return dir;

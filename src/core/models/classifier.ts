@@ -153,5 +153,9 @@ export const classifierFamily: ModelFamily<ClassifierConfig> = {
   sampleShape: (cfg) => [cfg.height, cfg.width, cfg.inChannels],
   nullLabel: () => null,
   describe: (cfg) => `classifier [${cfg.channels.join(", ")}] · ${cfg.numClasses} classes · ${cfg.height}×${cfg.width}×${cfg.inChannels}`,
+  shapeFlags: {
+    layers: "the number of --channels",
+    sizes: "--channels, --feature-dim, the image size or colour channels, or the number of classes",
+  },
   mismatchHint: 'The checkpoint\'s classifier config (ckpt.json "model") does not match its weights; re-run train-classifier.',
 };

@@ -15,6 +15,24 @@ export interface VelocityModel {
   apply(params: Params, x: Array, t: Array, labels: Array | null): Array;
 }
 
+/** The training flags that set a network's parameter shapes, for checkParams's guess at what differs. */
+export interface ShapeFlags {
+  /** What sets the number of layers, e.g. "--depth". */
+  layers: string;
+  /** What sets the layer sizes, e.g. "--hidden, --time-emb-dim, or the data dimension". */
+  sizes: string;
+}
+
+/** A network's engine memory estimates (core/memory.ts's measured factors), for refusing a setup before it runs. */
+export interface MemoryEstimate<C> {
+  /** Bytes one training step on batches of `batch` needs on the jax-js engine. */
+  trainBytes(cfg: C, batch: number): number;
+  /** Bytes one forward pass over `n` samples at once needs on the engine (how the solvers call the field). */
+  forwardBytes(cfg: C, n: number): number;
+  /** The model flags that shrink it, for the refusal's fix, e.g. "--hidden or --depth". */
+  smaller: string;
+}
+
 /**
  * Everything flowmatch knows about one kind of network, found by checkpoint kind (modelFamily);
  * a new network joins with registerModelFamily, and checkpoint loading, training and the CLI then handle it.
@@ -45,7 +63,11 @@ export interface ModelFamily<C = unknown> {
   nullLabel(cfg: C): number | null;
   /** One short line describing the network, for printing. */
   describe(cfg: C): string;
-  /** What to say when stored weights do not fit the stored config; undefined: checkParams's guess at the flags. */
+  /** Its engine memory estimates; absent: its setups are not checked before they run. */
+  readonly memory?: MemoryEstimate<C>;
+  /** The flags that set its parameter shapes, named when weights do not fit a config built from flags (a resume). */
+  readonly shapeFlags?: ShapeFlags;
+  /** What to say when stored weights do not fit the stored config; undefined: checkParams's guess from `shapeFlags`. */
   readonly mismatchHint?: string;
 }
 

@@ -6,6 +6,8 @@ import { silu, timeEmbedding } from "./layers.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
 import { configReader, invalidFields, paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
+// memory.ts imports this module too; the family only holds references to its functions, so either may load first.
+import { mlpForwardBytes, mlpTrainBytes } from "../memory.js";
 
 /** Shape of the MLP velocity network for low-dimensional data (the 2-D toy sets): x and the embedded t in, dx/dt out. */
 export interface MlpConfig {
@@ -134,4 +136,6 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
   nullLabel: () => null,
   describe: (cfg) =>
     `MLP ${cfg.depth}×${cfg.hidden}${fourierCount(cfg) > 0 ? `, ${fourierCount(cfg)} Fourier features (scale ${cfg.fourierScale})` : ""}`,
+  memory: { trainBytes: mlpTrainBytes, forwardBytes: mlpForwardBytes, smaller: "--hidden or --depth" },
+  shapeFlags: { layers: "--depth", sizes: "--hidden, --time-emb-dim, --fourier-features, or the data dimension" },
 };

@@ -20,6 +20,8 @@ import { UserError } from "../errors.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
 import { configReader, invalidFields, paramCountOf, type ModelFamily, type VelocityModel } from "./family.js";
+// memory.ts imports this module too; the family only holds references to its functions, so either may load first.
+import { unetForwardBytes, unetTrainBytes } from "../memory.js";
 import {
   conv2d,
   dense,
@@ -365,6 +367,15 @@ export const unetFamily: ModelFamily<UnetConfig> = {
       ...(attention.length > 0 ? [`attention at ${attention.join(", ")}${attentionHeads > 1 ? ` (${attentionHeads} heads)` : ""}`] : []),
     ];
     return `UNet [${cfg.channels.join(", ")}]${extra.map((e) => ` · ${e}`).join("")} · ${cfg.numClasses} classes · ${cfg.height}×${cfg.width}`;
+  },
+  memory: {
+    trainBytes: unetTrainBytes,
+    forwardBytes: unetForwardBytes,
+    smaller: "--channels, --res-blocks or --attention, or smaller images",
+  },
+  shapeFlags: {
+    layers: "the number of --channels or --res-blocks",
+    sizes: "--channels, --time-emb-dim, --attention, the image's colour channels, or the number of classes",
   },
   mismatchHint: 'The checkpoint\'s UNet config (ckpt.json "model") does not match its weights; re-run training.',
 };

@@ -13,7 +13,7 @@ import type { VelocityModel } from "../../../src/core/models/family.js";
 import { fromHost, initEngine, toHost } from "../../../src/engine/index.js";
 import { Rng } from "../../../src/core/rng.js";
 import { UserError } from "../../../src/core/errors.js";
-import { trainToy2d } from "../../../src/pipelines/toy2d.js";
+import { trainToy } from "../../helpers/toy2d.js";
 import { loadModel } from "../../../src/pipelines/model.js";
 import { compare2d } from "../../../src/pipelines/compare2d.js";
 import { rmSync } from "node:fs";
@@ -225,22 +225,7 @@ test("trained on 8gaussians, entropic OT and the Schrodinger bridge straighten t
       { name: "sb", extra: { coupling: "sinkhorn" as const, reg: 0.5, bridgeSigma: 0.5 } },
     ];
     for (const v of variants) {
-      await trainToy2d({
-        dataset: "8gaussians",
-        steps: 300,
-        batchSize: 64,
-        lr: 2e-3,
-        seed: 0,
-        path: "straight",
-        timeSampler: "uniform",
-        emaDecay: 0.99,
-        coupling: "independent",
-        model,
-        out: join(dir, v.name),
-        checkpointEvery: 10000,
-        resume: false,
-        ...v.extra,
-      });
+      await trainToy({ dataset: "8gaussians", steps: 300, batchSize: 64, model, out: join(dir, v.name), ...v.extra });
     }
     const models = await Promise.all(
       variants.map(async (v) => ({ name: v.name, loaded: await loadModel(join(dir, v.name), { kind: "2d" }) })),

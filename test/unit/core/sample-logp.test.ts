@@ -10,7 +10,7 @@ import { odeint, type VelocityField } from "../../../src/core/solvers.js";
 import { initMlp, mlpModel } from "../../../src/core/models/mlp.js";
 import { Rng } from "../../../src/core/rng.js";
 import { initEngine } from "../../../src/engine/index.js";
-import { runCli, tempDir } from "../../helpers/cli.js";
+import { runCli, tempDir, trainTiny2d } from "../../helpers/cli.js";
 
 // Straight path from N(0, I) to N(mu, diag(s^2)): v_d = mu_d + a_d(t) (x_d - t mu_d) with
 // a_d = (t s_d^2 - (1 - t)) / ((1 - t)^2 + t^2 s_d^2), so div v = a_0 + a_1 exactly.
@@ -57,28 +57,7 @@ test("loglik --sample writes samples with their log p; scoring those points back
   const dir = tempDir();
   try {
     const ckpt = join(dir, "ckpt");
-    const trained = runCli([
-      "train2d",
-      "--dataset",
-      "moons",
-      "--steps",
-      "30",
-      "--out",
-      ckpt,
-      "--hidden",
-      "16",
-      "--depth",
-      "1",
-      "--batch-size",
-      "32",
-      "--n",
-      "200",
-      "--nfe",
-      "4",
-      "--frames",
-      "2",
-    ]);
-    assert.equal(trained.code, 0, trained.err);
+    trainTiny2d(ckpt, 30);
     const out = join(dir, "s");
     const r = runCli(["loglik", "--ckpt", ckpt, "--sample", "--n", "100", "--solver", "rk4", "--seed", "2", "--out", out]);
     assert.equal(r.code, 0, r.err);

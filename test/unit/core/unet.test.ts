@@ -3,7 +3,7 @@
 // gradients against central finite differences in float64 on the cpu device.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { init, initEngine, defaultDevice, jit, lax, np, valueAndGrad, fromHost, toHost, type Array } from "../../../src/engine/index.js";
+import { init, initEngine, defaultDevice, jit, lax, np, valueAndGrad, fromHost, toHost } from "../../../src/engine/index.js";
 import { Rng } from "../../../src/core/rng.js";
 import { UserError } from "../../../src/core/errors.js";
 import { conv2d } from "../../../src/core/models/layers.js";

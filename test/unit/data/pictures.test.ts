@@ -11,7 +11,7 @@ import { MIXTURE_COMPONENTS, textBitmap } from "../../../src/data/pictures.js";
 import { encodePng } from "../../../src/viz/png.js";
 import { Rng } from "../../../src/core/rng.js";
 import { UserError } from "../../../src/core/errors.js";
-import { assertTreeKept, runCli, snapshotTree, tempDir } from "../../helpers/cli.js";
+import { assertTreeKept, runCli, snapshotTree, tempDir, trainTiny2d } from "../../helpers/cli.js";
 
 /** A w x h RGBA PNG from grey levels (0 = black, 255 = white), row-major from the top. */
 function greyPng(path: string, w: number, h: number, grey: number[]): void {
@@ -102,28 +102,7 @@ test("flowmatch datasets lists the sets and --preview writes one PNG each; train
     assert.match(jpg.err, /must name a \.png file/);
     assertTreeKept(before, dir);
     const out = join(dir, "word");
-    const trained = runCli([
-      "train2d",
-      "--dataset",
-      "text:HI",
-      "--steps",
-      "20",
-      "--out",
-      out,
-      "--hidden",
-      "16",
-      "--depth",
-      "1",
-      "--batch-size",
-      "32",
-      "--n",
-      "200",
-      "--nfe",
-      "4",
-      "--frames",
-      "2",
-    ]);
-    assert.equal(trained.code, 0, trained.err);
+    trainTiny2d(out, 20, { dataset: "text:HI" });
     assert.ok(existsSync(join(out, "samples.png")));
     // The picture sets are reachable from the browser bundle: it must still build without fs/pngjs.
     const web = runCli(["serve", "--build-only", "--out", join(dir, "web")]);

@@ -85,7 +85,7 @@ async function agree(
 test("jaxpr->ONNX: unary functions (exp, log, sin, cos, sqrt, reciprocal, floor, ceil, erf, tanh, silu)", async () => {
   const x = randn([3, 5]);
   const pos = np.abs(randn([3, 5])).add(0.1);
-  const { prims, stats } = await agree(
+  const { prims } = await agree(
     (a: Array, b: Array) => [
       np.exp(a.ref),
       np.log(b.ref),
@@ -107,7 +107,7 @@ test("jaxpr->ONNX: unary functions (exp, log, sin, cos, sqrt, reciprocal, floor,
 });
 
 test("jaxpr->ONNX: broadcasting binary ops with literals (add, sub, mul, div, min, max)", async () => {
-  const { prims, stats } = await agree(
+  const { prims } = await agree(
     (a: Array, b: Array) => [
       a.ref.add(b.ref),
       a.ref.sub(b.ref),
@@ -126,7 +126,7 @@ test("jaxpr->ONNX: compare, where, isfinite and casts (the non-finite step guard
   x[1] = NaN;
   x[5] = Infinity;
   x[7] = -Infinity;
-  const { prims, stats } = await agree(
+  const { prims } = await agree(
     (a: Array, b: Array, k: Array) => {
       const finite = np.isfinite(a.ref);
       const allFinite = np.all(finite.ref);
@@ -183,7 +183,7 @@ test("jaxpr->ONNX: softmax and multi-head attention (max over one axis, batched 
 });
 
 test("jaxpr->ONNX: dot / matmul with batch axes, broadcast batch, vectors and transposed results", async () => {
-  const { prims, stats } = await agree(
+  const { prims } = await agree(
     (a: Array, b: Array, c: Array, v: Array, w: Array) => [
       np.matmul(a.ref, b.ref),
       np.matmul(a.ref, c.ref),
@@ -199,7 +199,7 @@ test("jaxpr->ONNX: dot / matmul with batch axes, broadcast batch, vectors and tr
 });
 
 test("jaxpr->ONNX: concatenate, split, pad, slice, transpose, reshape, flip, broadcast", async () => {
-  const { prims, stats } = await agree(
+  const { prims } = await agree(
     (a: Array, b: Array) => {
       const [p, q] = np.split(a.ref, [1], 1);
       return [
@@ -229,7 +229,7 @@ test("jaxpr->ONNX: concatenate, split, pad, slice, transpose, reshape, flip, bro
 });
 
 test("jaxpr->ONNX: gather (take rows, take along axis 1, one-hot lookup) with int32 indices", async () => {
-  const { prims, stats } = await agree(
+  const { prims } = await agree(
     (table: Array, idx: Array, labels: Array) => [
       np.take(table.ref, idx.ref, 0),
       np.take(table.ref, idx.ref.reshape([2, 2]), 1),
@@ -244,7 +244,7 @@ test("jaxpr->ONNX: gather (take rows, take along axis 1, one-hot lookup) with in
 test("jaxpr->ONNX: nested jit is flattened; the gradient of a small network agrees", async () => {
   const inner = jit((h: Array, w: Array) => nn.silu(np.dot(h, w)));
   const loss = (w1: Array, w2: Array, x: Array) => np.mean(np.square(np.dot(inner(x, w1), w2)));
-  const { prims, stats } = await agree(
+  const { prims } = await agree(
     (w1: Array, w2: Array, x: Array) => grad(loss, { argnums: [0, 1] })(w1, w2, x) as unknown as Array[],
     [randn([3, 8]), randn([8, 2]), randn([16, 3])],
     1e-4,

@@ -4,6 +4,7 @@ import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UserError } from "../../../src/core/errors.js";
+import { mlpFamily } from "../../../src/core/models/mlp.js";
 import {
   checkParams,
   decodeSafetensors,
@@ -319,7 +320,9 @@ test("checkParams accepts a match and lists missing, extra and mis-shaped tensor
     () => checkParams(expected, tensors, "run/ckpt.json"),
     /wrong shape: layers\.0\.weight is \[3, 8\] in the checkpoint, the model needs \[3, 4\]/,
   );
-  assertUserError(() => checkParams(expected, tensors, "run/ckpt.json"), /--depth.*--hidden/s);
+  // The guess names the flags of the model's family, and no flags without one.
+  assertUserError(() => checkParams(expected, tensors, "run/ckpt.json", mlpFamily.shapeFlags), /number of layers \(--depth\).*--hidden/s);
+  assertUserError(() => checkParams(expected, tensors, "run/ckpt.json"), /probably differ .*: the number of layers; layer sizes\. Pass/s);
 
   // A mis-shaped EMA copy is reported too; a caller-supplied hint replaces the guess.
   const emaBad = weights2d();

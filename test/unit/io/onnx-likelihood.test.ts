@@ -86,34 +86,13 @@ test("UNet Hutchinson divergence on onnxruntime: the engine's K estimates with t
 });
 
 test("loglik --runtime onnx prints the engine's log-likelihood (2-D, rk4)", async () => {
-  const { runCli, tempDir } = await import("../../helpers/cli.js");
+  const { runCli, tempDir, trainTiny2d } = await import("../../helpers/cli.js");
   const { rmSync } = await import("node:fs");
   const { join } = await import("node:path");
   const dir = tempDir();
   try {
     const ckpt = join(dir, "ckpt");
-    const trained = runCli([
-      "train2d",
-      "--dataset",
-      "moons",
-      "--steps",
-      "20",
-      "--out",
-      ckpt,
-      "--hidden",
-      "16",
-      "--depth",
-      "1",
-      "--batch-size",
-      "32",
-      "--n",
-      "200",
-      "--nfe",
-      "4",
-      "--frames",
-      "2",
-    ]);
-    assert.equal(trained.code, 0, trained.err);
+    trainTiny2d(ckpt, 20);
     const line = (runtime: string) => {
       const r = runCli(["loglik", "--ckpt", ckpt, "--n", "64", "--solver", "rk4", "--no-density", "--runtime", runtime]);
       assert.equal(r.code, 0, r.err);

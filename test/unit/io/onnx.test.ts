@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { initEngine, np, fromHost, toHost, type Array } from "../../../src/engine/index.js";
+import { initEngine, fromHost, toHost, type Array } from "../../../src/engine/index.js";
 import { Rng } from "../../../src/core/rng.js";
 import { initUnet, unetParamShapes, type UnetConfig } from "../../../src/core/models/unet.js";
 import { initMlp, mlpModel, type MlpConfig } from "../../../src/core/models/mlp.js";

@@ -122,6 +122,7 @@ test("image reflow: teacher pairs are stored and the student is straighter at NF
     await trainImage(base(join(dir, "teacher"), 60));
     const teacher = await loadModel(join(dir, "teacher"), { kind: "image" });
     const { reflowImage } = await import("../../../src/pipelines/reflowImage.js");
+    const { flowName } = await import("../../../src/pipelines/run.js");
     await reflowImage({
       teacher,
       teacherPath: join(dir, "teacher"),
@@ -139,7 +140,11 @@ test("image reflow: teacher pairs are stored and the student is straighter at NF
     });
     assert.ok(existsSync(join(dir, "reflow", "pairs.safetensors")));
     const student = await loadModel(join(dir, "reflow"), { kind: "image" });
-    assert.equal((student.config as { reflow?: { pairs: number } }).reflow?.pairs, 64);
+    assert.deepEqual(
+      [(student.config as { reflow?: { pairs: number; round: number } }).reflow?.pairs, (student.config.reflow as { round: number }).round],
+      [64, 1],
+    );
+    assert.equal(flowName(student.config), "2-rectified flow", "pictures (loss.png) name the student by its round");
     // Both models from the same noise: one Euler step vs an accurate solve of the teacher.
     const opts = { perClass: 4, solver: "euler" as const, guidance: 1, seed: 11, frames: 2, runtime: "onnx" as const };
     const target = await sampleImages(teacher, { ...opts, nfe: 32, out: join(dir, "t32") });

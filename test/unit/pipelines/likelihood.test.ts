@@ -18,7 +18,7 @@ import {
   type FieldWithDivergence,
   type ProbeKind,
 } from "../../../src/core/likelihood.js";
-import { trainToy2d } from "../../../src/pipelines/toy2d.js";
+import { trainToy } from "../../helpers/toy2d.js";
 import { loadModel } from "../../../src/pipelines/model.js";
 import { initUnetParams, unetModel } from "../../../src/core/models/unet.js";
 import { dequantizeImages, logLikelihood2d } from "../../../src/pipelines/loglik.js";
@@ -169,21 +169,7 @@ test("dequantisation recovers the 8-bit pixel and adds noise inside its bin", ()
 test("a trained checkerboard model gives held-out data clearly higher likelihood than empty squares", async () => {
   const dir = mkdtempSync(join(tmpdir(), "fm-loglik-"));
   try {
-    await trainToy2d({
-      dataset: "checkerboard",
-      steps: 2000,
-      batchSize: 256,
-      lr: 2e-3,
-      seed: 0,
-      path: "straight",
-      timeSampler: "uniform",
-      emaDecay: 0.99,
-      coupling: "independent",
-      model: { dim: 2, hidden: 128, depth: 3, timeEmbDim: 16 },
-      out: dir,
-      checkpointEvery: 100000,
-      resume: false,
-    });
+    await trainToy({ dataset: "checkerboard", steps: 2000, model: { dim: 2, hidden: 128, depth: 3, timeEmbDim: 16 }, out: dir });
     const loaded = await loadModel(dir, { kind: "2d" });
     const rng = new Rng(77);
     const on = new Float32Array(400);

@@ -5,32 +5,15 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { trainToy2d } from "../../../src/pipelines/toy2d.js";
 import { loadModel } from "../../../src/pipelines/model.js";
 import { reflow2d } from "../../../src/pipelines/reflow2d.js";
 import { compare2d } from "../../../src/pipelines/compare2d.js";
+import { trainCheckerboardTeacher, trainToy } from "../../helpers/toy2d.js";
 
 test("reflow beats its teacher at NFE 1 and straightens the paths (checkerboard)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "fm-reflow-"));
   try {
-    const model = { dim: 2, hidden: 64, depth: 2, timeEmbDim: 16 };
-    const teacherDir = join(dir, "cfm");
-    await trainToy2d({
-      dataset: "checkerboard",
-      steps: 500,
-      batchSize: 256,
-      lr: 2e-3,
-      seed: 0,
-      path: "straight",
-      timeSampler: "uniform",
-      emaDecay: 0.99,
-      coupling: "independent",
-      model,
-      out: teacherDir,
-      checkpointEvery: 10000,
-      resume: false,
-    });
-    const teacher = await loadModel(teacherDir, { kind: "2d" });
+    const { teacher, teacherDir } = await trainCheckerboardTeacher(dir, 64, 500);
     const reflowDir = join(dir, "reflow");
     await reflow2d({
       teacher,
@@ -65,6 +48,50 @@ test("reflow beats its teacher at NFE 1 and straightens the paths (checkerboard)
       result.files.every((f) => existsSync(f)),
       "GIF and markdown table written",
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("each reflow round records its round; pictures name the flow: CFM, 2- and 3-rectified flow, k-step distillation", async () => {
+  const { reflowRounds2d } = await import("../../../src/pipelines/reflow2d.js");
+  const { flowName } = await import("../../../src/pipelines/run.js");
+  const dir = mkdtempSync(join(tmpdir(), "fm-round-"));
+  try {
+    const teacherDir = join(dir, "cfm");
+    await trainToy({
+      dataset: "moons",
+      steps: 2,
+      batchSize: 32,
+      model: { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 },
+      out: teacherDir,
+      backend: "jax",
+    });
+    const teacher = await loadModel(teacherDir, { kind: "2d" });
+    const small = { pairs: 32, steps: 1, batchSize: 32, lr: 1e-3, seed: 1, timeSampler: "uniform", emaDecay: 0.99 } as const;
+    const tiny = { ...small, warmStart: true, pairSolver: "euler", pairNfe: 2, backend: "jax" } as const;
+    const { rounds } = await reflowRounds2d({ ...tiny, teacher, teacherPath: teacherDir, out: join(dir, "rf"), rounds: 2 });
+    assert.equal(flowName(teacher.config), "CFM");
+    assert.deepEqual(
+      rounds.map((r) => [(r.model.config.reflow as { round: number }).round, flowName(r.model.config)]),
+      [
+        [1, "2-rectified flow"],
+        [2, "3-rectified flow"],
+      ],
+    );
+    // Distilling round 2 is a round of its own (3), named by its step count.
+    const distilled = await reflow2d({
+      ...tiny,
+      teacher: rounds[1].model,
+      teacherPath: rounds[1].out,
+      out: join(dir, "d"),
+      distillSteps: 1,
+    });
+    assert.equal((distilled.model.config.reflow as { round: number }).round, 3);
+    assert.equal(flowName(distilled.model.config), "1-step distillation");
+    // A reflow checkpoint saved before rounds were recorded counts as round 1.
+    const { round: _, ...old } = rounds[0].model.config.reflow as Record<string, unknown>;
+    assert.equal(flowName({ ...rounds[0].model.config, reflow: old }), "2-rectified flow");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -217,3 +217,21 @@ test("no checkpoint is written with a non-finite value; the one on disk stays", 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("assertTrainingFits asks the model's family: its estimate, description and flags; a family without estimates passes", async () => {
+  const { assertTrainingFits } = await import("../../../src/pipelines/trainers.js");
+  const { mlpFamily } = await import("../../../src/core/models/mlp.js");
+  const cfg: MlpConfig = { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 };
+  const gib = { trainBytes: (_: MlpConfig, batch: number) => batch * 1024 ** 3, forwardBytes: () => 0, smaller: "--widgets" };
+  const family = { ...mlpFamily, memory: gib };
+  assertTrainingFits("jax", family, cfg, 4); // 4 GiB: exactly the engine's limit
+  assert.throws(
+    () => assertTrainingFits("jax", family, cfg, 5),
+    (e: unknown) =>
+      e instanceof UserError &&
+      /^training MLP 1×8 \(\d+ parameters\) on batches of 5 needs about 5\.0 GiB of engine memory.*use a smaller --batch-size or --widgets$/.test(
+        e.message,
+      ),
+  );
+  assertTrainingFits("jax", { ...family, memory: undefined }, cfg, 1e9);
+});

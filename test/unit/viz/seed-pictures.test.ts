@@ -4,8 +4,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { histogram2d, densityPlot, stacked, sideBySide, Raster, WHITE } from "../../../src/viz/index.js";
-import { pngDimensions } from "../../../src/data/png.js";
+import { histogram2d, densityPlot, stacked, sideBySide, Raster, WHITE, viridis, valueRange } from "../../../src/viz/index.js";
+import { decodePng, pngDimensions } from "../../../src/data/png.js";
+import { LEFT, RIGHT } from "../../../src/viz/axes.js";
 import { loadModel } from "../../../src/pipelines/model.js";
 import { renderDensity2d } from "../../../src/pipelines/loglik.js";
 import { runCli, tempDir } from "../../helpers/cli.js";
@@ -48,6 +49,21 @@ test("density.png: Hutchinson's panel approaches the exact one as probes grow", 
     assert.ok(many.meanAbsDiff < one.meanAbsDiff / 3, `64 probes (${many.meanAbsDiff}) should be much closer than 1 (${one.meanAbsDiff})`);
     const size = pngDimensions(readFileSync(one.file));
     assert.ok(size && size.width > 2.5 * size.height, `exact, Hutchinson and samples side by side: ${size?.width}x${size?.height}`);
+    // One colour scale for both maps: the top colour marks the largest density of the two, so only the
+    // map holding it reaches that colour (with a scale each, both maps reach it).
+    const png = decodePng(readFileSync(many.file));
+    const panel = LEFT + 320 + RIGHT + 8;
+    const top = viridis(1);
+    const topPixels = [0, 1].map((k) => {
+      let n = 0;
+      for (let y = 0; y < png.height; y++)
+        for (let x = k * panel; x < (k + 1) * panel; x++) {
+          const i = 4 * (y * png.width + x);
+          if (png.data[i] === top[0] && png.data[i + 1] === top[1] && png.data[i + 2] === top[2]) n++;
+        }
+      return n;
+    });
+    assert.ok(Math.max(...topPixels) > 0 && Math.min(...topPixels) === 0, `top-colour pixels per map: ${topPixels}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -65,4 +81,10 @@ test("sample2d writes evolution.png: ten panels of the samples from noise to dat
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("valueRange: min and max of the finite values over all arrays; one value or none still gives a usable scale", () => {
+  assert.deepEqual(valueRange(Float64Array.of(1, Number.NaN, 3), Float32Array.of(-2, Number.POSITIVE_INFINITY)), [-2, 3]);
+  assert.deepEqual(valueRange(Float64Array.of(5, 5)), [5, 6]);
+  assert.deepEqual(valueRange(Float64Array.of(Number.NaN)), [0, 1]);
 });
