@@ -35,7 +35,8 @@ export interface ImageSampleOptions {
   seed: number;
   runtime: "engine" | "onnx";
   frames: number;
-  out: string;
+  /** Folder for samples.png and trajectory.gif; without it no pictures are written (scoring only). */
+  out?: string;
 }
 
 /** A guided velocity field for the image model on the chosen runtime. */
@@ -99,6 +100,7 @@ export async function sampleImages(
       rowLabels,
     });
   const files: string[] = [];
+  if (opts.out === undefined) return { files, images: result.x, labels, seconds, nfe: result.nfe };
   const samplesPath = join(opts.out, "samples.png");
   await writeFileAtomic(samplesPath, grid(result.x).toPng());
   files.push(samplesPath);

@@ -2,9 +2,9 @@
 // accuracy counting, and train-classifier + eval-image on a tiny colour dataset through the CLI.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runCli, tempDir } from "../helpers/cli.js";
+import { runCli, snapshotTree, tempDir } from "../helpers/cli.js";
 import { classAccuracy, frechetDistance, frechetDistanceOf, symmetricEigenvalues } from "../../src/core/metrics.js";
 import { Rng } from "../../src/core/rng.js";
 import { colourFolder } from "../helpers/colour.js";
@@ -124,6 +124,7 @@ test("train-classifier then eval-image on a tiny colour dataset: accuracy, Fréc
     model,
   ]);
   assert.equal(u.code, 0, u.err);
+  const modelFiles = snapshotTree(model);
   const e = runCli([
     "eval-image",
     "--ckpt",
@@ -151,6 +152,30 @@ test("train-classifier then eval-image on a tiny colour dataset: accuracy, Fréc
   const fd = num(/samples vs real: ([\d.]+)/),
     floor = num(/floor \(two real sets: two halves of .*, 8 and 8 images\): ([\d.]+)/);
   assert.ok(Number.isFinite(fd) && Number.isFinite(floor) && fd >= 0 && floor >= 0, e.out);
+  // Scoring writes nothing: the model's own samples.png and trajectory.gif stay as training left them.
+  assert.deepEqual(snapshotTree(model), modelFiles);
+  // With --out the scored samples' pictures go there.
+  const pics = join(root, "eval-pics");
+  const withOut = runCli([
+    "eval-image",
+    "--ckpt",
+    model,
+    "--classifier",
+    clf,
+    "--per-class",
+    "1",
+    "--nfe",
+    "1",
+    "--solver",
+    "euler",
+    "--runtime",
+    "engine",
+    "--out",
+    pics,
+  ]);
+  assert.equal(withOut.code, 0, withOut.err);
+  assert.deepEqual(readdirSync(pics).sort(), ["samples.png", "trajectory.gif"]);
+  assert.deepEqual(snapshotTree(model), modelFiles);
   // A classifier of another image size is refused with the fix.
   const other = colourFolder(join(root, "o"), { sizes: [[16, 16]] });
   assert.equal(

@@ -1,5 +1,4 @@
 // train-classifier / eval-image: a quality score for image models from a classifier trained here.
-import { dirname } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { DEFAULT_CLASSIFIER } from "../../core/models/classifier.js";
@@ -124,7 +123,7 @@ export function registerQualityCommands(program: Command): void {
     .option("--guidance <w>", "classifier-free guidance weight", guidance, 2)
     .addOption(new Option("--runtime <name>", "inference runtime").choices(["engine", "onnx"]).default("onnx"))
     .option("--seed <n>", "noise seed", seed, 1)
-    .option("--out <dir>", "where samples.png and trajectory.gif go (default: the checkpoint's folder)", outDir)
+    .option("--out <dir>", "also write the scored samples' samples.png and trajectory.gif to this folder (default: no pictures)", outDir)
     .action(
       async (
         flags: {
@@ -146,8 +145,6 @@ export function registerQualityCommands(program: Command): void {
           kind: "classifier",
           command: "eval-image --classifier",
         })) as unknown as LoadedClassifier;
-        const out = flags.out ?? (/\.(json|safetensors)$/.test(flags.ckpt) ? dirname(flags.ckpt) : flags.ckpt);
-        if (flags.out === undefined) assertWritableDir(out);
         const r = await evalImage(model, classifier, {
           perClass: flags.perClass,
           nfe: flags.nfe,
@@ -156,7 +153,7 @@ export function registerQualityCommands(program: Command): void {
           seed: flags.seed,
           runtime: flags.runtime,
           frames: 2,
-          out,
+          out: flags.out,
         });
         process.stdout.write(
           [
