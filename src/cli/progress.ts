@@ -6,7 +6,22 @@ export interface Progress {
   stop(): void;
 }
 
+/**
+ * Rate since the first update: a resumed run's first update is its resume step, not 0, so counting
+ * from 0 would credit this process with steps an earlier one made.
+ */
+function rateMeter(): (value: number) => number | null {
+  let first: { value: number; time: number } | null = null;
+  return (value) => {
+    const now = Date.now();
+    if (first === null) first = { value, time: now };
+    const secs = (now - first.time) / 1000;
+    return value > first.value && secs > 0 ? (value - first.value) / secs : null;
+  };
+}
+
 export function createProgress(label: string, total: number, startAt = 0): Progress {
+  const rateOf = rateMeter();
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
       {
@@ -19,30 +34,35 @@ export function createProgress(label: string, total: number, startAt = 0): Progr
       cliProgress.Presets.shades_classic,
     );
     bar.start(total, startAt, { fields: "", rate: "-" });
-    const started = Date.now();
+    let restarted = false;
     return {
       update(value, fields) {
-        const rate = (value - startAt) / Math.max((Date.now() - started) / 1000, 1e-3);
-        bar.update(value, { fields: formatFields(fields), rate: rate.toFixed(1) });
+        const rate = rateOf(value);
+        // Restart at the first update so the ETA counts from where this process began (a resume).
+        if (!restarted) {
+          restarted = true;
+          bar.start(total, value, { fields: "", rate: "-" });
+        }
+        bar.update(value, { fields: formatFields(fields), rate: rate === null ? "-" : rate.toFixed(1) });
       },
       stop: () => bar.stop(),
     };
   }
   // Not a terminal: one line every 10% or 15 seconds, with rate and time left.
-  const started = Date.now();
   let lastLine = 0;
   let lastPct = -1;
   return {
     update(value, fields) {
+      const rate = rateOf(value);
       const now = Date.now();
       const pct = Math.floor((value / total) * 10);
       if (value !== total && pct === lastPct && now - lastLine < 15000) return;
       lastPct = pct;
       lastLine = now;
-      const secs = (now - started) / 1000;
-      const rate = (value - startAt) / Math.max(secs, 1e-3);
-      const left = rate > 0 ? (total - value) / rate : 0;
-      process.stderr.write(`${label} ${value}/${total} | ${formatFields(fields)} | ${rate.toFixed(1)}/s | ${formatSeconds(left)} left\n`);
+      const left = rate === null ? "?" : formatSeconds((total - value) / rate);
+      process.stderr.write(
+        `${label} ${value}/${total} | ${formatFields(fields)} | ${rate === null ? "-" : rate.toFixed(1)}/s | ${left} left\n`,
+      );
     },
     stop() {},
   };
