@@ -8,6 +8,7 @@ import { UserError } from "../core/errors.js";
 import type { HostParams } from "../core/optim.js";
 import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js";
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
+import { checkLrSchedule, type LrScheduleName } from "../core/lrSchedule.js";
 import { recordedUnetOptions, unetFamily, unetOptions, type UnetConfig } from "../core/models/unet.js";
 import { loadImageDataset, recordedImageTransforms, type ImageDataset } from "../data/images.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
@@ -24,7 +25,12 @@ export interface ImageTrainConfig {
   dataset: string;
   steps: number;
   batchSize: number;
+  /** Adam learning rate (the peak of a schedule). */
   lr: number;
+  /** How the rate moves over the run (absent in older checkpoints: constant). */
+  lrSchedule?: LrScheduleName;
+  /** Steps of linear warm-up to lr (absent in older checkpoints: 0). */
+  warmup?: number;
   seed: number;
   path: PathName;
   timeSampler: TimeSamplerName;
@@ -86,6 +92,23 @@ export interface ImageTrainOptions extends ImageTrainConfig {
   backend?: TrainBackend;
 }
 
+/**
+ * What train-image trains with unless told otherwise; the UNet is core/models/unet.ts's DEFAULT_UNET.
+ * README "How the recipe was chosen" has the eval-image scores behind them (a constant rate beat a
+ * cosine decay at equal steps) and what is not measured yet.
+ */
+export const IMAGE_TRAIN_DEFAULTS = {
+  steps: 4000,
+  batchSize: 32,
+  lr: 1e-3,
+  lrSchedule: "constant" as LrScheduleName,
+  /** Steps of linear warm-up (--warmup). */
+  warmup: 0,
+  timeSampler: "uniform" as TimeSamplerName,
+  emaDecay: 0.999,
+  labelDropout: 0.1,
+};
+
 export function defaultImageOut(dataset: string): string {
   const name = dataset.includes(":") ? (dataset.split(/[\\/]/).filter(Boolean).pop() ?? "custom") : dataset;
   return join("outputs", "cfm", name.replace(/^(idx|folder):/, ""));
@@ -96,6 +119,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
   if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new UserError(`--steps must be a positive integer, got ${opts.steps}`);
   if (!(opts.labelDropout >= 0 && opts.labelDropout < 1))
     throw new UserError(`--label-dropout must be in [0, 1), got ${opts.labelDropout}`);
+  const schedule = checkLrSchedule({ kind: opts.lrSchedule ?? "constant", lr: opts.lr, warmup: opts.warmup ?? 0, steps: opts.steps });
   const log = opts.onLog ?? (() => {});
   const out = opts.out ?? defaultImageOut(opts.dataset);
   // Refuse a wrong --resume/--force before loading a dataset.
@@ -129,6 +153,9 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     steps: opts.steps,
     batchSize: opts.batchSize,
     lr: opts.lr,
+    // Recorded resolved, so a checkpoint says how its every step was trained.
+    lrSchedule: schedule.kind,
+    warmup: schedule.warmup,
     seed: opts.seed,
     path: opts.path,
     timeSampler: opts.timeSampler,
@@ -182,6 +209,7 @@ export async function trainImage(opts: ImageTrainOptions): Promise<RunResult<Ima
     // Image training is bound by memory (peak RSS within 1.5x PyTorch's; batch 128 on a laptop): no memory pattern.
     backendOptions: { memPattern: false },
     lr: opts.lr,
+    schedule,
     emaDecay: opts.emaDecay,
     steps: opts.steps,
     checkpointEvery: opts.checkpointEvery,

@@ -7,7 +7,8 @@ import { TIME_SAMPLERS, type TimeSamplerName } from "../../core/timeSamplers.js"
 import { SOLVERS, type SolverName } from "../../core/solvers.js";
 import { UserError } from "../../core/errors.js";
 import { checkpointFiles } from "../../io/checkpoint.js";
-import { defaultImageOut, IMAGE_COUPLINGS, trainImage, type ImageCoupling } from "../../pipelines/images.js";
+import { defaultImageOut, IMAGE_COUPLINGS, IMAGE_TRAIN_DEFAULTS, trainImage, type ImageCoupling } from "../../pipelines/images.js";
+import { LR_SCHEDULES, type LrScheduleName } from "../../core/lrSchedule.js";
 import { exportOnnx, sampleImages } from "../../pipelines/imageSampling.js";
 import { loadModel } from "../../pipelines/model.js";
 import { DEFAULT_UNET } from "../../core/models/unet.js";
@@ -77,6 +78,8 @@ interface TrainImageFlags {
   steps: number;
   batchSize: number;
   lr: number;
+  lrSchedule: LrScheduleName;
+  warmup: number;
   channels: number[];
   resBlocks: number;
   attention: number[];
@@ -115,9 +118,15 @@ export function registerImageCommands(program: Command): void {
       "mnist, fashion-mnist, idx:DIR (IDX files) or folder:DIR (PNG files, one subfolder per class)",
       imageDataset,
     )
-    .option("--steps <n>", "training steps", positiveInt, 4000)
-    .option("--batch-size <n>", "images per step", positiveInt, 32)
-    .option("--lr <rate>", "Adam learning rate", positiveNumber, 1e-3)
+    .option("--steps <n>", "training steps", positiveInt, IMAGE_TRAIN_DEFAULTS.steps)
+    .option("--batch-size <n>", "images per step", positiveInt, IMAGE_TRAIN_DEFAULTS.batchSize)
+    .option("--lr <rate>", "Adam learning rate (the peak of --lr-schedule)", positiveNumber, IMAGE_TRAIN_DEFAULTS.lr)
+    .addOption(
+      new Option("--lr-schedule <name>", "learning rate over the run: constant, or cosine decay to 0 at --steps (after --warmup)")
+        .choices(LR_SCHEDULES)
+        .default(IMAGE_TRAIN_DEFAULTS.lrSchedule),
+    )
+    .option("--warmup <n>", "steps of linear warm-up to --lr", nonNegativeInt, IMAGE_TRAIN_DEFAULTS.warmup)
     .option("--channels <list>", "UNet widths per resolution", intList, DEFAULT_UNET.channels)
     .option("--res-blocks <n>", "residual blocks per resolution level", positiveInt, 1)
     .option(
@@ -129,11 +138,18 @@ export function registerImageCommands(program: Command): void {
     .option("--attention-heads <n>", "attention heads (must divide the channels at those sizes)", positiveInt, 1)
     .option("--time-emb-dim <n>", "time/class embedding size", positiveInt, DEFAULT_UNET.timeEmbDim)
     .option("--groups <n>", "GroupNorm groups", positiveInt, DEFAULT_UNET.groups)
-    .option("--ema <decay>", "EMA decay of the weights", fraction, 0.999)
-    .option("--label-dropout <p>", "probability of training a sample unconditionally (for guidance)", fraction, 0.1)
+    .option("--ema <decay>", "EMA decay of the weights", fraction, IMAGE_TRAIN_DEFAULTS.emaDecay)
+    .option(
+      "--label-dropout <p>",
+      "probability of training a sample unconditionally (for guidance)",
+      fraction,
+      IMAGE_TRAIN_DEFAULTS.labelDropout,
+    )
     .option("--seed <n>", "random seed (0 to 2^32-1)", seed, 0)
     .addOption(new Option("--path <name>", "probability path").choices(PATHS).default("straight"))
-    .addOption(new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default("uniform"))
+    .addOption(
+      new Option("--time-sampler <name>", "training time distribution").choices(TIME_SAMPLERS).default(IMAGE_TRAIN_DEFAULTS.timeSampler),
+    )
     .addOption(
       new Option("--coupling <name>", "noise-image pairing in a batch (ot = exact OT within each class, so each class keeps N(0, I) noise)")
         .choices(IMAGE_COUPLINGS)
@@ -171,6 +187,8 @@ export function registerImageCommands(program: Command): void {
         steps: flags.steps,
         batchSize: flags.batchSize,
         lr: flags.lr,
+        lrSchedule: flags.lrSchedule,
+        warmup: flags.warmup,
         seed: flags.seed,
         path: flags.path,
         timeSampler: flags.timeSampler,

@@ -1,5 +1,6 @@
 // Learning-rate schedules: the values of lrAt, that the training loop hands each step its scheduled
-// rate (fresh and resumed), that both backends take the rate they are given, and the CLI flags.
+// rate (fresh and resumed), that both backends take the rate they are given, that train2d and
+// train-image record and follow it, and the CLI flags.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -17,6 +18,9 @@ import { runTrainingLoop } from "../../../src/pipelines/loop.js";
 import { createTrainer, type TrainBackend } from "../../../src/pipelines/trainers.js";
 import { trainToy2d, type Toy2dTrainOptions } from "../../../src/pipelines/toy2d.js";
 import { loadModel } from "../../../src/pipelines/model.js";
+import { trainImage, type ImageTrainOptions } from "../../../src/pipelines/images.js";
+import { unetFamily, type UnetConfig } from "../../../src/core/models/unet.js";
+import type { ImageDataset } from "../../../src/data/images.js";
 import { runCli, snapshotTree, assertTreeKept, tempDir } from "../../helpers/cli.js";
 
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(b));
@@ -228,4 +232,68 @@ test("CLI: a short run without --warmup warms up for at most a tenth of its step
   const train = JSON.parse(readFileSync(join(dir, "ckpt.json"), "utf8")).train as { lrSchedule: string; warmup: number };
   assert.equal(train.lrSchedule, "cosine");
   assert.equal(train.warmup, 2); // the default 1,000, cut to a tenth of 20 steps
+});
+
+test("train-image follows and records the schedule: the first warm-up step moves the weights by lr / warmup", async () => {
+  const dir = tempDir("fm-lr-img-");
+  const n = 64;
+  const rng = new Rng(5);
+  const data: ImageDataset = {
+    name: "noise",
+    images: rng.normals(n * 8 * 8).map((v) => Math.tanh(v)),
+    labels: Int32Array.from({ length: n }, (_, i) => i % 2),
+    n,
+    height: 8,
+    width: 8,
+    channels: 1,
+    numClasses: 2,
+    classNames: ["a", "b"],
+  };
+  const base: ImageTrainOptions = {
+    dataset: "noise",
+    data,
+    steps: 40,
+    batchSize: 8,
+    lr: 0.01,
+    seed: 2,
+    path: "straight",
+    timeSampler: "uniform",
+    emaDecay: 0.9,
+    labelDropout: 0.1,
+    limit: 0,
+    model: { channels: [4, 8], timeEmbDim: 8, groups: 2 },
+    out: join(dir, "run"),
+    checkpointEvery: 100,
+    resume: false,
+    force: true,
+    backend: "jax",
+    shouldStop: () => true, // one step
+  };
+  const cfg: UnetConfig = { ...base.model, numClasses: 2, inChannels: 1, height: 8, width: 8 } as UnetConfig;
+  const init = unetFamily.init(cfg, new Rng(2));
+  const constant = await trainImage(base);
+  assert.ok(Math.abs(maxMove(constant.model.params, init) - 0.01) < 1e-5, "constant: the first step takes --lr");
+  const warm = await trainImage({ ...base, lrSchedule: "cosine", warmup: 4 });
+  assert.ok(Math.abs(maxMove(warm.model.params, init) - 0.0025) < 1e-5, "warm-up 4: the first step takes a quarter of --lr");
+  const train = (await loadModel(join(dir, "run"), { kind: "image" })).config.train as { lrSchedule: string; warmup: number };
+  assert.equal(train.lrSchedule, "cosine");
+  assert.equal(train.warmup, 4);
+  // An older checkpoint's run (no schedule given) is recorded as constant with no warm-up.
+  await trainImage(base);
+  const plain = (await loadModel(join(dir, "run"), { kind: "image" })).config.train as { lrSchedule: string; warmup: number };
+  assert.deepEqual([plain.lrSchedule, plain.warmup], ["constant", 0]);
+});
+
+test("CLI train-image: --warmup not shorter than --steps is refused before any data is read, with nothing written", () => {
+  const dir = tempDir("fm-lr-img-cli-");
+  const before = snapshotTree(dir);
+  const out = join(dir, "run");
+  const r = runCli(["train-image", "--dataset", "mnist", "--steps", "10", "--warmup", "10", "--out", out]);
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err, /--warmup 10 is not shorter than --steps 10: the rate would never reach --lr; use a smaller --warmup/);
+  const bad = runCli(["train-image", "--dataset", "mnist", "--lr-schedule", "step", "--out", out]);
+  assert.equal(bad.code, 2, bad.err);
+  assert.match(bad.err, /--lr-schedule/);
+  assert.ok(!existsSync(out));
+  assertTreeKept(before, dir);
 });
