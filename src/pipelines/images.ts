@@ -100,12 +100,12 @@ export interface ImageTrainOptions extends ImageTrainConfig {
 export const IMAGE_TRAIN_DEFAULTS = {
   steps: 4000,
   batchSize: 32,
-  lr: 1e-3,
+  lr: 2e-3,
   lrSchedule: "constant" as LrScheduleName,
   /** Steps of linear warm-up (--warmup). */
   warmup: 0,
   timeSampler: "uniform" as TimeSamplerName,
-  emaDecay: 0.999,
+  emaDecay: 0.995,
   labelDropout: 0.1,
 };
 

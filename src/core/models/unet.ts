@@ -66,7 +66,7 @@ export function unetOptions(cfg: UnetConfig): { resBlocks: number; attention: nu
 
 /** The architecture train-image builds unless told otherwise (the data gives classes, channels and size). */
 export const DEFAULT_UNET: Omit<UnetConfig, "numClasses" | "inChannels" | "height" | "width"> = {
-  channels: [32, 64, 64],
+  channels: [16, 32, 32],
   timeEmbDim: 64,
   groups: 8,
 };
