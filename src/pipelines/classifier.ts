@@ -273,28 +273,27 @@ export async function evalImage(
   }
   const s = await sampleImages(model, opts);
   const n = s.labels.length;
-  const per = m.height * m.width * m.inChannels;
-  // Real sets: the test split against the train split, both n images (a folder has no test split: two halves of it).
+  // Real sets with the samples' class counts (the first images of each class), the test split
+  // against the train split (a folder has no test split: alternate images of each class). Matching
+  // the counts matters: the first n images of a split are not balanced, samples are, and an
+  // unbalanced pair of real sets is no floor for balanced samples.
   const transforms = recordedImageTransforms(classifier.config.train);
+  const counts = new Array<number>(Math.max(m.numClasses, c.numClasses)).fill(0);
+  for (const l of s.labels) counts[l]++;
+  // Enough to find every class's share in any split that is not grouped by class (MNIST, CIFAR-10).
+  const limit = 10 * n;
   let a: ImageDataset, b: ImageDataset, realSets: string;
   const dataset = classifier.config.dataset;
   try {
-    a = await loadImageDataset(dataset, { split: "test", limit: n, ...transforms });
-    b = await loadImageDataset(dataset, { split: "train", limit: n, ...transforms });
+    a = withClassCounts(await loadImageDataset(dataset, { split: "test", limit, ...transforms }), counts);
+    b = withClassCounts(await loadImageDataset(dataset, { split: "train", limit, ...transforms }), counts);
     realSets = `${dataset} test vs train`;
   } catch (err) {
     if (!(err instanceof UserError) || !/no test split/.test(err.message)) throw err;
-    const all = await loadImageDataset(dataset, { split: "train", limit: 2 * n, ...transforms });
-    const half = Math.floor(all.n / 2);
-    const slice = (from: number): ImageDataset => ({
-      ...all,
-      n: half,
-      images: all.images.slice(from * per, (from + half) * per),
-      labels: all.labels.slice(from, from + half),
-    });
-    a = slice(0);
-    b = slice(half);
-    realSets = `two halves of ${dataset}`;
+    const all = await loadImageDataset(dataset, { split: "train", limit: 2 * limit, ...transforms });
+    a = withClassCounts(all, counts, 0);
+    b = withClassCounts(all, counts, 1);
+    realSets = `alternate images of ${dataset}`;
   }
   if (a.n < 2 || b.n < 2) throw new UserError(`${dataset} has too few images for the real reference sets (need at least 2 each)`);
   const gen = await classify(classifier, s.images);
@@ -312,6 +311,27 @@ export async function evalImage(
     rotations,
     nfe: s.nfe,
   };
+}
+
+/**
+ * The first counts[k] images of each class k of `ds` (of every second image of the class, from
+ * `parity`, when given), or as many as it has.
+ */
+export function withClassCounts(ds: ImageDataset, counts: number[], parity?: 0 | 1): ImageDataset {
+  const per = ds.height * ds.width * ds.channels;
+  const want = counts.slice();
+  const seen = new Array<number>(counts.length).fill(0);
+  const picked: number[] = [];
+  for (let i = 0; i < ds.n; i++) {
+    const l = ds.labels[i];
+    if (l >= want.length) continue;
+    const k = seen[l]++;
+    if (parity !== undefined && k % 2 !== parity) continue;
+    if (want[l] > 0) want[l]--, picked.push(i);
+  }
+  const images = new Float32Array(picked.length * per);
+  picked.forEach((i, j) => images.set(ds.images.subarray(i * per, (i + 1) * per), j * per));
+  return { ...ds, n: picked.length, images, labels: Int32Array.from(picked, (i) => ds.labels[i]) };
 }
 
 export function defaultClassifierOut(dataset: string): string {

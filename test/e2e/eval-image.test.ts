@@ -8,6 +8,7 @@ import { runCli, snapshotTree, tempDir } from "../helpers/cli.js";
 import { classAccuracy, frechetDistance, frechetDistanceOf, symmetricEigenvalues } from "../../src/core/metrics.js";
 import { Rng } from "../../src/core/rng.js";
 import { colourFolder } from "../helpers/colour.js";
+import { withClassCounts } from "../../src/pipelines/classifier.js";
 
 const roots: string[] = [];
 after(() => {
@@ -60,6 +61,29 @@ test("Fréchet distance matches closed forms: diagonal, non-commuting 2x2, ident
   }
   const est = frechetDistanceOf(a, b, 2);
   assert.ok(Math.abs(est - 2) < 0.06, `sampled ${est} vs 2`);
+});
+
+test("withClassCounts takes the first images of each class (every second one from a parity) in the samples' counts", () => {
+  // Labels in file order; each image's value is its index, so the picked images name themselves.
+  const labels = Int32Array.of(0, 0, 1, 0, 1, 1, 1);
+  const ds = {
+    name: "t",
+    images: Float32Array.from(labels, (_, i) => i),
+    labels,
+    n: labels.length,
+    height: 1,
+    width: 1,
+    channels: 1,
+    numClasses: 2,
+    classNames: ["a", "b"],
+  };
+  const first = withClassCounts(ds, [2, 1]);
+  assert.deepEqual([...first.images], [0, 1, 2]);
+  assert.deepEqual([...first.labels], [0, 0, 1]);
+  assert.equal(first.n, 3);
+  // Odd occurrences of each class: class 0 at 1, class 1 at 4 and 6; counts cap what is taken.
+  assert.deepEqual([...withClassCounts(ds, [2, 1], 1).images], [1, 4]);
+  assert.deepEqual([...withClassCounts(ds, [5, 5], 0).images], [0, 2, 3, 5]);
 });
 
 test("class accuracy counts rows whose largest logit is the label", () => {
@@ -150,7 +174,7 @@ test("train-classifier then eval-image on a tiny colour dataset: accuracy, Fréc
   const acc = num(/class accuracy of samples: ([\d.]+)%/);
   assert.ok(acc >= 0 && acc <= 100);
   const fd = num(/samples vs real: ([\d.]+)/),
-    floor = num(/floor \(two real sets: two halves of .*, 8 and 8 images\): ([\d.]+)/);
+    floor = num(/floor \(two real sets: alternate images of .*, 8 and 8 images\): ([\d.]+)/);
   assert.ok(Number.isFinite(fd) && Number.isFinite(floor) && fd >= 0 && floor >= 0, e.out);
   // Scoring writes nothing: the model's own samples.png and trajectory.gif stay as training left them.
   assert.deepEqual(snapshotTree(model), modelFiles);
@@ -292,7 +316,7 @@ test("train-classifier --resize records the transform; eval-image scores a --res
     "engine",
   ]);
   assert.equal(e.code, 0, e.err);
-  assert.match(e.out, /floor \(two real sets: two halves of .*, 4 and 4 images\): [\d.]+/);
+  assert.match(e.out, /floor \(two real sets: alternate images of .*, 4 and 4 images\): [\d.]+/);
 });
 
 test("one class: train-classifier asks for --rotations; with it, eval-image reports the fraction seen as upright", () => {
@@ -350,5 +374,5 @@ test("one class: train-classifier asks for --rotations; with it, eval-image repo
   const m = /seen as upright by the rotation classifier: samples ([\d.]+)%, real test images ([\d.]+)%/.exec(e.out);
   assert.ok(m, e.out);
   assert.ok(Number(m[1]) >= 0 && Number(m[1]) <= 100 && Number(m[2]) >= 0 && Number(m[2]) <= 100);
-  assert.match(e.out, /floor \(two real sets: two halves of .*, 4 and 4 images\): [\d.]+/);
+  assert.match(e.out, /floor \(two real sets: alternate images of .*, 4 and 4 images\): [\d.]+/);
 });
