@@ -273,28 +273,27 @@ export async function evalImage(
   }
   const s = await sampleImages(model, opts);
   const n = s.labels.length;
-  // Real sets with the samples' class counts (the first images of each class), the test split
-  // against the train split (a folder has no test split: alternate images of each class). Matching
-  // the counts matters: the first n images of a split are not balanced, samples are, and an
-  // unbalanced pair of real sets is no floor for balanced samples.
+  // Two real sets with the samples' class counts, alternate images of each class of the test split
+  // (a folder has none: of its images). Both held out from the classifier's training: its features
+  // of images it was trained on sit apart from those of unseen ones, so train vs test is no floor.
+  // Matching the counts matters too: the first n images of a split are not balanced, samples are.
   const transforms = recordedImageTransforms(classifier.config.train);
   const counts = new Array<number>(Math.max(m.numClasses, c.numClasses)).fill(0);
   for (const l of s.labels) counts[l]++;
-  // Enough to find every class's share in any split that is not grouped by class (MNIST, CIFAR-10).
-  const limit = 10 * n;
-  let a: ImageDataset, b: ImageDataset, realSets: string;
+  // Enough to find every class's share twice in any split that is not grouped by class.
+  const limit = 20 * n;
   const dataset = classifier.config.dataset;
+  let real: ImageDataset, realSets: string;
   try {
-    a = withClassCounts(await loadImageDataset(dataset, { split: "test", limit, ...transforms }), counts);
-    b = withClassCounts(await loadImageDataset(dataset, { split: "train", limit, ...transforms }), counts);
-    realSets = `${dataset} test vs train`;
+    real = await loadImageDataset(dataset, { split: "test", limit, ...transforms });
+    realSets = `alternate images of each class of the ${dataset} test split`;
   } catch (err) {
     if (!(err instanceof UserError) || !/no test split/.test(err.message)) throw err;
-    const all = await loadImageDataset(dataset, { split: "train", limit: 2 * limit, ...transforms });
-    a = withClassCounts(all, counts, 0);
-    b = withClassCounts(all, counts, 1);
-    realSets = `alternate images of ${dataset}`;
+    real = await loadImageDataset(dataset, { split: "train", limit, ...transforms });
+    realSets = `alternate images of each class of ${dataset}`;
   }
+  const a = withClassCounts(real, counts, 0);
+  const b = withClassCounts(real, counts, 1);
   if (a.n < 2 || b.n < 2) throw new UserError(`${dataset} has too few images for the real reference sets (need at least 2 each)`);
   const gen = await classify(classifier, s.images);
   const ra = await classify(classifier, a.images);

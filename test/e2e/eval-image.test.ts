@@ -174,7 +174,7 @@ test("train-classifier then eval-image on a tiny colour dataset: accuracy, Fréc
   const acc = num(/class accuracy of samples: ([\d.]+)%/);
   assert.ok(acc >= 0 && acc <= 100);
   const fd = num(/samples vs real: ([\d.]+)/),
-    floor = num(/floor \(two real sets: alternate images of .*, 8 and 8 images\): ([\d.]+)/);
+    floor = num(/floor \(two real sets: alternate images of each class of .*, 8 and 8 images\): ([\d.]+)/);
   assert.ok(Number.isFinite(fd) && Number.isFinite(floor) && fd >= 0 && floor >= 0, e.out);
   // Scoring writes nothing: the model's own samples.png and trajectory.gif stay as training left them.
   assert.deepEqual(snapshotTree(model), modelFiles);
@@ -316,7 +316,7 @@ test("train-classifier --resize records the transform; eval-image scores a --res
     "engine",
   ]);
   assert.equal(e.code, 0, e.err);
-  assert.match(e.out, /floor \(two real sets: alternate images of .*, 4 and 4 images\): [\d.]+/);
+  assert.match(e.out, /floor \(two real sets: alternate images of each class of .*, 4 and 4 images\): [\d.]+/);
 });
 
 test("one class: train-classifier asks for --rotations; with it, eval-image reports the fraction seen as upright", () => {
@@ -374,5 +374,5 @@ test("one class: train-classifier asks for --rotations; with it, eval-image repo
   const m = /seen as upright by the rotation classifier: samples ([\d.]+)%, real test images ([\d.]+)%/.exec(e.out);
   assert.ok(m, e.out);
   assert.ok(Number(m[1]) >= 0 && Number(m[1]) <= 100 && Number(m[2]) >= 0 && Number(m[2]) <= 100);
-  assert.match(e.out, /floor \(two real sets: alternate images of .*, 4 and 4 images\): [\d.]+/);
+  assert.match(e.out, /floor \(two real sets: alternate images of each class of .*, 4 and 4 images\): [\d.]+/);
 });
