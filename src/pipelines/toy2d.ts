@@ -47,7 +47,7 @@ export interface Toy2dTrainConfig {
  * (README, "How the defaults were chosen"); the model is core/models/mlp.ts's DEFAULT_MLP.
  */
 export const TRAIN2D_DEFAULTS = {
-  steps: 45000,
+  steps: 60000,
   batchSize: 256,
   lr: 2e-3,
   lrSchedule: "cosine" as LrScheduleName,
