@@ -346,7 +346,7 @@ test("train-image --resume on weights that do not fit: the hint names the UNet's
     const r = runCli([...flags, ...tiny, "--steps", "2", "--resume"]);
     assert.equal(r.code, 1, r.out + r.err);
     assert.match(r.err, new RegExp(`missing: ${lost.replaceAll(".", "\\.")}`));
-    assert.match(r.err, /the number of layers \(the number of --channels\)/);
+    assert.match(r.err, /the number of layers \(the number of --channels or --res-blocks\)/);
     assert.doesNotMatch(r.err, /--depth|--hidden/);
     assertTreeKept(before, dir);
   } finally {
