@@ -58,7 +58,7 @@ def parse_args():
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     p.add_argument("--force", action="store_true", help="replace a checkpoint in --out")
     p.add_argument("--batch-size", type=int, help="global batch size (default: the run's)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the run's)")
+    p.add_argument("--lr", type=float, help="Adam learning rate, the peak of the run's schedule (default: the run's)")
     p.add_argument("--data", help="safetensors with x [N, ...] (PyTorch layout) and, for images, y [N] labels (default: the package's)")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--log-every", type=int, default=100)
@@ -158,6 +158,18 @@ def grad_norm(params):
 
 
 @torch.no_grad()
+def lr_at(tr, lr, steps, done):
+    """The rate of the step taken after `done` steps, as src/core/lrSchedule.ts lrAt: linear warm-up,
+    then constant or cosine decay towards zero at `steps` (this segment's target, as a flowmatch resume)."""
+    warmup = int(tr.get("warmup", 0))
+    if done < warmup:
+        return lr * (done + 1) / warmup
+    if tr.get("lrSchedule", "constant") == "constant":
+        return lr
+    p = min(1.0, (done - warmup) / max(1, steps - warmup))
+    return lr * (1 + math.cos(math.pi * p)) / 2
+
+
 def apply_update(params, m, v, ema, k, lr, tr, norm):
     """flowmatch's Adam step number k (1-based; the bias correction folded into the step size, eps added to
     sqrt(v)) on gradients clipped to global norm clipNorm, then the EMA with warm-up."""
@@ -271,6 +283,8 @@ def main():
     coupling = tr.get("coupling", "independent")
     if coupling not in ("independent", "ot"):
         fail(f"{source}: this run uses --coupling {coupling}, which train.py does not implement (it does independent and ot); continue it in flowmatch")
+    if tr.get("lrSchedule", "constant") not in ("constant", "cosine"):
+        fail(f"{source}: this run uses --lr-schedule {tr['lrSchedule']}, which train.py does not implement (constant, cosine); continue it in flowmatch")
     batch = args.batch_size or tr["batchSize"]
     lr = args.lr if args.lr is not None else tr["lr"]
     if batch % world != 0:
@@ -343,7 +357,7 @@ def main():
         lv, nv = float(global_loss), float(norm)
         if math.isfinite(lv) and math.isfinite(nv):
             # Applied updates so far + 1: Adam's bias correction and the EMA warm-up count these.
-            apply_update(params, m, v, ema, step - len(skipped), lr, tr, nv)
+            apply_update(params, m, v, ema, step - len(skipped), lr_at(tr, lr, args.steps, step - 1), tr, nv)
             losses.append(lv)
             smooth = lv if smooth is None else 0.98 * smooth + 0.02 * lv
         else:

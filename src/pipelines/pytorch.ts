@@ -61,6 +61,9 @@ export interface PackageConfig {
     timeSampler: string;
     emaDecay: number;
     lr: number;
+    /** The rate's schedule ("constant" or "cosine", src/core/lrSchedule.ts) and its warm-up steps; train.py follows it. */
+    lrSchedule: string;
+    warmup: number;
     batchSize: number;
     seed: number;
     adam: { beta1: number; beta2: number; eps: number; weightDecay: number; clipNorm: number };
@@ -179,6 +182,8 @@ export async function exportPytorch(o: ExportPytorchOptions): Promise<{ files: s
       timeSampler: str(train.timeSampler, "uniform"),
       emaDecay: num(train.emaDecay, 0.999),
       lr: num(train.lr, DEFAULT_ADAM.lr),
+      lrSchedule: str(train.lrSchedule, "constant"),
+      warmup: num(train.warmup, 0),
       batchSize: num(train.batchSize, 256),
       seed: num(train.seed, 0),
       adam: {

@@ -25,6 +25,7 @@ import { sampleToy } from "../../src/data/toy2d.js";
 import { runCli, tempDir } from "../helpers/cli.js";
 import { colourFolder } from "../helpers/colour.js";
 import { otCoupleByClass } from "../../src/core/coupling.js";
+import { lrAt } from "../../src/core/lrSchedule.js";
 
 const PYTHON = process.env.FLOWMATCH_PYTHON ?? "/usr/bin/python3";
 const probe = spawnSync(PYTHON, ["-c", "import torch, numpy"], { encoding: "utf8" });
@@ -607,4 +608,39 @@ test("an image run continues in train.py (NCHW data, labels, label dropout) and 
   assert.match(sampled.out, /sampled 4 images with heun NFE 2/);
   const resumed = runCli(["train-image", ...flags, "--steps", "22", "--out", back, "--resume"]);
   assert.equal(resumed.code, 0, resumed.err);
+});
+
+test("train.py follows the run's learning-rate schedule: config.json carries it and lr_at is flowmatch's lrAt", {
+  skip: noTorch,
+}, async () => {
+  const root = tempDir("fm-torch-lr-");
+  const cfg: MlpConfig = { dim: 2, hidden: 8, depth: 1, timeEmbDim: 4 };
+  const ckpt = join(root, "ckpt");
+  const train = { steps: 7, batchSize: 16, lr: 2e-3, lrSchedule: "cosine", warmup: 3, seed: 3, path: "straight" };
+  await writeCheckpoint(ckpt, "2d", cfg, initMlp(cfg, new Rng(5)), {
+    dataset: "moons",
+    path: "straight",
+    train: { ...train, timeSampler: "uniform", emaDecay: 0.99, coupling: "independent", dataset: "moons" },
+  });
+  const pkg = join(root, "pkg");
+  await exportPytorch({ ckpt, out: pkg, dataSize: 10 });
+  const exported = JSON.parse(readFileSync(join(pkg, "config.json"), "utf8")).training;
+  assert.deepEqual([exported.lrSchedule, exported.warmup], ["cosine", 3]);
+  // A continuation to 20 steps: warm-up, then the cosine from the peak towards zero at step 20.
+  const steps = 20;
+  const out = python(
+    `import json, train as T
+tr = json.load(open("config.json"))["training"]
+print(json.dumps([T.lr_at(tr, 2e-3, ${steps}, d) for d in range(${steps})]))`,
+    pkg,
+  );
+  const theirs = JSON.parse(out.trim().split("\n").pop() ?? "[]") as number[];
+  const ours = Array.from({ length: steps }, (_, d) => lrAt({ kind: "cosine", lr: 2e-3, warmup: 3, steps }, d));
+  assert.equal(theirs.length, steps);
+  for (let d = 0; d < steps; d++)
+    assert.ok(Math.abs(theirs[d] - ours[d]) < 1e-12, `step ${d}: train.py ${theirs[d]}, flowmatch ${ours[d]}`);
+  assert.ok(
+    ours[2] === 2e-3 && ours[10] < 2e-3 && ours[1] < ours[2],
+    "the schedule warms up and decays (else the comparison proves little)",
+  );
 });
