@@ -157,7 +157,6 @@ def grad_norm(params):
     return torch.sqrt(sum(torch.sum(p.grad * p.grad) for p in params))
 
 
-@torch.no_grad()
 def lr_at(tr, lr, steps, done):
     """The rate of the step taken after `done` steps, as src/core/lrSchedule.ts lrAt: linear warm-up,
     then constant or cosine decay towards zero at `steps` (this segment's target, as a flowmatch resume)."""
@@ -170,6 +169,7 @@ def lr_at(tr, lr, steps, done):
     return lr * (1 + math.cos(math.pi * p)) / 2
 
 
+@torch.no_grad()
 def apply_update(params, m, v, ema, k, lr, tr, norm):
     """flowmatch's Adam step number k (1-based; the bias correction folded into the step size, eps added to
     sqrt(v)) on gradients clipped to global norm clipNorm, then the EMA with warm-up."""
