@@ -431,8 +431,11 @@ export async function loadImageDataset(spec: string, opts: LoadImageOptions = {}
   return loadPngFolder(spec.slice(7), split, limit, opts);
 }
 
+/** The folder:DIR transforms (--grey, --resize, --center-crop) a run records to load its data the same way again. */
+export type ImageTransforms = Pick<LoadImageOptions, "grey" | "resize" | "centerCrop">;
+
 /** The data transforms a training run recorded (ckpt.json "train"), to load its data the same way again. */
-export function recordedImageTransforms(train: unknown): Pick<LoadImageOptions, "grey" | "resize" | "centerCrop"> {
+export function recordedImageTransforms(train: unknown): ImageTransforms {
   const t = (typeof train === "object" && train !== null ? train : {}) as Record<string, unknown>;
   const size = (v: unknown) => (typeof v === "number" && Number.isInteger(v) && v > 0 ? v : undefined);
   return { grey: t.grey === true, resize: size(t.resize), centerCrop: size(t.centerCrop) };

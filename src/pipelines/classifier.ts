@@ -12,7 +12,7 @@ import { toEngine } from "../core/train.js";
 import { classAccuracy, frechetDistanceOf } from "../core/metrics.js";
 import { classifierApply, classifierFamily, type ClassifierConfig } from "../core/models/classifier.js";
 import { getTimeSampler } from "../core/timeSamplers.js";
-import { loadImageDataset, recordedImageTransforms, type ImageDataset } from "../data/images.js";
+import { loadImageDataset, recordedImageTransforms, type ImageDataset, type ImageTransforms } from "../data/images.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import type { TrainProgress } from "./loop.js";
 import { checkRunFolder, openTrainingRun, type RunResult } from "./run.js";
@@ -27,7 +27,7 @@ export interface ClassifierCheckpointConfig extends CheckpointConfig {
   dataset: string;
   classNames: string[];
   model: ClassifierConfig;
-  train: {
+  train: ImageTransforms & {
     dataset: string;
     steps: number;
     batchSize: number;
@@ -37,15 +37,12 @@ export interface ClassifierCheckpointConfig extends CheckpointConfig {
     horizontalFlip?: boolean;
     /** Trained to tell each image's rotation (0, 90, 180, 270 degrees), not its class (absent: classes). */
     rotations?: boolean;
-    /** folder:DIR transforms, as train-image records them (absent: none). */
-    grey?: boolean;
-    resize?: number;
-    centerCrop?: number;
   };
 }
 export type LoadedClassifier = LoadedModel<ClassifierCheckpointConfig, ClassifierConfig>;
 
-export interface ClassifierTrainOptions {
+/** Options of train-classifier; the folder:DIR transforms as train-image's --grey, --resize, --center-crop. */
+export interface ClassifierTrainOptions extends ImageTransforms {
   dataset: string;
   steps: number;
   batchSize: number;
@@ -58,10 +55,6 @@ export interface ClassifierTrainOptions {
    * of its class: features for eval-image on data with one class, where there is nothing to tell apart.
    */
   rotations?: boolean;
-  /** folder:DIR transforms (as train-image's --grey, --resize, --center-crop). */
-  grey?: boolean;
-  resize?: number;
-  centerCrop?: number;
   model: Omit<ClassifierConfig, "numClasses" | "inChannels" | "height" | "width">;
   out: string;
   checkpointEvery: number;

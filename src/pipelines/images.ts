@@ -10,7 +10,7 @@ import { getScheduler, pathCoefficients, type PathName } from "../core/paths.js"
 import { getTimeSampler, type TimeSamplerName } from "../core/timeSamplers.js";
 import { checkLrSchedule, type LrScheduleName } from "../core/lrSchedule.js";
 import { recordedUnetOptions, unetFamily, unetOptions, type UnetConfig } from "../core/models/unet.js";
-import { loadImageDataset, recordedImageTransforms, type ImageDataset } from "../data/images.js";
+import { loadImageDataset, recordedImageTransforms, type ImageDataset, type ImageTransforms } from "../data/images.js";
 import type { CheckpointConfig, Setting } from "../io/checkpoint.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { linePlot } from "../viz/index.js";
@@ -21,7 +21,7 @@ import { checkImageSampleMemory } from "./imageSampling.js";
 import { assertTrainingFits, DEFAULT_TRAIN_BACKEND, type TrainBackend } from "./trainers.js";
 
 /** The settings of an image training run, as its checkpoint records them (ckpt.json "train"). */
-export interface ImageTrainConfig {
+export interface ImageTrainConfig extends ImageTransforms {
   dataset: string;
   steps: number;
   batchSize: number;
@@ -39,10 +39,6 @@ export interface ImageTrainConfig {
   labelDropout: number;
   /** Use only the first N training images (0 = all). */
   limit: number;
-  /** folder:DIR transforms (absent in older checkpoints: none). */
-  grey?: boolean;
-  resize?: number;
-  centerCrop?: number;
   /** Mirror each training image left-right with probability 1/2 (seeded per step). */
   horizontalFlip?: boolean;
   /** Noise-image pairing in a batch: "ot" pairs by exact OT within each label (default independent). */
