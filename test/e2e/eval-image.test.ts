@@ -4,7 +4,7 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runCli, snapshotTree, tempDir } from "../helpers/cli.js";
+import { runCli, snapshotTree, tempDir, trainTinyImage } from "../helpers/cli.js";
 import { classAccuracy, frechetDistance, frechetDistanceOf, symmetricEigenvalues } from "../../src/core/metrics.js";
 import { Rng } from "../../src/core/rng.js";
 import { colourFolder } from "../helpers/colour.js";
@@ -122,32 +122,7 @@ test("train-classifier then eval-image on a tiny colour dataset: accuracy, Fréc
   const cfg = JSON.parse(readFileSync(join(clf, "ckpt.json"), "utf8"));
   assert.deepEqual([cfg.kind, cfg.model.inChannels, cfg.model.numClasses], ["classifier", 3, 2]);
   const model = join(root, "unet");
-  const u = runCli([
-    "train-image",
-    "--dataset",
-    `folder:${data}`,
-    "--channels",
-    "4,8",
-    "--groups",
-    "4",
-    "--time-emb-dim",
-    "4",
-    "--batch-size",
-    "4",
-    "--steps",
-    "2",
-    "--per-class",
-    "1",
-    "--nfe",
-    "1",
-    "--solver",
-    "euler",
-    "--backend",
-    "jax",
-    "--out",
-    model,
-  ]);
-  assert.equal(u.code, 0, u.err);
+  trainTinyImage(model, `folder:${data}`, 2);
   const modelFiles = snapshotTree(model);
   const e = runCli([
     "eval-image",
@@ -277,29 +252,7 @@ test("train-classifier --resize records the transform; eval-image scores a --res
   assert.equal(resumed.code, 1);
   assert.match(resumed.err, /--resize/);
   const model = join(root, "unet");
-  const u = runCli([
-    "train-image",
-    ...common,
-    "--channels",
-    "4,8",
-    "--time-emb-dim",
-    "4",
-    "--batch-size",
-    "4",
-    "--steps",
-    "1",
-    "--resize",
-    "8",
-    "--per-class",
-    "1",
-    "--nfe",
-    "1",
-    "--solver",
-    "euler",
-    "--out",
-    model,
-  ]);
-  assert.equal(u.code, 0, u.err);
+  trainTinyImage(model, `folder:${data}`, 1, ["--resize", "8"]);
   const e = runCli([
     "eval-image",
     "--ckpt",
@@ -334,27 +287,7 @@ test("one class: train-classifier asks for --rotations; with it, eval-image repo
   const cfg = JSON.parse(readFileSync(join(clf, "ckpt.json"), "utf8"));
   assert.deepEqual([cfg.train.rotations, cfg.model.numClasses, cfg.classNames], [true, 4, ["0°", "90°", "180°", "270°"]]);
   const model = join(root, "unet");
-  const u = runCli([
-    "train-image",
-    ...common,
-    "--channels",
-    "4,8",
-    "--time-emb-dim",
-    "4",
-    "--batch-size",
-    "4",
-    "--steps",
-    "1",
-    "--per-class",
-    "1",
-    "--nfe",
-    "1",
-    "--solver",
-    "euler",
-    "--out",
-    model,
-  ]);
-  assert.equal(u.code, 0, u.err);
+  trainTinyImage(model, `folder:${data}`, 1);
   const e = runCli([
     "eval-image",
     "--ckpt",

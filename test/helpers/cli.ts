@@ -76,6 +76,41 @@ export function trainTiny2d(out: string, steps: number, opts: { dataset?: string
   return r;
 }
 
+/**
+ * train-image of a tiny UNet (widths 4,8, 4 groups, time embedding 4, batches of 4, jax backend) with
+ * one Euler sample per class at the end, `extra` flags added; asserts it succeeded.
+ */
+export function trainTinyImage(out: string, dataset: string, steps: number, extra: string[] = []): CliResult {
+  const r = runCli([
+    "train-image",
+    "--dataset",
+    dataset,
+    "--channels",
+    "4,8",
+    "--groups",
+    "4",
+    "--time-emb-dim",
+    "4",
+    "--batch-size",
+    "4",
+    "--steps",
+    String(steps),
+    "--per-class",
+    "1",
+    "--nfe",
+    "1",
+    "--solver",
+    "euler",
+    "--backend",
+    "jax",
+    ...extra,
+    "--out",
+    out,
+  ]);
+  assert.equal(r.code, 0, r.err);
+  return r;
+}
+
 /** How an interrupted process ended: exit code or signal, ms from the SIGINT to the exit, and its output. */
 export interface InterruptResult {
   code: number | null;
