@@ -12,19 +12,29 @@ export function viridis(u: number): RGBA {
   return mixColor(VIRIDIS[i], VIRIDIS[i + 1], x - i);
 }
 
-/** The finite values' [min, max] over all the arrays; [lo, lo + 1] when they are all equal, [0, 1] when none is finite. */
-export function valueRange(...arrays: (Float32Array | Float64Array)[]): [number, number] {
-  let lo = Infinity,
-    hi = -Infinity;
-  for (const values of arrays) for (const v of values) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
-  if (lo === Infinity) return [0, 1];
+/**
+ * The colour scale for values drawn with one shared scale: [min, max] of the finite values over all the
+ * arrays, or with `upperQuantile` q < 1, [min, the q-quantile]: one spike (a density's single grid point
+ * far above the rest) then saturates at the top colour instead of darkening everything else.
+ * [lo, lo + 1] when the scale would be empty, [0, 1] when no value is finite.
+ */
+export function valueRange(arrays: readonly (Float32Array | Float64Array)[], opts: { upperQuantile?: number } = {}): [number, number] {
+  const q = opts.upperQuantile ?? 1;
+  if (!(q > 0 && q <= 1)) throw new RangeError(`valueRange: upperQuantile must be in (0, 1], got ${q}`);
+  const finite: number[] = [];
+  for (const values of arrays) for (const v of values) if (Number.isFinite(v)) finite.push(v);
+  if (finite.length === 0) return [0, 1];
+  finite.sort((a, b) => a - b);
+  const lo = finite[0];
+  const hi = finite[Math.min(finite.length - 1, Math.ceil(q * finite.length) - 1)];
   return hi > lo ? [lo, hi] : [lo, lo + 1];
 }
 
 /**
  * Heat-map of gridN x gridN values laid out as vectorFieldGrid (row-major from the top-left), e.g. a
  * log-density. `range` fixes the colour scale (viridis from range[0] to range[1]), so heat-maps drawn
- * side by side with one `valueRange` of all their values can be compared; default: this map's own range.
+ * side by side with one `valueRange` of all their values can be compared (values beyond it take the end
+ * colours); default: this map's own [min, max].
  */
 export function heatmap(
   values: Float32Array | Float64Array,
@@ -36,7 +46,7 @@ export function heatmap(
   const size = opts.size ?? 320;
   const bounds = opts.bounds ?? [0, 1, 0, 1];
   const r = new Raster(LEFT + size + RIGHT, TITLE_BAND + size + (opts.bounds ? BOTTOM : 12), WHITE);
-  const [lo, hi] = opts.range ?? valueRange(values);
+  const [lo, hi] = opts.range ?? valueRange([values]);
   const axes = new Axes(LEFT, TITLE_BAND, size, size, bounds);
   const plot = new Raster(size, size, WHITE);
   for (let y = 0; y < size; y++) {

@@ -4,9 +4,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { histogram2d, densityPlot, stacked, sideBySide, Raster, WHITE, viridis, valueRange } from "../../../src/viz/index.js";
+import { histogram2d, densityPlot, stacked, sideBySide, Raster, WHITE, heatmap, viridis, valueRange } from "../../../src/viz/index.js";
 import { decodePng, pngDimensions } from "../../../src/data/png.js";
-import { LEFT, RIGHT } from "../../../src/viz/axes.js";
+import { LEFT, RIGHT, TITLE_BAND } from "../../../src/viz/axes.js";
 import { loadModel } from "../../../src/pipelines/model.js";
 import { renderDensity2d } from "../../../src/pipelines/loglik.js";
 import { runCli, tempDir } from "../../helpers/cli.js";
@@ -49,21 +49,24 @@ test("density.png: Hutchinson's panel approaches the exact one as probes grow", 
     assert.ok(many.meanAbsDiff < one.meanAbsDiff / 3, `64 probes (${many.meanAbsDiff}) should be much closer than 1 (${one.meanAbsDiff})`);
     const size = pngDimensions(readFileSync(one.file));
     assert.ok(size && size.width > 2.5 * size.height, `exact, Hutchinson and samples side by side: ${size?.width}x${size?.height}`);
-    // One colour scale for both maps: the top colour marks the largest density of the two, so only the
-    // map holding it reaches that colour (with a scale each, both maps reach it).
+    // The colour scale is topped at the exact map's 99th percentile: the top colour covers the 2 of its
+    // 144 cells at or above it, and the map is not left dark by a few high cells.
     const png = decodePng(readFileSync(many.file));
     const panel = LEFT + 320 + RIGHT + 8;
-    const top = viridis(1);
-    const topPixels = [0, 1].map((k) => {
+    const colourShare = (k: number, u: (c: [number, number, number, number]) => boolean) => {
       let n = 0;
-      for (let y = 0; y < png.height; y++)
-        for (let x = k * panel; x < (k + 1) * panel; x++) {
+      for (let y = TITLE_BAND; y < TITLE_BAND + 320; y++)
+        for (let x = k * panel + LEFT; x < k * panel + LEFT + 320; x++) {
           const i = 4 * (y * png.width + x);
-          if (png.data[i] === top[0] && png.data[i + 1] === top[1] && png.data[i + 2] === top[2]) n++;
+          if (u([png.data[i], png.data[i + 1], png.data[i + 2], 255])) n++;
         }
-      return n;
-    });
-    assert.ok(Math.max(...topPixels) > 0 && Math.min(...topPixels) === 0, `top-colour pixels per map: ${topPixels}`);
+      return n / (320 * 320);
+    };
+    const isColour = (c: readonly number[]) => (p: readonly number[]) => p[0] === c[0] && p[1] === c[1] && p[2] === c[2];
+    const topShare = colourShare(0, isColour(viridis(1)));
+    assert.ok(topShare > 0.5 / 144 && topShare < 3 / 144, `share of the exact map at the top colour: ${topShare}`);
+    const darkShare = colourShare(0, (p) => p[2] < 100 && p[1] < 80);
+    assert.ok(darkShare < 0.9, `share of the exact map in the darkest colours: ${darkShare}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -83,8 +86,32 @@ test("sample2d writes evolution.png: ten panels of the samples from noise to dat
   }
 });
 
-test("valueRange: min and max of the finite values over all arrays; one value or none still gives a usable scale", () => {
-  assert.deepEqual(valueRange(Float64Array.of(1, Number.NaN, 3), Float32Array.of(-2, Number.POSITIVE_INFINITY)), [-2, 3]);
-  assert.deepEqual(valueRange(Float64Array.of(5, 5)), [5, 6]);
-  assert.deepEqual(valueRange(Float64Array.of(Number.NaN)), [0, 1]);
+test("valueRange: min and max of the finite values over all arrays, or min and a quantile; degenerate input still gives a usable scale", () => {
+  assert.deepEqual(valueRange([Float64Array.of(1, Number.NaN, 3), Float32Array.of(-2, Number.POSITIVE_INFINITY)]), [-2, 3]);
+  assert.deepEqual(valueRange([Float64Array.of(5, 5)]), [5, 6]);
+  assert.deepEqual(valueRange([Float64Array.of(Number.NaN)]), [0, 1]);
+  // 1..100 and one spike: the 99th percentile of the 101 values is 100, not the spike.
+  const spiky = Float64Array.from({ length: 101 }, (_, i) => (i === 50 ? 1e4 : i < 50 ? i + 1 : i));
+  assert.deepEqual(valueRange([spiky]), [1, 1e4]);
+  assert.deepEqual(valueRange([spiky], { upperQuantile: 0.99 }), [1, 100]);
+  assert.deepEqual(valueRange([spiky.subarray(0, 50), spiky.subarray(50)], { upperQuantile: 0.5 }), [1, 51]);
+  assert.throws(() => valueRange([spiky], { upperQuantile: 0 }), /upperQuantile must be in \(0, 1\]/);
+});
+
+test("heatmap with a quantile-topped scale: one spike saturates instead of darkening the map", () => {
+  const values = Float64Array.from({ length: 100 }, (_, i) => i / 100);
+  values[37] = 1e3;
+  const bottom = viridis(0);
+  const bottomShare = (range?: [number, number]) => {
+    const r = heatmap(values, 10, { size: 100, range });
+    let n = 0;
+    for (let y = TITLE_BAND; y < TITLE_BAND + 100; y++)
+      for (let x = LEFT; x < LEFT + 100; x++) {
+        const p = r.getPixel(x, y);
+        if (p[0] === bottom[0] && p[1] === bottom[1] && p[2] === bottom[2]) n++;
+      }
+    return n / 100 ** 2;
+  };
+  assert.ok(bottomShare() > 0.9, "on a [min, max] scale the spike leaves nearly every cell at the bottom colour");
+  assert.ok(bottomShare(valueRange([values], { upperQuantile: 0.98 })) <= 0.02, "topped at a quantile, only the smallest cell is");
 });
