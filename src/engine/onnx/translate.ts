@@ -53,9 +53,9 @@ export interface TranslateOptions {
    */
   convAsMatMul?: boolean;
   /**
-   * Graph optimisations of the emitted graph (default true): nearest upsampling as Resize,
-   * Reshape chains folded, the stable sigmoid chain (and its gradient) as Sigmoid, repeated
-   * nodes computed once, dead nodes dropped. Off gives the plain translation (tests compare them).
+   * Graph optimisations of the emitted graph (default true): nearest upsampling as Resize (its
+   * gradient, a block sum, as AveragePool), Reshape chains folded, the stable sigmoid chain (and
+   * its gradient) as Sigmoid, repeated nodes computed once, dead nodes dropped. Off gives the plain translation (tests compare them).
    */
   optimize?: boolean;
   /**
@@ -508,6 +508,23 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     return op1("Resize", [x, "", sc], { mode: "nearest", nearest_mode: "floor", coordinate_transformation_mode: "asymmetric" });
   }
 
+  /**
+   * A sum over axes 3 and 5 of [N, C, H, kh, W, kw] (nearest upsampling's gradient) as one
+   * AveragePool (kernel = stride = [kh, kw]) times kh * kw on [N, C, H * kh, W * kw]: a strided
+   * ReduceSum over two inner axes is several times slower. Only for power-of-two windows, where the
+   * divide and multiply are exact.
+   */
+  function sumPool2d(name: string, c: number[], axes: number[]): string | null {
+    const ax = [...axes].sort((p, q) => p - q);
+    if (c.length !== 6 || ax.length !== 2 || ax[0] !== 3 || ax[1] !== 5) return null;
+    const [n, ch, h, kh, w, kw] = c;
+    const k = kh * kw;
+    if (k < 2 || (k & (k - 1)) !== 0) return null;
+    const x = reshape(name, c, [n, ch, h * kh, w * kw]);
+    const avg = op1("AveragePool", [x], { kernel_shape: [kh, kw], strides: [kh, kw] });
+    return op1("Mul", [avg, scalar(k, "float32", 0)]);
+  }
+
   function lowerReduce(e: EqnLike) {
     const a = read(e.inputs[0]);
     const fullShape = e.inputs[0].aval.shape;
@@ -521,7 +538,9 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     const realAxes = axes.filter((ax) => a.c[ax] !== 1);
     const c = a.c.filter((_, i) => !axes.includes(i));
     let o = a.name;
-    if (realAxes.length) {
+    const pool = optimize && opName === "Add" && dt === "float32" ? sumPool2d(a.name, a.c, realAxes) : null;
+    if (pool) o = pool;
+    else if (realAxes.length) {
       // ONNX reductions take no bool: any/all run on int32.
       const isBool = dt === "bool";
       if (isBool) o = op1("Cast", [o], { to: ONNX_TYPE.INT32 });

@@ -58,6 +58,26 @@ test("optimize: nearest upsampling (and its gradient) becomes Resize, not Expand
   assertClose(a, await Promise.all(want.map(async (w) => (await w.data()) as Float32Array)), 1e-5, "onnx vs jax");
 });
 
+test("optimize: the gradient of nearest upsampling (a 2x2 block sum) is one AveragePool times 4, with the same numbers", async () => {
+  await initEngine();
+  const w = randn([2, 3, 8, 10]);
+  const x = randn([2, 3, 4, 5]);
+  const fn = (ww: Array, xx: Array) => grad((y: Array) => np.sum(np.square(upsample2x(y, "nchw").mul(ww))))(xx);
+  const opt = await traceToOnnx(fn as never, [w, x]);
+  const plain = await traceToOnnx(fn as never, [w, x], { optimize: false });
+  assert.equal(countOps(opt, "AveragePool"), 1, "one AveragePool for the upsample's gradient");
+  assert.equal(countOps(plain, "AveragePool"), 0);
+  assert.ok(countOps(plain, "ReduceSum") > countOps(opt, "ReduceSum"), "the block sum's ReduceSum is gone");
+  const feeds: Record<string, ort.Tensor> = {};
+  const leaves = [w, x];
+  for (let i = 0; i < leaves.length; i++)
+    feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
+  const a = await runGraph(opt, feeds);
+  assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
+  const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array)(w, x);
+  assertClose(a, [(await want.data()) as Float32Array], 1e-5, "onnx vs jax");
+});
+
 test("optimize: the MLP training step's weight-gradient transposes feed MatMul directly, Sub for add-of-neg, no output copies; state after a step unchanged", async () => {
   await initEngine();
   const cfg: MlpConfig = { dim: 2, hidden: 16, depth: 2, timeEmbDim: 8 };
