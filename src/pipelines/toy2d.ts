@@ -47,9 +47,9 @@ export interface Toy2dTrainConfig {
  * (README, "How the defaults were chosen"); the model is core/models/mlp.ts's DEFAULT_MLP.
  */
 export const TRAIN2D_DEFAULTS = {
-  steps: 36000,
+  steps: 28000,
   batchSize: 512,
-  lr: 3e-3,
+  lr: 4e-3,
   lrSchedule: "cosine" as LrScheduleName,
   warmup: 1000,
   timeSampler: "late" as TimeSamplerName,

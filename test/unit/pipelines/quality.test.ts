@@ -58,7 +58,7 @@ test("checkerboard with the defaults is within 2x of the noise floor, and sharpe
     `full (${TRAIN2D_DEFAULTS.steps} steps): sliced-W2 ${q.sw2.toFixed(4)}, noise floor ${q.sw2Floor.toFixed(4)} (${(q.sw2 / q.sw2Floor).toFixed(2)}x), outside ${(100 * outside).toFixed(1)}%`,
   );
   assert.ok(q.sw2 < 2 * q.sw2Floor, `sliced-W2 ${q.sw2} vs floor ${q.sw2Floor}`);
-  // Measured 2.2% at n = 4,000 (README, "How the defaults were chosen"); the 60,000-step batch-256
+  // Measured 2.7% at n = 4,000 (README, "How the defaults were chosen"); the 60,000-step batch-256
   // defaults before them gave 3.8%, those before Fourier features 6.3%, the old ones 11.5%.
   assert.ok(outside < 0.05, `outside ${outside}`);
 });
