@@ -103,7 +103,9 @@ def sample_times(name, n, rng):
         return 1 / (1 + np.exp(-rng.standard_normal(n)))
     if name == "u-shaped":
         return rng.beta(0.5, 0.5, n)
-    fail(f"unknown time sampler {name!r} in config.json; expected uniform, logit-normal or u-shaped")
+    if name == "late":
+        return np.sqrt(rng.random(n))
+    fail(f"unknown time sampler {name!r} in config.json; expected uniform, logit-normal, u-shaped or late")
 
 
 def ot_couple(x0, x1):

@@ -1,13 +1,14 @@
 // Distributions over training times t in [0, 1]. Uniform is the CFM default; logit-normal
 // (Esser et al. 2024, SD3) and U-shaped Beta(a, a), a < 1 (Lee et al. 2024, "Improving the training
-// of rectified flows") put more weight on the hard middle or the ends of the path respectively.
+// of rectified flows") put more weight on the hard middle or the ends of the path respectively;
+// late (density 2t) on the data end, where the field draws the data's sharp edges (the 2-D default).
 import { UserError } from "./errors.js";
 import type { Rng } from "./rng.js";
 
 /** The time distributions getTimeSampler knows. */
-export type TimeSamplerName = "uniform" | "logit-normal" | "u-shaped";
+export type TimeSamplerName = "uniform" | "logit-normal" | "u-shaped" | "late";
 /** Every TimeSamplerName, in the order the CLI lists them. */
-export const TIME_SAMPLERS: readonly TimeSamplerName[] = ["uniform", "logit-normal", "u-shaped"];
+export const TIME_SAMPLERS: readonly TimeSamplerName[] = ["uniform", "logit-normal", "u-shaped", "late"];
 
 /** Parameters of the time distributions (defaults: mean 0, std 1, a 0.5). */
 export interface TimeSamplerOptions {
@@ -26,6 +27,13 @@ export function getTimeSampler(name: string, opts: TimeSamplerOptions = {}): Tim
   switch (name) {
     case "uniform":
       return (n, rng) => rng.uniforms(n);
+    case "late":
+      // t = sqrt(u) has density 2t: none at the noise end, twice the uniform's at the data end.
+      return (n, rng) => {
+        const t = rng.uniforms(n);
+        for (let i = 0; i < n; i++) t[i] = Math.sqrt(t[i]);
+        return t;
+      };
     case "logit-normal": {
       const mean = opts.mean ?? 0;
       const std = opts.std ?? 1;

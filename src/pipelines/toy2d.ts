@@ -47,12 +47,12 @@ export interface Toy2dTrainConfig {
  * (README, "How the defaults were chosen"); the model is core/models/mlp.ts's DEFAULT_MLP.
  */
 export const TRAIN2D_DEFAULTS = {
-  steps: 60000,
-  batchSize: 256,
-  lr: 2e-3,
+  steps: 28000,
+  batchSize: 512,
+  lr: 4e-3,
   lrSchedule: "cosine" as LrScheduleName,
   warmup: 1000,
-  timeSampler: "uniform" as TimeSamplerName,
+  timeSampler: "late" as TimeSamplerName,
   emaDecay: 0.999,
 };
 

@@ -72,6 +72,13 @@ test("time samplers have the moments of their distributions", () => {
   assert.ok(Math.abs(sorted[n >> 1] - 0.5) < 0.01, "logit-normal median is sigmoid(0)");
   const l = stats(ln);
   assert.ok(l.min > 0 && l.max < 1 && l.variance < 1 / 12, "logit-normal concentrates in the middle");
+  const lt = getTimeSampler("late")(n, rng);
+  const late = stats(lt);
+  // Density 2t on [0, 1]: mean 2/3, variance 1/2 - 4/9 = 1/18, and P(t < 1/2) = 1/4.
+  assert.ok(Math.abs(late.mean - 2 / 3) < 0.01 && Math.abs(late.variance - 1 / 18) < 0.003, JSON.stringify(late));
+  assert.ok(late.min >= 0 && late.max < 1);
+  const below = lt.filter((t) => t < 0.5).length / n;
+  assert.ok(Math.abs(below - 0.25) < 0.01, `P(t < 1/2) = ${below}`);
 });
 
 test("unknown path or time sampler names list the valid choices", () => {
@@ -81,7 +88,7 @@ test("unknown path or time sampler names list the valid choices", () => {
   );
   assert.throws(
     () => getTimeSampler("gauss"),
-    (e: unknown) => e instanceof UserError && /uniform, logit-normal, u-shaped/.test(e.message),
+    (e: unknown) => e instanceof UserError && /uniform, logit-normal, u-shaped, late/.test(e.message),
   );
   assert.throws(() => getTimeSampler("u-shaped", { a: 2 }), UserError);
 });

@@ -50,7 +50,7 @@ test("checkerboard smoke: a short default-model run gets within 3x of the noise 
 });
 
 test("checkerboard with the defaults is within 2x of the noise floor, and sharper than the old defaults' 11% outside", {
-  skip: FULL ? false : "set FLOWMATCH_FULL_TESTS=1 to run the full default training (~4 min on a quiet machine)",
+  skip: FULL ? false : "set FLOWMATCH_FULL_TESTS=1 to run the full default training (~3 min on a quiet machine)",
 }, async () => {
   const q = await trainAndMeasure(TRAIN2D_DEFAULTS.steps);
   const outside = q.density?.outside ?? NaN;
@@ -58,7 +58,7 @@ test("checkerboard with the defaults is within 2x of the noise floor, and sharpe
     `full (${TRAIN2D_DEFAULTS.steps} steps): sliced-W2 ${q.sw2.toFixed(4)}, noise floor ${q.sw2Floor.toFixed(4)} (${(q.sw2 / q.sw2Floor).toFixed(2)}x), outside ${(100 * outside).toFixed(1)}%`,
   );
   assert.ok(q.sw2 < 2 * q.sw2Floor, `sliced-W2 ${q.sw2} vs floor ${q.sw2Floor}`);
-  // Measured 3.8% at n = 4,000 (README, "How the defaults were chosen"); the defaults before Fourier
-  // features gave 6.3%, the old ones 11.5%.
+  // Measured 2.7% at n = 4,000 (README, "How the defaults were chosen"); the 60,000-step batch-256
+  // defaults before them gave 3.8%, those before Fourier features 6.3%, the old ones 11.5%.
   assert.ok(outside < 0.05, `outside ${outside}`);
 });
