@@ -94,10 +94,10 @@ test("Ctrl-C during 2-D reflow: in the teacher pairs it stops at once; in traini
     const teacher = join(dir, "teacher");
     trainTiny2d(teacher, 20);
 
-    // Pairs: 10 batches of 4096 at 400 evaluations each; interrupted after the first batch.
+    // Pairs: 10 batches of 4096 at 100 evaluations each; interrupted after the first batch.
     const early = join(dir, "early");
     const p = await interrupt(
-      ["reflow", "--teacher", teacher, "--out", early, "--pairs", "40960", "--pair-nfe", "400", "--steps", "10"],
+      ["reflow", "--teacher", teacher, "--out", early, "--pairs", "40960", "--pair-nfe", "100", "--steps", "10"],
       /pairs\s+4096\//,
     );
     assert.equal(p.code, 130, p.err);
