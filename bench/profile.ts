@@ -3,10 +3,10 @@
 // own optimisation (what it fused). A development tool; npm run bench is the benchmark.
 //
 // --ab compares the translator's optimisations on and off (TranslateOptions.optimize), --ab-threads
-// 1 vs 2 threads, --ab-nchwc NCHWc convs vs plain Conv: the two sessions run alternate steps, so
+// 1 vs 2 threads, --ab-nchwc NCHWc convs vs plain Conv, --ab-mempattern onnxruntime's memory pattern on vs off: the two sessions run alternate steps, so
 // machine load hits both alike; it prints wall and CPU time per step (CPU time moves less with load).
 //
-// Usage: node --import tsx bench/profile.ts <workload id> [--threads N] [--steps N] [--save DIR] [--ab | --ab-threads | --ab-nchwc]
+// Usage: node --import tsx bench/profile.ts <workload id> [--threads N] [--steps N] [--save DIR] [--ab | --ab-threads | --ab-nchwc | --ab-mempattern]
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -32,6 +32,7 @@ const { values, positionals } = parseArgs({
     ab: { type: "boolean" },
     "ab-threads": { type: "boolean" },
     "ab-nchwc": { type: "boolean" },
+    "ab-mempattern": { type: "boolean" },
     save: { type: "string" },
   },
 });
@@ -83,7 +84,7 @@ const fmt = (c: Record<string, number>) =>
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
 
-if (values.ab || values["ab-threads"] || values["ab-nchwc"]) {
+if (values.ab || values["ab-threads"] || values["ab-nchwc"] || values["ab-mempattern"]) {
   const plain = values.ab
     ? await traceTrainStep(stepOpts, shapes, w.batch, { optimize: false })
     : values["ab-nchwc"]
@@ -99,11 +100,18 @@ if (values.ab || values["ab-threads"] || values["ab-nchwc"]) {
           { label: "nchwc", bytes: traced.bytes, threads },
           { label: "plain Conv", bytes: plain.bytes, threads },
         ]
-      : [
-          { label: "1 thread", bytes: traced.bytes, threads: 1 },
-          { label: "2 threads", bytes: traced.bytes, threads: 2 },
-        ];
-  const sessions = await Promise.all(variants.map((v) => createOrtSession(v.bytes, { threads: v.threads, memPattern: isMlp(w) })));
+      : values["ab-mempattern"]
+        ? [
+            { label: "memory pattern", bytes: traced.bytes, threads, memPattern: true },
+            { label: "no memory pattern", bytes: traced.bytes, threads, memPattern: false },
+          ]
+        : [
+            { label: "1 thread", bytes: traced.bytes, threads: 1 },
+            { label: "2 threads", bytes: traced.bytes, threads: 2 },
+          ];
+  const sessions = await Promise.all(
+    variants.map((v) => createOrtSession(v.bytes, { threads: v.threads, memPattern: "memPattern" in v ? v.memPattern : isMlp(w) })),
+  );
   const feeds = makeFeeds(sessions[0].inputNames);
   const times: number[][] = variants.map(() => []);
   const cpu: number[][] = variants.map(() => []);
