@@ -179,7 +179,11 @@ export function groupNorm(params: Params, prefix: string, x: Array, groups: numb
   const g = nchw ? x.ref.reshape([b, groups, cg, x.shape[2], x.shape[3]]) : x.ref.reshape([x.shape[0], b, x.shape[2], groups, cg]);
   const axes = nchw ? [2, 3, 4] : [0, 2, 4];
   const mean = np.mean(g.ref, axes); // [B, G]
-  const meanSquare = np.mean(np.square(g), axes);
+  // E[x sg(x)] has the value E[x^2] but half its gradient; m + (m - sg(m)) doubles the gradient on
+  // the small [B, G] tensor, so the backward pass makes one product x k where d(x x) makes two and
+  // adds them: onnxruntime UNet 16,32,32 step 2% faster (steps alternating with np.square).
+  const ms = np.mean(g.ref.mul(lax.stopGradient(g)), axes);
+  const meanSquare = ms.ref.add(ms.ref).sub(lax.stopGradient(ms));
   const variance = np.maximum(meanSquare.sub(np.square(mean.ref)), 0);
   const rstd = np.reciprocal(np.sqrt(variance.add(eps)));
   const scale = rstd.reshape([b, groups, 1]).mul(params[`${prefix}.weight`].ref.reshape([1, groups, cg]));

@@ -414,7 +414,11 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
       } else if (optimize && e.inputs[0].aval.dtype === "float32" && nearestUpsample(a, inShape, shape)) {
         set(0, nearestUpsample(a, inShape, shape) as string, shape.slice());
       } else {
-        set(0, reshape(readFull(e.inputs[0]), inShape, shape), shape.slice());
+        const part = optimize ? compactReshape(a.c, inShape, shape) : null;
+        if (part) {
+          const src = eqShape(part.expand, a.c) ? a.name : op1("Expand", [a.name, i64(part.expand)]);
+          set(0, reshape(src, part.expand, part.out), part.out);
+        } else set(0, reshape(readFull(e.inputs[0]), inShape, shape), shape.slice());
       }
     } else if (p === "reduce") {
       lowerReduce(e);
@@ -962,6 +966,46 @@ interface SigmoidChain {
   exp: AtomLike;
   /** s (s - 1), emitted once when a gradient needs it. */
   slope?: string;
+}
+
+/**
+ * A reshape of a compact (broadcast) value that keeps what it can compact: the real axes of `from`
+ * and `to` fall into groups of equal size (axes merged or split together); a group whose input axes
+ * are all broadcast stays broadcast, and only the broadcast axes of mixed groups are expanded. E.g. a
+ * per-(sample, group) value [B, G, 1, 1, 1] reshaped from [B, G, C/G, H, W] to [B, C, H, W] expands
+ * to [B, G, C/G, 1, 1] and becomes [B, C, 1, 1], instead of a full [B, C, H, W] tensor.
+ * Null when nothing would stay compact.
+ */
+function compactReshape(c: number[], from: number[], to: number[]): { expand: number[]; out: number[] } | null {
+  const fi = range(from.length).filter((i) => from[i] !== 1);
+  const ti = range(to.length).filter((j) => to[j] !== 1);
+  const expand = c.slice();
+  const out = to.map(() => 1);
+  let kept = false;
+  let i = 0;
+  let j = 0;
+  while (i < fi.length && j < ti.length) {
+    // One group: the shortest runs of input and output axes with equal products.
+    const gi = [fi[i++]];
+    const gj = [ti[j++]];
+    let pi = from[gi[0]];
+    let pj = to[gj[0]];
+    while (pi !== pj) {
+      if (pi < pj && i < fi.length) {
+        gi.push(fi[i++]);
+        pi *= from[gi[gi.length - 1]];
+      } else if (pj < pi && j < ti.length) {
+        gj.push(ti[j++]);
+        pj *= to[gj[gj.length - 1]];
+      } else return null;
+    }
+    if (gi.every((k) => c[k] === 1)) kept = true;
+    else {
+      for (const k of gi) expand[k] = from[k];
+      for (const k of gj) out[k] = to[k];
+    }
+  }
+  return kept && i === fi.length && j === ti.length ? { expand, out } : null;
 }
 
 /** The non-literal operand of a binary eqn whose other operand is the literal `value`. */

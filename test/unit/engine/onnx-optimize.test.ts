@@ -6,7 +6,7 @@ import { initEngine, grad, jit, np, tree, type Array } from "../../../src/engine
 import { upsample2x, conv2d, silu } from "../../../src/core/models/layers.js";
 import { initMlp, mlpModel, type MlpConfig } from "../../../src/core/models/mlp.js";
 import { traceToOnnx, type TracedOnnx } from "../../../src/engine/onnx/trace.js";
-import { decodeOnnxNodes } from "../../../src/engine/onnx/proto.js";
+import { decodeOnnxModel, decodeOnnxNodes } from "../../../src/engine/onnx/proto.js";
 import { createOrtSession, ort } from "../../../src/engine/onnx/session.js";
 import { traceTrainStep } from "../../../src/pipelines/trainers.js";
 import { DEFAULT_ADAM } from "../../../src/core/optim.js";
@@ -169,4 +169,32 @@ test("optimize: a computation repeated in the trace (also with commuted operands
   assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
   const want = (jit(fn as never) as unknown as (...x: unknown[]) => Array[])(...args);
   assertClose(a, await Promise.all(want.map(async (v) => (await v.data()) as Float32Array)), 1e-6, "onnx vs jax");
+});
+
+test("optimize: a reshape of a broadcast value expands only the axes it merges (GroupNorm's per-group terms), with the same numbers", async () => {
+  await initEngine();
+  const [B, G, cg, H, W] = [2, 3, 4, 5, 6];
+  const x = randn([B, G * cg, H, W]);
+  const s = randn([B, G]);
+  // A per-(sample, group) value broadcast over [B, G, cg, H, W], then viewed as [B, C, H, W].
+  const fn = (xx: Array, ss: Array) => xx.add(np.broadcastTo(ss.reshape([B, G, 1, 1, 1]), [B, G, cg, H, W]).reshape([B, G * cg, H, W]));
+  const opt = await traceToOnnx(fn as never, [x, s]);
+  const plain = await traceToOnnx(fn as never, [x, s], { optimize: false });
+  assert.equal(countOps(plain, "Expand"), 1, "the plain translation expands the broadcast value to full size");
+  // The optimised graph expands [B, G, 1, 1, 1] to [B, G, cg, 1, 1] only: its Expand target is that shape.
+  const { graph } = decodeOnnxModel(opt.bytes);
+  const expands = graph.node.filter((n) => n.op_type === "Expand");
+  assert.equal(expands.length, 1);
+  const target = graph.initializer?.find((t) => t.name === expands[0].input?.[1])?.raw_data;
+  assert.ok(target, "the Expand's shape is a constant");
+  const dims = new BigInt64Array(target.buffer.slice(target.byteOffset, target.byteOffset + target.byteLength));
+  assert.deepEqual(Array.from(dims, Number), [B, G, cg, 1, 1]);
+  const feeds = {
+    [opt.inputs[0].name]: new ort.Tensor("float32", (await x.ref.data()) as Float32Array, x.shape),
+    [opt.inputs[1].name]: new ort.Tensor("float32", (await s.ref.data()) as Float32Array, s.shape),
+  };
+  const a = await runGraph(opt, feeds);
+  assertClose(a, await runGraph(plain, feeds), 0, "optimized vs plain");
+  const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array)(x, s);
+  assertClose(a, [(await want.data()) as Float32Array], 0, "onnx vs jax");
 });
