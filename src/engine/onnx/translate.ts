@@ -230,6 +230,58 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
   // FusedMatMul/Gemm (a Reshape between a Transpose and a MatMul blocks that fusion).
   const dot2d = new Map<AtomLike, { an: string; bn: string }>();
 
+  // Readers of each jaxpr value (eqn inputs and graph outputs): a product with one reader can be fused away.
+  const readers = new Map<AtomLike, number>();
+  if (optimize) {
+    for (const e of jaxpr.eqns) for (const a of e.inputs) readers.set(a, (readers.get(a) ?? 0) + 1);
+    for (const a of jaxpr.outs) readers.set(a, (readers.get(a) ?? 0) + 1);
+  }
+  /**
+   * `x * a + b` with x a full float32 tensor and a, b constant along its trailing axes (GroupNorm's
+   * per-(sample, channel) scale and shift) as one BatchNormalization (inference form: mean 0,
+   * variance 1, epsilon 0, so it is exactly x a + b) on x viewed as [1, P, Q]: one pass instead of
+   * Mul and Add. The Mul, left without a reader, is dropped.
+   */
+  function scaleShift(e: EqnLike): boolean {
+    if (!sigmoids || e.outBinders[0].aval.dtype !== "float32" || e.inputs.some(isLit)) return false;
+    const shape = e.outBinders[0].aval.shape;
+    for (const [m, b] of [e.inputs, [e.inputs[1], e.inputs[0]]]) {
+      const me = sigmoids.producer.get(m);
+      if (me?.primitive !== "mul" || readers.get(m) !== 1 || me.inputs.some(isLit)) continue;
+      for (const [x, a] of [me.inputs, [me.inputs[1], me.inputs[0]]]) {
+        const xv = read(x);
+        const av = read(a);
+        const bv = read(b);
+        if (!eqShape(xv.c, shape) || av.c.length !== shape.length || bv.c.length !== shape.length) continue;
+        // Trailing axes [lead, rank) along which a and b are constant.
+        let lead = shape.length;
+        while (lead > 0 && av.c[lead - 1] === 1 && bv.c[lead - 1] === 1) lead--;
+        const P = prod(shape.slice(0, lead));
+        const Q = prod(shape.slice(lead));
+        if (lead === 0 || Q < 16 || P > 65536) continue;
+        const leadShape = [...shape.slice(0, lead), ...shape.slice(lead).map(() => 1)];
+        const flat = (v: Val) => reshape(eqShape(v.c, leadShape) ? v.name : op1("Expand", [v.name, i64(leadShape)]), leadShape, [P]);
+        const key = `bn:${P}`;
+        let stats0 = constCache.get(key);
+        if (!stats0) {
+          stats0 = g.floatConst(g.fresh("c_bn_mean"), new Float32Array(P), [P]);
+          constCache.set(key, stats0);
+          constCache.set(`${key}:var`, g.floatConst(g.fresh("c_bn_var"), new Float32Array(P).fill(1), [P]));
+        }
+        const y = op1(
+          "BatchNormalization",
+          [reshape(xv.name, shape, [1, P, Q]), flat(av), flat(bv), stats0, constCache.get(`${key}:var`) as string],
+          {
+            epsilon: { float: 0 },
+          },
+        );
+        env.set(e.outBinders[0], { name: reshape(y, [1, P, Q], shape), c: shape.slice() });
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** An operand as `dtype`: jax-js leaves weakly typed literals (and only those) un-promoted, e.g. int32 == 2.0. */
   const readAs = (a: AtomLike, dtype: string): Val => {
     if (isLit(a)) return { name: scalar(a.value as number, dtype, a.aval.shape.length), c: a.aval.shape.map(() => 1) };
@@ -319,6 +371,8 @@ export function jaxprToOnnx(jaxpr: JaxprLike, opts: TranslateOptions): OnnxGraph
     if (p in UNARY) {
       const a = read(e.inputs[0]);
       set(0, op1(UNARY[p], [a.name]), a.c);
+    } else if (p === "add" && scaleShift(e)) {
+      // handled (x a + b as one BatchNormalization)
     } else if (p in BINARY || p === "mod") {
       const dtIn = operandDtype(e.inputs, out[0].aval.dtype);
       const [a, b] = e.inputs.map((x) => readAs(x, dtIn));

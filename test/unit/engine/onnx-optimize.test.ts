@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { initEngine, grad, jit, np, tree, type Array } from "../../../src/engine/index.js";
-import { upsample2x, conv2d, silu } from "../../../src/core/models/layers.js";
+import { upsample2x, conv2d, groupNorm, silu } from "../../../src/core/models/layers.js";
 import { initMlp, mlpModel, type MlpConfig } from "../../../src/core/models/mlp.js";
 import { traceToOnnx, type TracedOnnx } from "../../../src/engine/onnx/trace.js";
 import { decodeOnnxModel, decodeOnnxNodes } from "../../../src/engine/onnx/proto.js";
@@ -197,4 +197,29 @@ test("optimize: a reshape of a broadcast value expands only the axes it merges (
   assertClose(a, await runGraph(plain, feeds), 0, "optimized vs plain");
   const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array)(x, s);
   assertClose(a, [(await want.data()) as Float32Array], 0, "onnx vs jax");
+});
+
+test("optimize: GroupNorm's x a + b (forward and gradient) is one BatchNormalization each, with the same numbers", async () => {
+  await initEngine();
+  const [B, C, H, W, G] = [2, 8, 5, 6, 4];
+  const x = randn([B, C, H, W]);
+  const params = { "n.weight": randn([C]), "n.bias": randn([C]) };
+  const ct = randn([B, C, H, W]);
+  const loss = (p: typeof params, xx: Array) => np.sum(silu(groupNorm(p, "n", xx, G, 1e-5, "nchw")).mul(ct.ref));
+  const fn = (p: typeof params, xx: Array) => {
+    const [gp, gx] = grad(loss, { argnums: [0, 1] } as never)(p, xx) as unknown as [typeof params, Array];
+    return [...Object.values(gp), gx];
+  };
+  const opt = await traceToOnnx(fn as never, [params, x]);
+  const plain = await traceToOnnx(fn as never, [params, x], { optimize: false });
+  assert.equal(countOps(opt, "BatchNormalization"), 2, "the forward's x a + b and the input gradient's x k + k0");
+  assert.equal(countOps(plain, "BatchNormalization"), 0);
+  const feeds: Record<string, ort.Tensor> = {};
+  const leaves = tree.flatten([params, x])[0] as Array[];
+  for (let i = 0; i < leaves.length; i++)
+    feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
+  const a = await runGraph(opt, feeds);
+  assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
+  const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array[])(params, x);
+  assertClose(a, await Promise.all(want.map(async (w) => (await w.data()) as Float32Array)), 1e-5, "onnx vs jax");
 });
