@@ -85,10 +85,17 @@ export function mlpModel(cfg: MlpConfig): VelocityModel {
         const proj = np.dot(x.ref, params["fourier.weight"].ref);
         h = np.concatenate([x, np.sin(proj.ref), np.cos(proj), tFeat], 1);
       } else h = np.concatenate([x, tFeat], 1);
+      // The layers run features-first ([features, batch], h^T = W^T h^T + b): the same values, and
+      // onnxruntime's matmuls are faster that way round (a [4096, 512] x [512, 512] product 95 vs 81
+      // GFLOP/s with its bias, the MLP 512x3 batch 4096 training step 0.91x, 256x3 batch 256 0.97x);
+      // jax-js is unaffected (41 ms/step either way on the 256x3 step).
+      let ht = h.transpose([1, 0]);
       for (let i = 0; i < layers; i++) {
-        h = np.dot(h, params[`layers.${i}.weight`].ref).add(params[`layers.${i}.bias`].ref);
-        if (i + 1 < layers) h = silu(h);
+        const w = params[`layers.${i}.weight`].ref;
+        ht = np.dot(w.transpose([1, 0]), ht).add(params[`layers.${i}.bias`].ref.reshape([-1, 1]));
+        if (i + 1 < layers) ht = silu(ht);
       }
+      h = ht.transpose([1, 0]);
       for (const p of Object.values(params)) p.dispose();
       return h;
     },
