@@ -62,7 +62,7 @@ export { sinkhornCouple, sinkhornPlan, squaredDistances, type SinkhornOptions } 
 export { bridgePath, bridgeBatch, checkBridgeSigma } from "./core/bridges.js";
 // Models: the 2-D MLP and the image UNet, with their parameters on the host.
 export { DEFAULT_ADAM, type AdamConfig, type HostParams, type HostArray, type Params } from "./core/optim.js";
-export { DEFAULT_MLP, initMlp, mlpModel, mlpParamShapes, type MlpConfig } from "./core/models/mlp.js";
+export { DEFAULT_MLP, initMlp, mlpModel, mlpParamShapes, type MlpConfig, type MlpLayout } from "./core/models/mlp.js";
 export {
   DEFAULT_UNET,
   checkUnetConfig,

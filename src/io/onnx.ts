@@ -58,7 +58,8 @@ export async function exportMlpOnnx(params: Record<string, Float32Array>, cfg: M
   const shapes = mlpParamShapes(cfg);
   checkWeights(params, shapes);
   await initEngine();
-  const model = mlpModel(cfg);
+  // Weights baked in: batch-first lets onnxruntime pre-pack them (see mlpModel).
+  const model = mlpModel(cfg, "batch-first");
   const args = (b: number) => [toParams(params, shapes), np.zeros([b, cfg.dim]), np.zeros([b])];
   return traceToOnnxBatched((p: Params, x: Array, t: Array) => model.apply(p, x, t, null), args, {
     inputNames: inputNames(shapes, ["x", "t"]),
@@ -140,7 +141,7 @@ export async function exportDivergenceOnnx(
   const unet = model.kind === "unet" ? model.config : null;
   const velocity = unet
     ? { apply: (p: Params, x: Array, t: Array, y: Array) => unetApply(p, x, t, y, unet, "nchw") }
-    : mlpModel(model.config as MlpConfig);
+    : mlpModel(model.config as MlpConfig, "batch-first");
   const tangentNames = Array.from({ length: opts.tangents }, (_, k) => `e.${k}`);
   const args = (b: number) => [
     toParams(params, shapes),

@@ -73,8 +73,22 @@ export function initMlp(cfg: MlpConfig, rng: Rng): HostParams {
   return out;
 }
 
-/** The MLP as a VelocityModel, for FlowTrainer, modelField and logLikelihood; its weights come separately (initMlp or a checkpoint). */
-export function mlpModel(cfg: MlpConfig): VelocityModel {
+/**
+ * How the hidden layers hold a batch: "features-first" ([features, batch], h^T = W^T h^T + b) or
+ * "batch-first" ([batch, features], h W + b). The same values either way; see mlpModel for which is faster where.
+ */
+export type MlpLayout = "features-first" | "batch-first";
+
+/**
+ * The MLP as a VelocityModel, for FlowTrainer, modelField and logLikelihood; its weights come
+ * separately (initMlp or a checkpoint). Features-first by default: onnxruntime's matmuls on weights
+ * that are graph inputs (a training step) are faster that way round (a [4096, 512] x [512, 512]
+ * product with its bias 95 vs 81 GFLOP/s on one thread; MLP 512x3 batch 4096 step 0.91x, 256x3
+ * batch 256 0.97x) and jax-js does not mind (41 ms/step either way on the 256x3 step). Graphs with
+ * the weights baked in (exports, sampling) take "batch-first": onnxruntime pre-packs constant
+ * weights only on the right of a product (RK4 sampling, batch 4000: 14.4-15.9 vs 15.3-15.7 ms per evaluation).
+ */
+export function mlpModel(cfg: MlpConfig, layout: MlpLayout = "features-first"): VelocityModel {
   const layers = mlpLayerSizes(cfg).length - 1;
   return {
     apply(params: Params, x: Array, t: Array, labels: Array | null): Array {
@@ -85,17 +99,20 @@ export function mlpModel(cfg: MlpConfig): VelocityModel {
         const proj = np.dot(x.ref, params["fourier.weight"].ref);
         h = np.concatenate([x, np.sin(proj.ref), np.cos(proj), tFeat], 1);
       } else h = np.concatenate([x, tFeat], 1);
-      // The layers run features-first ([features, batch], h^T = W^T h^T + b): the same values, and
-      // onnxruntime's matmuls are faster that way round (a [4096, 512] x [512, 512] product 95 vs 81
-      // GFLOP/s with its bias, the MLP 512x3 batch 4096 training step 0.91x, 256x3 batch 256 0.97x);
-      // jax-js is unaffected (41 ms/step either way on the 256x3 step).
-      let ht = h.transpose([1, 0]);
-      for (let i = 0; i < layers; i++) {
-        const w = params[`layers.${i}.weight`].ref;
-        ht = np.dot(w.transpose([1, 0]), ht).add(params[`layers.${i}.bias`].ref.reshape([-1, 1]));
-        if (i + 1 < layers) ht = silu(ht);
+      if (layout === "batch-first") {
+        for (let i = 0; i < layers; i++) {
+          h = np.dot(h, params[`layers.${i}.weight`].ref).add(params[`layers.${i}.bias`].ref);
+          if (i + 1 < layers) h = silu(h);
+        }
+      } else {
+        let ht = h.transpose([1, 0]);
+        for (let i = 0; i < layers; i++) {
+          const w = params[`layers.${i}.weight`].ref;
+          ht = np.dot(w.transpose([1, 0]), ht).add(params[`layers.${i}.bias`].ref.reshape([-1, 1]));
+          if (i + 1 < layers) ht = silu(ht);
+        }
+        h = ht.transpose([1, 0]);
       }
-      h = ht.transpose([1, 0]);
       for (const p of Object.values(params)) p.dispose();
       return h;
     },

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { UserError } from "../../../src/core/errors.js";
 import { Rng } from "../../../src/core/rng.js";
 import { modelFamily, modelKinds } from "../../../src/core/models/registry.js";
-import { initMlp, mlpFamily, mlpParamCount, type MlpConfig } from "../../../src/core/models/mlp.js";
+import { initMlp, mlpFamily, mlpModel, mlpParamCount, type MlpConfig } from "../../../src/core/models/mlp.js";
 import { initUnetParams, unetFamily, unetParamCount, type UnetConfig } from "../../../src/core/models/unet.js";
 import { modelField } from "../../../src/core/field.js";
 import type { VelocityModel } from "../../../src/core/models/family.js";
@@ -199,26 +199,28 @@ test("MLP Fourier features: [x, sin(x B), cos(x B), embed(t)] feed the first lay
   for (let i = 0; i < 4; i++) assert.ok(Math.abs(host["fourier.weight"].data[i] - z[i] * Math.PI) < 1e-5);
   const x = Float32Array.of(0.3, -1.2, 2.0, 0.5);
   const t = Float32Array.of(0.25, 0.8);
-  const params: Record<string, Array> = {};
-  for (const [k, v] of Object.entries(host)) params[k] = np.array(v.data).reshape(v.shape);
-  const got = (await mlpFamily
-    .model(cfg)
-    .apply(params, np.array(x).reshape([2, 2]), np.array(t), null)
-    .data()) as Float32Array;
-  // The same network written out by hand in float64.
-  const w = (name: string, i: number, j: number) => host[name].data[i * host[name].shape[1] + j];
-  for (let b = 0; b < 2; b++) {
-    const x0 = x[2 * b];
-    const x1 = x[2 * b + 1];
-    const proj = [0, 1].map((k) => x0 * w("fourier.weight", 0, k) + x1 * w("fourier.weight", 1, k));
-    const input = [x0, x1, Math.sin(proj[0]), Math.sin(proj[1]), Math.cos(proj[0]), Math.cos(proj[1]), t[b]];
-    const h = [0, 1, 2].map((j) => {
-      const a = input.reduce((s, v, i) => s + v * w("layers.0.weight", i, j), host["layers.0.bias"].data[j]);
-      return a / (1 + Math.exp(-a));
-    });
-    for (let o = 0; o < 2; o++) {
-      const v = h.reduce((s, hj, j) => s + hj * w("layers.1.weight", j, o), host["layers.1.bias"].data[o]);
-      assert.ok(Math.abs(got[2 * b + o] - v) < 1e-5, `sample ${b}, output ${o}: ${got[2 * b + o]} vs ${v}`);
+  const run = async (model: VelocityModel) => {
+    const params: Record<string, Array> = {};
+    for (const [k, v] of Object.entries(host)) params[k] = np.array(v.data).reshape(v.shape);
+    return (await model.apply(params, np.array(x).reshape([2, 2]), np.array(t), null).data()) as Float32Array;
+  };
+  // The family's model (features-first layers) and the batch-first layout exports use.
+  for (const got of [await run(mlpFamily.model(cfg)), await run(mlpModel(cfg, "batch-first"))]) {
+    // The same network written out by hand in float64.
+    const w = (name: string, i: number, j: number) => host[name].data[i * host[name].shape[1] + j];
+    for (let b = 0; b < 2; b++) {
+      const x0 = x[2 * b];
+      const x1 = x[2 * b + 1];
+      const proj = [0, 1].map((k) => x0 * w("fourier.weight", 0, k) + x1 * w("fourier.weight", 1, k));
+      const input = [x0, x1, Math.sin(proj[0]), Math.sin(proj[1]), Math.cos(proj[0]), Math.cos(proj[1]), t[b]];
+      const h = [0, 1, 2].map((j) => {
+        const a = input.reduce((s, v, i) => s + v * w("layers.0.weight", i, j), host["layers.0.bias"].data[j]);
+        return a / (1 + Math.exp(-a));
+      });
+      for (let o = 0; o < 2; o++) {
+        const v = h.reduce((s, hj, j) => s + hj * w("layers.1.weight", j, o), host["layers.1.bias"].data[o]);
+        assert.ok(Math.abs(got[2 * b + o] - v) < 1e-5, `sample ${b}, output ${o}: ${got[2 * b + o]} vs ${v}`);
+      }
     }
   }
   // Stored configs: the option round-trips, an old one has no B, a bad scale is named.
