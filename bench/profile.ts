@@ -50,7 +50,7 @@ const threads = Number(values.threads);
 const steps = Number(values.steps);
 await initEngine();
 const params = initialParams(w);
-const model = isMlp(w) ? mlpModel(w.model) : unetModel(w.model, "nchw");
+const model = isMlp(w) ? mlpModel(w.model, "features-first") : unetModel(w.model, "nchw");
 const shapes = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.shape]));
 const stepOpts = { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 };
 // As the ort trainer builds it (OrtTrainer: NCHWc convs where the machine has them).

@@ -62,8 +62,11 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
     const { mlpModel } = await import("../src/core/models/mlp.js");
     const { unetModel } = await import("../src/core/models/unet.js");
     await initEngine();
-    // The ort backend traces the UNet with native convolutions (NCHW) and no memory pattern, as train-image does.
-    const model = isMlp(w) ? mlpModel(w.model) : unetModel(w.model, backend === "ort" ? "nchw" : "hbwc");
+    // The ort backend traces the UNet with native convolutions (NCHW) and no memory pattern, and the MLP
+    // features-first, as the trainers do (ModelFamily.model with runtime "onnxruntime").
+    const model = isMlp(w)
+      ? mlpModel(w.model, backend === "ort" ? "features-first" : "batch-first")
+      : unetModel(w.model, backend === "ort" ? "nchw" : "hbwc");
     const ortThreads = threads ?? 2; // trainers.ts's default
     const trainer = await createTrainer(
       backend,

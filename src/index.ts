@@ -74,7 +74,7 @@ export {
   initUnetParams,
   type UnetConfig,
 } from "./core/models/unet.js";
-export type { VelocityModel, ModelFamily, MemoryEstimate, ShapeFlags } from "./core/models/family.js";
+export type { VelocityModel, ModelFamily, ModelRuntime, MemoryEstimate, ShapeFlags } from "./core/models/family.js";
 export { modelFamily, modelKinds, registerModelFamily } from "./core/models/registry.js";
 export type { ImageLayout } from "./core/models/layers.js";
 // Training and sampling.

@@ -170,8 +170,8 @@ export async function openTrainingRun<C extends CheckpointConfig, M>(o: OpenRunO
     const trainer = await createTrainer(
       t.backend,
       {
-        // onnxruntime gets the engine's conv primitive (native Conv/ConvTranspose); jax-js on Wasm the row bands.
-        model: o.family.model(o.model, { layout: t.backend === "ort" ? "nchw" : "hbwc" }),
+        // Each family lays its network out for what runs the step (see ModelFamily.model).
+        model: o.family.model(o.model, { runtime: t.backend === "ort" ? "onnxruntime" : "engine" }),
         params: resume?.params ?? t.init(),
         sampleShape: o.family.sampleShape(o.model),
         adam: { ...DEFAULT_ADAM, lr: t.lr },

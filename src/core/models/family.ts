@@ -4,7 +4,9 @@
 import type { Array } from "../../engine/index.js";
 import type { Rng } from "../rng.js";
 import type { HostParams, Params } from "../optim.js";
-import type { ImageLayout } from "./layers.js";
+
+/** What will run a model's forward pass: onnxruntime (a traced training step) or the jax-js engine. */
+export type ModelRuntime = "onnxruntime" | "engine";
 
 /** A velocity network v(x, t[, y]). `apply` consumes its arguments (jax-js ownership). */
 export interface VelocityModel {
@@ -55,8 +57,11 @@ export interface ModelFamily<C = unknown> {
   paramCount(cfg: C): number;
   /** Fresh weights from the seeded Rng (the same on every device). */
   init(cfg: C, rng: Rng): HostParams;
-  /** The forward pass; `layout` picks the internal image layout (ignored by non-image models). */
-  model(cfg: C, opts?: { layout?: ImageLayout }): VelocityModel;
+  /**
+   * The forward pass, laid out for what runs it: "onnxruntime" (a traced training step) or "engine"
+   * (jax-js, and the default). The values are the same; only the internal layout differs.
+   */
+  model(cfg: C, opts?: { runtime?: ModelRuntime }): VelocityModel;
   /** Shape of one sample, e.g. [2] or [28, 28, 1]. */
   sampleShape(cfg: C): number[];
   /** The label meaning "no class" for classifier-free guidance, or null for unconditional models. */

@@ -81,14 +81,16 @@ export type MlpLayout = "features-first" | "batch-first";
 
 /**
  * The MLP as a VelocityModel, for FlowTrainer, modelField and logLikelihood; its weights come
- * separately (initMlp or a checkpoint). Features-first by default: onnxruntime's matmuls on weights
- * that are graph inputs (a training step) are faster that way round (a [4096, 512] x [512, 512]
- * product with its bias 95 vs 81 GFLOP/s on one thread; MLP 512x3 batch 4096 step 0.91x, 256x3
- * batch 256 0.97x) and jax-js does not mind (41 ms/step either way on the 256x3 step). Graphs with
- * the weights baked in (exports, sampling) take "batch-first": onnxruntime pre-packs constant
- * weights only on the right of a product (RK4 sampling, batch 4000: 14.4-15.9 vs 15.3-15.7 ms per evaluation).
+ * separately (initMlp or a checkpoint). Batch-first by default. A training step traced to
+ * onnxruntime takes "features-first" (mlpFamily.model with runtime "onnxruntime"): onnxruntime's
+ * matmuls on weights that are graph inputs are faster that way round (a [4096, 512] x [512, 512]
+ * product with its bias 95 vs 81 GFLOP/s on one thread; MLP 512x3 batch 4096 step 0.91x, 256x3 batch
+ * 256 0.97x). jax-js is not: its 256x3 training step is the same either way (41 ms), but sampling
+ * 4,000 points with RK4 took 21.2 s features-first against 9.0 s. Graphs with the weights baked in
+ * (exports) stay batch-first too, where onnxruntime pre-packs constant weights (RK4 sampling at batch
+ * 4000: 14.5-15.0 ms per evaluation vs 15.3-15.7).
  */
-export function mlpModel(cfg: MlpConfig, layout: MlpLayout = "features-first"): VelocityModel {
+export function mlpModel(cfg: MlpConfig, layout: MlpLayout = "batch-first"): VelocityModel {
   const layers = mlpLayerSizes(cfg).length - 1;
   return {
     apply(params: Params, x: Array, t: Array, labels: Array | null): Array {
@@ -155,7 +157,7 @@ export const mlpFamily: ModelFamily<MlpConfig> = {
   paramShapes: mlpParamShapes,
   paramCount: mlpParamCount,
   init: initMlp,
-  model: (cfg) => mlpModel(cfg),
+  model: (cfg, opts) => mlpModel(cfg, opts?.runtime === "onnxruntime" ? "features-first" : "batch-first"),
   sampleShape: (cfg) => [cfg.dim],
   nullLabel: () => null,
   describe: (cfg) =>

@@ -357,7 +357,8 @@ export const unetFamily: ModelFamily<UnetConfig> = {
   paramShapes: unetParamShapes,
   paramCount: unetParamCount,
   init: initUnetParams,
-  model: (cfg, opts) => unetModel(cfg, opts?.layout),
+  // Native Conv/ConvTranspose on onnxruntime (NCHW), row-band convolutions on jax-js (HBWC).
+  model: (cfg, opts) => unetModel(cfg, opts?.runtime === "onnxruntime" ? "nchw" : "hbwc"),
   sampleShape: (cfg) => [cfg.height, cfg.width, cfg.inChannels],
   nullLabel: (cfg) => cfg.numClasses,
   describe: (cfg) => {

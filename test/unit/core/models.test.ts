@@ -204,8 +204,8 @@ test("MLP Fourier features: [x, sin(x B), cos(x B), embed(t)] feed the first lay
     for (const [k, v] of Object.entries(host)) params[k] = np.array(v.data).reshape(v.shape);
     return (await model.apply(params, np.array(x).reshape([2, 2]), np.array(t), null).data()) as Float32Array;
   };
-  // The family's model (features-first layers) and the batch-first layout exports use.
-  for (const got of [await run(mlpFamily.model(cfg)), await run(mlpModel(cfg, "batch-first"))]) {
+  // Both layouts: batch-first (the default: jax-js, exports) and features-first (traced for onnxruntime).
+  for (const got of [await run(mlpModel(cfg)), await run(mlpFamily.model(cfg, { runtime: "onnxruntime" }))]) {
     // The same network written out by hand in float64.
     const w = (name: string, i: number, j: number) => host[name].data[i * host[name].shape[1] + j];
     for (let b = 0; b < 2; b++) {
