@@ -35,6 +35,30 @@ function assertClose(a: Float32Array[], b: Float32Array[], tol: number, what: st
 
 const countOps = (g: TracedOnnx, op: string) => decodeOnnxNodes(g.bytes).filter((n) => n.op === op).length;
 
+/**
+ * Runs the optimised and the plain translation of `fn` on `args` (fed by their leaves in flatten
+ * order) and checks them against each other and against jax-js's own jit of `fn`, which consumes
+ * `args`. Returns the optimised graph's outputs.
+ */
+async function assertSameNumbers(
+  fn: (...args: never[]) => unknown,
+  args: unknown[],
+  opt: TracedOnnx,
+  plain: TracedOnnx,
+  tol: { plain: number; jax: number },
+): Promise<Float32Array[]> {
+  const feeds: Record<string, ort.Tensor> = {};
+  const leaves = tree.flatten(args)[0] as Array[];
+  for (let i = 0; i < leaves.length; i++)
+    feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
+  const a = await runGraph(opt, feeds);
+  assertClose(a, await runGraph(plain, feeds), tol.plain, "optimized vs plain");
+  const want = (jit(fn as never) as unknown as (...x: unknown[]) => Array | Array[])(...args);
+  const outs = Array.isArray(want) ? want : [want];
+  assertClose(a, await Promise.all(outs.map(async (v) => (await v.data()) as Float32Array)), tol.jax, "onnx vs jax");
+  return a;
+}
+
 test("optimize: nearest upsampling (and its gradient) becomes Resize, not Expand, with the same numbers", async () => {
   await initEngine();
   const x = randn([2, 3, 4, 5]);
@@ -47,15 +71,7 @@ test("optimize: nearest upsampling (and its gradient) becomes Resize, not Expand
   assert.equal(countOps(opt, "Resize"), 2, "one Resize per upsample (the output and the loss)");
   assert.equal(countOps(opt, "Expand"), 0, "no Expand left");
   assert.ok(countOps(plain, "Expand") >= 1, "the plain translation expands");
-  const feeds: Record<string, ort.Tensor> = {};
-  const leaves = tree.flatten([params, x])[0] as Array[];
-  for (let i = 0; i < leaves.length; i++)
-    feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
-  const a = await runGraph(opt, feeds);
-  assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
-  // And against jax-js itself (the call consumes params and x).
-  const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array[])(params, x);
-  assertClose(a, await Promise.all(want.map(async (w) => (await w.data()) as Float32Array)), 1e-5, "onnx vs jax");
+  await assertSameNumbers(fn as never, [params, x], opt, plain, { plain: 1e-6, jax: 1e-5 });
 });
 
 test("optimize: the gradient of nearest upsampling (a 2x2 block sum) is one AveragePool times 4, with the same numbers", async () => {
@@ -68,14 +84,7 @@ test("optimize: the gradient of nearest upsampling (a 2x2 block sum) is one Aver
   assert.equal(countOps(opt, "AveragePool"), 1, "one AveragePool for the upsample's gradient");
   assert.equal(countOps(plain, "AveragePool"), 0);
   assert.ok(countOps(plain, "ReduceSum") > countOps(opt, "ReduceSum"), "the block sum's ReduceSum is gone");
-  const feeds: Record<string, ort.Tensor> = {};
-  const leaves = [w, x];
-  for (let i = 0; i < leaves.length; i++)
-    feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
-  const a = await runGraph(opt, feeds);
-  assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
-  const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array)(w, x);
-  assertClose(a, [(await want.data()) as Float32Array], 1e-5, "onnx vs jax");
+  await assertSameNumbers(fn as never, [w, x], opt, plain, { plain: 1e-6, jax: 1e-5 });
 });
 
 test("optimize: the MLP training step's weight-gradient transposes feed MatMul directly, Sub for add-of-neg, no output copies; state after a step unchanged", async () => {
@@ -141,16 +150,9 @@ test("optimize: the stable sigmoid chain of silu becomes one Sigmoid and silu's 
   assert.equal(countOps(opt, "Add"), 1);
   assert.equal(countOps(plain, "Sigmoid"), 0);
   assert.ok(opt.stats.nodes < plain.stats.nodes - 6, `${opt.stats.nodes} nodes vs ${plain.stats.nodes}`);
-  const feeds = {
-    [opt.inputs[0].name]: new ort.Tensor("float32", xs, [4, 4]),
-    [opt.inputs[1].name]: new ort.Tensor("float32", (await w.ref.data()) as Float32Array, [4, 4]),
-  };
-  const a = await runGraph(opt, feeds);
-  for (const out of a) assert.ok(out.every(Number.isFinite));
   // 1 - s rounds to a multiple of 6e-8 in float32 above x = 15, so x s (1 - s) moves by ~1e-6 there.
-  assertClose(a, await runGraph(plain, feeds), 5e-6, "optimized vs plain");
-  const want = (jit(fn as never) as unknown as (...args: unknown[]) => Array[])(x, w);
-  assertClose(a, await Promise.all(want.map(async (v) => (await v.data()) as Float32Array)), 5e-6, "onnx vs jax");
+  const a = await assertSameNumbers(fn as never, [x, w], opt, plain, { plain: 5e-6, jax: 5e-6 });
+  for (const out of a) assert.ok(out.every(Number.isFinite));
 });
 
 test("optimize: a computation repeated in the trace (also with commuted operands) is done once", async () => {
@@ -163,12 +165,7 @@ test("optimize: a computation repeated in the trace (also with commuted operands
   assert.equal(countOps(plain, "Exp"), 2);
   assert.equal(countOps(opt, "Mul"), 1, "a * b and b * a are one Mul");
   assert.equal(countOps(opt, "Exp"), 1);
-  const feeds: Record<string, ort.Tensor> = {};
-  for (let i = 0; i < 2; i++) feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await args[i].ref.data()) as Float32Array, [3, 4]);
-  const a = await runGraph(opt, feeds);
-  assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
-  const want = (jit(fn as never) as unknown as (...x: unknown[]) => Array[])(...args);
-  assertClose(a, await Promise.all(want.map(async (v) => (await v.data()) as Float32Array)), 1e-6, "onnx vs jax");
+  await assertSameNumbers(fn as never, args, opt, plain, { plain: 1e-6, jax: 1e-6 });
 });
 
 test("optimize: a reshape of a broadcast value expands only the axes it merges (GroupNorm's per-group terms), with the same numbers", async () => {
@@ -189,14 +186,7 @@ test("optimize: a reshape of a broadcast value expands only the axes it merges (
   assert.ok(target, "the Expand's shape is a constant");
   const dims = new BigInt64Array(target.buffer.slice(target.byteOffset, target.byteOffset + target.byteLength));
   assert.deepEqual(Array.from(dims, Number), [B, G, cg, 1, 1]);
-  const feeds = {
-    [opt.inputs[0].name]: new ort.Tensor("float32", (await x.ref.data()) as Float32Array, x.shape),
-    [opt.inputs[1].name]: new ort.Tensor("float32", (await s.ref.data()) as Float32Array, s.shape),
-  };
-  const a = await runGraph(opt, feeds);
-  assertClose(a, await runGraph(plain, feeds), 0, "optimized vs plain");
-  const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array)(x, s);
-  assertClose(a, [(await want.data()) as Float32Array], 0, "onnx vs jax");
+  await assertSameNumbers(fn as never, [x, s], opt, plain, { plain: 0, jax: 0 });
 });
 
 test("optimize: GroupNorm's x a + b (forward and gradient) is one BatchNormalization each, with the same numbers", async () => {
@@ -214,12 +204,5 @@ test("optimize: GroupNorm's x a + b (forward and gradient) is one BatchNormaliza
   const plain = await traceToOnnx(fn as never, [params, x], { optimize: false });
   assert.equal(countOps(opt, "BatchNormalization"), 2, "the forward's x a + b and the input gradient's x k + k0");
   assert.equal(countOps(plain, "BatchNormalization"), 0);
-  const feeds: Record<string, ort.Tensor> = {};
-  const leaves = tree.flatten([params, x])[0] as Array[];
-  for (let i = 0; i < leaves.length; i++)
-    feeds[opt.inputs[i].name] = new ort.Tensor("float32", (await leaves[i].ref.data()) as Float32Array, leaves[i].shape);
-  const a = await runGraph(opt, feeds);
-  assertClose(a, await runGraph(plain, feeds), 1e-6, "optimized vs plain");
-  const want = (jit(fn as never) as unknown as (...a: unknown[]) => Array[])(params, x);
-  assertClose(a, await Promise.all(want.map(async (w) => (await w.data()) as Float32Array)), 1e-5, "onnx vs jax");
+  await assertSameNumbers(fn as never, [params, x], opt, plain, { plain: 1e-6, jax: 1e-5 });
 });
