@@ -17,8 +17,8 @@ import { initEngine } from "../src/engine/index.js";
 import { traceTrainStep } from "../src/pipelines/trainers.js";
 import { createOrtSession, nchwcBlockSize } from "../src/engine/onnx/session.js";
 import { DEFAULT_ADAM, adamStepSize } from "../src/core/optim.js";
-import { mlpModel } from "../src/core/models/mlp.js";
-import { unetModel } from "../src/core/models/unet.js";
+import { mlpFamily } from "../src/core/models/mlp.js";
+import { unetFamily } from "../src/core/models/unet.js";
 import { Rng } from "../src/core/rng.js";
 import { getScheduler, pathCoefficients } from "../src/core/paths.js";
 import { WORKLOADS, initialParams, isMlp, sampleShape } from "./workloads.js";
@@ -50,7 +50,8 @@ const threads = Number(values.threads);
 const steps = Number(values.steps);
 await initEngine();
 const params = initialParams(w);
-const model = isMlp(w) ? mlpModel(w.model, "features-first") : unetModel(w.model, "nchw");
+// Laid out for onnxruntime as the ort trainer's model is (ModelFamily.model).
+const model = isMlp(w) ? mlpFamily.model(w.model, { runtime: "onnxruntime" }) : unetFamily.model(w.model, { runtime: "onnxruntime" });
 const shapes = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.shape]));
 const stepOpts = { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 };
 // As the ort trainer builds it (OrtTrainer: NCHWc convs where the machine has them).

@@ -59,14 +59,12 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
     const { initEngine } = await import("../src/engine/index.js");
     const { createTrainer } = await import("../src/pipelines/trainers.js");
     const { DEFAULT_ADAM } = await import("../src/core/optim.js");
-    const { mlpModel } = await import("../src/core/models/mlp.js");
-    const { unetModel } = await import("../src/core/models/unet.js");
+    const { mlpFamily } = await import("../src/core/models/mlp.js");
+    const { unetFamily } = await import("../src/core/models/unet.js");
     await initEngine();
-    // The ort backend traces the UNet with native convolutions (NCHW) and no memory pattern, and the MLP
-    // features-first, as the trainers do (ModelFamily.model with runtime "onnxruntime").
-    const model = isMlp(w)
-      ? mlpModel(w.model, backend === "ort" ? "features-first" : "batch-first")
-      : unetModel(w.model, backend === "ort" ? "nchw" : "hbwc");
+    // Laid out for the backend as the trainers do (ModelFamily.model); the UNet without a memory pattern, as train-image.
+    const runtime = backend === "ort" ? "onnxruntime" : "engine";
+    const model = isMlp(w) ? mlpFamily.model(w.model, { runtime }) : unetFamily.model(w.model, { runtime });
     const ortThreads = threads ?? 2; // trainers.ts's default
     const trainer = await createTrainer(
       backend,
