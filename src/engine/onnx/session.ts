@@ -37,14 +37,14 @@ export function ortThreadsFromEnv(env: NodeJS.ProcessEnv = process.env): number 
 }
 
 /**
- * A CPU session with the options chosen by measurement: sequential execution, full graph
- * optimisation, and no spinning thread pools (spinning pools collapse when the cores are shared:
- * 4.3 vs 7.4 ms on the MLP step with another process running).
+ * onnxruntime's options for a CPU session as chosen by measurement: sequential execution, full
+ * graph optimisation, and no spinning thread pools (spinning pools collapse when the cores are
+ * shared: 4.3 vs 7.4 ms on the MLP step with another process running). A plain object, so it can
+ * also be sent to a session on another thread (./thread.ts).
  */
-export async function createOrtSession(bytes: Uint8Array, opts: OrtSessionOptions = {}): Promise<ort.InferenceSession> {
-  const threads = opts.threads ?? ortThreadsFromEnv() ?? DEFAULT_ORT_THREADS;
-  return ort.InferenceSession.create(bytes, {
-    intraOpNumThreads: threads,
+export function ortSessionOptions(opts: OrtSessionOptions = {}): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: opts.threads ?? ortThreadsFromEnv() ?? DEFAULT_ORT_THREADS,
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: "all",
@@ -52,7 +52,12 @@ export async function createOrtSession(bytes: Uint8Array, opts: OrtSessionOption
     logSeverityLevel: 3,
     enableMemPattern: opts.memPattern ?? true,
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
-  });
+  };
+}
+
+/** A CPU session with ortSessionOptions. */
+export async function createOrtSession(bytes: Uint8Array, opts: OrtSessionOptions = {}): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(bytes, ortSessionOptions(opts));
 }
 
 let nchwcBlock: Promise<number> | null = null;
