@@ -492,7 +492,7 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const log = (s: string) => console.error(s);
   const threadsLine =
-    `threads: flowmatch ${opts.threads} (jax-js pool, onnxruntime intra-op); PyTorch ${opts.torchThreads} (torch.set_num_threads)` +
+    `threads: flowmatch ${opts.threads} (jax-js pool; onnxruntime: intra-op threads for the MLPs, one data-parallel batch shard per thread for the UNets); PyTorch ${opts.torchThreads} (torch.set_num_threads)` +
     (opts.threads === opts.torchThreads ? "" : " -- not the same threads, so the ratio is not like for like");
   console.log(
     `flowmatch bench ${startedAt.toISOString()}${opts.quick ? " (quick)" : ""}: ${opts.rounds} interleaved rounds (fewer, at least ${opts.minRounds}, when slow) of ~${opts.blockSeconds} s blocks per side, median per iteration`,

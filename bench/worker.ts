@@ -40,6 +40,11 @@ async function jaxThreads(): Promise<string> {
   return `jax-js pool ${engineThreadCount()}`;
 }
 
+/** How the ort trainer uses its threads (BackendOptions.dataParallel). */
+function ortThreadText(threads: number, dataParallel: boolean): string {
+  return dataParallel && threads > 1 ? `onnxruntime, ${threads} data-parallel shards` : `onnxruntime intra-op ${threads}`;
+}
+
 /** A few batches drawn up front and cycled (the PyTorch side does the same): data prep is not timed. */
 function batchPool(w: Workload, rng: Rng): FlowBatch[] {
   const per = sampleShape(w).reduce((a, b) => a * b, 1);
@@ -62,20 +67,21 @@ async function setup(w: Workload, params: HostParams, backend: Backend, threads:
     const { mlpFamily } = await import("../src/core/models/mlp.js");
     const { unetFamily } = await import("../src/core/models/unet.js");
     await initEngine();
-    // Laid out for the backend as the trainers do (ModelFamily.model); the UNet without a memory pattern, as train-image.
+    // Laid out for the backend as the trainers do (ModelFamily.model); the UNet as train-image runs
+    // it: no memory pattern, data-parallel (one batch shard per thread).
     const runtime = backend === "ort" ? "onnxruntime" : "engine";
     const model = isMlp(w) ? mlpFamily.model(w.model, { runtime }) : unetFamily.model(w.model, { runtime });
     const ortThreads = threads ?? 2; // trainers.ts's default
     const trainer = await createTrainer(
       backend,
       { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 },
-      { threads: ortThreads, memPattern: isMlp(w) },
+      { threads: ortThreads, memPattern: isMlp(w), dataParallel: !isMlp(w) },
     );
     const pool = batchPool(w, rng);
     let i = 0;
     return {
       params: count(params),
-      threads: backend === "ort" ? `onnxruntime intra-op ${ortThreads}` : await jaxThreads(),
+      threads: backend === "jax" ? await jaxThreads() : ortThreadText(ortThreads, !isMlp(w)),
       async iterate() {
         const loss = await trainer.step(pool[i++ % pool.length]);
         if (!Number.isFinite(loss)) throw new Error(`loss became ${loss}`);

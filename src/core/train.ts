@@ -107,26 +107,84 @@ export function cfmLoss(
   return np.mean(np.square(v.sub(target)));
 }
 
+/** Mean loss and parameter gradient of one batch: the first half of a training step. */
+export type LossGradFn = (params: Params, x0: Array, x1: Array, t: Array, coef: Array, labels: Array) => [Array, Params];
+
+/**
+ * The CFM loss of a batch and its gradient (consumes its arguments). Inputs as trainStepFn's;
+ * data-parallel training runs it once per shard of the batch (shardedUpdateFn sums the shards).
+ */
+export function lossGradFn(opts: Pick<TrainerOptions, "model" | "sampleShape">): LossGradFn {
+  const { model } = opts;
+  // Labels always travel as an array (ignored by unconditional models) so one trace serves both.
+  const broadcast = [-1, ...opts.sampleShape.map(() => 1)];
+  return (params, x0, x1, t, coef, labels) => {
+    // coef is [n, 4] = (alpha, sigma, dAlpha, dSigma): one upload instead of four.
+    const [alpha, sigma, dAlpha, dSigma] = np.split(coef, 4, 1).map((c) => c.reshape(broadcast));
+    const lossOf = (p: Params) => cfmLoss(model, p, x0.ref, x1.ref, t.ref, alpha.ref, sigma.ref, dAlpha.ref, dSigma.ref, labels.ref);
+    const out = valueAndGrad(lossOf)(params);
+    tree.dispose([x0, x1, t, alpha, sigma, dAlpha, dSigma, labels]);
+    return out;
+  };
+}
+
+/** Clipping, Adam and EMA from a batch's loss and gradient: the second half of a step (consumes everything). */
+function applyGradients(
+  adam: AdamConfig,
+  state: TrainState,
+  grads: Params,
+  loss: Array,
+  stepSize: Array,
+  decay: Array,
+): [TrainState, Array] {
+  const norm = globalNorm(grads);
+  const { params, state: opt } = adamUpdate(adam, state.params, grads, { m: state.m, v: state.v }, stepSize, norm.ref);
+  const ema = emaUpdate(state.ema, params, decay);
+  // [loss, gradient norm]: one download tells the host whether to keep the new state.
+  return [{ params, m: opt.m, v: opt.v, ema }, np.stack([loss, norm])];
+}
+
 /**
  * The whole training step (loss, gradient, Adam, EMA) as one function of arrays: the jax backend
  * jits it, the ort backend traces it into an ONNX graph. Learning rate (inside stepSize) and EMA
  * decay are inputs, so schedules need no new compilation.
  */
 export function trainStepFn(opts: Pick<TrainerOptions, "model" | "adam" | "sampleShape">): TrainStepFn {
-  const { model, adam } = opts;
-  // Labels always travel as an array (ignored by unconditional models) so one trace serves both.
-  const broadcast = [-1, ...opts.sampleShape.map(() => 1)];
+  const lossGrad = lossGradFn(opts);
   return (state, x0, x1, t, coef, labels, stepSize, decay) => {
-    // coef is [n, 4] = (alpha, sigma, dAlpha, dSigma): one upload instead of four.
-    const [alpha, sigma, dAlpha, dSigma] = np.split(coef, 4, 1).map((c) => c.reshape(broadcast));
-    const lossOf = (p: Params) => cfmLoss(model, p, x0.ref, x1.ref, t.ref, alpha.ref, sigma.ref, dAlpha.ref, dSigma.ref, labels.ref);
-    const [loss, grads] = valueAndGrad(lossOf)(tree.ref(state.params));
-    tree.dispose([x0, x1, t, alpha, sigma, dAlpha, dSigma, labels]);
-    const norm = globalNorm(grads);
-    const { params, state: opt } = adamUpdate(adam, state.params, grads, { m: state.m, v: state.v }, stepSize, norm.ref);
-    const ema = emaUpdate(state.ema, params, decay);
-    // [loss, gradient norm]: one download tells the host whether to keep the new state.
-    return [{ params, m: opt.m, v: opt.v, ema }, np.stack([loss, norm])];
+    const [loss, grads] = lossGrad(tree.ref(state.params), x0, x1, t, coef, labels);
+    return applyGradients(opts.adam, state, grads, loss, stepSize, decay);
+  };
+}
+
+/**
+ * The update of a data-parallel step: the batch's n samples were split into shards, shard i (n_i
+ * samples) brought its mean loss and gradient from lossGradFn, and weights[i] = n_i / n. The
+ * weighted sums are exactly the whole batch's mean loss and gradient because the loss is a mean
+ * over samples and every model treats samples independently (GroupNorm, never BatchNorm); then
+ * clipping, Adam and EMA as in trainStepFn. `losses` and `weights` are [shards]; consumes everything.
+ */
+export type ShardedUpdateFn = (
+  state: TrainState,
+  grads: Params[],
+  losses: Array,
+  weights: Array,
+  stepSize: Array,
+  emaDecay: Array,
+) => [TrainState, Array];
+
+export function shardedUpdateFn(opts: Pick<TrainerOptions, "adam">): ShardedUpdateFn {
+  return (state, grads, losses, weights, stepSize, decay) => {
+    const loss = np.sum(losses.mul(weights.ref));
+    const w = np.split(weights, grads.length, 0).map((x) => x.reshape([]));
+    const total: Params = {};
+    for (const name of Object.keys(grads[0])) {
+      let sum = grads[0][name].mul(w[0].ref);
+      for (let i = 1; i < grads.length; i++) sum = sum.add(grads[i][name].mul(w[i].ref));
+      total[name] = sum;
+    }
+    tree.dispose(w);
+    return applyGradients(opts.adam, state, total, loss, stepSize, decay);
   };
 }
 

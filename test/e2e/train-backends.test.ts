@@ -12,7 +12,7 @@ import { initMlp, mlpModel, type MlpConfig } from "../../src/core/models/mlp.js"
 import { getScheduler, pathCoefficients } from "../../src/core/paths.js";
 import { sampleToy } from "../../src/data/toy2d.js";
 import type { FlowBatch, Trainer, TrainerOptions } from "../../src/core/train.js";
-import { createTrainer, type TrainBackend } from "../../src/pipelines/trainers.js";
+import { createTrainer, type BackendOptions, type TrainBackend } from "../../src/pipelines/trainers.js";
 import { decodeSafetensors } from "../../src/io/safetensors.js";
 import { runCli, tempDir } from "../helpers/cli.js";
 
@@ -50,8 +50,9 @@ async function run(
   opts: TrainerOptions,
   bs: FlowBatch[],
   lrs?: number[],
+  b: BackendOptions = {},
 ): Promise<{ trainer: Trainer; losses: number[] }> {
-  const trainer = await createTrainer(backend, opts);
+  const trainer = await createTrainer(backend, opts, b);
   const losses: number[] = [];
   for (let i = 0; i < bs.length; i++) losses.push(await trainer.step(bs[i], lrs?.[i]));
   return { trainer, losses };
@@ -91,6 +92,45 @@ test("ort backend: one step and 50 steps (with a last partial batch and an lr sc
   const [sa, sc] = [await a.trainer.hostParams(), await c.trainer.hostParams()];
   assert.ok(relDiff(sc, sa) > 1e-3, "the lr override reaches the ort graph");
   for (const t of [a.trainer, j.trainer, c.trainer]) t.dispose();
+});
+
+test("ort backend, data-parallel: 2 and 3 shards (uneven, and a batch smaller than the shard count) train as one graph and as jax", async () => {
+  await initEngine();
+  // 128 splits evenly in 2 and 43/43/42 in 3; 40 splits 20/20 and 14/13/13; 2 < 3 shards runs as one graph.
+  const bs = [...batches(6, 128, 11), ...batches(1, 40, 12), ...batches(1, 2, 13)];
+  const one = await run("ort", options(), bs, undefined, { threads: 1 });
+  const jax = await run("jax", options(), bs);
+  for (const shards of [2, 3]) {
+    const dp = await run("ort", options(), bs, undefined, { threads: shards, dataParallel: true });
+    for (let i = 0; i < bs.length; i++)
+      assert.ok(
+        Math.abs(dp.losses[i] - one.losses[i]) <= 1e-6 * Math.abs(one.losses[i]),
+        `${shards} shards, step ${i + 1}: loss ${dp.losses[i]} vs ${one.losses[i]}`,
+      );
+    await assertSameState(dp.trainer, one.trainer, 1e-5);
+    await assertSameState(dp.trainer, jax.trainer, 1e-4);
+    assert.equal(dp.trainer.stepCount, bs.length);
+    // The gradient norm is the whole batch's, not a shard's.
+    const norm = dp.trainer.lastStep?.gradNorm ?? Number.NaN;
+    assert.ok(Math.abs(norm - (one.trainer.lastStep?.gradNorm ?? 0)) <= 1e-5 * norm, `gradient norm ${norm}`);
+
+    // Resume on the data-parallel backend continues bit for bit.
+    const head = await run("ort", options(), bs.slice(0, 4), undefined, { threads: shards, dataParallel: true });
+    const s = await head.trainer.hostState();
+    head.trainer.dispose();
+    const resume = { ema: s.ema, m: s.m, v: s.v, step: 4 };
+    const tail = await run("ort", { ...options(), params: s.params, resume }, bs.slice(4), undefined, {
+      threads: shards,
+      dataParallel: true,
+    });
+    assert.deepEqual(tail.losses, dp.losses.slice(4));
+    const [st, sd] = [await tail.trainer.hostState(), await dp.trainer.hostState()];
+    for (const g of ["params", "ema", "m", "v"] as const) assert.equal(relDiff(st[g], sd[g]), 0, `${shards} shards: ${g} after resume`);
+    tail.trainer.dispose();
+    dp.trainer.dispose();
+  }
+  one.trainer.dispose();
+  jax.trainer.dispose();
 });
 
 test("ort backend: resume from the other backend's state continues the same run", async () => {
@@ -171,24 +211,30 @@ test("both backends skip a non-finite step alike: state untouched, counted, and 
   await initEngine();
   const good = batches(6, 48, 7);
   const bad = { ...good[3], x1: good[3].x1.slice() };
-  bad.x1[5] = NaN;
+  // The last sample: in the second shard of a data-parallel step, so the other thread's NaN must reach the update.
+  bad.x1[95] = NaN;
   const clean = await run("jax", options(), good.slice(0, 5));
-  for (const backend of ["ort", "jax"] as const) {
-    const trainer = await createTrainer(backend, options());
+  for (const [backend, b] of [
+    ["ort", {}],
+    ["ort", { threads: 2, dataParallel: true }],
+    ["jax", {}],
+  ] as const) {
+    const trainer = await createTrainer(backend, options(), b);
+    const label = `${backend}${"dataParallel" in b ? " data-parallel" : ""}`;
     try {
-      for (const b of good.slice(0, 3)) await trainer.step(b);
+      for (const x of good.slice(0, 3)) await trainer.step(x);
       const before = await trainer.hostState();
       const loss = await trainer.step(bad);
-      assert.ok(!Number.isFinite(loss), `${backend}: the poisoned batch's loss is ${loss}`);
-      assert.deepEqual(trainer.lastStep && { applied: trainer.lastStep.applied }, { applied: false }, backend);
-      assert.equal(trainer.skippedSteps, 1, backend);
-      assert.equal(trainer.stepCount, 4, backend);
+      assert.ok(!Number.isFinite(loss), `${label}: the poisoned batch's loss is ${loss}`);
+      assert.deepEqual(trainer.lastStep && { applied: trainer.lastStep.applied }, { applied: false }, label);
+      assert.equal(trainer.skippedSteps, 1, label);
+      assert.equal(trainer.stepCount, 4, label);
       const after = await trainer.hostState();
       for (const g of ["params", "ema", "m", "v"] as const)
-        assert.equal(relDiff(after[g], before[g]), 0, `${backend}: ${g} changed on a skipped step`);
+        assert.equal(relDiff(after[g], before[g]), 0, `${label}: ${g} changed on a skipped step`);
       // Adam's bias correction and the EMA warm-up count applied updates, so the next two steps match
       // a run that never saw the bad batch.
-      for (const b of good.slice(3, 5)) await trainer.step(b);
+      for (const x of good.slice(3, 5)) await trainer.step(x);
       await assertSameState(trainer, clean.trainer, 1e-4);
     } finally {
       trainer.dispose();

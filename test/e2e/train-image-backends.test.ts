@@ -127,17 +127,23 @@ test("UNet step on ort: native Conv and ConvTranspose in the graph; 5 steps agre
   const bs = batches(5, n);
   const ort = await createTrainer("ort", options("nchw"));
   const jax = await createTrainer("jax", options("hbwc"));
+  // Data-parallel as train-image runs it: two shards of two labelled images on two threads.
+  const dp = await createTrainer("ort", options("nchw"), { threads: 2, dataParallel: true });
   for (let i = 0; i < bs.length; i++) {
-    const [lo, lj] = [await ort.step(bs[i]), await jax.step(bs[i])];
+    const [lo, lj, ld] = [await ort.step(bs[i]), await jax.step(bs[i]), await dp.step(bs[i])];
     assert.ok(Math.abs(lo - lj) <= 1e-5 * Math.abs(lj), `step ${i + 1}: loss ${lo} vs ${lj}`);
+    assert.ok(Math.abs(ld - lj) <= 1e-5 * Math.abs(lj), `step ${i + 1}: data-parallel loss ${ld} vs ${lj}`);
   }
-  const [so, sj] = [await ort.hostState(), await jax.hostState()];
+  const [so, sj, sd] = [await ort.hostState(), await jax.hostState(), await dp.hostState()];
   for (const g of ["params", "ema", "m", "v"] as const) {
     const d = relDiff(so[g], sj[g]);
     assert.ok(d <= 1e-4, `${g}: ${d.toExponential(2)}`);
+    const e = relDiff(sd[g], sj[g]);
+    assert.ok(e <= 1e-4, `data-parallel ${g}: ${e.toExponential(2)}`);
   }
   ort.dispose();
   jax.dispose();
+  dp.dispose();
 });
 
 test("UNet with 2 res blocks and 2-head attention trains the same on ort (softmax, batched matmuls traced) as on jax", async () => {
@@ -195,7 +201,15 @@ test("train-image: ort then jax --resume continues the jax-only run; the CLI tak
     backend,
   });
   const straight = await trainImage(base(join(dir, "jax"), 20, "jax"));
-  await trainImage(base(join(dir, "mixed"), 10, "ort"));
+  // On two threads, so the ort half runs as train-image runs it by default: one batch shard per thread.
+  const threads = process.env.FLOWMATCH_ORT_THREADS;
+  process.env.FLOWMATCH_ORT_THREADS = "2";
+  try {
+    await trainImage(base(join(dir, "mixed"), 10, "ort"));
+  } finally {
+    if (threads === undefined) delete process.env.FLOWMATCH_ORT_THREADS;
+    else process.env.FLOWMATCH_ORT_THREADS = threads;
+  }
   const mixed = await trainImage({ ...base(join(dir, "mixed"), 20, "jax"), resume: true });
   assert.equal(mixed.step, 20);
   for (let i = 0; i < 20; i++) {
@@ -205,29 +219,32 @@ test("train-image: ort then jax --resume continues the jax-only run; the CLI tak
 
   for (const backend of ["ort", "jax"]) {
     const out = join(dir, `cli-${backend}`);
-    const r = runCli([
-      "train-image",
-      "--dataset",
-      `idx:${data}`,
-      "--channels",
-      "8,16",
-      "--groups",
-      "4",
-      "--time-emb-dim",
-      "8",
-      "--steps",
-      "3",
-      "--batch-size",
-      "8",
-      "--per-class",
-      "1",
-      "--nfe",
-      "2",
-      "--backend",
-      backend,
-      "--out",
-      out,
-    ]);
+    const r = runCli(
+      [
+        "train-image",
+        "--dataset",
+        `idx:${data}`,
+        "--channels",
+        "8,16",
+        "--groups",
+        "4",
+        "--time-emb-dim",
+        "8",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--per-class",
+        "1",
+        "--nfe",
+        "2",
+        "--backend",
+        backend,
+        "--out",
+        out,
+      ],
+      { env: { ...process.env, FLOWMATCH_ORT_THREADS: "2" } },
+    ); // data-parallel on ort: the process still exits
     assert.equal(r.code, 0, r.err);
     assert.equal(JSON.parse(readFileSync(join(out, "ckpt.json"), "utf8")).step, 3);
   }
