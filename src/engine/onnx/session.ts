@@ -24,6 +24,8 @@ export interface OrtSessionOptions {
  * --ab-threads, steps alternating between a 1- and a 2-thread session, load 19-20): 1 thread faster
  * on the MLP 256x3 step (0.92x), a tie on MLP 512x3 batch 4096 (1.02x) and the 16,32,32 UNet (0.98x,
  * per-step pairs): no change made, as the quiet-machine numbers above favour 2 threads.
+ * Data-parallel training (train-image) runs one one-thread session per thread instead (see
+ * pipelines/trainers.ts, ShardedStep): UNet steps 0.65-0.80x the time of one 2-thread session.
  */
 export const DEFAULT_ORT_THREADS = 2;
 
