@@ -70,7 +70,8 @@ export interface BackendOptions {
    * Split each batch into one shard per thread, run at the same time by one-thread sessions
    * (ShardedStep); the same results as one graph up to float rounding. Default off: it wins on
    * the UNet (0.65-0.80x the time on 2 cores) and ties or loses on the MLP (1.0x at batch 4096,
-   * 1.15x at 256, where its fixed costs weigh), so the image pipelines turn it on.
+   * 1.15x at 256, where its fixed costs weigh), so the image pipelines (train-image and the
+   * classifier of eval-image) turn it on.
    */
   dataParallel?: boolean;
   /** onnxruntime's memory pattern (ort backend; see OrtSessionOptions.memPattern). Default on. */
