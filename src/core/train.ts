@@ -157,13 +157,7 @@ export function trainStepFn(opts: Pick<TrainerOptions, "model" | "adam" | "sampl
   };
 }
 
-/**
- * The update of a data-parallel step: the batch's n samples were split into shards, shard i (n_i
- * samples) brought its mean loss and gradient from lossGradFn, and weights[i] = n_i / n. The
- * weighted sums are exactly the whole batch's mean loss and gradient because the loss is a mean
- * over samples and every model treats samples independently (GroupNorm, never BatchNorm); then
- * clipping, Adam and EMA as in trainStepFn. `losses` and `weights` are [shards]; consumes everything.
- */
+/** The update of a data-parallel step from its shards' gradients, losses and weights ([shards]). */
 export type ShardedUpdateFn = (
   state: TrainState,
   grads: Params[],
@@ -173,6 +167,13 @@ export type ShardedUpdateFn = (
   emaDecay: Array,
 ) => [TrainState, Array];
 
+/**
+ * The update of a data-parallel step: the batch's n samples were split into shards, shard i (n_i
+ * samples) brought its mean loss and gradient from lossGradFn, and weights[i] = n_i / n. The
+ * weighted sums are exactly the whole batch's mean loss and gradient because the loss is a mean
+ * over samples and every model treats samples independently (GroupNorm, never BatchNorm); then
+ * clipping, Adam and EMA as in trainStepFn. Consumes everything.
+ */
 export function shardedUpdateFn(opts: Pick<TrainerOptions, "adam">): ShardedUpdateFn {
   return (state, grads, losses, weights, stepSize, decay) => {
     const loss = np.sum(losses.mul(weights.ref));
