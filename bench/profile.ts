@@ -3,10 +3,13 @@
 // own optimisation (what it fused). A development tool; npm run bench is the benchmark.
 //
 // --ab compares the translator's optimisations on and off (TranslateOptions.optimize), --ab-threads
-// 1 vs 2 threads, --ab-nchwc NCHWc convs vs plain Conv, --ab-mempattern onnxruntime's memory pattern on vs off: the two sessions run alternate steps, so
-// machine load hits both alike; it prints wall and CPU time per step (CPU time moves less with load).
+// 1 vs 2 threads, --ab-nchwc NCHWc convs vs plain Conv, --ab-mempattern onnxruntime's memory pattern
+// on vs off: the two sessions run alternate steps, so machine load hits both alike; it prints wall
+// and CPU time per step (CPU time moves less with load). --ab-data-parallel compares the trainer's
+// two ways of using N threads (one graph vs one batch shard per thread; wall time only, as the
+// shards' CPU time is on another thread).
 //
-// Usage: node --import tsx bench/profile.ts <workload id> [--threads N] [--steps N] [--save DIR] [--ab | --ab-threads | --ab-nchwc | --ab-mempattern]
+// Usage: node --import tsx bench/profile.ts <workload id> [--threads N] [--steps N] [--save DIR] [--ab | --ab-threads | --ab-nchwc | --ab-mempattern | --ab-data-parallel]
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -14,7 +17,7 @@ import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { onnxOpCounts as opCounts } from "../src/engine/onnx/proto.js";
 import { initEngine } from "../src/engine/index.js";
-import { traceTrainStep } from "../src/pipelines/trainers.js";
+import { createTrainer, traceTrainStep } from "../src/pipelines/trainers.js";
 import { createOrtSession, nchwcBlockSize } from "../src/engine/onnx/session.js";
 import { DEFAULT_ADAM, adamStepSize } from "../src/core/optim.js";
 import { mlpFamily } from "../src/core/models/mlp.js";
@@ -33,6 +36,7 @@ const { values, positionals } = parseArgs({
     "ab-threads": { type: "boolean" },
     "ab-nchwc": { type: "boolean" },
     "ab-mempattern": { type: "boolean" },
+    "ab-data-parallel": { type: "boolean" },
     save: { type: "string" },
   },
 });
@@ -77,6 +81,37 @@ function makeFeeds(inputNames: readonly string[]): Record<string, ort.Tensor> {
   feeds["7"] = new ort.Tensor("float32", Float32Array.of(0.5), []);
   for (const k of Object.keys(feeds)) if (!inputNames.includes(k)) delete feeds[k];
   return feeds;
+}
+
+if (values["ab-data-parallel"]) {
+  // The trainer itself (createTrainer), on --threads threads (default 2 here): one graph on that
+  // many intra-op threads vs one batch shard per thread (BackendOptions.dataParallel), steps alternating.
+  const n = values.threads === "1" ? 2 : threads;
+  const memPattern = isMlp(w);
+  const trainers = await Promise.all(
+    [false, true].map((dataParallel) => createTrainer("ort", stepOpts, { threads: n, dataParallel, memPattern })),
+  );
+  const feeds = makeFeeds(["1", "2", "3", "4", "5"]);
+  const batch = {
+    x0: feeds["1"].data as Float32Array,
+    x1: feeds["2"].data as Float32Array,
+    t: feeds["3"].data as Float32Array,
+    coef: feeds["4"].data as Float32Array,
+    labels: feeds["5"].data as Int32Array,
+  };
+  const times: number[][] = [[], []];
+  for (let i = 0; i < steps + 3; i++)
+    for (let k = 0; k < 2; k++) {
+      const t0 = performance.now();
+      await trainers[k].step(batch);
+      if (i >= 3) times[k].push(performance.now() - t0);
+    }
+  const med = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
+  console.log(
+    `${w.id}, ${n} threads: one graph ${med(times[0]).toFixed(2)} ms/step, data-parallel ${med(times[1]).toFixed(2)} ms/step; ratio ${(med(times[1]) / med(times[0])).toFixed(3)}; load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}`,
+  );
+  for (const t of trainers) t.dispose();
+  process.exit(0);
 }
 
 const fmt = (c: Record<string, number>) =>
