@@ -6,7 +6,7 @@
 // Both read and write the same host state, so checkpoints and resume work across backends.
 import { np, tree, type Array } from "../engine/index.js";
 import { traceToOnnx, type TraceOptions, type TracedOnnx } from "../engine/onnx/trace.js";
-import { createOrtSession, DEFAULT_ORT_THREADS, nchwcBlockSize, ort, ortThreadsFromEnv } from "../engine/onnx/session.js";
+import { createOrtSession, nchwcBlockSize, ort, ortThreads } from "../engine/onnx/session.js";
 import { OrtThread, type ThreadSession, type WireTensor } from "../engine/onnx/thread.js";
 import { UserError } from "../core/errors.js";
 import {
@@ -312,7 +312,7 @@ export class OrtTrainer implements Trainer {
     this.shapes = Object.fromEntries(Object.entries(opts.params).map(([k, v]) => [k, v.shape]));
     this.names = Object.keys(this.shapes);
     this.total = this.names.reduce((n, k) => n + (opts.params[k].data.length as number), 0);
-    this.shards = backend.dataParallel ? (backend.threads ?? ortThreadsFromEnv() ?? DEFAULT_ORT_THREADS) : 1;
+    this.shards = backend.dataParallel ? ortThreads(backend.threads) : 1;
     const r = opts.resume;
     const host: Record<Group, HostParams> = {
       params: opts.params,

@@ -38,6 +38,11 @@ export function ortThreadsFromEnv(env: NodeJS.ProcessEnv = process.env): number 
   return n;
 }
 
+/** The onnxruntime thread count to use: `threads` if given, else FLOWMATCH_ORT_THREADS, else DEFAULT_ORT_THREADS. */
+export function ortThreads(threads?: number): number {
+  return threads ?? ortThreadsFromEnv() ?? DEFAULT_ORT_THREADS;
+}
+
 /**
  * onnxruntime's options for a CPU session as chosen by measurement: sequential execution, full
  * graph optimisation, and no spinning thread pools (spinning pools collapse when the cores are
@@ -46,7 +51,7 @@ export function ortThreadsFromEnv(env: NodeJS.ProcessEnv = process.env): number 
  */
 export function ortSessionOptions(opts: OrtSessionOptions = {}): ort.InferenceSession.SessionOptions {
   return {
-    intraOpNumThreads: opts.threads ?? ortThreadsFromEnv() ?? DEFAULT_ORT_THREADS,
+    intraOpNumThreads: ortThreads(opts.threads),
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: "all",
