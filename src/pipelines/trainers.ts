@@ -7,7 +7,7 @@
 import { np, tree, type Array } from "../engine/index.js";
 import { traceToOnnx, type TraceOptions, type TracedOnnx } from "../engine/onnx/trace.js";
 import { createOrtSession, nchwcBlockSize, ort, ortThreads } from "../engine/onnx/session.js";
-import { OrtThread, type ThreadSession, type WireTensor } from "../engine/onnx/thread.js";
+import { OrtThread, type ThreadSession } from "../engine/onnx/thread.js";
 import { UserError } from "../core/errors.js";
 import {
   FlowTrainer,
@@ -229,18 +229,15 @@ class ShardedStep implements StepRunner {
 
   async run(state: State, out: State, batch: FlowBatch, stepSize: number, emaDecay: number): Promise<Float32Array> {
     const params = state.get(stateName("params")) as ort.Tensor;
-    const shard = (i: number) => batchTensors(batch, this.sampleShape, this.rows[i], this.rows[i + 1]);
+    const feeds = (i: number): Record<string, ort.Tensor> => {
+      const f: Record<string, ort.Tensor> = { "0.flat": params };
+      batchTensors(batch, this.sampleShape, this.rows[i], this.rows[i + 1]).forEach((t, j) => (f[String(j + 1)] = t));
+      return f;
+    };
     // The other threads' shards first (their inputs are copied as they are posted), then this thread's.
-    const others = this.remote.map((s, i) => {
-      const feeds: Record<string, WireTensor> = { "0.flat": wire(params) };
-      shard(i + 1).forEach((t, j) => (feeds[String(j + 1)] = wire(t)));
-      return s.run(feeds);
-    });
-    const feeds: Record<string, ort.Tensor> = { "0.flat": params };
-    shard(0).forEach((t, j) => (feeds[String(j + 1)] = t));
-    const mine = await this.local.run(feeds);
-    const results = [{ loss: mine["out.0"], grad: mine["out.1.flat"] }];
-    for (const r of await Promise.all(others)) results.push({ loss: fromWire(r["out.0"]), grad: fromWire(r["out.1.flat"]) });
+    const others = this.remote.map((s, i) => s.run(feeds(i + 1)));
+    const mine = await this.local.run(feeds(0));
+    const results = [mine, ...(await Promise.all(others))].map((r) => ({ loss: r["out.0"], grad: r["out.1.flat"] }));
 
     const n = batch.t.length;
     const k = results.length;
@@ -265,19 +262,6 @@ class ShardedStep implements StepRunner {
     // The update session and the threads are the trainer's (shared by every batch size).
     await Promise.all([this.local.release(), ...this.remote.map((s) => s.release())]);
   }
-}
-
-/** A tensor's view for posting to another thread (the post copies it; slice a view first, or its whole buffer goes). */
-function wire(t: ort.Tensor): WireTensor {
-  const data = t.data as Float32Array | Int32Array;
-  const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
-  return { type: t.type === "int32" ? "int32" : "float32", data: whole ? data : data.slice(), dims: t.dims.slice() };
-}
-
-function fromWire(w: WireTensor): ort.Tensor {
-  return w.type === "int32"
-    ? new ort.Tensor("int32", w.data as Int32Array, w.dims)
-    : new ort.Tensor("float32", w.data as Float32Array, w.dims);
 }
 
 async function nchwcBlock(b: BackendOptions): Promise<number> {

@@ -5,17 +5,31 @@
 //
 // The worker is a short CommonJS script (below) that requires onnxruntime-node by its resolved
 // path: no TypeScript file to load in the thread, so it starts the same from source (tsx) and
-// built. Tensors cross as plain {type, data, dims} records (ort.Tensor is a class and does not
-// survive postMessage); inputs are copied by the structured clone, outputs are moved back (transferred).
+// built. A session here takes and returns ort.Tensors like a local one; they cross as plain
+// {type, data, dims} records (ort.Tensor is a class and does not survive postMessage): inputs are
+// copied by the structured clone, outputs are moved back (transferred).
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
-import { ortSessionOptions, type OrtSessionOptions } from "./session.js";
+import { ort, ortSessionOptions, type OrtSessionOptions } from "./session.js";
 
 /** A tensor as it crosses threads. */
-export interface WireTensor {
+interface WireTensor {
   type: "float32" | "int32";
   data: Float32Array | Int32Array;
   dims: number[];
+}
+
+/** A view of part of a buffer is sliced first: posting it would copy its whole buffer. */
+function toWire(t: ort.Tensor): WireTensor {
+  const data = t.data as Float32Array | Int32Array;
+  const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+  return { type: t.type === "int32" ? "int32" : "float32", data: whole ? data : data.slice(), dims: t.dims.slice() };
+}
+
+function fromWire(w: WireTensor): ort.Tensor {
+  return w.type === "int32"
+    ? new ort.Tensor("int32", w.data as Int32Array, w.dims)
+    : new ort.Tensor("float32", w.data as Float32Array, w.dims);
 }
 
 type Request =
@@ -72,9 +86,9 @@ parentPort.on("message", async (m) => {
 });
 `;
 
-/** A session living on an OrtThread. */
+/** A session living on an OrtThread: run takes and returns ort.Tensors, as a local session's. */
 export interface ThreadSession {
-  run(feeds: Record<string, WireTensor>): Promise<Record<string, WireTensor>>;
+  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
   release(): Promise<void>;
 }
 
@@ -123,7 +137,11 @@ export class OrtThread {
     const r = await this.request({ op: "load", id: this.nextId++, bytes, options: ortSessionOptions(options) });
     const session = r.session as number;
     return {
-      run: async (feeds) => (await this.request({ op: "run", id: this.nextId++, session, feeds })).outputs ?? {},
+      run: async (feeds) => {
+        const wired = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, toWire(t)]));
+        const r = await this.request({ op: "run", id: this.nextId++, session, feeds: wired });
+        return Object.fromEntries(Object.entries(r.outputs ?? {}).map(([k, w]) => [k, fromWire(w)]));
+      },
       release: async () => {
         if (!this.dead) await this.request({ op: "release", id: this.nextId++, session });
       },

@@ -34,20 +34,22 @@ test("a session on an OrtThread computes what a session on this thread does; err
   const thread = new OrtThread();
   try {
     const s = await thread.load(bytes, { threads: 1 });
-    const got = await s.run({ x: { type: "float32", data: x, dims: [2, 3] }, k: { type: "int32", data: k, dims: [3] } });
+    const feeds = (xs: Float32Array, dims = [2, 3]) => ({ x: new ort.Tensor("float32", xs, dims), k: new ort.Tensor("int32", k, [3]) });
+    const got = await s.run(feeds(x));
     assert.deepEqual(got.y.dims, [2, 3]);
-    assert.deepEqual(Array.from(got.y.data), Array.from(want.data as Float32Array));
+    assert.deepEqual(Array.from(got.y.data as Float32Array), Array.from(want.data as Float32Array));
     assert.deepEqual(Array.from(x), [1, -2, 3.5, 0.25, 8, -1], "the caller's input is left as it was");
+    // A view into a larger buffer (sliced before it is posted) gives the same result.
+    const padded = Float32Array.of(99, ...x, 99);
+    const view = await s.run(feeds(padded.subarray(1, 7)));
+    assert.deepEqual(Array.from(view.y.data as Float32Array), Array.from(want.data as Float32Array));
     // A wrong shape: onnxruntime's own message, and the thread keeps working.
-    await assert.rejects(
-      s.run({ x: { type: "float32", data: new Float32Array(4), dims: [2, 2] }, k: { type: "int32", data: k, dims: [3] } }),
-      /x|dimension|shape/i,
-    );
+    await assert.rejects(s.run(feeds(new Float32Array(4), [2, 2])), /x|dimension|shape/i);
     await assert.rejects(thread.load(Uint8Array.of(1, 2, 3)), /./);
-    const again = await s.run({ x: { type: "float32", data: x, dims: [2, 3] }, k: { type: "int32", data: k, dims: [3] } });
-    assert.deepEqual(Array.from(again.y.data), Array.from(want.data as Float32Array));
+    const again = await s.run(feeds(x));
+    assert.deepEqual(Array.from(again.y.data as Float32Array), Array.from(want.data as Float32Array));
     await s.release();
-    await assert.rejects(s.run({ x: { type: "float32", data: x, dims: [2, 3] }, k: { type: "int32", data: k, dims: [3] } }), /no session/);
+    await assert.rejects(s.run(feeds(x)), /no session/);
   } finally {
     await thread.terminate();
     await local.release();
@@ -61,11 +63,12 @@ test("an OrtThread left running does not keep the process alive", () => {
   const script = `
     import { OrtThread } from ${JSON.stringify(join(here, "../../../src/engine/onnx/thread.ts"))};
     import { GraphBuilder } from ${JSON.stringify(join(here, "../../../src/engine/onnx/proto.ts"))};
+    import { ort } from ${JSON.stringify(join(here, "../../../src/engine/onnx/session.ts"))};
     const g = new GraphBuilder();
     g.nodes.push({ op: "Neg", inputs: ["x"], outputs: ["y"] });
     const t = new OrtThread();
     const s = await t.load(g.encode([{ name: "x", dims: [2] }], [{ name: "y", dims: [2] }], "neg"));
-    const r = await s.run({ x: { type: "float32", data: Float32Array.of(1, 2), dims: [2] } });
+    const r = await s.run({ x: new ort.Tensor("float32", Float32Array.of(1, 2), [2]) });
     console.log(Array.from(r.y.data).join(","));
   `;
   const r = spawnSync(process.execPath, ["--import", import.meta.resolve("tsx"), "--input-type=module", "-e", script], {
