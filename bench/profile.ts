@@ -58,8 +58,6 @@ const params = initialParams(w);
 const model = isMlp(w) ? mlpFamily.model(w.model, { runtime: "onnxruntime" }) : unetFamily.model(w.model, { runtime: "onnxruntime" });
 const shapes = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.shape]));
 const stepOpts = { model, params, sampleShape: sampleShape(w), adam: DEFAULT_ADAM, emaDecay: 0.999 };
-// As the ort trainer builds it (OrtTrainer: NCHWc convs where the machine has them).
-const traced = await traceTrainStep(stepOpts, shapes, w.batch, { nchwcBlock: await nchwcBlockSize() });
 
 function makeFeeds(inputNames: readonly string[]): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
@@ -84,8 +82,9 @@ function makeFeeds(inputNames: readonly string[]): Record<string, ort.Tensor> {
 }
 
 if (values["ab-data-parallel"]) {
-  // The trainer itself (createTrainer), on --threads threads (default 2 here): one graph on that
-  // many intra-op threads vs one batch shard per thread (BackendOptions.dataParallel), steps alternating.
+  // The trainer itself (createTrainer, which traces its own graphs), on --threads threads (2 when
+  // 1 is given): one graph on that many intra-op threads vs one batch shard per thread
+  // (BackendOptions.dataParallel), steps alternating.
   const n = values.threads === "1" ? 2 : threads;
   const memPattern = isMlp(w);
   const trainers = await Promise.all(
@@ -113,6 +112,9 @@ if (values["ab-data-parallel"]) {
   for (const t of trainers) t.dispose();
   process.exit(0);
 }
+
+// As the ort trainer builds it (OrtTrainer: NCHWc convs where the machine has them).
+const traced = await traceTrainStep(stepOpts, shapes, w.batch, { nchwcBlock: await nchwcBlockSize() });
 
 const fmt = (c: Record<string, number>) =>
   Object.entries(c)
